@@ -1,0 +1,198 @@
+package payload
+
+import (
+	"encoding/base64"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxPayloadSize is the largest synchronous Invoke request AWS accepts
+// (6 MB, measured as 6,291,456 bytes). The batcher cuts a batch before its
+// encoded event would pass it.
+const MaxPayloadSize = 6 << 20
+
+const hexUpper = "0123456789ABCDEF"
+
+// safe[b] is true for ASCII bytes that are copied verbatim inside a JSON
+// string.
+var safe = func() (t [256]bool) {
+	for b := 0x20; b < 0x80; b++ {
+		t[b] = true
+	}
+	t['"'] = false
+	t['\\'] = false
+	return t
+}()
+
+// AppendString appends s as a quoted JSON string.
+//
+// The escaping is the one of Jackson, the JSON library of the Java pollers
+// that produce AWS's events: only '"', '\\' and control characters below
+// U+0020 are escaped (\b \t \n \f \r, else \u00XX with upper-case hex);
+// '/', '<', '>', '&', U+2028, U+2029 and all other non-ASCII characters are
+// written as raw UTF-8. Invalid UTF-8 (which a Java string cannot hold) is
+// replaced by U+FFFD, as Java's decoder does.
+func AppendString[S ~string | ~[]byte](dst []byte, s S) []byte {
+	dst = append(dst, '"')
+	dst = appendEscaped(dst, s)
+	return append(dst, '"')
+}
+
+func appendEscaped[S ~string | ~[]byte](dst []byte, s S) []byte {
+	start := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if safe[b] {
+			i++
+			continue
+		}
+		if b >= utf8.RuneSelf {
+			r, size := decodeRune(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				dst = append(dst, s[start:i]...)
+				dst = append(dst, "\ufffd"...)
+				i++
+				start = i
+				continue
+			}
+			i += size
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch b {
+		case '"', '\\':
+			dst = append(dst, '\\', b)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		case '\b':
+			dst = append(dst, '\\', 'b')
+		case '\f':
+			dst = append(dst, '\\', 'f')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexUpper[b>>4], hexUpper[b&0xF])
+		}
+		i++
+		start = i
+	}
+	return append(dst, s[start:]...)
+}
+
+func decodeRune[S ~string | ~[]byte](s S) (rune, int) {
+	switch v := any(s).(type) {
+	case string:
+		return utf8.DecodeRuneInString(v)
+	case []byte:
+		return utf8.DecodeRune(v)
+	}
+	// Named types: fall back to a conversion of at most 4 bytes.
+	n := min(len(s), utf8.UTFMax)
+	return utf8.DecodeRuneInString(string(s[:n]))
+}
+
+// StringSize returns len(AppendString(nil, s)) without allocating.
+func StringSize[S ~string | ~[]byte](s S) int {
+	n := 2
+	for i := 0; i < len(s); {
+		b := s[i]
+		if safe[b] {
+			n++
+			i++
+			continue
+		}
+		if b >= utf8.RuneSelf {
+			r, size := decodeRune(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				n += 3
+				i++
+				continue
+			}
+			n += size
+			i += size
+			continue
+		}
+		switch b {
+		case '"', '\\', '\n', '\r', '\t', '\b', '\f':
+			n += 2
+		default:
+			n += 6
+		}
+		i++
+	}
+	return n
+}
+
+// AppendBase64 appends b as a quoted standard (padded) base64 string.
+func AppendBase64(dst []byte, b []byte) []byte {
+	dst = append(dst, '"')
+	dst = base64.StdEncoding.AppendEncode(dst, b)
+	return append(dst, '"')
+}
+
+func appendKey(dst []byte, key string) []byte {
+	// Keys are compile-time constants that need no escaping.
+	dst = append(dst, '"')
+	dst = append(dst, key...)
+	return append(dst, '"', ':')
+}
+
+func appendStringOrNull(dst []byte, s string) []byte {
+	if s == "" {
+		return append(dst, "null"...)
+	}
+	return AppendString(dst, s)
+}
+
+func appendBool(dst []byte, v bool) []byte {
+	if v {
+		return append(dst, "true"...)
+	}
+	return append(dst, "false"...)
+}
+
+// AppendEpochSeconds appends t as a JSON number of seconds since the Unix
+// epoch with millisecond precision: "1545084650.987", "1545084650.98",
+// "1480642020" (trailing zeros of the fraction are dropped, and a whole
+// second has no fraction, as in the DynamoDB example). This is the form of
+// Kinesis approximateArrivalTimestamp and DynamoDB
+// ApproximateCreationDateTime in AWS's examples. (AWS never shows a Kinesis
+// timestamp that falls on a whole second; esmd writes it as an integer.)
+func AppendEpochSeconds(dst []byte, t time.Time) []byte {
+	ms := t.UnixMilli()
+	sec, frac := ms/1000, ms%1000
+	if frac < 0 {
+		sec--
+		frac += 1000
+	}
+	dst = strconv.AppendInt(dst, sec, 10)
+	if frac == 0 {
+		return dst
+	}
+	d := [4]byte{'.', byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)}
+	n := 4
+	for d[n-1] == '0' {
+		n--
+	}
+	return append(dst, d[:n]...)
+}
+
+// AppendISOMillis appends t in UTC as a quoted ISO-8601 string with
+// milliseconds, "2019-11-14T00:38:06.021Z" (OnFailure timestamps, Kinesis
+// batch info).
+func AppendISOMillis(dst []byte, t time.Time) []byte {
+	dst = append(dst, '"')
+	dst = t.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z")
+	return append(dst, '"')
+}
+
+// AppendISOSeconds appends t in UTC as a quoted ISO-8601 string with whole
+// seconds, "2019-11-14T00:13:19Z" (tumbling windows, DynamoDB batch info).
+func AppendISOSeconds(dst []byte, t time.Time) []byte {
+	dst = append(dst, '"')
+	dst = t.UTC().AppendFormat(dst, "2006-01-02T15:04:05Z")
+	return append(dst, '"')
+}
