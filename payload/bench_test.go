@@ -57,7 +57,7 @@ func BenchmarkEncode(b *testing.B) {
 			ev := events.SQSEvent{}
 			for _, m := range msgs {
 				ev.Records = append(ev.Records, events.SQSMessage{MessageId: m.MessageID, ReceiptHandle: m.ReceiptHandle, Body: m.Body,
-					Attributes: map[string]string{"ApproximateReceiveCount": "1", "SentTimestamp": "1545082649183", "SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateFirstReceiveTimestamp": "1545082649185"},
+					Attributes:        map[string]string{"ApproximateReceiveCount": "1", "SentTimestamp": "1545082649183", "SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateFirstReceiveTimestamp": "1545082649185"},
 					MessageAttributes: map[string]events.SQSMessageAttribute{}, Md5OfBody: m.MD5OfBody, EventSource: "aws:sqs",
 					EventSourceARN: m.EventSourceARN, AWSRegion: m.AWSRegion})
 			}

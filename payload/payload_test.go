@@ -31,7 +31,7 @@ func b64(t testing.TB, s string) []byte {
 
 func ms(v int64) time.Time { return time.UnixMilli(v) }
 
-func u8(v uint8) *uint8 { return &v }
+func u8(v uint8) *uint8  { return &v }
 func i64(v int64) *int64 { return &v }
 
 // goldenCase is one event encoded from Go input.

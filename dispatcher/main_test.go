@@ -1,0 +1,9 @@
+package dispatcher
+
+import (
+	"testing"
+
+	"github.com/esmd/esmd/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
