@@ -15,27 +15,27 @@ import (
 type vkind uint8
 
 const (
-	vExact     vkind = iota // string equality
-	vNumText                // number literal, by its text
-	vNumEq                  // number, numerically
-	vTrue                   // literal true
-	vFalse                  // literal false
-	vNull                   // literal null
-	vPrefix                 // string prefix
-	vSuffix                 // string suffix
-	vEIC                    // equals-ignore-case (operand folded)
-	vPrefixEIC              // prefix + equals-ignore-case (folded)
-	vSuffixEIC              // suffix + equals-ignore-case (folded)
-	vWildcard               // wildcard
-	vIP                     // cidr, or a plain value that is an IP literal
-	vRange                  // numeric comparison
-	vExists                 // exists: true (any leaf)
-	vABStr                  // anything-but string(s)
-	vABNum                  // anything-but number(s)
-	vABPrefix               // anything-but prefix(es)
-	vABSuffix               // anything-but suffix(es)
-	vABEIC                  // anything-but equals-ignore-case (folded)
-	vABWildcard             // anything-but wildcard(s)
+	vExact      vkind = iota // string equality
+	vNumText                 // number literal, by its text
+	vNumEq                   // number, numerically
+	vTrue                    // literal true
+	vFalse                   // literal false
+	vNull                    // literal null
+	vPrefix                  // string prefix
+	vSuffix                  // string suffix
+	vEIC                     // equals-ignore-case (operand folded)
+	vPrefixEIC               // prefix + equals-ignore-case (folded)
+	vSuffixEIC               // suffix + equals-ignore-case (folded)
+	vWildcard                // wildcard
+	vIP                      // cidr, or a plain value that is an IP literal
+	vRange                   // numeric comparison
+	vExists                  // exists: true (any leaf)
+	vABStr                   // anything-but string(s)
+	vABNum                   // anything-but number(s)
+	vABPrefix                // anything-but prefix(es)
+	vABSuffix                // anything-but suffix(es)
+	vABEIC                   // anything-but equals-ignore-case (folded)
+	vABWildcard              // anything-but wildcard(s)
 )
 
 // valueSpec is one alternative inside a clause's value array.

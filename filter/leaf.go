@@ -1,6 +1,5 @@
 package filter
 
-
 // leaf evaluates one scalar value found at trie node n. kind is 's'
 // (string, v is its decoded text), 'n' (number, v is the literal), 't',
 // 'f' or 'z' (true, false, null).

@@ -252,7 +252,7 @@ func (m *Matcher) Filters() int { return m.filters }
 type buildNode struct {
 	n        *node
 	kids     map[string]*buildNode
-	clauses  []int32          // clause bits ending here
+	clauses  []int32           // clause bits ending here
 	below    map[int32][]int32 // sub-rule -> clause bits at or below
 	pats     map[string]int32
 	patList  []*valPat
