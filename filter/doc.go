@@ -40,15 +40,16 @@
 //
 // # Numbers
 //
-// Numbers compare as exact decimals, never through float64: 300, 300.0 and
-// 3.0e2 are equal. Comparison is exact for values in [-5e9, 5e9] with at
-// most six digits after the decimal point, the range and precision of the
-// reference engine. A pattern operand outside that set is rejected for
-// "numeric" and "anything-but" ("Value must be between -5.0E9 and 5.0E9,
-// inclusive", "Only values upto 6 decimals are supported"); as a plain
-// value it only matches the same literal text. An event value outside the
-// set never satisfies "numeric" and is unequal to every anything-but
-// number. Numbers never equal strings: "300" does not match 300.
+// Numbers compare as decimals, never through float64: 300, 300.0 and
+// 3.0e2 are equal. Like the reference engine, both sides are rounded to six
+// decimal places (halves toward +Inf) and must lie in [-5e9, 5e9]: equality
+// and order are exact for values with at most six decimals, and values that
+// differ only beyond the sixth decimal compare equal. A "numeric" or
+// "anything-but" operand outside the range is rejected ("Value must be
+// between -5.0E9 and 5.0E9, inclusive"); as a plain value it only matches
+// the same literal text. An event value outside the range never satisfies
+// "numeric" and is unequal to every anything-but number. Numbers never
+// equal strings: "300" does not match 300.
 //
 // # What is matched, per source
 //

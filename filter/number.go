@@ -1,11 +1,12 @@
 package filter
 
 // Numbers are compared the way the reference engine (aws/event-ruler's
-// ComparableNumber) compares them: as exact decimals scaled by 10^6 into an
-// int64, which is exact for every value in [-5e9, 5e9] that has at most six
-// digits after the decimal point. Values outside that set are not
-// "comparable": a pattern that needs them numerically is rejected, and an
-// event value outside it can only match by its literal text.
+// ComparableNumber) compares them: as decimals rounded to six places and
+// scaled by 10^6 into an int64, which is exact for every value in
+// [-5e9, 5e9] that has at most six digits after the decimal point. Values
+// outside the range are not "comparable": a pattern that needs them
+// numerically is rejected, and an event value outside it can only match by
+// its literal text.
 
 const (
 	fixedDecimals = 6
@@ -20,21 +21,20 @@ const (
 	numOK numStatus = iota
 	numSyntax
 	numRange
-	numPrecision
 )
+
+var pow10 = [20]uint64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19}
 
 // Reasons the reference engine gives for a number it cannot compare.
 const (
-	reasonNumRange     = "Value must be between -5.0E9 and 5.0E9, inclusive"
-	reasonNumPrecision = "Only values upto 6 decimals are supported"
+	reasonNumRange = "Value must be between -5.0E9 and 5.0E9, inclusive"
 )
 
 func (s numStatus) reason() string {
 	switch s {
 	case numRange:
 		return reasonNumRange
-	case numPrecision:
-		return reasonNumPrecision
 	}
 	return "Invalid numeric value"
 }
@@ -52,7 +52,6 @@ func parseFixed(b []byte) (int64, numStatus) {
 	var mant uint64
 	sig := 0        // significant digits kept in mant
 	exp := 0        // decimal exponent applied to mant
-	lost := false   // a non-zero digit did not fit in mant
 	digits := false // saw at least one digit
 	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
 		digits = true
@@ -64,10 +63,7 @@ func parseFixed(b []byte) (int64, numStatus) {
 			mant = mant*10 + d
 			sig++
 		} else {
-			exp++
-			if d != 0 {
-				lost = true
-			}
+			exp++ // beyond 19 digits only the magnitude matters
 		}
 	}
 	if i < len(b) && b[i] == '.' {
@@ -84,8 +80,6 @@ func parseFixed(b []byte) (int64, numStatus) {
 				mant = mant*10 + d
 				sig++
 				exp--
-			} else if d != 0 {
-				lost = true
 			}
 		}
 		if !frac {
@@ -122,31 +116,35 @@ func parseFixed(b []byte) (int64, numStatus) {
 		return 0, numSyntax
 	}
 	if mant == 0 {
-		if lost {
-			return 0, numPrecision
-		}
 		return 0, numOK
 	}
 	for mant%10 == 0 {
 		mant /= 10
 		exp++
 	}
-	if lost {
-		// More than 19 significant digits: either too big or too precise.
-		if exp+sig > 10 {
-			return 0, numRange
-		}
-		return 0, numPrecision
-	}
 	shift := exp + fixedDecimals
-	if shift < 0 {
-		if sig+exp > 10 {
-			return 0, numRange
-		}
-		return 0, numPrecision
-	}
 	if shift > 16 {
 		return 0, numRange
+	}
+	if shift < 0 {
+		// More than six decimals: round to the nearest millionth the way
+		// the reference engine does (Math.round, halves toward +Inf).
+		k := -shift
+		if k > 19 {
+			return 0, numOK // |value| < 1e-7 rounds to zero
+		}
+		p := pow10[k]
+		q, r := mant/p, mant%p
+		if (!neg && 2*r >= p) || (neg && 2*r > p) {
+			q++
+		}
+		if q > maxFixed {
+			return 0, numRange
+		}
+		if neg {
+			return -int64(q), numOK
+		}
+		return int64(q), numOK
 	}
 	v := mant
 	for ; shift > 0; shift-- {
