@@ -436,7 +436,7 @@ func (c *compiler) matchExpression(cl *clauseSpec) {
 			c.barf(reason)
 			return
 		}
-		cl.values = append(cl.values, valueSpec{kind: vWildcard, wc: w})
+		cl.values = append(cl.values, valueSpec{kind: vWildcard, s: c.lx.text, wc: w})
 		c.endObj(onlyOneKey)
 	default:
 		c.barf("Unrecognized match type " + op)

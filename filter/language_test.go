@@ -217,3 +217,31 @@ func TestPatternErrors(t *testing.T) {
 		t.Errorf("EventBridge dialect rejected anything-but prefix: %v", err)
 	}
 }
+
+// TestDistinctAlternativesSameField guards the per-field deduplication of
+// alternatives: every operator kind, several operands on one field.
+func TestDistinctAlternativesSameField(t *testing.T) {
+	groups := map[string][]string{
+		"wildcard":    {`{"wildcard":"a*"}`, `{"wildcard":"*z"}`, `{"wildcard":"m*m"}`},
+		"prefix":      {`{"prefix":"a"}`, `{"prefix":"q"}`, `{"prefix":"m"}`},
+		"suffix":      {`{"suffix":"a"}`, `{"suffix":"z"}`, `{"suffix":"m"}`},
+		"eic":         {`{"equals-ignore-case":"AB"}`, `{"equals-ignore-case":"XZ"}`, `{"equals-ignore-case":"MM"}`},
+		"prefix-eic":  {`{"prefix":{"equals-ignore-case":"A"}}`, `{"prefix":{"equals-ignore-case":"Q"}}`, `{"prefix":{"equals-ignore-case":"M"}}`},
+		"suffix-eic":  {`{"suffix":{"equals-ignore-case":"B"}}`, `{"suffix":{"equals-ignore-case":"Z"}}`, `{"suffix":{"equals-ignore-case":"M"}}`},
+		"cidr":        {`{"cidr":"10.0.0.0/8"}`, `{"cidr":"11.0.0.0/8"}`, `{"cidr":"12.0.0.0/8"}`},
+		"ab-wildcard": {`{"anything-but":{"wildcard":"*"}}`, `{"anything-but":{"wildcard":"*"}}`, `{"anything-but":{"wildcard":"nope"}}`},
+	}
+	events := map[string]string{
+		"wildcard": `"mxm"`, "prefix": `"mm"`, "suffix": `"mm"`, "eic": `"mm"`, "prefix-eic": `"mm"`,
+		"suffix-eic": `"mm"`, "cidr": `"12.1.2.3"`, "ab-wildcard": `"mm"`,
+	}
+	for name, alts := range groups {
+		var pats []string
+		for _, a := range alts {
+			pats = append(pats, `{"f":[`+a+`]}`)
+		}
+		if !mustMatch(t, EventBridge, pats, SourceNone, []byte(`{"f":`+events[name]+`}`)) {
+			t.Errorf("%s: third alternative lost", name)
+		}
+	}
+}
