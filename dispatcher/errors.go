@@ -63,13 +63,15 @@ type InvokeError struct {
 func (e *InvokeError) Error() string {
 	var b strings.Builder
 	b.WriteString("invoke: ")
-	if e.Type != "" {
+	switch {
+	case e.Type != "" && e.StatusCode != 0:
+		fmt.Fprintf(&b, "%s (HTTP %d)", e.Type, e.StatusCode)
+	case e.Type != "":
 		b.WriteString(e.Type)
-	} else {
+	case e.StatusCode != 0:
+		fmt.Fprintf(&b, "HTTP %d", e.StatusCode)
+	default:
 		b.WriteString("transport error")
-	}
-	if e.StatusCode != 0 {
-		fmt.Fprintf(&b, " (HTTP %d)", e.StatusCode)
 	}
 	fmt.Fprintf(&b, " [%s]", e.Class)
 	if e.Message != "" {

@@ -151,7 +151,7 @@ func handle(ctx context.Context, raw json.RawMessage) (json.RawMessage, error) {
 		}
 		// aws-lambda-go passes an InvokeResponse_Error through as is, so the
 		// test chooses errorType.
-		return nil, &messages.InvokeResponse_Error{Message: msg, Type: typ}
+		return nil, messages.InvokeResponse_Error{Message: msg, Type: typ}
 	case "panic":
 		panic("testfn panics as asked")
 	case "exit":
