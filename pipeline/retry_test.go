@@ -158,14 +158,18 @@ func TestPartialResponseForms(t *testing.T) {
 		`{"batchItemFailures":[{"foo":null}]}`, `{"batchItemFailures":[{"itemIdentifier":"999"}]}`}
 	for _, body := range success {
 		r := run(t, Policy{MaxRetryAttempts: 0, PartialResponses: true}, recs(2, time.Unix(999, 0)),
-			func([]string, int) (dispatcher.Result, error) { return dispatcher.Result{StatusCode: 200, Payload: []byte(body)}, nil })
+			func([]string, int) (dispatcher.Result, error) {
+				return dispatcher.Result{StatusCode: 200, Payload: []byte(body)}, nil
+			})
 		if len(r.delivered) != 2 || len(r.discards) != 0 {
 			t.Errorf("%s: delivered %v discards %d", body, r.delivered, len(r.discards))
 		}
 	}
 	for _, body := range failure {
 		r := run(t, Policy{MaxRetryAttempts: 0, PartialResponses: true}, recs(2, time.Unix(999, 0)),
-			func([]string, int) (dispatcher.Result, error) { return dispatcher.Result{StatusCode: 200, Payload: []byte(body)}, nil })
+			func([]string, int) (dispatcher.Result, error) {
+				return dispatcher.Result{StatusCode: 200, Payload: []byte(body)}, nil
+			})
 		if len(r.delivered) != 0 || len(r.discards) != 1 || len(r.discards[0].Records) != 2 {
 			t.Errorf("%s: delivered %v discards %+v", body, r.delivered, r.discards)
 		}
@@ -242,7 +246,10 @@ func TestRecordAge(t *testing.T) {
 	clock := now
 	batch := recs(2, now.Add(-30*time.Second))
 	r = run(t, Policy{MaxRetryAttempts: -1, MaxRecordAge: time.Minute, Now: func() time.Time { return clock }}, batch,
-		func(_ []string, call int) (dispatcher.Result, error) { clock = clock.Add(5 * time.Second); return fnErr, nil })
+		func(_ []string, call int) (dispatcher.Result, error) {
+			clock = clock.Add(5 * time.Second)
+			return fnErr, nil
+		})
 	d := r.discards[0]
 	if d.Condition != "RecordAgeExceeded" || d.InvokeCount != len(r.calls) || d.Last != nil || len(d.Records) != 2 {
 		t.Fatalf("discard %+v after %d calls", d, len(r.calls))
