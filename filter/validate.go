@@ -12,7 +12,7 @@ func (s *state) validJSON(b []byte) bool {
 	expect := 0
 	for {
 		if i >= len(b) {
-			return false
+			return expect == 3 && len(stack) == 0
 		}
 		c := b[i]
 		if expect == 3 {
