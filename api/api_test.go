@@ -50,7 +50,7 @@ type env struct {
 func start(t *testing.T, opts ...esm.Option) *env {
 	t.Helper()
 	base := []esm.Option{esm.WithRegion(region), esm.WithAccount(account),
-		esm.WithPatternValidator(func(p []string) error { _, err := filter.Compile(p); return err })}
+		esm.WithPatternValidator(compilePatterns)}
 	e, err := esm.New(context.Background(), append(base, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -585,7 +585,7 @@ func FuzzRequestDecoder(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	e, err := esm.New(context.Background(), esm.WithAccount(account),
-		esm.WithPatternValidator(func(p []string) error { _, err := filter.Compile(p); return err }))
+		esm.WithPatternValidator(compilePatterns))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -606,4 +606,11 @@ func FuzzRequestDecoder(f *testing.F) {
 			}
 		}
 	})
+}
+
+// compilePatterns is the validator cmd/esmd wires: the real filter compiler
+// with the source's create-time checks; the engine counts filters itself.
+func compilePatterns(src esm.Source, p []string) error {
+	_, err := filter.Compile(p, filter.WithSource(filter.Source(src.FilterSource())), filter.WithMaxFilters(0))
+	return err
 }

@@ -131,7 +131,7 @@ func (e *Engine) Create(ctx context.Context, cfg *Config) (*Mapping, error) {
 	if err := checkSource(src, cfg, arn, e.o.maxFilters, e.o.now()); err != nil {
 		return nil, err
 	}
-	if err := e.checkPatterns(cfg.FilterCriteria); err != nil {
+	if err := e.checkPatterns(src, cfg.FilterCriteria); err != nil {
 		return nil, err
 	}
 	fn, err := e.resolveFunction(ctx, *cfg.FunctionName)
@@ -342,7 +342,7 @@ func (e *Engine) Update(ctx context.Context, id string, upd *Config) (*Mapping, 
 		return nil, err
 	}
 	if u.FilterCriteria != nil {
-		if err := e.checkPatterns(u.FilterCriteria); err != nil {
+		if err := e.checkPatterns(cur.Source, u.FilterCriteria); err != nil {
 			return nil, err
 		}
 	}
@@ -697,7 +697,7 @@ func (e *Engine) resolveFunction(ctx context.Context, name string) (FunctionRef,
 	return ref, nil
 }
 
-func (e *Engine) checkPatterns(fc *FilterCriteria) error {
+func (e *Engine) checkPatterns(src Source, fc *FilterCriteria) error {
 	if fc == nil || len(fc.Filters) == 0 || e.o.patterns == nil {
 		return nil
 	}
@@ -705,7 +705,7 @@ func (e *Engine) checkPatterns(fc *FilterCriteria) error {
 	for i, f := range fc.Filters {
 		pats[i] = *f.Pattern
 	}
-	if err := e.o.patterns(pats); err != nil {
+	if err := e.o.patterns(src, pats); err != nil {
 		return invalidParam("Invalid filter pattern definition.")
 	}
 	return nil

@@ -62,7 +62,7 @@ type options struct {
 	store           Store
 	runners         map[Source]Runner
 	functions       FunctionChecker
-	patterns        func(patterns []string) error
+	patterns        func(src Source, patterns []string) error
 	log             *slog.Logger
 	now             func() time.Time
 	maxFilters      int
@@ -89,8 +89,10 @@ func WithRunner(src Source, r Runner) Option {
 func WithFunctionChecker(f FunctionChecker) Option { return func(o *options) { o.functions = f } }
 
 // WithPatternValidator sets the FilterCriteria pattern compiler used to
-// refuse invalid patterns with "Invalid filter pattern definition.".
-func WithPatternValidator(f func(patterns []string) error) Option {
+// refuse invalid patterns with "Invalid filter pattern definition.". It is
+// given the mapping's source, since some checks are per source. The engine
+// enforces the filter-count quota itself.
+func WithPatternValidator(f func(src Source, patterns []string) error) Option {
 	return func(o *options) { o.patterns = f }
 }
 

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// common holds the flags serve and run share.
+type common struct {
+	fs             *flag.FlagSet
+	addr           string
+	dataDir        string
+	region         string
+	account        string
+	logFormat      string
+	logLevel       string
+	lambdaEndpoint string
+	invokeMode     string
+	functionCheck  string
+	maxFilters     int
+}
+
+func newCommon(name string, out io.Writer, defaultAddr string) *common {
+	c := &common{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	c.fs.SetOutput(out)
+	fs := c.fs
+	fs.StringVar(&c.addr, "addr", defaultAddr, "address the Lambda event-source-mapping API listens on (loopback only by default)")
+	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "directory of the embedded store (mappings, checkpoints)")
+	fs.StringVar(&c.region, "region", envOr("", "AWS_REGION", "AWS_DEFAULT_REGION"), "AWS region used to resolve function names and form ARNs (default: the SDK's region, else us-east-1)")
+	fs.StringVar(&c.account, "account-id", "000000000000", "account id used in the ARNs esmd forms")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.lambdaEndpoint, "lambda-endpoint", "", "Lambda endpoint URL for GetFunction and Invoke (default: AWS_ENDPOINT_URL_LAMBDA / AWS_ENDPOINT_URL, else AWS)")
+	fs.StringVar(&c.invokeMode, "invoke-mode", "aws", "aws: a Lambda-compatible Invoke API; rie: the AWS Lambda Runtime Interface Emulator (one invocation at a time, no GetFunction)")
+	fs.StringVar(&c.functionCheck, "function-check", "auto", "look functions up with GetFunction on create: always, never, or auto (when a Lambda endpoint or AWS credentials are configured)")
+	fs.IntVar(&c.maxFilters, "max-filters", 5, "FilterCriteria filters allowed per mapping (AWS: 5, up to 10 with a quota increase)")
+	return c
+}
+
+func (c *common) usage(w io.Writer) {
+	c.fs.SetOutput(w)
+	c.fs.PrintDefaults()
+}
+
+func (c *common) validate() error {
+	switch c.logFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("--log-format must be text or json, not %q", c.logFormat)
+	}
+	switch c.invokeMode {
+	case "aws", "rie":
+	default:
+		return fmt.Errorf("--invoke-mode must be aws or rie, not %q", c.invokeMode)
+	}
+	switch c.functionCheck {
+	case "auto", "always", "never":
+	default:
+		return fmt.Errorf("--function-check must be auto, always or never, not %q", c.functionCheck)
+	}
+	if c.maxFilters < 1 || c.maxFilters > 10 {
+		return fmt.Errorf("--max-filters must be between 1 and 10")
+	}
+	if c.region == "" {
+		c.region = "us-east-1"
+	}
+	return nil
+}
+
+func (c *common) logger(w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// lambdaEndpointConfigured reports whether Lambda calls have somewhere to
+// go other than the public AWS endpoint without credentials.
+func (c *common) lambdaEndpointConfigured() bool {
+	return c.lambdaEndpoint != "" || os.Getenv("AWS_ENDPOINT_URL_LAMBDA") != "" || os.Getenv("AWS_ENDPOINT_URL") != "" ||
+		os.Getenv("AWS_ACCESS_KEY_ID") != "" || os.Getenv("AWS_PROFILE") != ""
+}
+
+func envOr(def string, keys ...string) string {
+	for _, k := range keys {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+	}
+	return def
+}
+
+// defaultDataDir is $XDG_STATE_HOME/esmd, else ~/.local/state/esmd.
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "esmd")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "esmd")
+	}
+	return filepath.Join(os.TempDir(), "esmd")
+}
+
+// parse parses args, treating -h as a request for help.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return errHelp
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		return errUsage
+	}
+	return nil
+}

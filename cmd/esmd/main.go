@@ -1,0 +1,126 @@
+// Command esmd runs AWS Lambda event source mappings: it serves the Lambda
+// event-source-mapping REST API and runs one pipeline per enabled mapping.
+//
+//	esmd serve [flags]        API and engine, mappings kept in an embedded store
+//	esmd run -f FILE [flags]  standalone worker for the mappings a file declares
+//	esmd filter ...           check a FilterCriteria pattern against an event
+//	esmd version | --version
+//	esmd help [command]
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is set with -ldflags "-X main.version=..." by release builds.
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// errUsage marks a command-line mistake: exit status 2.
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serveCmd(ctx, args[1:], stdout, stderr)
+	case "run":
+		err = runCmd(ctx, args[1:], stdout, stderr)
+	case "filter":
+		return filterCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "version", "--version", "-version", "-v":
+		fmt.Fprintln(stdout, "esmd", versionString())
+		return 0
+	case "help", "--help", "-help", "-h":
+		return helpCmd(args[1:], stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "esmd: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintln(stderr, "esmd:", err)
+		return 1
+	}
+}
+
+func helpCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	switch args[0] {
+	case "serve":
+		serveFlags(io.Discard).usage(stdout)
+	case "run":
+		runFlags(io.Discard).usage(stdout)
+	case "filter":
+		return filterCmd(context.Background(), []string{"-h"}, nil, stdout, stdout)
+	default:
+		fmt.Fprintf(stderr, "esmd: no help for %q\n", args[0])
+		return 2
+	}
+	return 0
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+const usage = `esmd runs AWS Lambda event source mappings outside AWS: it polls a source,
+filters and batches records, and invokes a function through the Lambda Invoke API,
+with Lambda's retry, ordering and failure routing. It serves the Lambda
+event-source-mapping API, so the AWS CLI and SDKs manage it unchanged.
+
+Usage:
+  esmd serve [--addr 127.0.0.1:9000] [--data-dir DIR] [flags]
+        Serve the API and run every enabled mapping. Mappings are kept in an
+        embedded store in --data-dir and survive restarts.
+  esmd run -f mappings.yaml [flags]
+        Standalone worker: run the mappings the file declares (the shape
+        'aws lambda create-event-source-mapping --cli-input-json' takes; a
+        single object, a list, or {"EventSourceMappings": [...]}, in JSON or
+        YAML). Add --addr to also serve the API.
+  esmd filter --pattern P --event E [--source sqs|kinesis|kafka|mq|dynamodb]
+        Check whether a FilterCriteria pattern keeps an event.
+  esmd version
+  esmd help [serve|run|filter]
+
+AWS endpoints, region and credentials come from the AWS SDK's standard
+configuration: AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_LAMBDA,
+AWS_ENDPOINT_URL_SQS, ..., AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles.
+
+Example:
+  esmd serve &
+  aws --endpoint-url http://127.0.0.1:9000 lambda create-event-source-mapping \
+      --function-name my-function --batch-size 5 \
+      --event-source-arn arn:aws:sqs:us-east-1:000000000000:my-queue
+  aws --endpoint-url http://127.0.0.1:9000 lambda list-event-source-mappings
+`

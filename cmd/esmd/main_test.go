@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"github.com/esmd/esmd/checkpoint"
+	"github.com/esmd/esmd/esm"
+)
+
+func client(addr string) *lambda.Client {
+	return lambda.New(lambda.Options{
+		BaseEndpoint: aws.String("http://" + addr), Region: "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("t", "t", ""), RetryMaxAttempts: 1,
+	})
+}
+
+// startServe runs serve in the background and returns its address and a
+// stop function that waits for it to return.
+func startServe(t *testing.T, dir string) (string, func()) {
+	t.Helper()
+	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	c.dataDir = dir
+	c.functionCheck = "never"
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, c, c.logger(io.Discard), func(_ *esm.Engine, addr string) error { addrc <- addr; return nil })
+	}()
+	select {
+	case addr := <-addrc:
+		return addr, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		}
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve: %v", err)
+	}
+	return "", nil
+}
+
+func TestServeRestartKeepsMappings(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	addr, stop := startServe(t, dir)
+	out, err := client(addr).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{
+		FunctionName: aws.String("f"), EventSourceArn: aws.String("arn:aws:sqs:us-east-1:000000000000:q"), BatchSize: aws.Int32(3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	addr, stop = startServe(t, dir)
+	defer stop()
+	got, err := client(addr).GetEventSourceMapping(ctx, &lambda.GetEventSourceMappingInput{UUID: out.UUID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aws.ToInt32(got.BatchSize) != 3 || aws.ToString(got.EventSourceMappingArn) != aws.ToString(out.EventSourceMappingArn) {
+		t.Errorf("after restart: %+v", got)
+	}
+}
+
+func TestRunDeclaresTheFileAndKeepsUUIDs(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "mappings.yaml")
+	os.WriteFile(file, []byte(`
+- FunctionName: f
+  EventSourceArn: arn:aws:sqs:us-east-1:000000000000:q
+  BatchSize: 5
+- FunctionName: g
+  EventSourceArn: arn:aws:kinesis:us-east-1:000000000000:stream/s
+  StartingPosition: LATEST
+`), 0o600)
+	data := filepath.Join(dir, "data")
+	runOnce := func() map[string]string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		var stderr bytes.Buffer
+		if code := run(ctx, []string{"run", "-f", file, "--data-dir", data, "--function-check", "never"}, nil, io.Discard, &stderr); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		s, err := checkpoint.Open(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		ms, _ := s.LoadMappings(context.Background())
+		out := map[string]string{}
+		for id, b := range ms {
+			out[id] = string(b)
+		}
+		return out
+	}
+	first := runOnce()
+	if len(first) != 2 {
+		t.Fatalf("%d mappings stored", len(first))
+	}
+	second := runOnce()
+	for id := range first {
+		if _, ok := second[id]; !ok {
+			t.Errorf("mapping %s not kept across runs", id)
+		}
+	}
+	if len(second) != 2 {
+		t.Errorf("%d mappings after the second run", len(second))
+	}
+}
+
+func TestRunFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string]string{
+		`{"FunctionName":"f","EventSourceArn":"arn:aws:sqs:us-east-1:000000000000:q","BatchSize":20}`: "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10",
+		`{"EventSourceMappings":[{"FunctionName":"f"}]}`:                                                "Unrecognized event source.",
+		`[{"FunctionName":"f","BatchSize":"x"}]`:                                                         "InvalidRequestContentException",
+		`[]`:                                                                                             "no mappings declared",
+		"key: [unclosed":                                                                                 "mappings.json",
+	}
+	for content, want := range cases {
+		file := filepath.Join(dir, "mappings.json")
+		os.WriteFile(file, []byte(content), 0o600)
+		var stderr bytes.Buffer
+		code := run(context.Background(), []string{"run", "-f", file, "--data-dir", filepath.Join(dir, "d"), "--function-check", "never"}, nil, io.Discard, &stderr)
+		if code != 1 || !strings.Contains(stderr.String(), want) {
+			t.Errorf("%s: exit %d, stderr %q, want %q", content, code, stderr.String(), want)
+		}
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	cases := []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{[]string{"--version"}, 0, "esmd ", ""},
+		{[]string{"version"}, 0, "esmd ", ""},
+		{[]string{"help"}, 0, "esmd serve", ""},
+		{[]string{"help", "serve"}, 0, "-addr", ""},
+		{[]string{"help", "run"}, 0, "mappings file", ""},
+		{nil, 2, "", "Usage:"},
+		{[]string{"bogus"}, 2, "", `unknown command "bogus"`},
+		{[]string{"serve", "--log-format", "xml"}, 2, "", "--log-format must be text or json"},
+		{[]string{"serve", "--invoke-mode", "x"}, 2, "", "--invoke-mode must be aws or rie"},
+		{[]string{"run"}, 2, "", "-f FILE is required"},
+		{[]string{"serve", "extra"}, 2, "", "unexpected arguments"},
+	}
+	for _, tc := range cases {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tc.args, nil, &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stdout.String(), tc.stdout) || !strings.Contains(stderr.String(), tc.stderr) {
+			t.Errorf("%v: exit %d stdout %q stderr %q", tc.args, code, stdout.String(), stderr.String())
+		}
+	}
+}
+
+func TestCorruptStoreIsReported(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, checkpoint.FileName), bytes.Repeat([]byte("garbage!"), 1000), 0o600)
+	var stderr bytes.Buffer
+	code := run(context.Background(), []string{"serve", "--data-dir", dir, "--addr", "127.0.0.1:0"}, nil, io.Discard, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), filepath.Join(dir, checkpoint.FileName)) {
+		t.Errorf("exit %d: %s", code, stderr.String())
+	}
+}
+
+// TestSIGTERMShutsDownGracefully runs the real binary.
+func TestSIGTERMShutsDownGracefully(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "esmd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json")
+	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL=", "AWS_ENDPOINT_URL_LAMBDA=")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stderr)
+	re := regexp.MustCompile(`"addr":"http://(127\.0\.0\.1:\d+)"`)
+	addr := ""
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			addr = m[1]
+			break
+		}
+	}
+	if addr == "" {
+		t.Fatal("no listening line")
+	}
+	go io.Copy(io.Discard, stderr)
+	if _, err := client(addr).ListEventSourceMappings(context.Background(), &lambda.ListEventSourceMappingsInput{}); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("still running 15s after SIGTERM")
+	}
+}

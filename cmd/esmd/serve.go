@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/esmd/esmd/api"
+	"github.com/esmd/esmd/checkpoint"
+	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/filter"
+	"github.com/esmd/esmd/internal/awsconfig"
+)
+
+var errHelp = errors.New("help")
+
+type serveOpts struct{ *common }
+
+func serveFlags(out io.Writer) *serveOpts {
+	return &serveOpts{newCommon("esmd serve", out, "127.0.0.1:9000")}
+}
+
+func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := serveFlags(stderr)
+	if err := parse(o.fs, args); err != nil {
+		if errors.Is(err, errHelp) {
+			return nil
+		}
+		return err
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintln(stderr, "esmd serve:", err)
+		return errUsage
+	}
+	log := o.logger(stderr)
+	return serve(ctx, o.common, log, nil)
+}
+
+// serve runs the engine and, when c.addr is set, the API, until ctx is
+// done. ready, when not nil, is called with the engine once the API listens.
+func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Engine, string) error) error {
+	store, err := checkpoint.Open(c.dataDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	opts := []esm.Option{
+		esm.WithRegion(c.region),
+		esm.WithAccount(c.account),
+		esm.WithStore(store),
+		esm.WithLogger(log),
+		esm.WithMaxFilters(c.maxFilters),
+		esm.WithPatternValidator(compilePatterns),
+	}
+	check := c.functionCheck == "always" || c.functionCheck == "auto" && c.invokeMode == "aws" && c.lambdaEndpointConfigured()
+	if check {
+		fc, err := newFunctionChecker(ctx, c)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, esm.WithFunctionChecker(fc))
+	} else {
+		log.Info("functions are not looked up on create", "function-check", c.functionCheck, "invoke-mode", c.invokeMode)
+	}
+	engine, err := esm.New(ctx, opts...)
+	if err != nil {
+		return err
+	}
+	engine.Start()
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := engine.Close(cctx); err != nil {
+			log.Error("stopping pipelines", "err", err)
+		}
+	}()
+
+	addr := ""
+	var srv *http.Server
+	errc := make(chan error, 1)
+	if c.addr != "" {
+		ln, err := net.Listen("tcp", c.addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", c.addr, err)
+		}
+		addr = ln.Addr().String()
+		srv = &http.Server{
+			Handler:           api.New(engine, log),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		go func() { errc <- srv.Serve(ln) }()
+		log.Info("esmd listening", "addr", "http://"+addr, "data-dir", c.dataDir, "region", c.region, "version", versionString())
+	}
+	if ready != nil {
+		if err := ready(engine, addr); err != nil {
+			if srv != nil {
+				srv.Close()
+			}
+			return err
+		}
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-errc:
+		return fmt.Errorf("API server: %w", err)
+	}
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("API shutdown", "err", err)
+		}
+	}
+	return nil
+}
+
+// functionChecker looks functions up with Lambda GetFunction.
+type functionChecker struct{ client *lambda.Client }
+
+func newFunctionChecker(ctx context.Context, c *common) (*functionChecker, error) {
+	cfg, err := awsconfig.Load(ctx, c.region)
+	if err != nil {
+		return nil, err
+	}
+	client := lambda.NewFromConfig(cfg, func(o *lambda.Options) {
+		if c.lambdaEndpoint != "" {
+			o.BaseEndpoint = &c.lambdaEndpoint
+		}
+	})
+	return &functionChecker{client: client}, nil
+}
+
+func (f *functionChecker) FunctionExists(ctx context.Context, arn string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := f.client.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: &arn})
+	var nf *lambdatypes.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// compilePatterns validates FilterCriteria patterns with the filter
+// package, including the source's create-time checks; the engine enforces
+// the filter-count quota itself (--max-filters).
+func compilePatterns(src esm.Source, p []string) error {
+	_, err := filter.Compile(p, filter.WithSource(filter.Source(src.FilterSource())), filter.WithMaxFilters(0))
+	return err
+}
