@@ -309,7 +309,7 @@ func TestFunctionNameVariations(t *testing.T) {
 	// test_function_name_variations: the stored FunctionArn for each form.
 	base := "arn:aws:lambda:us-east-1:111111111111:function:fn"
 	cases := map[string]string{
-		"fn":                              base,
+		"fn":                               base,
 		"111111111111:function:fn:$LATEST": base + ":$LATEST",
 		"111111111111:function:fn:1":       base + ":1",
 		"111111111111:function:fn:myalias": base + ":myalias",

@@ -212,24 +212,32 @@ func TestMultipleViolationsAreJoined(t *testing.T) {
 // does not accept it.
 func TestPerSourceFieldRestrictions(t *testing.T) {
 	setters := map[string]func(*Config){
-		"ParallelizationFactor":               func(c *Config) { c.ParallelizationFactor = ip(2) },
-		"StartingPositionTimestamp":           func(c *Config) { f := 1.0; c.StartingPositionTimestamp = &f },
-		"MaximumRecordAgeInSeconds":           func(c *Config) { c.MaximumRecordAgeInSeconds = ip(60) },
-		"BisectBatchOnFunctionError":          func(c *Config) { c.BisectBatchOnFunctionError = bp(true) },
-		"MaximumRetryAttempts":                func(c *Config) { c.MaximumRetryAttempts = ip(1) },
-		"TumblingWindowInSeconds":             func(c *Config) { c.TumblingWindowInSeconds = ip(10) },
-		"Topics":                              func(c *Config) { c.Topics = []string{"tt"} },
-		"Queues":                              func(c *Config) { c.Queues = []string{"q"} },
-		"SourceAccessConfigurations":          func(c *Config) { c.SourceAccessConfigurations = []SourceAccessConfiguration{{Type: sp("BASIC_AUTH"), URI: sp(secretArn)}} },
-		"SelfManagedEventSource":              func(c *Config) { c.SelfManagedEventSource = &SelfManagedEventSource{Endpoints: map[string][]string{"KAFKA_BOOTSTRAP_SERVERS": {"k:1"}}} },
-		"FunctionResponseTypes":               func(c *Config) { c.FunctionResponseTypes = []string{"ReportBatchItemFailures"} },
-		"AmazonManagedKafkaEventSourceConfig": func(c *Config) { c.AmazonManagedKafkaEventSourceConfig = &KafkaEventSourceConfig{ConsumerGroupId: sp("g")} },
-		"SelfManagedKafkaEventSourceConfig":   func(c *Config) { c.SelfManagedKafkaEventSourceConfig = &KafkaEventSourceConfig{ConsumerGroupId: sp("g")} },
-		"ScalingConfig":                       func(c *Config) { c.ScalingConfig = &ScalingConfig{MaximumConcurrency: ip(5)} },
-		"DocumentDBEventSourceConfig":         func(c *Config) { c.DocumentDBEventSourceConfig = &DocumentDBEventSourceConfig{DatabaseName: sp("db")} },
-		"FilterCriteria":                      func(c *Config) { c.FilterCriteria = &FilterCriteria{Filters: []Filter{{Pattern: sp(`{"a":["b"]}`)}}} },
-		"LoggingConfig":                       func(c *Config) { c.LoggingConfig = &LoggingConfig{SystemLogLevel: sp("INFO")} },
-		"ProvisionedPollerConfig":             func(c *Config) { c.ProvisionedPollerConfig = &ProvisionedPollerConfig{MinimumPollers: ip(2)} },
+		"ParallelizationFactor":      func(c *Config) { c.ParallelizationFactor = ip(2) },
+		"StartingPositionTimestamp":  func(c *Config) { f := 1.0; c.StartingPositionTimestamp = &f },
+		"MaximumRecordAgeInSeconds":  func(c *Config) { c.MaximumRecordAgeInSeconds = ip(60) },
+		"BisectBatchOnFunctionError": func(c *Config) { c.BisectBatchOnFunctionError = bp(true) },
+		"MaximumRetryAttempts":       func(c *Config) { c.MaximumRetryAttempts = ip(1) },
+		"TumblingWindowInSeconds":    func(c *Config) { c.TumblingWindowInSeconds = ip(10) },
+		"Topics":                     func(c *Config) { c.Topics = []string{"tt"} },
+		"Queues":                     func(c *Config) { c.Queues = []string{"q"} },
+		"SourceAccessConfigurations": func(c *Config) {
+			c.SourceAccessConfigurations = []SourceAccessConfiguration{{Type: sp("BASIC_AUTH"), URI: sp(secretArn)}}
+		},
+		"SelfManagedEventSource": func(c *Config) {
+			c.SelfManagedEventSource = &SelfManagedEventSource{Endpoints: map[string][]string{"KAFKA_BOOTSTRAP_SERVERS": {"k:1"}}}
+		},
+		"FunctionResponseTypes": func(c *Config) { c.FunctionResponseTypes = []string{"ReportBatchItemFailures"} },
+		"AmazonManagedKafkaEventSourceConfig": func(c *Config) {
+			c.AmazonManagedKafkaEventSourceConfig = &KafkaEventSourceConfig{ConsumerGroupId: sp("g")}
+		},
+		"SelfManagedKafkaEventSourceConfig": func(c *Config) {
+			c.SelfManagedKafkaEventSourceConfig = &KafkaEventSourceConfig{ConsumerGroupId: sp("g")}
+		},
+		"ScalingConfig":               func(c *Config) { c.ScalingConfig = &ScalingConfig{MaximumConcurrency: ip(5)} },
+		"DocumentDBEventSourceConfig": func(c *Config) { c.DocumentDBEventSourceConfig = &DocumentDBEventSourceConfig{DatabaseName: sp("db")} },
+		"FilterCriteria":              func(c *Config) { c.FilterCriteria = &FilterCriteria{Filters: []Filter{{Pattern: sp(`{"a":["b"]}`)}}} },
+		"LoggingConfig":               func(c *Config) { c.LoggingConfig = &LoggingConfig{SystemLogLevel: sp("INFO")} },
+		"ProvisionedPollerConfig":     func(c *Config) { c.ProvisionedPollerConfig = &ProvisionedPollerConfig{MinimumPollers: ip(2)} },
 	}
 	if len(setters) != len(sourceFields) {
 		t.Fatalf("%d setters for %d restricted fields", len(setters), len(sourceFields))

@@ -133,10 +133,10 @@ func TestRunFileErrors(t *testing.T) {
 	dir := t.TempDir()
 	cases := map[string]string{
 		`{"FunctionName":"f","EventSourceArn":"arn:aws:sqs:us-east-1:000000000000:q","BatchSize":20}`: "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10",
-		`{"EventSourceMappings":[{"FunctionName":"f"}]}`:                                                "Unrecognized event source.",
-		`[{"FunctionName":"f","BatchSize":"x"}]`:                                                         "InvalidRequestContentException",
-		`[]`:                                                                                             "no mappings declared",
-		"key: [unclosed":                                                                                 "mappings.json",
+		`{"EventSourceMappings":[{"FunctionName":"f"}]}`:                                              "Unrecognized event source.",
+		`[{"FunctionName":"f","BatchSize":"x"}]`:                                                      "InvalidRequestContentException",
+		`[]`:                                                                                          "no mappings declared",
+		"key: [unclosed":                                                                              "mappings.json",
 	}
 	for content, want := range cases {
 		file := filepath.Join(dir, "mappings.json")
