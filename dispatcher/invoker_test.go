@@ -134,8 +134,10 @@ func TestInvokeFaults(t *testing.T) {
 			wantErr: &InvokeError{StatusCode: 503, Class: ClassRetry},
 		},
 		{
-			name:    "502 KMS (configuration)",
-			handler: func(w http.ResponseWriter, r *http.Request) { lambdaError(w, 502, "KMSAccessDeniedException", "denied") },
+			name: "502 KMS (configuration)",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				lambdaError(w, 502, "KMSAccessDeniedException", "denied")
+			},
 			wantErr: &InvokeError{Type: "KMSAccessDeniedException", Message: "denied", StatusCode: 502, Class: ClassRetryConfig},
 		},
 		{
@@ -144,8 +146,10 @@ func TestInvokeFaults(t *testing.T) {
 			wantErr: &InvokeError{StatusCode: 502, Class: ClassRetry},
 		},
 		{
-			name:    "404 ResourceNotFound",
-			handler: func(w http.ResponseWriter, r *http.Request) { lambdaError(w, 404, "ResourceNotFoundException", "Function not found: "+testARN) },
+			name: "404 ResourceNotFound",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				lambdaError(w, 404, "ResourceNotFoundException", "Function not found: "+testARN)
+			},
 			wantErr: &InvokeError{Type: "ResourceNotFoundException", Message: "Function not found: " + testARN, StatusCode: 404, Class: ClassMapping},
 		},
 		{
@@ -156,13 +160,17 @@ func TestInvokeFaults(t *testing.T) {
 			wantErr: &InvokeError{Type: "RequestEntityTooLargeException", Message: "Request must be smaller than 6291456 bytes for the InvokeFunction operation", StatusCode: 413, Class: ClassBadBatch},
 		},
 		{
-			name:    "400 InvalidRequestContent",
-			handler: func(w http.ResponseWriter, r *http.Request) { lambdaError(w, 400, "InvalidRequestContentException", "Could not parse") },
+			name: "400 InvalidRequestContent",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				lambdaError(w, 400, "InvalidRequestContentException", "Could not parse")
+			},
 			wantErr: &InvokeError{Type: "InvalidRequestContentException", Message: "Could not parse", StatusCode: 400, Class: ClassBadBatch},
 		},
 		{
-			name:    "409 ResourceConflict",
-			handler: func(w http.ResponseWriter, r *http.Request) { lambdaError(w, 409, "ResourceConflictException", "The operation cannot be performed at this time.") },
+			name: "409 ResourceConflict",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				lambdaError(w, 409, "ResourceConflictException", "The operation cannot be performed at this time.")
+			},
 			wantErr: &InvokeError{Type: "ResourceConflictException", Message: "The operation cannot be performed at this time.", StatusCode: 409, Class: ClassRetry},
 		},
 		{

@@ -1,0 +1,9 @@
+package destination
+
+import (
+	"testing"
+
+	"github.com/esmd/esmd/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }

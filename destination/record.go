@@ -1,0 +1,257 @@
+package destination
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/esmd/esmd/payload"
+)
+
+// Condition is why records were sent to the destination.
+type Condition string
+
+// Conditions (requestContext.condition).
+const (
+	// RetryAttemptsExhausted: MaximumRetryAttempts was used up.
+	RetryAttemptsExhausted Condition = "RetryAttemptsExhausted"
+	// RecordAgeExceeded: the records passed MaximumRecordAgeInSeconds
+	// (AWS does not document the string; it is the one observed on real
+	// destination objects and used by LocalStack).
+	RecordAgeExceeded Condition = "RecordAgeExceeded"
+	// MaximumPayloadSizeExceeded (Kafka): a record could never fit in an
+	// invocation payload.
+	MaximumPayloadSizeExceeded Condition = "MaximumPayloadSizeExceeded"
+)
+
+// ResponseContext is the last invocation's answer.
+type ResponseContext struct {
+	StatusCode      int
+	ExecutedVersion string
+	// FunctionError is "Unhandled" or "Handled"; "" is written as null (a
+	// partial batch failure: the function returned normally).
+	FunctionError string
+}
+
+// StreamBatchInfo is KinesisBatchInfo / DDBStreamBatchInfo: the discarded
+// range of one shard.
+type StreamBatchInfo struct {
+	ShardID                         string
+	StartSequenceNumber             string
+	EndSequenceNumber               string
+	ApproximateArrivalOfFirstRecord time.Time
+	ApproximateArrivalOfLastRecord  time.Time
+	BatchSize                       int
+	StreamARN                       string
+}
+
+// KafkaBatchInfo is the KafkaBatchInfo of Kafka records.
+type KafkaBatchInfo struct {
+	BatchSize        int
+	EventSourceARN   string // left out when empty (self-managed Kafka)
+	BootstrapServers string
+	// PayloadSize is the size of the invocation event in bytes.
+	PayloadSize int
+	// RecordsInfo is written as "recordsInfo", one entry per
+	// topic-partition (SQS, SNS, S3 destinations).
+	RecordsInfo []KafkaPartitionInfo
+	// RecordInfo, for the Kafka topic destination (one record per
+	// message), is written as "recordInfo" instead of RecordsInfo.
+	RecordInfo *KafkaRecordInfo
+}
+
+// KafkaPartitionInfo is one "recordsInfo" entry.
+type KafkaPartitionInfo struct {
+	Partition            string // "<topic>-<partition>"
+	FirstRecordOffset    int64
+	LastRecordOffset     int64
+	FirstRecordTimestamp time.Time
+	LastRecordTimestamp  time.Time
+}
+
+// KafkaRecordInfo is the "recordInfo" of a Kafka topic destination message.
+type KafkaRecordInfo struct {
+	Offset    int64
+	Timestamp time.Time
+}
+
+// Record is one OnFailure invocation record. Exactly one of Kinesis,
+// DynamoDB and Kafka is set.
+type Record struct {
+	RequestID              string
+	FunctionARN            string
+	Condition              Condition
+	ApproximateInvokeCount int
+	// Response is the last invocation's answer. Nil leaves responseContext
+	// out (RecordAgeExceeded, as recorded on AWS), unless NullResponse is
+	// set.
+	Response *ResponseContext
+	// NullResponse writes "responseContext":null when Response is nil
+	// (Kafka MaximumPayloadSizeExceeded).
+	NullResponse bool
+	Timestamp    time.Time
+
+	Kinesis  *StreamBatchInfo
+	DynamoDB *StreamBatchInfo
+	Kafka    *KafkaBatchInfo
+
+	// Payload is the invocation event of the discarded records. Only the S3
+	// destination (and the Kafka topic destination) carries it.
+	Payload []byte
+	// Lane is the shard id or "<topic>-<partition>" used in the S3 key.
+	// Defaults to the shard id of the batch info.
+	Lane string
+	// Key is the Kafka record key used as the message key by the Kafka
+	// topic destination (nil: round-robin).
+	Key []byte
+}
+
+// PayloadMode says whether and how AppendJSON writes "payload".
+type PayloadMode uint8
+
+const (
+	// PayloadNone: metadata only (SQS and SNS destinations).
+	PayloadNone PayloadMode = iota
+	// PayloadString: "payload" as the event serialized into a JSON string
+	// (S3; spec STR-41 "escaped JSON").
+	PayloadString
+	// PayloadObject: "payload" as the event object itself (the Kafka topic
+	// destination, spec KAF-16).
+	PayloadObject
+)
+
+// AppendJSON appends the record as AWS writes it:
+//
+//	{"requestContext":{"requestId","functionArn","condition","approximateInvokeCount"},
+//	 "responseContext":{"statusCode","executedVersion","functionError"},
+//	 "version":"1.0","timestamp":"...Z","KinesisBatchInfo":{...}[,"payload":...]}
+func (r *Record) AppendJSON(dst []byte, mode PayloadMode) []byte {
+	dst = append(dst, `{"requestContext":{"requestId":`...)
+	dst = payload.AppendString(dst, r.RequestID)
+	dst = append(dst, `,"functionArn":`...)
+	dst = payload.AppendString(dst, r.FunctionARN)
+	dst = append(dst, `,"condition":`...)
+	dst = payload.AppendString(dst, string(r.Condition))
+	dst = append(dst, `,"approximateInvokeCount":`...)
+	dst = strconv.AppendInt(dst, int64(r.ApproximateInvokeCount), 10)
+	dst = append(dst, '}')
+	switch {
+	case r.Response != nil:
+		dst = append(dst, `,"responseContext":{"statusCode":`...)
+		dst = strconv.AppendInt(dst, int64(r.Response.StatusCode), 10)
+		dst = append(dst, `,"executedVersion":`...)
+		v := r.Response.ExecutedVersion
+		if v == "" {
+			v = "$LATEST"
+		}
+		dst = payload.AppendString(dst, v)
+		dst = append(dst, `,"functionError":`...)
+		if r.Response.FunctionError == "" {
+			dst = append(dst, "null"...)
+		} else {
+			dst = payload.AppendString(dst, r.Response.FunctionError)
+		}
+		dst = append(dst, '}')
+	case r.NullResponse:
+		dst = append(dst, `,"responseContext":null`...)
+	}
+	dst = append(dst, `,"version":"1.0","timestamp":`...)
+	dst = payload.AppendISOMillis(dst, r.Timestamp)
+	switch {
+	case r.Kinesis != nil:
+		dst = append(dst, `,"KinesisBatchInfo":`...)
+		dst = appendStreamInfo(dst, r.Kinesis, payload.AppendISOMillis)
+	case r.DynamoDB != nil:
+		dst = append(dst, `,"DDBStreamBatchInfo":`...)
+		dst = appendStreamInfo(dst, r.DynamoDB, payload.AppendISOSeconds)
+	case r.Kafka != nil:
+		dst = append(dst, `,"KafkaBatchInfo":`...)
+		dst = appendKafkaInfo(dst, r.Kafka)
+	}
+	switch mode {
+	case PayloadString:
+		dst = append(dst, `,"payload":`...)
+		dst = payload.AppendString(dst, r.Payload)
+	case PayloadObject:
+		dst = append(dst, `,"payload":`...)
+		if len(r.Payload) == 0 {
+			dst = append(dst, "null"...)
+		} else {
+			dst = append(dst, r.Payload...)
+		}
+	}
+	return append(dst, '}')
+}
+
+// JSON returns AppendJSON(nil, mode).
+func (r *Record) JSON(mode PayloadMode) []byte { return r.AppendJSON(nil, mode) }
+
+func appendStreamInfo(dst []byte, b *StreamBatchInfo, ts func([]byte, time.Time) []byte) []byte {
+	dst = append(dst, `{"shardId":`...)
+	dst = payload.AppendString(dst, b.ShardID)
+	dst = append(dst, `,"startSequenceNumber":`...)
+	dst = payload.AppendString(dst, b.StartSequenceNumber)
+	dst = append(dst, `,"endSequenceNumber":`...)
+	dst = payload.AppendString(dst, b.EndSequenceNumber)
+	dst = append(dst, `,"approximateArrivalOfFirstRecord":`...)
+	dst = ts(dst, b.ApproximateArrivalOfFirstRecord)
+	dst = append(dst, `,"approximateArrivalOfLastRecord":`...)
+	dst = ts(dst, b.ApproximateArrivalOfLastRecord)
+	dst = append(dst, `,"batchSize":`...)
+	dst = strconv.AppendInt(dst, int64(b.BatchSize), 10)
+	dst = append(dst, `,"streamArn":`...)
+	dst = payload.AppendString(dst, b.StreamARN)
+	return append(dst, '}')
+}
+
+func appendKafkaInfo(dst []byte, k *KafkaBatchInfo) []byte {
+	dst = append(dst, `{"batchSize":`...)
+	dst = strconv.AppendInt(dst, int64(k.BatchSize), 10)
+	if k.EventSourceARN != "" {
+		dst = append(dst, `,"eventSourceArn":`...)
+		dst = payload.AppendString(dst, k.EventSourceARN)
+	}
+	dst = append(dst, `,"bootstrapServers":`...)
+	dst = payload.AppendString(dst, k.BootstrapServers)
+	dst = append(dst, `,"payloadSize":`...)
+	dst = strconv.AppendInt(dst, int64(k.PayloadSize), 10)
+	if k.RecordInfo != nil {
+		dst = append(dst, `,"recordInfo":{"offset":"`...)
+		dst = strconv.AppendInt(dst, k.RecordInfo.Offset, 10)
+		dst = append(dst, `","timestamp":`...)
+		dst = payload.AppendISOMillis(dst, k.RecordInfo.Timestamp)
+		return append(dst, '}', '}')
+	}
+	dst = append(dst, `,"recordsInfo":{`...)
+	for i := range k.RecordsInfo {
+		p := &k.RecordsInfo[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = payload.AppendString(dst, p.Partition)
+		dst = append(dst, `:{"firstRecordOffset":"`...)
+		dst = strconv.AppendInt(dst, p.FirstRecordOffset, 10)
+		dst = append(dst, `","lastRecordOffset":"`...)
+		dst = strconv.AppendInt(dst, p.LastRecordOffset, 10)
+		dst = append(dst, `","firstRecordTimestamp":`...)
+		dst = payload.AppendISOMillis(dst, p.FirstRecordTimestamp)
+		dst = append(dst, `,"lastRecordTimestamp":`...)
+		dst = payload.AppendISOMillis(dst, p.LastRecordTimestamp)
+		dst = append(dst, '}')
+	}
+	return append(dst, '}', '}')
+}
+
+// lane returns the S3 key's shard component.
+func (r *Record) lane() string {
+	switch {
+	case r.Lane != "":
+		return r.Lane
+	case r.Kinesis != nil:
+		return r.Kinesis.ShardID
+	case r.DynamoDB != nil:
+		return r.DynamoDB.ShardID
+	case r.Kafka != nil && len(r.Kafka.RecordsInfo) > 0:
+		return r.Kafka.RecordsInfo[0].Partition
+	}
+	return "unknown"
+}
