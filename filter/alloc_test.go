@@ -20,7 +20,7 @@ func TestZeroAllocs(t *testing.T) {
 		{SourceSQS, `{"body":{"RequestCode":["BBBB"]}}`, sqsRecord(`{"RecordNumber":1234,"RequestCode":"AA\"AA"}`)},
 		{SourceKinesis, `{"data":{"event_type":["function_2"]}}`, kinesisRecord(b64(`{"event_type":"function_1"}`))},
 		{SourceKafka, `{"value":{"s":[{"equals-ignore-case":"NOPE"}]}}`, kafkaRecord(b64(`{"s":"Straße"}`))},
-		{SourceDynamoDB, `{"dynamodb":{"NewImage":{"k":{"S":[{"wildcard":"*x*"}]}}}}`, ddbRecord},
+		{SourceDynamoDB, `{"dynamodb":{"NewImage":{"k":{"S":[{"suffix":"x"}]}}}}`, ddbRecord},
 	}
 	for _, c := range cases {
 		m, err := Compile([]string{c.pattern})

@@ -96,9 +96,10 @@ type Dialect uint8
 
 const (
 	// Lambda accepts what Lambda event filtering accepts: the EventBridge
-	// grammar without the anything-but object forms (prefix, suffix,
-	// equals-ignore-case, wildcard), which EventBridge documents as not
-	// supported for Pipes and Lambda.
+	// grammar without "wildcard" and the anything-but object forms
+	// (prefix, suffix, equals-ignore-case, wildcard), which EventBridge's
+	// operator table marks "Pipe support: No"; Pipes and Lambda share one
+	// filtering model.
 	Lambda Dialect = iota
 	// EventBridge accepts the full EventBridge event-pattern grammar.
 	EventBridge
@@ -427,6 +428,10 @@ func (c *compiler) matchExpression(cl *clauseSpec) {
 		cl.values = append(cl.values, valueSpec{kind: vEIC, s: foldString(c.lx.text)})
 		c.endObj(onlyOneKey)
 	case "wildcard":
+		if c.dialect == Lambda {
+			c.barf("wildcard is not supported by Lambda event filtering")
+			return
+		}
 		if c.lx.next() != tString {
 			c.barf("wildcard match pattern must be a string")
 			return

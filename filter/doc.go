@@ -33,10 +33,12 @@
 // the reference engine (aws/event-ruler). exists works on leaves only. A
 // field repeated in a pattern keeps its last occurrence.
 //
-// The Lambda dialect (the default) rejects the anything-but object forms
-// ({"anything-but": {"prefix"|"suffix"|"equals-ignore-case"|"wildcard":
-// ...}}), which EventBridge documents as unsupported outside event buses;
-// WithDialect(EventBridge) accepts the whole grammar.
+// The Lambda dialect (the default) rejects "wildcard" and the anything-but
+// object forms ({"anything-but": {"prefix"|"suffix"|"equals-ignore-case"|
+// "wildcard": ...}}), which EventBridge's operator table marks as not
+// supported by Pipes, whose filtering Lambda shares; "cidr" is accepted
+// (the table does not list it). WithDialect(EventBridge) accepts the whole
+// grammar.
 //
 // # Numbers
 //

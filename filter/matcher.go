@@ -5,7 +5,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"unicode/utf8"
 )
 
 // Limits from the Lambda API (FilterCriteria) and service quotas.
@@ -192,7 +191,7 @@ func Compile(patterns []string, opts ...Option) (*Matcher, error) {
 	}
 	var all [][]ruleSpec
 	for i, p := range patterns {
-		if n := utf8.RuneCountInString(p); n > MaxPatternLength {
+		if n := utf16Len(p); n > MaxPatternLength {
 			return nil, &PatternError{Index: i, Pattern: p, Err: ErrPatternTooLong,
 				Reason: fmt.Sprintf("Filter pattern has %d characters, more than the limit of %d", n, MaxPatternLength)}
 		}
@@ -216,8 +215,21 @@ func Compile(patterns []string, opts ...Option) (*Matcher, error) {
 
 // Validate checks one pattern the way Compile does.
 func Validate(pattern string, opts ...Option) error {
-	_, err := Compile([]string{pattern}, append(opts, WithMaxFilters(0))...)
+	_, err := Compile([]string{pattern}, opts...)
 	return err
+}
+
+// utf16Len counts characters the way the Lambda API (Java strings) does:
+// characters outside the Basic Multilingual Plane count twice.
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n++
+		if r > 0xFFFF {
+			n++
+		}
+	}
+	return n
 }
 
 // checkSourceRules applies Lambda's create-time data-format rule for

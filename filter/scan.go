@@ -193,62 +193,96 @@ func skipWS(b []byte, i int) int {
 // str reads the JSON string at b[i] (a quote). The result aliases b when
 // the string has no escapes and s.strBuf otherwise.
 func (s *state) str(b []byte, i int) ([]byte, int) {
+	// Most strings (keys, short values) are short and unescaped: a plain
+	// loop beats bytes.IndexByte's call overhead there.
 	j := i + 1
-	for {
-		k := bytes.IndexByte(b[j:], '"')
-		if k < 0 {
-			s.fail("unterminated string at offset %d", i)
-			return nil, len(b)
+	for ; j < len(b); j++ {
+		c := b[j]
+		if c == '"' {
+			return b[i+1 : j], j + 1
 		}
-		q := j + k
-		bs := 0
-		for p := q - 1; p > i && b[p] == '\\'; p-- {
-			bs++
+		if c == '\\' {
+			break
 		}
-		if bs%2 == 0 {
-			raw := b[i+1 : q]
-			if bytes.IndexByte(raw, '\\') < 0 {
-				return raw, q + 1
+		if j-i > 32 {
+			k := indexQuoteOrBackslash(b[j:])
+			if k < 0 {
+				j = len(b)
+				break
 			}
-			buf := s.strBuf[:0]
-			for p := 0; p < len(raw); {
-				if raw[p] != '\\' {
-					buf = append(buf, raw[p])
-					p++
-					continue
-				}
-				var ok bool
-				buf, p, ok = unescapeOne(buf, raw, p)
-				if !ok {
-					s.fail("invalid escape in string at offset %d", i)
-					return nil, len(b)
-				}
+			j += k
+			if b[j] == '"' {
+				return b[i+1 : j], j + 1
 			}
-			s.strBuf = buf
-			return buf, q + 1
+			break
 		}
-		j = q + 1
 	}
+	if j >= len(b) {
+		s.fail("unterminated string at offset %d", i)
+		return nil, len(b)
+	}
+	// Escaped string: decode into strBuf.
+	buf := append(s.strBuf[:0], b[i+1:j]...)
+	for j < len(b) {
+		c := b[j]
+		switch {
+		case c == '"':
+			s.strBuf = buf
+			return buf, j + 1
+		case c == '\\':
+			var ok bool
+			buf, j, ok = unescapeOne(buf, b, j)
+			if !ok {
+				s.fail("invalid escape in string at offset %d", j)
+				return nil, len(b)
+			}
+		default:
+			buf = append(buf, c)
+			j++
+		}
+	}
+	s.fail("unterminated string at offset %d", i)
+	return nil, len(b)
 }
 
-// skipString returns the offset after the JSON string at b[i].
+// indexQuoteOrBackslash finds the first '"' or '\\' in b.
+func indexQuoteOrBackslash(b []byte) int {
+	q := bytes.IndexByte(b, '"')
+	if q < 0 {
+		q = len(b)
+	}
+	if k := bytes.IndexByte(b[:q], '\\'); k >= 0 {
+		return k
+	}
+	if q == len(b) {
+		return -1
+	}
+	return q
+}
+
+// skipString returns the offset after the JSON string at b[i], or -1.
 func skipString(b []byte, i int) int {
 	j := i + 1
-	for {
-		k := bytes.IndexByte(b[j:], '"')
+	for ; j < len(b) && j-i <= 32; j++ {
+		switch b[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j++
+		}
+	}
+	for j < len(b) {
+		k := indexQuoteOrBackslash(b[j:])
 		if k < 0 {
 			return -1
 		}
-		q := j + k
-		bs := 0
-		for p := q - 1; p > i && b[p] == '\\'; p-- {
-			bs++
+		j += k
+		if b[j] == '"' {
+			return j + 1
 		}
-		if bs%2 == 0 {
-			return q + 1
-		}
-		j = q + 1
+		j += 2 // skip the escaped byte
 	}
+	return -1
 }
 
 // skipTab marks the bytes that matter when skipping a container.
