@@ -25,9 +25,6 @@ func (s Source) Stream() bool { return s == SourceKinesis || s == SourceDynamoDB
 // IsKafka reports whether s is MSK or self-managed Kafka.
 func (s Source) IsKafka() bool { return s == SourceMSK || s == SourceKafka }
 
-// arnRe is the model's Arn pattern (spec section 9), full-match.
-var arnRe = regexp.MustCompile(`^arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)$`)
-
 // ARN is a parsed Amazon Resource Name.
 type ARN struct {
 	Partition, Service, Region, Account, Resource string
