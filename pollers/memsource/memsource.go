@@ -1,0 +1,150 @@
+// Package memsource is an in-memory ordered source for tests: lanes of
+// records kept in a Log that outlives pollers (as a stream outlives a
+// crashed consumer), and a Poller that reads them from the checkpoint a
+// previous poller left. It implements the pipeline.Poller contract with
+// stream semantics: a checkpoint per lane, written only below every
+// unfinished record (source.Tracker).
+package memsource
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/esmd/esmd/source"
+)
+
+// Log is the durable side: the records of every lane and the checkpoints.
+type Log struct {
+	mu          sync.Mutex
+	lanes       map[string][]source.Record
+	order       []string
+	checkpoints map[string]int // lane -> index of the last done record
+	changed     chan struct{}
+	// Lanes spreads produced records over this many lanes by key (default 1).
+	Lanes int
+}
+
+// NewLog returns an empty log with n lanes.
+func NewLog(n int) *Log {
+	return &Log{lanes: map[string][]source.Record{}, checkpoints: map[string]int{}, changed: make(chan struct{}), Lanes: n}
+}
+
+// Body is the JSON element memsource produces for a record: {"key":..,"body":..}.
+type Body struct {
+	Key  string `json:"key"`
+	Body string `json:"body"`
+}
+
+// Produce appends a record with a partition key and body; its lane is a
+// hash of the key.
+func (l *Log) Produce(key, body string) source.Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lane := fmt.Sprintf("lane-%d", hash(key)%uint32(max(l.Lanes, 1)))
+	if _, ok := l.lanes[lane]; !ok {
+		l.order = append(l.order, lane)
+		l.checkpoints[lane] = -1
+	}
+	seq := strconv.Itoa(len(l.lanes[lane]))
+	data, _ := json.Marshal(Body{Key: key, Body: body})
+	r := source.Record{Lane: lane, Key: key, ID: seq, Seq: seq, Arrival: time.Now(), Data: data}
+	l.lanes[lane] = append(l.lanes[lane], r)
+	close(l.changed)
+	l.changed = make(chan struct{})
+	return r
+}
+
+// Checkpoint returns a lane's checkpoint index (-1 when none).
+func (l *Log) Checkpoint(lane string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cp, ok := l.checkpoints[lane]; ok {
+		return cp
+	}
+	return -1
+}
+
+func hash(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
+}
+
+// Poller reads a Log from its checkpoints.
+type Poller struct {
+	log     *Log
+	max     int
+	tracker *source.Tracker
+	mu      sync.Mutex
+	next    map[string]int // lane -> next index to read
+	closed  bool
+}
+
+// NewPoller starts reading log after its checkpoints, at most max records
+// per Poll (default 100).
+func (l *Log) NewPoller(max int) *Poller {
+	if max <= 0 {
+		max = 100
+	}
+	return &Poller{log: l, max: max, tracker: source.NewTracker(), next: map[string]int{}}
+}
+
+// Poll returns unread records, lane by lane, waiting for new ones.
+func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
+	for {
+		p.log.mu.Lock()
+		changed := p.log.changed
+		var out []source.Record
+		p.mu.Lock()
+		for _, lane := range p.log.order {
+			i, ok := p.next[lane]
+			if !ok {
+				i = p.log.checkpoints[lane] + 1
+			}
+			for ; i < len(p.log.lanes[lane]) && len(out) < p.max; i++ {
+				r := p.log.lanes[lane][i]
+				p.tracker.Add(lane, r.Seq)
+				out = append(out, r)
+			}
+			p.next[lane] = i
+		}
+		p.mu.Unlock()
+		p.log.mu.Unlock()
+		if len(out) > 0 {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
+// Done checkpoints each lane below its unfinished records.
+func (p *Poller) Done(_ context.Context, recs []source.Record) error {
+	for _, r := range recs {
+		if cp, ok := p.tracker.Done(r.Lane, r.Seq); ok {
+			n, _ := strconv.Atoi(cp)
+			p.log.mu.Lock()
+			p.log.checkpoints[r.Lane] = n
+			p.log.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// Failed is not part of an ordered source's life: the retry policy owns
+// failures. It is an error to call it.
+func (p *Poller) Failed(context.Context, []source.Record) error {
+	return fmt.Errorf("memsource: Failed called on an ordered source")
+}
+
+// Close stops the poller; unfinished records are read again by the next one.
+func (p *Poller) Close() error { return nil }
