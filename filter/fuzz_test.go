@@ -194,3 +194,45 @@ func FuzzParseFixed(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSkip compares the word-at-a-time container skipper with a plain one.
+func FuzzSkip(f *testing.F) {
+	for _, s := range []string{`[1,2,[3]]`, `{"a":"]}","b":[{}]}`, `[["\"]"],{"x":"\\"}]`, `[` + strings.Repeat("1234567,", 20) + `0]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || (b[0] != '[' && b[0] != '{') {
+			return
+		}
+		s := &state{}
+		got := s.skip(b, 0)
+		if s.err != nil {
+			got = -1
+		}
+		if want := slowSkip(b); got != want {
+			t.Fatalf("skip(%q) = %d, want %d", b, got, want)
+		}
+	})
+}
+
+func slowSkip(b []byte) int {
+	depth := 0
+	for j := 0; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			k := skipString(b, j)
+			if k < 0 {
+				return -1
+			}
+			j = k - 1
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return j + 1
+			}
+		}
+	}
+	return -1
+}

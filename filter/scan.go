@@ -3,6 +3,8 @@ package filter
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
+	"math/bits"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -285,6 +287,22 @@ func skipString(b []byte, i int) int {
 	return -1
 }
 
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// specialMask flags (high bit of each byte) the bytes of x that are '"',
+// '{', '}', '[' or ']'. Bytes after the first flagged one may be flagged
+// spuriously, never bytes before it, so the first flag is exact. '[' and
+// ']' differ from '{' and '}' only in bit 0x20, hence the OR.
+func specialMask(x uint64) uint64 {
+	y := x | 0x2020202020202020
+	return hasZero(x^(lsb*'"')) | hasZero(y^(lsb*'{')) | hasZero(y^(lsb*'}'))
+}
+
+func hasZero(v uint64) uint64 { return (v - lsb) &^ v & msb }
+
 // skipTab marks the bytes that matter when skipping a container.
 var skipTab = [256]uint8{'"': 1, '{': 2, '[': 2, '}': 3, ']': 3}
 
@@ -301,17 +319,28 @@ func (s *state) skip(b []byte, i int) int {
 		return j
 	case '{', '[':
 		depth := 0
-		for j := i; j < len(b); j++ {
+		j := i
+		for j < len(b) {
+			// Jump eight bytes at a time to the next byte that matters.
+			for j+8 <= len(b) {
+				if m := specialMask(binary.LittleEndian.Uint64(b[j:])); m != 0 {
+					j += bits.TrailingZeros64(m) / 8
+					break
+				}
+				j += 8
+			}
+			if j >= len(b) {
+				break
+			}
 			switch skipTab[b[j]] {
-			case 0:
-				continue
 			case 1:
 				k := skipString(b, j)
 				if k < 0 {
 					s.fail("unterminated string at offset %d", j)
 					return len(b)
 				}
-				j = k - 1
+				j = k
+				continue
 			case 2:
 				depth++
 			case 3:
@@ -320,6 +349,7 @@ func (s *state) skip(b []byte, i int) int {
 					return j + 1
 				}
 			}
+			j++
 		}
 		s.fail("unterminated container at offset %d", i)
 		return len(b)
