@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,15 +19,50 @@ import (
 // and answers {"batchItemFailures":[]}. Batches of 100 Kinesis records of
 // 1 KB (a 139 KB event). Reports ns and allocations per record.
 func BenchmarkDispatch(b *testing.B) {
-	for _, signed := range []bool{true, false} {
-		name := "signed"
-		if !signed {
-			name = "unsigned-payload"
-		}
-		for _, n := range []int{1, 10, 100, 1000} {
-			b.Run(name+"/records="+strconv.Itoa(n), func(b *testing.B) { benchDispatch(b, n, WithUnsignedPayload(!signed)) })
+	for _, p := range paths {
+		for _, signed := range []bool{true, false} {
+			name := p.name + "/signed"
+			if !signed {
+				name = p.name + "/unsigned-payload"
+			}
+			for _, n := range []int{1, 100, 1000} {
+				b.Run(name+"/records="+strconv.Itoa(n), func(b *testing.B) { benchDispatch(b, n, p.opt, WithUnsignedPayload(!signed)) })
+			}
 		}
 	}
+}
+
+// BenchmarkDispatchInProcess is BenchmarkDispatch with the endpoint as an
+// in-process http.RoundTripper (no sockets, no server): the dispatcher's own
+// cost per batch.
+func BenchmarkDispatchInProcess(b *testing.B) {
+	for _, p := range paths {
+		for _, signed := range []bool{true, false} {
+			name := p.name + "/signed"
+			if !signed {
+				name = p.name + "/unsigned-payload"
+			}
+			for _, n := range []int{1, 100, 1000} {
+				b.Run(name+"/records="+strconv.Itoa(n), func(b *testing.B) {
+					benchDispatch(b, n, p.opt, WithUnsignedPayload(!signed), WithHTTPClient(&http.Client{Transport: noopEndpoint{}}))
+				})
+			}
+		}
+	}
+}
+
+// noopEndpoint answers every Invoke with {"batchItemFailures":[]} after
+// reading the request body.
+type noopEndpoint struct{}
+
+func (noopEndpoint) RoundTrip(r *http.Request) (*http.Response, error) {
+	io.Copy(io.Discard, r.Body)
+	r.Body.Close()
+	body := `{"batchItemFailures":[]}`
+	return &http.Response{StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"X-Amz-Executed-Version": {"$LATEST"}, "Content-Type": {"application/json"}},
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)), Request: r}, nil
 }
 
 func benchDispatch(b *testing.B, n int, opts ...Option) {

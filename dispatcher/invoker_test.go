@@ -32,6 +32,18 @@ func faultServer(t *testing.T, h http.HandlerFunc) string {
 	return srv.URL
 }
 
+// paths are the two Invoke implementations; every invoker test runs on both.
+var paths = []struct {
+	name string
+	opt  Option
+}{{"sdk", WithDirectHTTP(false)}, {"direct", WithDirectHTTP(true)}}
+
+func eachPath(t *testing.T, f func(t *testing.T, opt Option)) {
+	for _, p := range paths {
+		t.Run(p.name, func(t *testing.T) { f(t, p.opt) })
+	}
+}
+
 func newInvoker(t testing.TB, endpoint string, opts ...Option) *LambdaInvoker {
 	t.Helper()
 	inv, err := NewLambdaInvoker(testConfig(), append([]Option{WithEndpoint(endpoint)}, opts...)...)
@@ -52,7 +64,9 @@ func lambdaError(w http.ResponseWriter, status int, typ, msg string, hdr ...stri
 	fmt.Fprintf(w, `{"Type":"User","message":%q}`, msg)
 }
 
-func TestInvokeRequest(t *testing.T) {
+func TestInvokeRequest(t *testing.T) { eachPath(t, testInvokeRequest) }
+
+func testInvokeRequest(t *testing.T, path Option) {
 	var got struct {
 		path, qualifier, invType, ctype, auth string
 		body                                  string
@@ -65,7 +79,7 @@ func TestInvokeRequest(t *testing.T) {
 		w.Header().Set("X-Amz-Executed-Version", "7")
 		w.Write([]byte(`{"ok":true}`))
 	})
-	inv := newInvoker(t, url)
+	inv := newInvoker(t, url, path)
 	res, err := inv.Invoke(context.Background(), testARN+":PROD", []byte(`{"Records":[]}`))
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +96,9 @@ func TestInvokeRequest(t *testing.T) {
 	}
 }
 
-func TestInvokeFaults(t *testing.T) {
+func TestInvokeFaults(t *testing.T) { eachPath(t, testInvokeFaults) }
+
+func testInvokeFaults(t *testing.T, path Option) {
 	tests := []struct {
 		name    string
 		handler http.HandlerFunc
@@ -227,7 +243,7 @@ func TestInvokeFaults(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			inv := newInvoker(t, faultServer(t, tc.handler), tc.opts...)
+			inv := newInvoker(t, faultServer(t, tc.handler), append(tc.opts, path)...)
 			res, err := inv.Invoke(context.Background(), testARN, []byte(`{}`))
 			if tc.wantErr != nil {
 				var ie *InvokeError
@@ -252,7 +268,9 @@ func TestInvokeFaults(t *testing.T) {
 	}
 }
 
-func TestInvokeContextCanceled(t *testing.T) {
+func TestInvokeContextCanceled(t *testing.T) { eachPath(t, testInvokeContextCanceled) }
+
+func testInvokeContextCanceled(t *testing.T, path Option) {
 	release := make(chan struct{})
 	url := faultServer(t, func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -261,7 +279,7 @@ func TestInvokeContextCanceled(t *testing.T) {
 		}
 	})
 	defer close(release)
-	inv := newInvoker(t, url)
+	inv := newInvoker(t, url, path)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := inv.Invoke(ctx, testARN, []byte(`{}`))
@@ -292,7 +310,9 @@ func concurrencyServer(t *testing.T, hold time.Duration) (string, *atomic.Int32)
 	return url, &peak
 }
 
-func TestInvokeConcurrencyBound(t *testing.T) {
+func TestInvokeConcurrencyBound(t *testing.T) { eachPath(t, testInvokeConcurrencyBound) }
+
+func testInvokeConcurrencyBound(t *testing.T, path Option) {
 	tests := []struct {
 		name string
 		opts []Option
@@ -306,7 +326,7 @@ func TestInvokeConcurrencyBound(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			url, peak := concurrencyServer(t, 20*time.Millisecond)
-			inv := newInvoker(t, url, tc.opts...)
+			inv := newInvoker(t, url, append(tc.opts, path)...)
 			var wg sync.WaitGroup
 			for i := range 12 {
 				wg.Go(func() {
@@ -323,7 +343,9 @@ func TestInvokeConcurrencyBound(t *testing.T) {
 	}
 }
 
-func TestInvokeRIEModeAnswers(t *testing.T) {
+func TestInvokeRIEModeAnswers(t *testing.T) { eachPath(t, testInvokeRIEModeAnswers) }
+
+func testInvokeRIEModeAnswers(t *testing.T, path Option) {
 	var gotPath string
 	tests := []struct {
 		name    string
@@ -355,7 +377,7 @@ func TestInvokeRIEModeAnswers(t *testing.T) {
 				w.WriteHeader(tc.status)
 				w.Write([]byte(tc.body))
 			})
-			inv := newInvoker(t, url, WithMode(ModeRIE))
+			inv := newInvoker(t, url, WithMode(ModeRIE), path)
 			res, err := inv.Invoke(context.Background(), testARN+":PROD", []byte(`{}`))
 			if gotPath != "/2015-03-31/functions/function/invocations" {
 				t.Errorf("path %s", gotPath)

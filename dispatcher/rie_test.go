@@ -16,9 +16,9 @@ import (
 
 // rieInvoker returns a ModeRIE invoker for the package's RIE running
 // internal/testfn.
-func rieInvoker(t *testing.T) *LambdaInvoker {
+func rieInvoker(t *testing.T, opts ...Option) *LambdaInvoker {
 	t.Helper()
-	inv, err := NewLambdaInvoker(testenv.AWSConfig(testenv.RIE(t)), WithMode(ModeRIE), WithTimeout(30*time.Second))
+	inv, err := NewLambdaInvoker(testenv.AWSConfig(testenv.RIE(t)), append([]Option{WithMode(ModeRIE), WithTimeout(30 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,8 +46,10 @@ func kinesisEvent(t *testing.T, datas ...string) ([]byte, []string) {
 // TestRIE runs the invoker against the real Lambda runtime (RIE +
 // aws-lambda-go). The subtests run one after another: RIE takes one
 // invocation at a time.
-func TestRIE(t *testing.T) {
-	inv := rieInvoker(t)
+func TestRIE(t *testing.T) { eachPath(t, testRIE) }
+
+func testRIE(t *testing.T, path Option) {
+	inv := rieInvoker(t, path)
 	ctx := context.Background()
 	invoke := func(t *testing.T, ev []byte) Result {
 		t.Helper()
