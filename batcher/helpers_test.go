@@ -1,0 +1,129 @@
+package batcher
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/esmd/esmd/payload"
+	"github.com/esmd/esmd/source"
+)
+
+// TestMain fails the package when a test leaves a goroutine running code of
+// this package behind. The Batcher starts none itself; this catches tests
+// (and future changes) that do.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if leaks := leaked(5 * time.Second); leaks != "" {
+			fmt.Fprintf(os.Stderr, "batcher: goroutines leaked by the tests:\n%s\n", leaks)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func leaked(timeout time.Duration) string {
+	deadline := time.Now().Add(timeout)
+	for {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var out []string
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "esmd/batcher.") && !strings.Contains(g, "batcher.TestMain") {
+				out = append(out, g)
+			}
+		}
+		if len(out) == 0 || time.Now().After(deadline) {
+			return strings.Join(out, "\n\n")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var sqsEnv = payload.Envelope{Kind: payload.KindSQS, EventSourceARN: "arn:aws:sqs:us-east-1:000000000000:q"}
+
+// rec returns a record whose Data is a JSON string of exactly size bytes
+// (size >= 2) and whose ID is id.
+func rec(lane, key string, id int, size int) source.Record {
+	return source.Record{Lane: lane, Key: key, ID: strconv.Itoa(id), Seq: strconv.Itoa(id), Data: jsonString(size)}
+}
+
+func jsonString(size int) []byte {
+	d := make([]byte, size)
+	for i := range d {
+		d[i] = 'x'
+	}
+	d[0], d[size-1] = '"', '"'
+	return d
+}
+
+func newB(t testing.TB, p Policy, env payload.Envelope, opts ...Option) *Batcher {
+	t.Helper()
+	b, err := New(p, env, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// tryNext returns the batch Next would return now, or nil if Next would
+// wait.
+func tryNext(b *Batcher) *Batch {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.poll(time.Now())
+}
+
+func mustAdd(t testing.TB, b *Batcher, recs ...source.Record) {
+	t.Helper()
+	if err := b.AddAll(recs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustDone(t testing.TB, b *Batcher, bt *Batch, state string) {
+	t.Helper()
+	var s []byte
+	if state != "" {
+		s = []byte(state)
+	}
+	if err := b.Done(bt, s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ids(bt *Batch) string {
+	if bt == nil {
+		return "<nil>"
+	}
+	var s []string
+	for _, r := range bt.Records {
+		s = append(s, r.ID)
+	}
+	return strings.Join(s, ",")
+}
+
+// nextIn calls Next with a timeout, inside a synctest bubble: fake time
+// jumps straight to the batch's release.
+func nextIn(t testing.TB, b *Batcher, d time.Duration) (*Batch, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return b.Next(ctx)
+}
+
+func checkEvent(t testing.TB, bt *Batch) []byte {
+	t.Helper()
+	ev := bt.AppendEvent(nil)
+	if len(ev) != bt.Size {
+		t.Fatalf("batch %s: Size %d but event is %d bytes", ids(bt), bt.Size, len(ev))
+	}
+	return ev
+}
