@@ -51,7 +51,7 @@ func ids(rs []source.Record) []string {
 	return out
 }
 
-func run(t *testing.T, p Policy, batch []source.Record, s script) *recorder {
+func runPolicy(t *testing.T, p Policy, batch []source.Record, s script) *recorder {
 	t.Helper()
 	r := &recorder{}
 	var slept time.Duration
@@ -89,7 +89,7 @@ func partial(ids ...string) dispatcher.Result {
 }
 
 func TestSuccessDeliversInOrder(t *testing.T) {
-	r := run(t, Policy{MaxRetryAttempts: -1}, recs(3, time.Unix(999, 0)), func([]string, int) (dispatcher.Result, error) { return ok, nil })
+	r := runPolicy(t, Policy{MaxRetryAttempts: -1}, recs(3, time.Unix(999, 0)), func([]string, int) (dispatcher.Result, error) { return ok, nil })
 	if strings.Join(r.delivered, ",") != "001,002,003" || len(r.discards) != 0 || len(r.calls) != 1 {
 		t.Fatalf("%+v", r)
 	}
@@ -98,7 +98,7 @@ func TestSuccessDeliversInOrder(t *testing.T) {
 // Recorded: MaximumRetryAttempts 1 and a failing function give one
 // OnFailure record with approximateInvokeCount 2 and functionError Unhandled.
 func TestRetryAttemptsExhausted(t *testing.T) {
-	r := run(t, Policy{MaxRetryAttempts: 1}, recs(3, time.Unix(999, 0)), func([]string, int) (dispatcher.Result, error) { return fnErr, nil })
+	r := runPolicy(t, Policy{MaxRetryAttempts: 1}, recs(3, time.Unix(999, 0)), func([]string, int) (dispatcher.Result, error) { return fnErr, nil })
 	if len(r.calls) != 2 || len(r.discards) != 1 || len(r.delivered) != 0 {
 		t.Fatalf("calls %d discards %d delivered %v", len(r.calls), len(r.discards), r.delivered)
 	}
@@ -109,7 +109,7 @@ func TestRetryAttemptsExhausted(t *testing.T) {
 }
 
 func TestZeroRetries(t *testing.T) {
-	r := run(t, Policy{MaxRetryAttempts: 0}, recs(2, time.Unix(999, 0)), func([]string, int) (dispatcher.Result, error) { return fnErr, nil })
+	r := runPolicy(t, Policy{MaxRetryAttempts: 0}, recs(2, time.Unix(999, 0)), func([]string, int) (dispatcher.Result, error) { return fnErr, nil })
 	if len(r.calls) != 1 || r.discards[0].InvokeCount != 1 {
 		t.Fatalf("calls %d %+v", len(r.calls), r.discards)
 	}
@@ -120,7 +120,7 @@ func TestZeroRetries(t *testing.T) {
 // time: the OnFailure record covers that record only, approximateInvokeCount
 // 4, statusCode 200 and no functionError.
 func TestPartialResponseRecorded(t *testing.T) {
-	r := run(t, Policy{MaxRetryAttempts: 3, PartialResponses: true}, recs(3, time.Unix(999, 0)),
+	r := runPolicy(t, Policy{MaxRetryAttempts: 3, PartialResponses: true}, recs(3, time.Unix(999, 0)),
 		func(ids []string, _ int) (dispatcher.Result, error) { return partial("003"), nil })
 	if strings.Join(r.delivered, ",") != "001,002" || len(r.discards) != 1 {
 		t.Fatalf("delivered %v discards %+v", r.delivered, r.discards)
@@ -138,7 +138,7 @@ func TestPartialResponseRecorded(t *testing.T) {
 }
 
 func TestPartialResponseLowestFailureWins(t *testing.T) {
-	r := run(t, Policy{MaxRetryAttempts: -1, PartialResponses: true}, recs(5, time.Unix(999, 0)),
+	r := runPolicy(t, Policy{MaxRetryAttempts: -1, PartialResponses: true}, recs(5, time.Unix(999, 0)),
 		func(ids []string, call int) (dispatcher.Result, error) {
 			if call == 1 {
 				return partial("004", "002"), nil
@@ -157,7 +157,7 @@ func TestPartialResponseForms(t *testing.T) {
 		`{"batchItemFailures":[{"itemIdentifier":null}]}`, `{"batchItemFailures":[{"foo":"notvalid"}]}`,
 		`{"batchItemFailures":[{"foo":null}]}`, `{"batchItemFailures":[{"itemIdentifier":"999"}]}`}
 	for _, body := range success {
-		r := run(t, Policy{MaxRetryAttempts: 0, PartialResponses: true}, recs(2, time.Unix(999, 0)),
+		r := runPolicy(t, Policy{MaxRetryAttempts: 0, PartialResponses: true}, recs(2, time.Unix(999, 0)),
 			func([]string, int) (dispatcher.Result, error) {
 				return dispatcher.Result{StatusCode: 200, Payload: []byte(body)}, nil
 			})
@@ -166,7 +166,7 @@ func TestPartialResponseForms(t *testing.T) {
 		}
 	}
 	for _, body := range failure {
-		r := run(t, Policy{MaxRetryAttempts: 0, PartialResponses: true}, recs(2, time.Unix(999, 0)),
+		r := runPolicy(t, Policy{MaxRetryAttempts: 0, PartialResponses: true}, recs(2, time.Unix(999, 0)),
 			func([]string, int) (dispatcher.Result, error) {
 				return dispatcher.Result{StatusCode: 200, Payload: []byte(body)}, nil
 			})
@@ -175,7 +175,7 @@ func TestPartialResponseForms(t *testing.T) {
 		}
 	}
 	// Without ReportBatchItemFailures a partial response is ignored (STR-22).
-	r := run(t, Policy{MaxRetryAttempts: 0}, recs(2, time.Unix(999, 0)),
+	r := runPolicy(t, Policy{MaxRetryAttempts: 0}, recs(2, time.Unix(999, 0)),
 		func([]string, int) (dispatcher.Result, error) { return partial("001"), nil })
 	if len(r.delivered) != 2 {
 		t.Errorf("partial response honoured without ReportBatchItemFailures: %v", r.delivered)
@@ -183,7 +183,7 @@ func TestPartialResponseForms(t *testing.T) {
 }
 
 func TestErrorsBeforeTheFunctionAreNotAttempts(t *testing.T) {
-	r := run(t, Policy{MaxRetryAttempts: 0}, recs(1, time.Unix(999, 0)), func(_ []string, call int) (dispatcher.Result, error) {
+	r := runPolicy(t, Policy{MaxRetryAttempts: 0}, recs(1, time.Unix(999, 0)), func(_ []string, call int) (dispatcher.Result, error) {
 		if call <= 5 {
 			return dispatcher.Result{}, throttle
 		}
@@ -195,7 +195,7 @@ func TestErrorsBeforeTheFunctionAreNotAttempts(t *testing.T) {
 }
 
 func TestBisectIsolatesTheBadRecord(t *testing.T) {
-	r := run(t, Policy{MaxRetryAttempts: 0, Bisect: true}, recs(8, time.Unix(999, 0)), func(ids []string, _ int) (dispatcher.Result, error) {
+	r := runPolicy(t, Policy{MaxRetryAttempts: 0, Bisect: true}, recs(8, time.Unix(999, 0)), func(ids []string, _ int) (dispatcher.Result, error) {
 		for _, id := range ids {
 			if id == "006" {
 				return fnErr, nil
@@ -222,7 +222,7 @@ func TestBisectIsolatesTheBadRecord(t *testing.T) {
 
 func TestBadRequestCountsAsAttemptAndBisects(t *testing.T) {
 	tooLarge := &dispatcher.InvokeError{Type: "RequestTooLargeException", StatusCode: 413, Class: dispatcher.ClassBadBatch}
-	r := run(t, Policy{MaxRetryAttempts: 0, Bisect: true}, recs(2, time.Unix(999, 0)), func(ids []string, _ int) (dispatcher.Result, error) {
+	r := runPolicy(t, Policy{MaxRetryAttempts: 0, Bisect: true}, recs(2, time.Unix(999, 0)), func(ids []string, _ int) (dispatcher.Result, error) {
 		if len(ids) > 1 {
 			return dispatcher.Result{}, tooLarge
 		}
@@ -237,7 +237,7 @@ func TestRecordAge(t *testing.T) {
 	now := time.Unix(10_000, 0)
 	// Expired before ingestion: discarded without invocation, count 1, no responseContext.
 	old := recs(3, now.Add(-2*time.Minute))
-	r := run(t, Policy{MaxRetryAttempts: -1, MaxRecordAge: time.Minute, Now: func() time.Time { return now }}, old,
+	r := runPolicy(t, Policy{MaxRetryAttempts: -1, MaxRecordAge: time.Minute, Now: func() time.Time { return now }}, old,
 		func([]string, int) (dispatcher.Result, error) { return ok, nil })
 	if len(r.calls) != 0 || len(r.discards) != 1 || r.discards[0].Condition != "RecordAgeExceeded" || r.discards[0].InvokeCount != 1 || r.discards[0].Last != nil {
 		t.Fatalf("calls %v discards %+v", r.calls, r.discards)
@@ -245,7 +245,7 @@ func TestRecordAge(t *testing.T) {
 	// Expire while retrying: the count is the invocations made.
 	clock := now
 	batch := recs(2, now.Add(-30*time.Second))
-	r = run(t, Policy{MaxRetryAttempts: -1, MaxRecordAge: time.Minute, Now: func() time.Time { return clock }}, batch,
+	r = runPolicy(t, Policy{MaxRetryAttempts: -1, MaxRecordAge: time.Minute, Now: func() time.Time { return clock }}, batch,
 		func(_ []string, call int) (dispatcher.Result, error) {
 			clock = clock.Add(5 * time.Second)
 			return fnErr, nil
@@ -257,7 +257,7 @@ func TestRecordAge(t *testing.T) {
 	// Only the over-age prefix is discarded; younger records are invoked.
 	mixed := append(recs(1, now.Add(-2*time.Minute)), recs(2, now)...)
 	mixed[1].ID, mixed[2].ID = "a", "b"
-	r = run(t, Policy{MaxRetryAttempts: -1, MaxRecordAge: time.Minute, Now: func() time.Time { return now }}, mixed,
+	r = runPolicy(t, Policy{MaxRetryAttempts: -1, MaxRecordAge: time.Minute, Now: func() time.Time { return now }}, mixed,
 		func([]string, int) (dispatcher.Result, error) { return ok, nil })
 	if len(r.discards) != 1 || len(r.discards[0].Records) != 1 || strings.Join(r.delivered, ",") != "a,b" {
 		t.Fatalf("discards %+v delivered %v", r.discards, r.delivered)

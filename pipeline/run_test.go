@@ -1,0 +1,282 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/esmd/esmd/destination"
+	"github.com/esmd/esmd/dispatcher"
+	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/pollers/memsource"
+)
+
+const streamArn = "arn:aws:kinesis:us-east-1:000000000000:stream/s"
+
+// fakeInvoker records every event and answers with fn.
+type fakeInvoker struct {
+	mu     sync.Mutex
+	events [][]memsource.Body
+	fn     func(bodies []memsource.Body) (dispatcher.Result, error)
+}
+
+func (f *fakeInvoker) Invoke(_ context.Context, _ string, payload []byte) (dispatcher.Result, error) {
+	var ev struct {
+		Records []memsource.Body `json:"Records"`
+	}
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return dispatcher.Result{}, fmt.Errorf("event is not JSON: %v: %s", err, payload)
+	}
+	f.mu.Lock()
+	f.events = append(f.events, ev.Records)
+	f.mu.Unlock()
+	if f.fn != nil {
+		return f.fn(ev.Records)
+	}
+	return dispatcher.Result{StatusCode: 200, ExecutedVersion: "$LATEST", Payload: []byte("null")}, nil
+}
+
+func (f *fakeInvoker) delivered() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for _, ev := range f.events {
+		for _, b := range ev {
+			out[b.Body]++
+		}
+	}
+	return out
+}
+
+type fakeReporter struct {
+	mu   sync.Mutex
+	last string
+}
+
+func (r *fakeReporter) ProcessingResult(s string) { r.mu.Lock(); r.last = s; r.mu.Unlock() }
+func (r *fakeReporter) Disable(string)            {}
+
+type fakeSender struct {
+	mu   sync.Mutex
+	recs []*destination.Record
+	fail int // refuse this many sends first
+}
+
+func (s *fakeSender) Send(_ context.Context, r *destination.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail > 0 {
+		s.fail--
+		return fmt.Errorf("destination down")
+	}
+	s.recs = append(s.recs, r)
+	return nil
+}
+
+func mapping(mod func(c *esm.Config)) *esm.Mapping {
+	bs, pf, zero, neg := int64(5), int64(1), int64(0), int64(-1)
+	c := esm.Config{EventSourceArn: ptr(streamArn), BatchSize: &bs, ParallelizationFactor: &pf,
+		MaximumBatchingWindowInSeconds: &zero, MaximumRetryAttempts: &neg, MaximumRecordAgeInSeconds: &neg}
+	if mod != nil {
+		mod(&c)
+	}
+	return &esm.Mapping{UUID: "11111111-2222-3333-4444-555555555555", Source: esm.SourceKinesis,
+		FunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:f", Config: c}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// start runs a pipeline over log until stop is called.
+func start(t *testing.T, log *memsource.Log, m *esm.Mapping, inv dispatcher.Invoker, dest destination.Sender) (stop func()) {
+	t.Helper()
+	r := &Runner{
+		Open:       func(context.Context, *esm.Mapping) (Poller, error) { return log.NewPoller(7), nil },
+		Invoker:    inv,
+		RetryDelay: time.Millisecond, MaxRetryDelay: 5 * time.Millisecond,
+	}
+	if dest != nil {
+		r.Destination = func(string, *esm.Mapping) (destination.Sender, error) { return dest, nil }
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, m, &fakeReporter{}) }()
+	return func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("pipeline did not stop")
+		}
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func produce(log *memsource.Log, n, keys int, prefix string) []string {
+	var out []string
+	for i := range n {
+		b := fmt.Sprintf("%s-%03d", prefix, i)
+		log.Produce(fmt.Sprintf("k%d", i%keys), b)
+		out = append(out, b)
+	}
+	return out
+}
+
+func TestPipelineDeliversInKeyOrderAndCheckpoints(t *testing.T) {
+	log := memsource.NewLog(3)
+	inv := &fakeInvoker{}
+	stop := start(t, log, mapping(nil), inv, nil)
+	defer stop()
+	want := produce(log, 60, 6, "r")
+	eventually(t, "every record delivered", func() bool { return len(inv.delivered()) == len(want) })
+	inv.mu.Lock()
+	last := map[string]string{}
+	for _, ev := range inv.events {
+		if len(ev) > 5 {
+			t.Errorf("batch of %d records, BatchSize 5", len(ev))
+		}
+		for _, b := range ev {
+			if p, ok := last[b.Key]; ok && b.Body < p {
+				t.Errorf("key %s: %s after %s", b.Key, b.Body, p)
+			}
+			last[b.Key] = b.Body
+		}
+	}
+	inv.mu.Unlock()
+	eventually(t, "checkpoints at the end of every lane", func() bool {
+		total := 0
+		for i := range 3 {
+			total += log.Checkpoint(fmt.Sprintf("lane-%d", i)) + 1
+		}
+		return total == len(want)
+	})
+}
+
+func TestPipelineFilteredRecordsAreConsumed(t *testing.T) {
+	log := memsource.NewLog(1)
+	inv := &fakeInvoker{}
+	m := mapping(func(c *esm.Config) {
+		c.FilterCriteria = &esm.FilterCriteria{Filters: []esm.Filter{{Pattern: ptr(`{"body":[{"prefix":"keep"}]}`)}}}
+	})
+	stop := start(t, log, m, inv, nil)
+	defer stop()
+	for i := range 10 {
+		if i%2 == 0 {
+			log.Produce("k", fmt.Sprintf("keep-%d", i))
+		} else {
+			log.Produce("k", fmt.Sprintf("drop-%d", i))
+		}
+	}
+	eventually(t, "checkpoint past every record", func() bool { return log.Checkpoint("lane-0") == 9 })
+	for b := range inv.delivered() {
+		if !strings.HasPrefix(b, "keep") {
+			t.Errorf("filtered record %s was invoked", b)
+		}
+	}
+	if n := len(inv.delivered()); n != 5 {
+		t.Errorf("%d records invoked, want 5", n)
+	}
+}
+
+func TestPipelineRoutesExhaustedBatchesToOnFailure(t *testing.T) {
+	log := memsource.NewLog(1)
+	inv := &fakeInvoker{fn: func(bodies []memsource.Body) (dispatcher.Result, error) {
+		for _, b := range bodies {
+			if b.Body == "r-007" {
+				return dispatcher.Result{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled", Payload: []byte(`{"errorMessage":"x"}`)}, nil
+			}
+		}
+		return dispatcher.Result{StatusCode: 200, ExecutedVersion: "$LATEST", Payload: []byte("null")}, nil
+	}}
+	dest := &fakeSender{fail: 2}
+	m := mapping(func(c *esm.Config) {
+		c.MaximumRetryAttempts = ptr(int64(1))
+		c.DestinationConfig = &esm.DestinationConfig{OnFailure: &esm.Destination{Destination: ptr("arn:aws:sqs:us-east-1:000000000000:dlq")}}
+	})
+	stop := start(t, log, m, inv, dest)
+	defer stop()
+	produce(log, 15, 1, "r")
+	eventually(t, "checkpoint at the end", func() bool { return log.Checkpoint("lane-0") == 14 })
+	dest.mu.Lock()
+	defer dest.mu.Unlock()
+	if len(dest.recs) != 1 {
+		t.Fatalf("%d OnFailure records", len(dest.recs))
+	}
+	r := dest.recs[0]
+	if r.Condition != "RetryAttemptsExhausted" || r.ApproximateInvokeCount != 2 || r.Kinesis == nil || r.Kinesis.BatchSize != 5 ||
+		r.Kinesis.StartSequenceNumber != "5" || r.Kinesis.EndSequenceNumber != "9" || r.Kinesis.StreamARN != streamArn ||
+		r.Response == nil || r.Response.FunctionError != "Unhandled" || r.FunctionARN != m.FunctionArn {
+		t.Errorf("record %+v %+v", r, r.Kinesis)
+	}
+}
+
+func TestPipelineBisectIsolatesOneRecord(t *testing.T) {
+	log := memsource.NewLog(1)
+	inv := &fakeInvoker{fn: func(bodies []memsource.Body) (dispatcher.Result, error) {
+		for _, b := range bodies {
+			if b.Body == "r-003" {
+				return dispatcher.Result{StatusCode: 200, FunctionError: "Unhandled"}, nil
+			}
+		}
+		return dispatcher.Result{StatusCode: 200, Payload: []byte("null")}, nil
+	}}
+	dest := &fakeSender{}
+	m := mapping(func(c *esm.Config) {
+		c.MaximumRetryAttempts = ptr(int64(0))
+		c.BisectBatchOnFunctionError = ptr(true)
+		c.DestinationConfig = &esm.DestinationConfig{OnFailure: &esm.Destination{Destination: ptr("arn:aws:sqs:us-east-1:000000000000:dlq")}}
+	})
+	stop := start(t, log, m, inv, dest)
+	defer stop()
+	produce(log, 5, 1, "r")
+	eventually(t, "checkpoint at the end", func() bool { return log.Checkpoint("lane-0") == 4 })
+	dest.mu.Lock()
+	defer dest.mu.Unlock()
+	if len(dest.recs) != 1 || dest.recs[0].Kinesis.BatchSize != 1 || dest.recs[0].Kinesis.StartSequenceNumber != "3" {
+		t.Fatalf("OnFailure records %+v", dest.recs)
+	}
+}
+
+// A pipeline stopped in the middle (a crash or a disable) never skips a
+// record: the next one delivers everything not done, at least once.
+func TestPipelineRestartDeliversAtLeastOnce(t *testing.T) {
+	log := memsource.NewLog(2)
+	var mu sync.Mutex
+	slow := true
+	inv := &fakeInvoker{}
+	inv.fn = func([]memsource.Body) (dispatcher.Result, error) {
+		mu.Lock()
+		s := slow
+		mu.Unlock()
+		if s {
+			time.Sleep(2 * time.Millisecond)
+		}
+		return dispatcher.Result{StatusCode: 200, Payload: []byte("null")}, nil
+	}
+	want := produce(log, 200, 8, "r")
+	stop := start(t, log, mapping(nil), inv, nil)
+	eventually(t, "some records delivered", func() bool { return len(inv.delivered()) > 20 })
+	stop()
+	mu.Lock()
+	slow = false
+	mu.Unlock()
+	stop = start(t, log, mapping(nil), inv, nil)
+	defer stop()
+	eventually(t, "every record delivered", func() bool { return len(inv.delivered()) == len(want) })
+}
