@@ -34,16 +34,26 @@ type direct struct {
 	maxResp  int64
 }
 
-func newDirect(ctx context.Context, client *lambda.Client, hc *http.Client, unsigned bool, maxResp int64) (*direct, error) {
+// resolveEndpoint returns the Invoke endpoint the SDK client resolved.
+func resolveEndpoint(ctx context.Context, client *lambda.Client) (string, error) {
 	o := client.Options()
 	params := lambda.EndpointParameters{Region: aws.String(o.Region), Endpoint: o.BaseEndpoint,
 		UseDualStack: aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
 		UseFIPS:      aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled)}
 	ep, err := o.EndpointResolverV2.ResolveEndpoint(ctx, params)
 	if err != nil {
-		return nil, fmt.Errorf("dispatcher: resolve the Lambda endpoint: %w", err)
+		return "", fmt.Errorf("dispatcher: resolve the Lambda endpoint: %w", err)
 	}
-	d := &direct{endpoint: strings.TrimSuffix(ep.URI.String(), "/"), region: o.Region, signer: v4.NewSigner(),
+	return strings.TrimSuffix(ep.URI.String(), "/"), nil
+}
+
+func newDirect(ctx context.Context, client *lambda.Client, hc *http.Client, unsigned bool, maxResp int64) (*direct, error) {
+	o := client.Options()
+	endpoint, err := resolveEndpoint(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	d := &direct{endpoint: endpoint, region: o.Region, signer: v4.NewSigner(),
 		hc: hc, unsigned: unsigned, maxResp: maxResp}
 	if _, anon := o.Credentials.(aws.AnonymousCredentials); o.Credentials != nil && !anon {
 		d.creds = o.Credentials

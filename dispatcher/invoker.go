@@ -187,6 +187,7 @@ func WithClientOptions(fns ...func(*lambda.Options)) Option {
 type LambdaInvoker struct {
 	client *lambda.Client
 	direct *direct // WithDirectHTTP
+	rieSem chan struct{}
 	opts   options
 
 	mu   sync.Mutex
@@ -241,6 +242,13 @@ func NewLambdaInvoker(cfg aws.Config, opts ...Option) (*LambdaInvoker, error) {
 		}
 	})
 	inv := &LambdaInvoker{client: client, opts: o, sems: make(map[string]chan struct{})}
+	if o.mode == ModeRIE {
+		ep, err := resolveEndpoint(context.Background(), client)
+		if err != nil {
+			return nil, err
+		}
+		inv.rieSem = rieSemaphore(ep)
+	}
 	if o.direct {
 		d, err := newDirect(context.Background(), client, &limited, unsigned, o.maxResponse)
 		if err != nil {
@@ -254,12 +262,31 @@ func NewLambdaInvoker(cfg aws.Config, opts ...Option) (*LambdaInvoker, error) {
 // Mode returns the invoker's mode.
 func (l *LambdaInvoker) Mode() Mode { return l.opts.mode }
 
+// rieSems holds one semaphore per RIE endpoint for the whole process, so
+// that two invokers (two mappings) pointed at the same RIE still never
+// overlap: a second concurrent invocation crashes RIE.
+var (
+	rieMu   sync.Mutex
+	rieSems = map[string]chan struct{}{}
+)
+
+func rieSemaphore(endpoint string) chan struct{} {
+	rieMu.Lock()
+	defer rieMu.Unlock()
+	s, ok := rieSems[endpoint]
+	if !ok {
+		s = make(chan struct{}, 1)
+		rieSems[endpoint] = s
+	}
+	return s
+}
+
 func (l *LambdaInvoker) sem(key string) chan struct{} {
+	if l.rieSem != nil {
+		return l.rieSem
+	}
 	if l.opts.maxConcurrency == 0 {
 		return nil
-	}
-	if l.opts.mode == ModeRIE {
-		key = "" // one RIE endpoint runs one invocation at a time
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

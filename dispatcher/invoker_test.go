@@ -343,6 +343,29 @@ func testInvokeConcurrencyBound(t *testing.T, path Option) {
 	}
 }
 
+// Two invokers (two mappings) on one RIE endpoint still never overlap.
+func TestInvokeRIESharedEndpoint(t *testing.T) {
+	url, peak := concurrencyServer(t, 20*time.Millisecond)
+	a := newInvoker(t, url, WithMode(ModeRIE))
+	b := newInvoker(t, url, WithMode(ModeRIE), WithDirectHTTP(true))
+	var wg sync.WaitGroup
+	for i := range 8 {
+		inv := a
+		if i%2 == 1 {
+			inv = b
+		}
+		wg.Go(func() {
+			if _, err := inv.Invoke(context.Background(), "fn", []byte(`{}`)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := peak.Load(); got != 1 {
+		t.Errorf("peak concurrency %d on one RIE endpoint", got)
+	}
+}
+
 func TestInvokeRIEModeAnswers(t *testing.T) { eachPath(t, testInvokeRIEModeAnswers) }
 
 func testInvokeRIEModeAnswers(t *testing.T, path Option) {
