@@ -229,3 +229,21 @@ func TestKafkaSender(t *testing.T) {
 		t.Errorf("key %q value %s", recs[0].Key, recs[0].Value)
 	}
 }
+
+// A destination that cannot be reached returns an error (the caller
+// retries; the records are not done).
+func TestSenderUnreachable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := testenv.AWSConfig("http://127.0.0.1:1") // nothing listens on port 1
+	c := Clients{SQS: sqs.NewFromConfig(cfg), SNS: sns.NewFromConfig(cfg), S3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })}
+	for _, dest := range []string{"arn:aws:sqs:us-east-1:000000000000:q", "arn:aws:sns:us-east-1:000000000000:t", "arn:aws:s3:::b"} {
+		s, err := New(dest, "u", c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(ctx, sampleRecord()); err == nil {
+			t.Errorf("%s: send to an unreachable endpoint succeeded", dest)
+		}
+	}
+}
