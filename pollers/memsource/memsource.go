@@ -39,9 +39,19 @@ type Body struct {
 	Body string `json:"body"`
 }
 
-// Produce appends a record with a partition key and body; its lane is a
-// hash of the key.
+// Produce appends a record with a partition key and body, encoded as a
+// Body; its lane is a hash of the key.
 func (l *Log) Produce(key, body string) source.Record {
+	return l.ProduceData(key, func(string, string, time.Time) []byte {
+		data, _ := json.Marshal(Body{Key: key, Body: body})
+		return data
+	})
+}
+
+// ProduceData appends a record whose encoded Data encode makes from the
+// lane, sequence number and arrival time the log assigns (to produce
+// records in a real source's shape, such as payload.AppendKinesis).
+func (l *Log) ProduceData(key string, encode func(lane, seq string, arrival time.Time) []byte) source.Record {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lane := fmt.Sprintf("lane-%d", hash(key)%uint32(max(l.Lanes, 1)))
@@ -50,8 +60,8 @@ func (l *Log) Produce(key, body string) source.Record {
 		l.checkpoints[lane] = -1
 	}
 	seq := strconv.Itoa(len(l.lanes[lane]))
-	data, _ := json.Marshal(Body{Key: key, Body: body})
-	r := source.Record{Lane: lane, Key: key, ID: seq, Seq: seq, Arrival: time.Now(), Data: data}
+	now := time.Now()
+	r := source.Record{Lane: lane, Key: key, ID: seq, Seq: seq, Arrival: now, Data: encode(lane, seq, now)}
 	l.lanes[lane] = append(l.lanes[lane], r)
 	close(l.changed)
 	l.changed = make(chan struct{})
