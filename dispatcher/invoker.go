@@ -228,7 +228,8 @@ func NewLambdaInvoker(cfg aws.Config, opts ...Option) (*LambdaInvoker, error) {
 		if o.endpoint != "" {
 			lo.BaseEndpoint = aws.String(o.endpoint)
 		}
-		if lo.Region == "" {
+		if lo.Region == "" && (o.mode == ModeRIE || o.endpoint != "") {
+			// Emulators accept any region; real AWS needs the configured one.
 			lo.Region = "us-east-1"
 		}
 		if lo.Credentials == nil && o.mode == ModeRIE {
