@@ -9,17 +9,28 @@ import (
 	"testing"
 )
 
-const conformanceDir = "../../shared/conformance"
+// conformanceDirs are searched in order for the conformance data: an
+// explicit directory, the shared tree next to the module (which may hold
+// more cases than the copy), then the copy under testdata.
+func conformanceDirs() []string {
+	var dirs []string
+	if d := os.Getenv("ESMD_CONFORMANCE_DIR"); d != "" {
+		dirs = append(dirs, d)
+	}
+	return append(dirs, "../../shared/conformance", "../testdata/filter/conformance")
+}
 
-// sharedPath locates the shared conformance data (read-only, outside the
-// module); tests skip when it is not there.
+// sharedPath locates a conformance file or directory.
 func sharedPath(t testing.TB, elem ...string) string {
 	t.Helper()
-	p := filepath.Join(append([]string{conformanceDir}, elem...)...)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared conformance data not available: %v", err)
+	for _, d := range conformanceDirs() {
+		p := filepath.Join(append([]string{d}, elem...)...)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
 	}
-	return p
+	t.Fatalf("conformance data %s not found in %v", filepath.Join(elem...), conformanceDirs())
+	return ""
 }
 
 // json5ToJSON strips // and /* */ comments and trailing commas, which is
@@ -212,6 +223,22 @@ func TestRecordedInvalidJSON(t *testing.T) {
 		}
 		if got := pe.Detail(); got != c.want {
 			t.Errorf("%s:\n got %q\nwant %q", c.pattern, got, c.want)
+		}
+	}
+}
+
+func TestLargeComplexPayload(t *testing.T) {
+	ev, err := os.ReadFile(sharedPath(t, "filter-patterns", "test_payloads", "large_complex_payload.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{
+		`{"source":["soft1"],"detail":{"retryCount":[{"numeric":["=",0]}]}}`:                       true,
+		`{"detail":{"sourceHostname":[{"suffix":".amazonaws.com"}],"metadata":[{"exists":true}]}}`: false,
+		`{"detail":{"correlationUuid":[{"prefix":"a26f"}],"nope":[{"exists":false}]}}`:             true,
+	} {
+		if got := mustMatch(t, Lambda, []string{p}, SourceNone, ev); got != want {
+			t.Errorf("%s: got %v, want %v", p, got, want)
 		}
 	}
 }
