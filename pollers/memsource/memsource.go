@@ -93,7 +93,6 @@ type Poller struct {
 	tracker *source.Tracker
 	mu      sync.Mutex
 	next    map[string]int // lane -> next index to read
-	closed  bool
 }
 
 // NewPoller starts reading log after its checkpoints, at most max records
