@@ -33,6 +33,19 @@ type Clients struct {
 	Kafka *kgo.Client
 }
 
+// NewClients returns SQS, SNS and S3 clients from one SDK configuration
+// (endpoints from AWS_ENDPOINT_URL_<SERVICE> / AWS_ENDPOINT_URL as the SDK
+// resolves them). pathStyleS3 selects path-style bucket addressing, which
+// emulators such as fauxqs need. Kafka is left nil: set it for kafka://
+// destinations.
+func NewClients(cfg aws.Config, pathStyleS3 bool) Clients {
+	return Clients{
+		SQS: sqs.NewFromConfig(cfg),
+		SNS: sns.NewFromConfig(cfg),
+		S3:  s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = pathStyleS3 }),
+	}
+}
+
 // ErrUnsupported is returned by New for a destination it cannot send to.
 var ErrUnsupported = errors.New("unsupported OnFailure destination")
 

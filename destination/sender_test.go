@@ -22,12 +22,7 @@ import (
 
 func fauxClients(t *testing.T) Clients {
 	t.Helper()
-	cfg := testenv.AWSConfig(testenv.FauxQS(t))
-	return Clients{
-		SQS: sqs.NewFromConfig(cfg),
-		SNS: sns.NewFromConfig(cfg),
-		S3:  s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }),
-	}
+	return NewClients(testenv.AWSConfig(testenv.FauxQS(t)), true)
 }
 
 func sampleRecord() *Record {

@@ -487,3 +487,11 @@ func (l *LambdaInvoker) Close() {
 		c.CloseIdleConnections()
 	}
 }
+
+// InvokerFunc adapts a function to the Invoker interface (fakes in tests).
+type InvokerFunc func(ctx context.Context, fn string, payload []byte) (Result, error)
+
+// Invoke calls f.
+func (f InvokerFunc) Invoke(ctx context.Context, fn string, payload []byte) (Result, error) {
+	return f(ctx, fn, payload)
+}
