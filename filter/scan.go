@@ -489,7 +489,9 @@ func (s *state) object(b []byte, i int, n *node, ctx scanCtx) int {
 func (s *state) special(key []byte) bool {
 	switch s.src {
 	case SourceKinesis:
-		return string(key) == "kinesis"
+		// "data" at the top level: a record already flattened the way
+		// Pipes documents it.
+		return string(key) == "kinesis" || string(key) == "data"
 	case SourceSQS, SourceKafka, SourceMQ:
 		return string(key) == s.src.DataKey()
 	}
@@ -499,7 +501,7 @@ func (s *state) special(key []byte) bool {
 // payload handles a top-level key that special reported. ch is the key's
 // trie node, root the record's.
 func (s *state) payload(b []byte, j int, key []byte, ch, root *node) int {
-	if s.src == SourceKinesis {
+	if s.src == SourceKinesis && string(key) == "kinesis" {
 		// The Kinesis fields are matched both where they are
 		// ("kinesis.partitionKey") and at the top level ("partitionKey",
 		// "data"), which is how Lambda's documentation writes them.

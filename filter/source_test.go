@@ -93,6 +93,8 @@ func TestSourceDecoding(t *testing.T) {
 		{"kinesis bad base64, json pattern: dropped", SourceKinesis, `{"data":{"a":[1]}}`, kinesisRecord(`!!!`), false},
 		{"kinesis json data with escaped slash in base64", SourceKinesis, `{"data":{"k":["??>"]}}`, kinesisRecord(strings.ReplaceAll(b64(`{"k":"??>"}`), "/", `\/`)), true},
 
+		{"kinesis flattened record", SourceKinesis, `{"partitionKey":["1"],"data":{"a":[1]}}`, `{"partitionKey":"1","data":"` + b64(`{"a":1}`) + `","eventSource":"aws:kinesis"}`, true},
+
 		// DynamoDB: typed attribute values as they are; N is a string.
 		{"ddb typed key", SourceDynamoDB, `{"dynamodb":{"NewImage":{"k":{"S":["v"]}}}}`, ddbRecord, true},
 		{"ddb missing type key", SourceDynamoDB, `{"dynamodb":{"NewImage":{"k":["v"]}}}`, ddbRecord, false},
