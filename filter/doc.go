@@ -31,7 +31,11 @@
 // an event matches when any element matches, and fields matched for one
 // pattern must come from the same element of an array of objects, as in
 // the reference engine (aws/event-ruler). exists works on leaves only. A
-// field repeated in a pattern keeps its last occurrence.
+// field repeated in a pattern keeps its last occurrence. As in the
+// reference engine, a pattern whose "$or" cannot be read as the operator
+// is read again with "$or" as an ordinary field name, and that reading's
+// error, if any, is reported. Nested "$or" may expand to at most 1024
+// alternatives per pattern.
 //
 // The Lambda dialect (the default) rejects "wildcard" and the anything-but
 // object forms ({"anything-but": {"prefix"|"suffix"|"equals-ignore-case"|
@@ -61,8 +65,10 @@
 //     not match (the message is dropped).
 //   - SourceKinesis: the record with base64 "kinesis.data" decoded; the
 //     "kinesis" fields are also visible at the top level, so patterns may
-//     name "data" and "partitionKey" as Lambda's documentation does. When
-//     data is not JSON, patterns on data.* do not match (dropped).
+//     name "data" and "partitionKey" as Lambda's documentation does (a
+//     record already flattened that way, with a top-level base64 "data",
+//     works too). When data is not JSON, patterns on data.* do not match
+//     (dropped).
 //   - SourceDynamoDB: the record as is; attribute values stay typed, so a
 //     pattern names "S"/"N"/... and "numeric" never applies to "N" strings.
 //   - SourceKafka ("value") and SourceMQ (RabbitMQ and ActiveMQ, "data"):
