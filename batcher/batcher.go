@@ -118,7 +118,12 @@ type Batcher struct {
 	wake     chan struct{}
 	buffered int
 	touched  []*queue
+	free      []*queue // removed queues kept for reuse, see newQueue
+	freeLanes []*lane
 }
+
+// maxFree bounds the removed queues (and lanes) kept for reuse.
+const maxFree = 256
 
 type lane struct {
 	name     string
@@ -259,7 +264,14 @@ func (b *Batcher) add(rec *source.Record, now time.Time) {
 	if l == nil || l.name != rec.Lane {
 		l = b.lanes[rec.Lane]
 		if l == nil {
-			l = &lane{name: rec.Lane, subs: make([]*queue, b.pf)}
+			if n := len(b.freeLanes); n > 0 {
+				l = b.freeLanes[n-1]
+				b.freeLanes[n-1] = nil
+				b.freeLanes = b.freeLanes[:n-1]
+				*l = lane{name: rec.Lane, subs: l.subs}
+			} else {
+				l = &lane{name: rec.Lane, subs: make([]*queue, b.pf)}
+			}
 			b.lanes[rec.Lane] = l
 		}
 		b.last = l
@@ -270,7 +282,7 @@ func (b *Batcher) add(rec *source.Record, now time.Time) {
 	}
 	q := l.subs[sub]
 	if q == nil {
-		q = &queue{lane: l, sub: sub}
+		q = b.newQueue(l, sub)
 		l.subs[sub] = q
 		l.live++
 	}
@@ -677,7 +689,37 @@ func (b *Batcher) remove(q *queue) {
 		if b.last == l {
 			b.last = nil
 		}
+		if len(b.freeLanes) < maxFree {
+			b.freeLanes = append(b.freeLanes, l)
+		}
 	}
+	if len(b.free) < maxFree {
+		b.free = append(b.free, q)
+	}
+}
+
+// newQueue returns a queue for a sub-lane, reusing a removed one: a lane
+// that goes idle after each batch (the common case with no batching window)
+// would otherwise allocate a queue and a payload.Builder per batch.
+//
+// A reused queue keeps its scan builder and the spare capacity of recs and
+// meta. That capacity lies after every prefix handed out as Batch.Records,
+// so appending to it never overwrites a batch.
+func (b *Batcher) newQueue(l *lane, sub int) *queue {
+	n := len(b.free)
+	if n == 0 {
+		return &queue{lane: l, sub: sub}
+	}
+	q := b.free[n-1]
+	b.free[n-1] = nil
+	b.free = b.free[:n-1]
+	if q.queued || q.touched {
+		// Still referenced by the ready list or the touched list: the
+		// skip logic there relies on q.removed, so do not reuse it.
+		return &queue{lane: l, sub: sub}
+	}
+	*q = queue{lane: l, sub: sub, recs: q.recs[:0], meta: q.meta[:0], scan: q.scan}
+	return q
 }
 
 // EndLane says no more records will be added to lane: its shard closed
