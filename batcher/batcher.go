@@ -109,15 +109,15 @@ type Batcher struct {
 	env    payload.Envelope
 	cfg    config
 
-	mu       sync.Mutex
-	closed   bool
-	lanes    map[string]*lane
-	last     *lane // lane of the previous record: poll results come lane by lane
-	ready    []*queue
-	timers   []timer // min-heap by at
-	wake     chan struct{}
-	buffered int
-	touched  []*queue
+	mu        sync.Mutex
+	closed    bool
+	lanes     map[string]*lane
+	last      *lane // lane of the previous record: poll results come lane by lane
+	ready     []*queue
+	timers    []timer // min-heap by at
+	wake      chan struct{}
+	buffered  int
+	touched   []*queue
 	free      []*queue // removed queues kept for reuse, see newQueue
 	freeLanes []*lane
 }
