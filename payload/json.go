@@ -39,9 +39,37 @@ func AppendString[S ~string | ~[]byte](dst []byte, s S) []byte {
 	return append(dst, '"')
 }
 
+// Word-at-a-time scanning: swarSpecial reports whether any of the 8 bytes
+// of w needs attention (a control character, '"', '\\' or a non-ASCII byte).
+const (
+	swarLo = 0x0101010101010101
+	swarHi = 0x8080808080808080
+)
+
+func swarSpecial(w uint64) bool {
+	ctl := (w - 0x20*swarLo) &^ w
+	q := w ^ ('"' * swarLo)
+	q = (q - swarLo) &^ q
+	bs := w ^ ('\\' * swarLo)
+	bs = (bs - swarLo) &^ bs
+	return (ctl|q|bs|w)&swarHi != 0
+}
+
+func load8[S ~string | ~[]byte](s S, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+}
+
 func appendEscaped[S ~string | ~[]byte](dst []byte, s S) []byte {
 	start := 0
 	for i := 0; i < len(s); {
+		for i+8 <= len(s) && !swarSpecial(load8(s, i)) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		b := s[i]
 		if safe[b] {
 			i++
@@ -98,6 +126,13 @@ func decodeRune[S ~string | ~[]byte](s S) (rune, int) {
 func StringSize[S ~string | ~[]byte](s S) int {
 	n := 2
 	for i := 0; i < len(s); {
+		for i+8 <= len(s) && !swarSpecial(load8(s, i)) {
+			i += 8
+			n += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		b := s[i]
 		if safe[b] {
 			n++

@@ -99,3 +99,26 @@ func TestAppendString(t *testing.T) {
 	sum := md5.Sum([]byte("x"))
 	_ = hex.EncodeToString(sum[:])
 }
+
+// swarSpecial must flag every word that contains a byte needing attention
+// (false positives are allowed: they fall back to the byte loop).
+func TestSWARSpecial(t *testing.T) {
+	for pos := 0; pos < 8; pos++ {
+		for b := 0; b < 256; b++ {
+			for _, fill := range []byte{'a', ' ', '~', 0x7f} {
+				var w [8]byte
+				for i := range w {
+					w[i] = fill
+				}
+				w[pos] = byte(b)
+				special := !safe[byte(b)]
+				if got := swarSpecial(load8(w[:], 0)); special && !got {
+					t.Fatalf("byte %#x at %d (fill %q) not flagged", b, pos, fill)
+				}
+				if got := swarSpecial(load8(w[:], 0)); !special && got {
+					t.Fatalf("byte %#x at %d (fill %q) flagged", b, pos, fill)
+				}
+			}
+		}
+	}
+}
