@@ -129,7 +129,7 @@ func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Eng
 type functionChecker struct{ client *lambda.Client }
 
 func newFunctionChecker(ctx context.Context, c *common) (*functionChecker, error) {
-	cfg, err := awsconfig.Load(ctx, c.region)
+	cfg, err := awsconfig.Load(ctx, c.region, c.lambdaEndpoint != "")
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -15,12 +16,13 @@ import (
 )
 
 // Load returns the SDK configuration for region. When no credentials are
-// configured in the environment but an endpoint override is (an emulator),
-// it uses static dummy credentials instead of probing instance metadata,
-// since emulators accept any signature.
-func Load(ctx context.Context, region string) (aws.Config, error) {
+// configured in the environment but an endpoint override is (an
+// AWS_ENDPOINT_URL variable, or local set by a flag such as
+// --lambda-endpoint), it uses static dummy credentials instead of probing
+// instance metadata, since emulators accept any signature.
+func Load(ctx context.Context, region string, local bool) (aws.Config, error) {
 	opts := []func(*config.LoadOptions) error{config.WithRegion(region)}
-	if !credentialsInEnv() && EndpointOverridden() {
+	if !credentialsInEnv() && (local || EndpointOverridden()) {
 		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
@@ -42,7 +44,8 @@ func credentialsInEnv() bool {
 // EndpointOverridden reports whether any AWS_ENDPOINT_URL variable is set.
 func EndpointOverridden() bool {
 	for _, kv := range os.Environ() {
-		if len(kv) >= len("AWS_ENDPOINT_URL") && kv[:len("AWS_ENDPOINT_URL")] == "AWS_ENDPOINT_URL" {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "AWS_ENDPOINT_URL") && v != "" {
 			return true
 		}
 	}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/esmd/esmd/esm"
+)
+
+// A Lambda endpoint that knows one function, answering GetFunction as the
+// Lambda API does (no real Lambda control plane can run here; RIE has no
+// GetFunction).
+func fakeLambda(t *testing.T, calls *atomic.Int32) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if !strings.HasPrefix(r.URL.Path, "/2015-03-31/functions/") || r.Method != http.MethodGet {
+			t.Errorf("unexpected call %s %s", r.Method, r.URL.Path)
+		}
+		name := strings.TrimPrefix(r.URL.Path, "/2015-03-31/functions/")
+		if name == "arn:aws:lambda:us-east-1:000000000000:function:exists" {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"Configuration":{"FunctionName":"exists","FunctionArn":"`+name+`"}}`)
+			return
+		}
+		w.Header().Set("X-Amzn-ErrorType", "ResourceNotFoundException")
+		w.WriteHeader(404)
+		io.WriteString(w, `{"Type":"User","Message":"Function not found: `+name+`"}`)
+	}))
+}
+
+func TestFunctionCheckUsesGetFunction(t *testing.T) {
+	var calls atomic.Int32
+	lam := fakeLambda(t, &calls)
+	defer lam.Close()
+	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	c.dataDir = t.TempDir()
+	c.lambdaEndpoint = lam.URL
+	c.functionCheck = "auto"
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, c, c.logger(io.Discard), func(_ *esm.Engine, addr string) error { addrc <- addr; return nil })
+	}()
+	defer func() { cancel(); <-done }()
+	cl := client(<-addrc)
+	_, err := cl.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("missing"),
+		EventSourceArn: aws.String("arn:aws:sqs:us-east-1:000000000000:q")})
+	var ipv *types.InvalidParameterValueException
+	if !errors.As(err, &ipv) || aws.ToString(ipv.Message) != "Function does not exist" {
+		t.Fatalf("missing function: %v", err)
+	}
+	if _, err := cl.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("exists"),
+		EventSourceArn: aws.String("arn:aws:sqs:us-east-1:000000000000:q")}); err != nil {
+		t.Fatalf("existing function: %v", err)
+	}
+	if calls.Load() != 2 {
+		t.Errorf("%d GetFunction calls, want 2", calls.Load())
+	}
+}
+
+func TestRIEModeSkipsTheLookup(t *testing.T) {
+	var calls atomic.Int32
+	lam := fakeLambda(t, &calls)
+	defer lam.Close()
+	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	c.dataDir = t.TempDir()
+	c.lambdaEndpoint = lam.URL
+	c.invokeMode = "rie"
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, c, c.logger(io.Discard), func(_ *esm.Engine, addr string) error { addrc <- addr; return nil })
+	}()
+	defer func() { cancel(); <-done }()
+	if _, err := client(<-addrc).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
+		EventSourceArn: aws.String("arn:aws:sqs:us-east-1:000000000000:q")}); err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 0 {
+		t.Errorf("rie mode called GetFunction %d times", calls.Load())
+	}
+}
