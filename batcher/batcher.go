@@ -41,7 +41,9 @@ type Batch struct {
 	Size int
 	// Window is the tumbling-window wrapper of the event (spec 1.3): bounds,
 	// the state to send, the shardId and the two flags. Nil without
-	// tumbling windows and for Oversize batches.
+	// tumbling windows. For an Oversize batch it is the wrapper the record
+	// would have been sent with; such a batch is not an invocation of the
+	// window and Done ignores its state.
 	Window *payload.Window
 	// Oversize marks a record whose event alone is larger than the payload
 	// limit (6,291,456 bytes). It can never be invoked; the caller routes it
@@ -595,6 +597,12 @@ func (b *Batcher) take(q *queue, now time.Time) *Batch {
 		r := &q.recs[0]
 		bt.Oversize = true
 		bt.Size = q.scan.SizeWith(r.Group, len(r.Data))
+		if b.tw > 0 {
+			// The wrapper it was measured with, so AppendEvent gives the
+			// event Size counts (an S3 on-failure record carries it). It is
+			// not an invocation of the window: cur is left as it is.
+			bt.Window = b.scanEnv(q).Window
+		}
 		n = 1
 	} else {
 		bt.Size = q.scan.Size()
@@ -657,7 +665,7 @@ func (b *Batcher) Done(bt *Batch, state json.RawMessage) error {
 	q.inflight = nil
 	now := time.Now()
 	q.lastDone = now
-	if c := q.cur; c != nil && bt.Window != nil {
+	if c := q.cur; c != nil && bt.Window != nil && !bt.Oversize {
 		switch {
 		case bt.kind == kindTerminate:
 			c.state, c.terminate = nil, false

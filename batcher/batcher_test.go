@@ -696,3 +696,44 @@ func TestBatchOwnsRecords(t *testing.T) {
 		t.Fatal("batch records have spare capacity an append could overwrite")
 	}
 }
+
+// TestQueueReuse: an idle sub-lane is forgotten and its memory reused; a
+// stale batch of the old incarnation can neither be done twice nor release
+// the new one.
+func TestQueueReuse(t *testing.T) {
+	b := newB(t, Policy{BatchSize: 2}, sqsEnv)
+	mustAdd(t, b, rec("a", "", 1, 10))
+	old := tryNext(b)
+	mustDone(t, b, old, "")
+	mustAdd(t, b, rec("a", "", 2, 10), rec("a", "", 3, 10), rec("a", "", 4, 10))
+	cur := tryNext(b)
+	if ids(cur) != "2,3" || old.q != cur.q {
+		t.Fatalf("got %s, reused=%v", ids(cur), old.q == cur.q)
+	}
+	if err := b.Done(old, nil); !errors.Is(err, ErrNotInFlight) {
+		t.Fatalf("stale Done = %v", err)
+	}
+	if x := tryNext(b); x != nil {
+		t.Fatalf("stale Done released %s", ids(x))
+	}
+	if ids(old) != "1" {
+		t.Fatalf("old batch changed to %s", ids(old))
+	}
+	mustDone(t, b, cur, "")
+	if x := tryNext(b); ids(x) != "4" {
+		t.Fatalf("got %s", ids(x))
+	}
+}
+
+// TestDoneAfterClose: batches in flight at Close can still be done.
+func TestDoneAfterClose(t *testing.T) {
+	b := newB(t, Policy{BatchSize: 2}, sqsEnv)
+	mustAdd(t, b, rec("a", "", 1, 10), rec("b", "", 2, 10))
+	x, y := tryNext(b), tryNext(b)
+	b.Close()
+	mustDone(t, b, x, "")
+	mustDone(t, b, y, "")
+	if b.Len() != 0 || b.Buffered("a") != 0 {
+		t.Fatal("records left after Close")
+	}
+}

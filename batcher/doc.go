@@ -66,6 +66,17 @@
 // MaximumPayloadSizeExceeded for Kafka and, by inference, Kinesis; drop for
 // MQ and DocumentDB).
 //
+// # Groups: Kafka and RabbitMQ
+//
+// A batch holds the records of one lane, but they may carry several
+// Record.Group values: the event then has one "topic-partition" (or
+// "queue::vhost") key per group, in order of first appearance, and the size
+// is measured on that event. A Kafka poller that sets Lane to the
+// topic-partition gets one partition per event and one batch in flight per
+// partition; one that sets Lane to its consumer (and Group to the
+// topic-partition) gets AWS's payloads that mix partitions (spec KAF-4),
+// with the consumer's batches one at a time, each partition still in order.
+//
 // # Sub-lanes
 //
 // With ParallelizationFactor N > 1 a lane is split into N sub-lanes by

@@ -292,3 +292,32 @@ func TestTumblingWindowSubLanes(t *testing.T) {
 		}
 	}
 }
+
+// TestTumblingWindowOversize: an oversize record inside a window is
+// released on its own (its Window is the wrapper it was measured with) and
+// does not end or open the window; Done's state is ignored for it.
+func TestTumblingWindowOversize(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		const limit = 600
+		b := newB(t, Policy{BatchSize: 10, TumblingWindow: time.Minute}, kinEnv, WithMaxPayloadSize(limit))
+		big := arec(2, t0)
+		big.Data = jsonString(limit)
+		mustAdd(t, b, arec(1, t0), big, arec(3, t0))
+		bt := tryNext(b)
+		checkWindow(t, t0, bt, want{ids: "1", start: t0})
+		mustDone(t, b, bt, `{"n":1}`)
+		bt = tryNext(b)
+		if ids(bt) != "2" || !bt.Oversize || bt.Window == nil || bt.Window.IsFinalInvokeForWindow || bt.Size <= limit {
+			t.Fatalf("got %s oversize=%v window=%+v size=%d", ids(bt), bt.Oversize, bt.Window, bt.Size)
+		}
+		checkEvent(t, bt)
+		mustDone(t, b, bt, `{"ignored":1}`)
+		bt = tryNext(b)
+		checkWindow(t, t0, bt, want{ids: "3", start: t0, state: `{"n":1}`})
+		// nil state keeps the state the batch was sent with.
+		mustDone(t, b, bt, "")
+		mustAdd(t, b, arec(4, t0))
+		checkWindow(t, t0, tryNext(b), want{ids: "4", start: t0, state: `{"n":1}`})
+	})
+}
