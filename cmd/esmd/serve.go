@@ -71,6 +71,12 @@ func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Eng
 	} else {
 		log.Info("functions are not looked up on create", "function-check", c.functionCheck, "invoke-mode", c.invokeMode)
 	}
+	runners, release, err := dataPlane(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer release()
+	opts = append(opts, runners...)
 	engine, err := esm.New(ctx, opts...)
 	if err != nil {
 		return err

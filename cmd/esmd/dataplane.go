@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/esmd/esmd/destination"
+	"github.com/esmd/esmd/dispatcher"
+	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/awsconfig"
+	"github.com/esmd/esmd/pipeline"
+)
+
+// Opener starts the poller of one mapping; cfg is the AWS SDK
+// configuration esmd runs with.
+type Opener func(ctx context.Context, cfg aws.Config, m *esm.Mapping) (pipeline.Poller, error)
+
+// sourcePollers lists the sources this build of esmd can read. A source
+// package adds itself here when it lands; a mapping whose source is not
+// listed is kept and reports that it has no poller.
+var sourcePollers = map[esm.Source]Opener{}
+
+// dataPlane returns the engine options that run every source esmd has a
+// poller for, through one Invoker and one set of destination clients, and a
+// function that releases them.
+func dataPlane(ctx context.Context, c *common, log *slog.Logger) ([]esm.Option, func(), error) {
+	if len(sourcePollers) == 0 {
+		return nil, func() {}, nil
+	}
+	cfg, err := awsconfig.Load(ctx, c.region, c.lambdaEndpoint != "")
+	if err != nil {
+		return nil, nil, err
+	}
+	mode, err := dispatcher.ParseMode(c.invokeMode)
+	if err != nil {
+		return nil, nil, err
+	}
+	iopts := []dispatcher.Option{dispatcher.WithMode(mode)}
+	if c.lambdaEndpoint != "" {
+		iopts = append(iopts, dispatcher.WithEndpoint(c.lambdaEndpoint))
+	}
+	inv, err := dispatcher.NewLambdaInvoker(cfg, iopts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("invoker: %w", err)
+	}
+	clients := destination.Clients{
+		SQS: sqs.NewFromConfig(cfg),
+		SNS: sns.NewFromConfig(cfg),
+		// Path-style addressing works with AWS and with every S3 emulator.
+		S3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }),
+	}
+	dest := func(d string, m *esm.Mapping) (destination.Sender, error) { return destination.New(d, m.UUID, clients) }
+	var opts []esm.Option
+	for src, open := range sourcePollers {
+		open := open
+		opts = append(opts, esm.WithRunner(src, &pipeline.Runner{
+			Open:        func(ctx context.Context, m *esm.Mapping) (pipeline.Poller, error) { return open(ctx, cfg, m) },
+			Invoker:     inv,
+			Destination: dest,
+			Log:         log,
+		}))
+	}
+	return opts, inv.Close, nil
+}

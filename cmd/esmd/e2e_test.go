@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/testenv"
+	"github.com/esmd/esmd/payload"
+	"github.com/esmd/esmd/pipeline"
+	"github.com/esmd/esmd/pollers/memsource"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestServeRunsMappingsEndToEnd drives esmd serve the way a user does: the
+// AWS SDK creates a mapping, records appear in the source, and esmd invokes
+// a real function (aws-lambda-go under the Runtime Interface Emulator,
+// --invoke-mode rie) until the source is checkpointed past every record.
+// The source is the in-memory stream memsource, standing in for Kinesis
+// until the Kinesis poller lands.
+func TestServeRunsMappingsEndToEnd(t *testing.T) {
+	testenv.Skip(t)
+	rie := testenv.RIE(t)
+	log := memsource.NewLog(2)
+	sourcePollers[esm.SourceKinesis] = func(context.Context, aws.Config, *esm.Mapping) (pipeline.Poller, error) {
+		return log.NewPoller(50), nil
+	}
+	defer delete(sourcePollers, esm.SourceKinesis)
+
+	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	c.dataDir = t.TempDir()
+	c.invokeMode = "rie"
+	c.lambdaEndpoint = rie
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, c, c.logger(io.Discard), func(_ *esm.Engine, addr string) error { addrc <- addr; return nil })
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	cl := client(<-addrc)
+	arn := "arn:aws:kinesis:us-east-1:000000000000:stream/demo"
+	out, err := cl.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
+		EventSourceArn: aws.String(arn), StartingPosition: types.EventSourcePositionTrimHorizon, BatchSize: aws.Int32(10),
+		FilterCriteria: &types.FilterCriteria{Filters: []types.Filter{{Pattern: aws.String(`{"data":{"keep":[true]}}`)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		key := fmt.Sprintf("pk-%d", i%5)
+		log.ProduceData(key, func(lane, seq string, at time.Time) []byte {
+			return payload.AppendKinesis(nil, &payload.KinesisRecord{ShardID: lane, PartitionKey: key, SequenceNumber: seq,
+				Data: fmt.Appendf(nil, `{"n":%d,"keep":%v}`, i, i%4 != 0), ApproximateArrivalTimestamp: at,
+				AWSRegion: "us-east-1", EventSourceARN: arn})
+		})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for log.Checkpoint("lane-0")+log.Checkpoint("lane-1")+2 != 40 {
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoints %d and %d after 30s", log.Checkpoint("lane-0"), log.Checkpoint("lane-1"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got, err := cl.GetEventSourceMapping(ctx, &lambda.GetEventSourceMappingInput{UUID: out.UUID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aws.ToString(got.State) != "Enabled" || aws.ToString(got.LastProcessingResult) != "OK" {
+		t.Errorf("state %s, last processing result %q", aws.ToString(got.State), aws.ToString(got.LastProcessingResult))
+	}
+}
