@@ -14,12 +14,25 @@ import (
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/awsconfig"
+	"github.com/esmd/esmd/internal/secrets"
 	"github.com/esmd/esmd/pipeline"
 )
 
-// Opener starts the poller of one mapping; cfg is the AWS SDK
-// configuration esmd runs with.
-type Opener func(ctx context.Context, cfg aws.Config, m *esm.Mapping) (pipeline.Poller, error)
+// SourceEnv is what a source's Opener may use.
+type SourceEnv struct {
+	// AWS is the AWS SDK configuration esmd runs with.
+	AWS aws.Config
+	// Secrets resolves SourceAccessConfigurations secret ARNs
+	// (--secrets-file, then AWS Secrets Manager).
+	Secrets *secrets.Resolver
+	// Flags holds the values of the flags sources added (sourceFlags).
+	Flags map[string][]string
+	// Log is esmd's logger.
+	Log *slog.Logger
+}
+
+// Opener starts the poller of one mapping.
+type Opener func(ctx context.Context, env *SourceEnv, m *esm.Mapping) (pipeline.Poller, error)
 
 // sourcePollers lists the sources this build of esmd can read. A source
 // package adds itself here when it lands; a mapping whose source is not
@@ -56,11 +69,19 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger) ([]esm.Option, 
 		S3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }),
 	}
 	dest := func(d string, m *esm.Mapping) (destination.Sender, error) { return destination.New(d, m.UUID, clients) }
+	sec, err := secrets.Load(c.secretsFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	env := &SourceEnv{AWS: cfg, Secrets: sec.WithSecretsManager(cfg), Flags: map[string][]string{}, Log: log}
+	for name, v := range c.source {
+		env.Flags[name] = *v
+	}
 	var opts []esm.Option
 	for src, open := range sourcePollers {
 		open := open
 		opts = append(opts, esm.WithRunner(src, &pipeline.Runner{
-			Open:        func(ctx context.Context, m *esm.Mapping) (pipeline.Poller, error) { return open(ctx, cfg, m) },
+			Open:        func(ctx context.Context, m *esm.Mapping) (pipeline.Poller, error) { return open(ctx, env, m) },
 			Invoker:     inv,
 			Destination: dest,
 			Log:         log,

@@ -30,7 +30,7 @@ func TestServeRunsMappingsEndToEnd(t *testing.T) {
 	testenv.Skip(t)
 	rie := testenv.RIE(t)
 	log := memsource.NewLog(2)
-	sourcePollers[esm.SourceKinesis] = func(context.Context, aws.Config, *esm.Mapping) (pipeline.Poller, error) {
+	sourcePollers[esm.SourceKinesis] = func(context.Context, *SourceEnv, *esm.Mapping) (pipeline.Poller, error) {
 		return log.NewPoller(50), nil
 	}
 	defer delete(sourcePollers, esm.SourceKinesis)

@@ -23,7 +23,21 @@ type common struct {
 	invokeMode     string
 	functionCheck  string
 	maxFilters     int
+	secretsFile    string
+	// source holds the flags source files add (see sourceFlags).
+	source map[string]*listFlag
 }
+
+// sourceFlags lets a source's own file in this package add repeatable
+// string flags (for example --mq-broker ARN=amqp://host:port): name and
+// usage. Their values reach the source's Opener in SourceEnv.Flags.
+var sourceFlags []struct{ name, usage string }
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func newCommon(name string, out io.Writer, defaultAddr string) *common {
 	c := &common{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
@@ -39,6 +53,13 @@ func newCommon(name string, out io.Writer, defaultAddr string) *common {
 	fs.StringVar(&c.invokeMode, "invoke-mode", "aws", "aws: a Lambda-compatible Invoke API; rie: the AWS Lambda Runtime Interface Emulator (one invocation at a time, no GetFunction)")
 	fs.StringVar(&c.functionCheck, "function-check", "auto", "look functions up with GetFunction on create: always, never, or auto (when a Lambda endpoint or AWS credentials are configured)")
 	fs.IntVar(&c.maxFilters, "max-filters", 5, "FilterCriteria filters allowed per mapping (AWS: 5, up to 10 with a quota increase)")
+	fs.StringVar(&c.secretsFile, "secrets-file", "", "JSON object from secret ARN to the secret's fields ({\"username\": ..., \"password\": ...}), answering for AWS Secrets Manager")
+	c.source = map[string]*listFlag{}
+	for _, f := range sourceFlags {
+		v := &listFlag{}
+		c.source[f.name] = v
+		fs.Var(v, f.name, f.usage)
+	}
 	return c
 }
 
