@@ -120,12 +120,20 @@ type Batcher struct {
 	wake      chan struct{}
 	buffered  int
 	touched   []*queue
-	free      []*queue // removed queues kept for reuse, see newQueue
-	freeLanes []*lane
+	idle      []*queue // sub-lanes that went idle, oldest first (roughly), see sweep
+	idleCount int
 }
 
-// maxFree bounds the removed queues (and lanes) kept for reuse.
-const maxFree = 256
+// Idle sub-lanes (nothing buffered or in flight, no open tumbling window)
+// are kept, with their buffers and scan builder, so a lane that empties
+// after every batch (the common case without a batching window) does not
+// allocate them again for the next poll. They are forgotten after idleTTL,
+// or oldest first when there are more than maxIdle, so memory follows the
+// lanes in use (SQS FIFO message groups come and go).
+const (
+	maxIdle = 1024
+	idleTTL = time.Minute
+)
 
 type lane struct {
 	name     string
@@ -145,11 +153,14 @@ type queue struct {
 	lane *lane
 	sub  int
 
-	// recs are the buffered records. Batches take a prefix without copying
-	// (recs[:n:n]) and the queue keeps recs[n:], so a batch's records are
-	// never overwritten by later appends.
+	// recs and meta are the buffered records, windows into recBase and
+	// metaBase. A batch copies its records out and the queue clears their
+	// slots, so the queue never pins the Data of records it handed out and a
+	// batch owns its Records outright.
 	recs     []source.Record
 	meta     []meta
+	recBase  []source.Record
+	metaBase []meta
 	inflight *Batch
 	lastDone time.Time
 
@@ -167,6 +178,9 @@ type queue struct {
 	deadline time.Time
 	touched  bool
 	removed  bool
+	idle     bool // nothing buffered or in flight, no open window
+	inIdle   bool // listed in Batcher.idle
+	idleAt   time.Time
 }
 
 // twin is the open tumbling window of a sub-lane.
@@ -242,8 +256,9 @@ func (b *Batcher) Add(rec source.Record) error {
 
 // AddAll buffers records in order, as one step: a Next waiting in another
 // goroutine never sees half of them, so a poll result becomes one batch when
-// it fits. The Batcher keeps the records (and their Data) until the batch
-// they end up in is done; the caller must not modify them.
+// it fits. The Batcher copies the Record values but not their Data (nor
+// Meta): the caller must not modify Data afterwards. Batch.Records is a
+// fresh slice the batch owns.
 //
 // Add never blocks and buffers without limit; pollers apply backpressure
 // with Buffered.
@@ -266,14 +281,7 @@ func (b *Batcher) add(rec *source.Record, now time.Time) {
 	if l == nil || l.name != rec.Lane {
 		l = b.lanes[rec.Lane]
 		if l == nil {
-			if n := len(b.freeLanes); n > 0 {
-				l = b.freeLanes[n-1]
-				b.freeLanes[n-1] = nil
-				b.freeLanes = b.freeLanes[:n-1]
-				*l = lane{name: rec.Lane, subs: l.subs}
-			} else {
-				l = &lane{name: rec.Lane, subs: make([]*queue, b.pf)}
-			}
+			l = &lane{name: rec.Lane, subs: make([]*queue, b.pf)}
 			b.lanes[rec.Lane] = l
 		}
 		b.last = l
@@ -284,9 +292,13 @@ func (b *Batcher) add(rec *source.Record, now time.Time) {
 	}
 	q := l.subs[sub]
 	if q == nil {
-		q = b.newQueue(l, sub)
+		q = &queue{lane: l, sub: sub}
 		l.subs[sub] = q
 		l.live++
+	}
+	if q.idle {
+		q.idle = false
+		b.idleCount--
 	}
 	m := meta{added: now}
 	if b.tw > 0 {
@@ -307,16 +319,7 @@ func (b *Batcher) add(rec *source.Record, now time.Time) {
 		q.maxWin = m.win
 	}
 	if len(q.recs) == cap(q.recs) {
-		// Grow by at least a batch (up to 256 records) so a poll result
-		// costs one allocation rather than a doubling series: batches take
-		// prefixes of this array, so the slice shrinks from the front.
-		n := max(2*len(q.recs), min(b.policy.BatchSize, 256), 8)
-		recs := make([]source.Record, len(q.recs), n)
-		copy(recs, q.recs)
-		q.recs = recs
-		ms := make([]meta, len(q.meta), n)
-		copy(ms, q.meta)
-		q.meta = ms
+		q.grow(min(b.policy.BatchSize, 256))
 	}
 	q.recs = append(q.recs, *rec)
 	q.meta = append(q.meta, m)
@@ -325,6 +328,36 @@ func (b *Batcher) add(rec *source.Record, now time.Time) {
 	if !q.touched {
 		q.touched = true
 		b.touched = append(b.touched, q)
+	}
+}
+
+// grow makes room for one more record: it slides the buffered records to
+// the front of the base arrays when at least half of them is free, else
+// doubles them (to at least minCap, so a poll result costs one allocation
+// rather than a doubling series).
+func (q *queue) grow(minCap int) {
+	n := len(q.recs)
+	if c := cap(q.recBase); c > 0 && n <= c/2 {
+		copy(q.recBase, q.recs)
+		copy(q.metaBase, q.meta)
+		clear(q.recBase[n:]) // the old slots of the moved records
+		q.recs, q.meta = q.recBase[:n], q.metaBase[:n]
+		return
+	}
+	c := max(2*cap(q.recBase), minCap, 8)
+	recs, ms := make([]source.Record, c), make([]meta, c)
+	copy(recs, q.recs)
+	copy(ms, q.meta)
+	q.recBase, q.metaBase = recs, ms
+	q.recs, q.meta = recs[:n], ms[:n]
+}
+
+// pop drops the first n buffered records (copied out by take).
+func (q *queue) pop(n int) {
+	clear(q.recs[:n])
+	q.recs, q.meta = q.recs[n:], q.meta[n:]
+	if len(q.recs) == 0 {
+		q.recs, q.meta = q.recBase[:0], q.metaBase[:0]
 	}
 }
 
@@ -628,10 +661,12 @@ func (b *Batcher) take(q *queue, now time.Time) *Batch {
 			}
 		}
 	}
-	bt.Records = q.recs[:n:n]
-	clear(q.meta[:n])
-	q.recs = q.recs[n:]
-	q.meta = q.meta[n:]
+	bt.Records = make([]source.Record, n)
+	copy(bt.Records, q.recs)
+	q.pop(n)
+	// The scan builder references the records' Data: drop it now rather
+	// than at the next scan, which may be a window grace away.
+	q.scan.Reset(b.env)
 	q.lane.buffered -= n
 	b.buffered -= n
 	q.scanValid, q.scanFull, q.scanN = false, false, 0
@@ -676,18 +711,65 @@ func (b *Batcher) Done(bt *Batch, state json.RawMessage) error {
 			c.terminate = len(state) > b.cfg.maxState
 		}
 	}
-	if q.inflight == nil && len(q.recs) == 0 && q.cur == nil {
-		b.remove(q)
+	if len(q.recs) == 0 && q.cur == nil {
+		b.markIdle(q, now)
 	} else {
 		b.evaluate(q, now)
 	}
+	b.sweep(now)
 	b.broadcast()
 	return nil
 }
 
-// remove forgets an idle sub-lane (and its lane when it was the last), so
-// memory follows the lanes in use (SQS FIFO message groups come and go).
+// markIdle notes that q has nothing to do, and forgets it at once when
+// its lane ended (a closed shard never comes back).
+func (b *Batcher) markIdle(q *queue, now time.Time) {
+	if q.lane.ending {
+		b.remove(q)
+		return
+	}
+	q.idle, q.idleAt = true, now
+	b.idleCount++
+	if !q.inIdle {
+		q.inIdle = true
+		b.idle = append(b.idle, q)
+	}
+	// Drop what an idle queue need not keep: big buffers (a past backlog)
+	// and the scan builder of large batches.
+	if cap(q.recBase) > 1024 {
+		q.recBase, q.metaBase, q.recs, q.meta = nil, nil, nil, nil
+	}
+	if b.policy.BatchSize > 1024 {
+		q.scan, q.scanValid = nil, false
+	}
+}
+
+// sweep forgets idle sub-lanes past idleTTL or beyond maxIdle. Each queue
+// has at most one entry in b.idle; one that became busy is dropped from
+// the list and added again when it next goes idle. A recently idle queue at
+// the front can keep older ones behind it a little longer; that only
+// delays their removal.
+func (b *Batcher) sweep(now time.Time) {
+	for len(b.idle) > 0 {
+		q := b.idle[0]
+		if q.idle && !q.removed && b.idleCount <= maxIdle && now.Sub(q.idleAt) < idleTTL {
+			return
+		}
+		b.idle[0] = nil
+		b.idle = b.idle[1:]
+		q.inIdle = false
+		if q.idle && !q.removed {
+			b.remove(q)
+		}
+	}
+}
+
+// remove forgets a sub-lane, and its lane when it was the last.
 func (b *Batcher) remove(q *queue) {
+	if q.idle {
+		q.idle = false
+		b.idleCount--
+	}
 	q.removed = true
 	l := q.lane
 	l.subs[q.sub] = nil
@@ -697,37 +779,7 @@ func (b *Batcher) remove(q *queue) {
 		if b.last == l {
 			b.last = nil
 		}
-		if len(b.freeLanes) < maxFree {
-			b.freeLanes = append(b.freeLanes, l)
-		}
 	}
-	if len(b.free) < maxFree {
-		b.free = append(b.free, q)
-	}
-}
-
-// newQueue returns a queue for a sub-lane, reusing a removed one: a lane
-// that goes idle after each batch (the common case with no batching window)
-// would otherwise allocate a queue and a payload.Builder per batch.
-//
-// A reused queue keeps its scan builder and the spare capacity of recs and
-// meta. That capacity lies after every prefix handed out as Batch.Records,
-// so appending to it never overwrites a batch.
-func (b *Batcher) newQueue(l *lane, sub int) *queue {
-	n := len(b.free)
-	if n == 0 {
-		return &queue{lane: l, sub: sub}
-	}
-	q := b.free[n-1]
-	b.free[n-1] = nil
-	b.free = b.free[:n-1]
-	if q.queued || q.touched {
-		// Still referenced by the ready list or the touched list: the
-		// skip logic there relies on q.removed, so do not reuse it.
-		return &queue{lane: l, sub: sub}
-	}
-	*q = queue{lane: l, sub: sub, recs: q.recs[:0], meta: q.meta[:0], scan: q.scan}
-	return q
 }
 
 // EndLane says no more records will be added to lane: its shard closed
@@ -747,7 +799,11 @@ func (b *Batcher) EndLane(name string) {
 	l.ending = true
 	now := time.Now()
 	for _, q := range l.subs {
-		if q != nil {
+		switch {
+		case q == nil:
+		case q.idle:
+			b.remove(q)
+		default:
 			b.evaluate(q, now)
 		}
 	}

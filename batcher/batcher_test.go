@@ -589,11 +589,8 @@ func TestManyLanes(t *testing.T) {
 	if b.Len() != 0 {
 		t.Fatalf("%d records left", b.Len())
 	}
-	b.mu.Lock()
-	n := len(b.lanes)
-	b.mu.Unlock()
-	if n != 0 {
-		t.Fatalf("%d idle lanes kept", n)
+	if n := busyLanes(b); n != 0 {
+		t.Fatalf("%d lanes not idle", n)
 	}
 }
 
@@ -736,4 +733,49 @@ func TestDoneAfterClose(t *testing.T) {
 	if b.Len() != 0 || b.Buffered("a") != 0 {
 		t.Fatal("records left after Close")
 	}
+}
+
+// TestIdleLanes: idle sub-lanes are kept for reuse but forgotten after a
+// minute or beyond maxIdle, so memory follows the lanes in use.
+func TestIdleLanes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newB(t, Policy{BatchSize: 10}, sqsEnv)
+		cycle := func(lane string) {
+			t.Helper()
+			mustAdd(t, b, rec(lane, "", 1, 10))
+			bt := tryNext(b)
+			if bt == nil || bt.Lane != lane {
+				t.Fatalf("no batch for %s", lane)
+			}
+			mustDone(t, b, bt, "")
+		}
+		lanes := func() int {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			return len(b.lanes)
+		}
+		for i := range maxIdle + 100 {
+			cycle("group-" + strconv.Itoa(i))
+		}
+		if n := lanes(); n != maxIdle {
+			t.Fatalf("%d lanes kept, want %d", n, maxIdle)
+		}
+		time.Sleep(idleTTL)
+		cycle("other")
+		if n := lanes(); n != 1 {
+			t.Fatalf("%d lanes kept after the TTL, want 1", n)
+		}
+		// A lane that was idle and got busy again is not removed under it.
+		b.mu.Lock()
+		b.sweep(time.Now()) // nothing to sweep yet
+		b.mu.Unlock()
+		mustAdd(t, b, rec("other", "", 2, 10))
+		time.Sleep(2 * idleTTL)
+		b.mu.Lock()
+		b.sweep(time.Now())
+		b.mu.Unlock()
+		if bt := tryNext(b); bt == nil || bt.Lane != "other" || ids(bt) != "2" {
+			t.Fatal("busy lane lost")
+		}
+	})
 }

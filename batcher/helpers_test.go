@@ -127,3 +127,19 @@ func checkEvent(t testing.TB, bt *Batch) []byte {
 	}
 	return ev
 }
+
+// busyLanes counts the lanes with a sub-lane that is not idle.
+func busyLanes(b *Batcher) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, l := range b.lanes {
+		for _, q := range l.subs {
+			if q != nil && !q.idle {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}

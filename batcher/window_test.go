@@ -132,8 +132,8 @@ func TestTumblingWindowState(t *testing.T) {
 			checkWindow(t, t0, bt, s.want)
 			mustDone(t, b, bt, s.doneState)
 		}
-		if len(b.lanes) != 0 {
-			t.Fatal("lane kept after its last window closed")
+		if busyLanes(b) != 0 {
+			t.Fatal("lane busy after its last window closed")
 		}
 	})
 }
