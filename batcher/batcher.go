@@ -621,6 +621,7 @@ func (b *Batcher) take(q *queue, now time.Time) *Batch {
 		env := bt.Envelope()
 		bt.Size = env.Overhead()
 		bt.Oversize = bt.Size > b.cfg.maxPayload
+		q.scanValid, q.scanFull, q.scanN = false, false, 0 // the state changes at Done
 		q.inflight = bt
 		return bt
 	}
