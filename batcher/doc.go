@@ -54,6 +54,16 @@
 // free; AddAll makes a whole poll result visible at once, so it still
 // becomes one batch.
 //
+// For Kafka the two specs disagree: the API spec (section 8) says the window
+// starts at the first record, the runtime spec (BAT-6) that it starts when
+// the previous invocation (on-demand mode) or batch (provisioned mode)
+// completes. DefaultPolicy follows the API spec; a Kafka runner that wants
+// BAT-6 sets AfterInvoke. Done is "the invocation completed" in both cases:
+// the caller calls it after its retries, which for ordered sources is when
+// the lane's last invocation ended. Not modelled: SQS's "may wait up to 20
+// seconds" on a low-traffic queue with a window (BAT-7), which is a property
+// of SQS long polling, not of batching.
+//
 // # The 6 MB cut
 //
 // Sizes are those of the encoded event (payload.Builder), envelope, Kafka
