@@ -119,6 +119,7 @@ type Batcher struct {
 	timers    []timer // min-heap by at
 	wake      chan struct{}
 	buffered  int
+	inflight  int
 	touched   []*queue
 	idle      []*queue // sub-lanes that went idle, oldest first (roughly), see sweep
 	idleCount int
@@ -623,6 +624,7 @@ func (b *Batcher) take(q *queue, now time.Time) *Batch {
 		bt.Oversize = bt.Size > b.cfg.maxPayload
 		q.scanValid, q.scanFull, q.scanN = false, false, 0 // the state changes at Done
 		q.inflight = bt
+		b.inflight++
 		return bt
 	}
 	b.advance(q)
@@ -672,6 +674,7 @@ func (b *Batcher) take(q *queue, now time.Time) *Batch {
 	b.buffered -= n
 	q.scanValid, q.scanFull, q.scanN = false, false, 0
 	q.inflight = bt
+	b.inflight++
 	return bt
 }
 
@@ -699,6 +702,7 @@ func (b *Batcher) Done(bt *Batch, state json.RawMessage) error {
 		return ErrNotInFlight
 	}
 	q.inflight = nil
+	b.inflight--
 	now := time.Now()
 	q.lastDone = now
 	if c := q.cur; c != nil && bt.Window != nil && !bt.Oversize {
@@ -829,6 +833,15 @@ func (b *Batcher) Len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buffered
+}
+
+// InFlight returns how many batches Next returned that are not done yet. A
+// pipeline stopping softly stops adding, then waits for it to reach zero
+// before it checkpoints and closes.
+func (b *Batcher) InFlight() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.inflight
 }
 
 // Close stops the Batcher: waiting and later Next calls return ErrClosed,

@@ -386,6 +386,9 @@ func TestInFlightPerLane(t *testing.T) {
 	if x := tryNext(b); x != nil {
 		t.Fatalf("released %s of a lane in flight", ids(x))
 	}
+	if b.InFlight() != 2 {
+		t.Fatalf("InFlight() = %d", b.InFlight())
+	}
 	if b.Buffered("a") != 1 || b.Buffered("b") != 0 || b.Len() != 1 {
 		t.Fatalf("buffered a=%d b=%d len=%d", b.Buffered("a"), b.Buffered("b"), b.Len())
 	}
@@ -730,6 +733,9 @@ func TestDoneAfterClose(t *testing.T) {
 	b.Close()
 	mustDone(t, b, x, "")
 	mustDone(t, b, y, "")
+	if b.InFlight() != 0 {
+		t.Fatalf("InFlight() = %d", b.InFlight())
+	}
 	if b.Len() != 0 || b.Buffered("a") != 0 {
 		t.Fatal("records left after Close")
 	}
