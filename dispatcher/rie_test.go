@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -76,6 +78,29 @@ func testRIE(t *testing.T, path Option) {
 		}
 		if diff := cmp.Diff(a, b); diff != "" {
 			t.Errorf("echo differs (-sent +echoed)\n%s", diff)
+		}
+	})
+	t.Run("echo every golden event", func(t *testing.T) {
+		files, err := filepath.Glob("../testdata/payload/*.json")
+		if err != nil || len(files) == 0 {
+			t.Fatal("no golden events", err)
+		}
+		for _, f := range files {
+			ev, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := invoke(t, ev)
+			var a, b any
+			if err := json.Unmarshal(ev, &a); err != nil {
+				t.Fatal(err)
+			}
+			if res.Failed() || json.Unmarshal(res.Payload, &b) != nil {
+				t.Fatalf("%s: %+v", f, res)
+			}
+			if diff := cmp.Diff(a, b); diff != "" {
+				t.Errorf("%s: echo differs (-sent +echoed)\n%s", f, diff)
+			}
 		}
 	})
 	t.Run("handler error", func(t *testing.T) {
