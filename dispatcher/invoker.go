@@ -213,7 +213,13 @@ func NewLambdaInvoker(cfg aws.Config, opts ...Option) (*LambdaInvoker, error) {
 	}
 	hc := o.httpClient
 	if hc == nil {
-		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		// Many lanes invoke one endpoint at once: keep their connections
+		// (the default keeps 2 idle connections per host and redials the
+		// rest).
+		tr.MaxIdleConns = 0
+		tr.MaxIdleConnsPerHost = 1024
+		hc = &http.Client{Transport: tr}
 	}
 	base := hc.Transport
 	if base == nil {
