@@ -179,13 +179,14 @@ type Builder struct {
 }
 
 type builderRec struct {
-	group int
-	data  []byte
+	data []byte
+	next int32 // index of the group's next record, -1 at the end
 }
 
 type builderGroup struct {
-	key string
-	n   int
+	key        string
+	n          int
+	head, tail int32
 }
 
 // NewBuilder returns a Builder for events with the given envelope.
@@ -257,13 +258,13 @@ func (b *Builder) lookup(group string) (int, bool) {
 // ungrouped kinds.
 func (b *Builder) Add(group string, data []byte) {
 	b.size += b.delta(group, len(data))
-	gi := 0
+	ri := int32(len(b.recs))
+	b.recs = append(b.recs, builderRec{data: data, next: -1})
 	if b.env.Kind.Grouped() {
-		var ok bool
-		gi, ok = b.lookup(group)
+		gi, ok := b.lookup(group)
 		if !ok {
 			gi = len(b.groups)
-			b.groups = append(b.groups, builderGroup{key: group})
+			b.groups = append(b.groups, builderGroup{key: group, head: ri, tail: ri})
 			if len(b.groups) > 8 {
 				if b.index == nil {
 					b.index = make(map[string]int)
@@ -277,9 +278,13 @@ func (b *Builder) Add(group string, data []byte) {
 				}
 			}
 		}
-		b.groups[gi].n++
+		g := &b.groups[gi]
+		if g.n > 0 {
+			b.recs[g.tail].next = ri
+			g.tail = ri
+		}
+		g.n++
 	}
-	b.recs = append(b.recs, builderRec{group: gi, data: data})
 }
 
 // AppendTo appends the event to dst. The result has exactly Size() more
@@ -301,17 +306,10 @@ func (b *Builder) AppendTo(dst []byte) []byte {
 		}
 		dst = AppendString(dst, b.groups[gi].key)
 		dst = append(dst, ':', '[')
-		first := true
-		// Records are few groups deep; one pass per group keeps order
-		// without extra allocation.
-		for i := range b.recs {
-			if b.recs[i].group != gi {
-				continue
-			}
-			if !first {
+		for i := b.groups[gi].head; i >= 0; i = b.recs[i].next {
+			if i != b.groups[gi].head {
 				dst = append(dst, ',')
 			}
-			first = false
 			dst = append(dst, b.recs[i].data...)
 		}
 		dst = append(dst, ']')
