@@ -110,6 +110,7 @@ type Batcher struct {
 	tw     int64 // tumbling window, ns; 0 = off
 	env    payload.Envelope
 	cfg    config
+	epoch  time.Time // origin of meta.added; monotonic, unlike UnixNano
 
 	mu        sync.Mutex
 	closed    bool
@@ -144,9 +145,12 @@ type lane struct {
 	ending   bool
 }
 
+// meta is what the batcher needs of a record besides the record itself. It
+// holds no pointers, so the GC neither scans it nor needs write barriers to
+// copy it.
 type meta struct {
-	added time.Time // when Add saw the record (batching window)
-	win   int64     // tumbling window start, Unix ns
+	added time.Duration // when Add saw the record, since Batcher.epoch (batching window)
+	win   int64         // tumbling window start, Unix ns
 }
 
 // queue is one sub-lane.
@@ -222,6 +226,7 @@ func New(policy Policy, env payload.Envelope, opts ...Option) (*Batcher, error) 
 		tw:     int64(policy.TumblingWindow),
 		env:    env,
 		cfg:    cfg,
+		epoch:  time.Now(),
 		lanes:  map[string]*lane{},
 	}, nil
 }
@@ -301,7 +306,7 @@ func (b *Batcher) add(rec *source.Record, now time.Time) {
 		q.idle = false
 		b.idleCount--
 	}
-	m := meta{added: now}
+	m := meta{added: now.Sub(b.epoch)}
 	if b.tw > 0 {
 		// Windows come from the stream's arrival timestamp (spec STR-31),
 		// aligned on the Unix epoch like AWS's examples (07:04:00-07:06:00
@@ -436,7 +441,7 @@ func (b *Batcher) status(q *queue, now time.Time) (bool, time.Time) {
 	if q.scanFull || ending {
 		return true, time.Time{}
 	}
-	at := q.meta[0].added
+	at := b.epoch.Add(q.meta[0].added)
 	if b.policy.WindowStart == AfterInvoke && q.lastDone.After(at) {
 		at = q.lastDone
 	}
