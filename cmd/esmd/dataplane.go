@@ -55,6 +55,11 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger) ([]esm.Option, 
 		return nil, nil, err
 	}
 	iopts := []dispatcher.Option{dispatcher.WithMode(mode)}
+	if mode == dispatcher.ModeRIE {
+		// RIE is local and unsigned: the direct HTTP path is faster and keeps
+		// the body of a crashed runtime's 502.
+		iopts = append(iopts, dispatcher.WithDirectHTTP(true))
+	}
 	if c.lambdaEndpoint != "" {
 		iopts = append(iopts, dispatcher.WithEndpoint(c.lambdaEndpoint))
 	}
