@@ -1,0 +1,201 @@
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/secrets"
+)
+
+// Secrets resolves the secret ARNs of SourceAccessConfigurations;
+// *secrets.Resolver implements it.
+type Secrets interface {
+	Get(ctx context.Context, arn string) (secrets.Secret, error)
+}
+
+// Env is what ConfigFor needs besides the mapping.
+type Env struct {
+	// Secrets resolves BASIC_AUTH, SASL_SCRAM_*_AUTH,
+	// CLIENT_CERTIFICATE_TLS_AUTH and SERVER_ROOT_CA_CERTIFICATE secrets.
+	Secrets Secrets
+	// Clusters maps MSK cluster ARNs to their bootstrap brokers
+	// (--msk-cluster ARN=host:port,host:port).
+	Clusters map[string][]string
+	// Log is the poller's logger.
+	Log *slog.Logger
+}
+
+// ParseClusters parses --msk-cluster values, ARN=host:port[,host:port...].
+func ParseClusters(values []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, v := range values {
+		arn, hosts, ok := strings.Cut(v, "=")
+		if !ok || !strings.HasPrefix(arn, "arn:") || hosts == "" {
+			return nil, fmt.Errorf("--msk-cluster %q: want ARN=host:port[,host:port...]", v)
+		}
+		for _, h := range strings.Split(hosts, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				out[arn] = append(out[arn], h)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Source access configuration types (spec KAF-18).
+const (
+	sacBasicAuth   = "BASIC_AUTH"
+	sacScram256    = "SASL_SCRAM_256_AUTH"
+	sacScram512    = "SASL_SCRAM_512_AUTH"
+	sacClientCert  = "CLIENT_CERTIFICATE_TLS_AUTH"
+	sacRootCA      = "SERVER_ROOT_CA_CERTIFICATE"
+	sacVPCSubnet   = "VPC_SUBNET"
+	sacVPCSecGroup = "VPC_SECURITY_GROUP"
+)
+
+// ConfigFor returns the poller configuration of a Kafka or MSK mapping.
+//
+// Connections follow AWS: SASL (PLAIN through BASIC_AUTH, SCRAM-SHA-256 or
+// -512) and client certificates imply TLS (AWS supports no SASL_PLAINTEXT);
+// SERVER_ROOT_CA_CERTIFICATE replaces the system roots; with none of them
+// the connection is plaintext. VPC_SUBNET and VPC_SECURITY_GROUP are
+// accepted and ignored: esmd has no VPC to join and dials the brokers.
+func ConfigFor(ctx context.Context, m *esm.Mapping, env Env) (Config, error) {
+	c := &m.Config
+	cfg := Config{Topics: c.Topics, Log: env.Log, StartingPosition: TrimHorizon}
+	switch m.Source {
+	case esm.SourceKafka:
+		if s := c.SelfManagedEventSource; s != nil {
+			cfg.Seeds = s.Endpoints["KAFKA_BOOTSTRAP_SERVERS"]
+		}
+		if k := c.SelfManagedKafkaEventSourceConfig; k != nil && k.ConsumerGroupId != nil {
+			cfg.Group = *k.ConsumerGroupId
+		}
+	case esm.SourceMSK:
+		arn := ""
+		if c.EventSourceArn != nil {
+			arn = *c.EventSourceArn
+		}
+		cfg.Seeds = env.Clusters[arn]
+		if len(cfg.Seeds) == 0 {
+			return Config{}, fmt.Errorf("MSK cluster %s: bootstrap brokers unknown; run esmd with --msk-cluster %s=host:port[,host:port]", arn, arn)
+		}
+		if k := c.AmazonManagedKafkaEventSourceConfig; k != nil && k.ConsumerGroupId != nil {
+			cfg.Group = *k.ConsumerGroupId
+		}
+	default:
+		return Config{}, fmt.Errorf("kafka: mapping source %q is not Kafka", m.Source)
+	}
+	if cfg.Group == "" {
+		// esm defaults ConsumerGroupId to the UUID; a mapping made
+		// before that default still gets the group AWS documented.
+		cfg.Group = m.UUID
+	}
+	if c.StartingPosition != nil {
+		cfg.StartingPosition = *c.StartingPosition
+	}
+	if c.StartingPositionTimestamp != nil {
+		sec, frac := math.Modf(*c.StartingPositionTimestamp)
+		cfg.StartingTimestamp = time.Unix(int64(sec), int64(frac*1e9))
+	}
+	var (
+		useTLS bool
+		roots  *x509.CertPool
+		certs  []tls.Certificate
+	)
+	for _, sac := range c.SourceAccessConfigurations {
+		typ, uri := deref(sac.Type), deref(sac.URI)
+		switch typ {
+		case sacVPCSubnet, sacVPCSecGroup:
+			continue
+		case sacBasicAuth, sacScram256, sacScram512, sacClientCert, sacRootCA:
+		default:
+			return Config{}, fmt.Errorf("kafka: SourceAccessConfigurations type %q is not supported", typ)
+		}
+		if env.Secrets == nil {
+			return Config{}, fmt.Errorf("kafka: %s secret %s: no secrets resolver", typ, uri)
+		}
+		sec, err := env.Secrets.Get(ctx, uri)
+		if err != nil {
+			return Config{}, fmt.Errorf("kafka: %s: %w", typ, err)
+		}
+		useTLS = true
+		switch typ {
+		case sacBasicAuth, sacScram256, sacScram512:
+			if cfg.SASL != nil {
+				return Config{}, errors.New("kafka: more than one SASL SourceAccessConfiguration")
+			}
+			if sec.Username() == "" || sec.Password() == "" {
+				return Config{}, fmt.Errorf("kafka: %s secret %s: needs username and password", typ, uri)
+			}
+			cfg.SASL = saslMechanism(typ, sec.Username(), sec.Password())
+		case sacClientCert:
+			cert, err := clientCert(sec)
+			if err != nil {
+				return Config{}, fmt.Errorf("kafka: %s secret %s: %w", typ, uri, err)
+			}
+			certs = append(certs, cert)
+		case sacRootCA:
+			if roots == nil {
+				roots = x509.NewCertPool()
+			}
+			if !roots.AppendCertsFromPEM([]byte(sec["certificate"])) {
+				return Config{}, fmt.Errorf("kafka: %s secret %s: \"certificate\" holds no PEM certificate", typ, uri)
+			}
+		}
+	}
+	if useTLS {
+		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, Certificates: certs}
+	}
+	return cfg, nil
+}
+
+func saslMechanism(typ, user, pass string) sasl.Mechanism {
+	switch typ {
+	case sacScram256:
+		return scram.Auth{User: user, Pass: pass}.AsSha256Mechanism()
+	case sacScram512:
+		return scram.Auth{User: user, Pass: pass}.AsSha512Mechanism()
+	}
+	return plain.Auth{User: user, Pass: pass}.AsMechanism()
+}
+
+// clientCert reads an mTLS secret: "certificate" (PEM chain) and
+// "privateKey" (PKCS#8 PEM). The errors name fields, never values.
+func clientCert(sec secrets.Secret) (tls.Certificate, error) {
+	certPEM, keyPEM := []byte(sec["certificate"]), []byte(sec["privateKey"])
+	if len(certPEM) == 0 || len(keyPEM) == 0 {
+		return tls.Certificate{}, errors.New(`needs "certificate" and "privateKey"`)
+	}
+	if b, _ := pem.Decode(keyPEM); b != nil && b.Type == "ENCRYPTED PRIVATE KEY" {
+		// AWS accepts PBES1-encrypted keys with "privateKeyPassword"; the
+		// standard library decrypts none of those schemes.
+		return tls.Certificate{}, errors.New("encrypted private keys (privateKeyPassword) are not supported; store the key unencrypted")
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		// X509KeyPair's errors describe the PEM structure, not its bytes.
+		return tls.Certificate{}, fmt.Errorf("certificate and key: %w", err)
+	}
+	return cert, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

@@ -1,0 +1,374 @@
+package kafka
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/testenv"
+	"github.com/esmd/esmd/payload"
+	"github.com/esmd/esmd/pipeline"
+	"github.com/esmd/esmd/source"
+)
+
+// TestRecordShape checks the records against aws-lambda-go's KafkaEvent:
+// key and value in base64, headers as signed bytes (repeated keys kept),
+// millisecond timestamps, a keyless record without "key", and the
+// topic-partition keys of the event's records map.
+func TestRecordShape(t *testing.T) {
+	s := seeds(t)
+	topic := newTopic(t, s, 2)
+	prod := client(t, s, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ts := time.UnixMilli(1749116692330)
+	produce(t, prod,
+		&kgo.Record{Key: []byte("k1"), Value: []byte(`{"a":1}`), Timestamp: ts, Partition: 1,
+			Headers: []kgo.RecordHeader{{Key: "h", Value: []byte("v")}, {Key: "e", Value: []byte("ë")}, {Key: "h", Value: []byte("w")}}},
+		&kgo.Record{Value: []byte("keyless"), Timestamp: ts, Partition: 1},
+	)
+	p := open(t, Config{Seeds: s, Topics: []string{topic}, Group: topic + ".g"})
+	defer p.Close()
+	recs := pollN(t, p, 2, 20*time.Second)
+
+	m := &esm.Mapping{Source: esm.SourceMSK, Config: esm.Config{EventSourceArn: ptr("arn:aws:kafka:us-east-1:000000000000:cluster/c/1")}}
+	b := payload.NewBuilder(pipeline.Envelope(m))
+	for _, r := range recs {
+		b.Add(r.Group, r.Data)
+	}
+	var ev events.KafkaEvent
+	if err := json.Unmarshal(b.Bytes(), &ev); err != nil {
+		t.Fatalf("event does not decode as events.KafkaEvent: %v\n%s", err, b.Bytes())
+	}
+	if ev.EventSource != "aws:kafka" || ev.EventSourceARN != *m.Config.EventSourceArn {
+		t.Errorf("envelope: %q %q", ev.EventSource, ev.EventSourceARN)
+	}
+	lane := topic + "-1"
+	got := ev.Records[lane]
+	if len(ev.Records) != 1 || len(got) != 2 {
+		t.Fatalf("records map: %v", ev.Records)
+	}
+	r0, r1 := got[0], got[1]
+	if r0.Topic != topic || r0.Partition != 1 || r0.Offset != 0 || r1.Offset != 1 {
+		t.Errorf("position: %+v %+v", r0, r1)
+	}
+	if r0.Timestamp.UnixMilli() != ts.UnixMilli() || r0.TimestampType != "CREATE_TIME" {
+		t.Errorf("timestamp %v %s", r0.Timestamp, r0.TimestampType)
+	}
+	if r0.Key != "azE=" || r0.Value != "eyJhIjoxfQ==" || r1.Value != "a2V5bGVzcw==" {
+		t.Errorf("key/value: %q %q %q", r0.Key, r0.Value, r1.Value)
+	}
+	if len(r0.Headers) != 3 || string(r0.Headers[0]["h"]) != "v" || string(r0.Headers[1]["e"]) != "ë" || string(r0.Headers[2]["h"]) != "w" {
+		t.Errorf("headers: %v", r0.Headers)
+	}
+	// Byte-exact: signed header bytes, no "key" for a keyless record.
+	want0 := fmt.Sprintf(`{"topic":%q,"partition":1,"offset":0,"timestamp":1749116692330,"timestampType":"CREATE_TIME","key":"azE=","value":"eyJhIjoxfQ==","headers":[{"h":[118]},{"e":[-61,-85]},{"h":[119]}]}`, topic)
+	want1 := fmt.Sprintf(`{"topic":%q,"partition":1,"offset":1,"timestamp":1749116692330,"timestampType":"CREATE_TIME","value":"a2V5bGVzcw==","headers":[]}`, topic)
+	if string(recs[0].Data) != want0 || string(recs[1].Data) != want1 {
+		t.Errorf("records:\n%s\n%s\nwant\n%s\n%s", recs[0].Data, recs[1].Data, want0, want1)
+	}
+	if recs[0].Lane != lane || recs[0].Group != lane || recs[0].Key != "k1" || recs[0].ID != "0" || recs[0].Seq != "0" || !recs[0].Arrival.Equal(ts) {
+		t.Errorf("source fields: %+v", recs[0])
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// committed returns the group's committed offset of a partition (-1: none).
+func committed(t testing.TB, s []string, group, topic string, partition int32) int64 {
+	t.Helper()
+	cl := client(t, s)
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group = group
+	rt := kmsg.NewOffsetFetchRequestTopic()
+	rt.Topic, rt.Partitions = topic, []int32{partition}
+	req.Topics = append(req.Topics, rt)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range resp.Topics {
+		for _, pp := range tp.Partitions {
+			return pp.Offset
+		}
+	}
+	return -1
+}
+
+// TestCommitBelowUnfinished finishes every record of a partition but one
+// in the middle, out of order: the group's offset stops at that record, and
+// a restarted poller reads from it (nothing lost, nothing skipped).
+func TestCommitBelowUnfinished(t *testing.T) {
+	s := seeds(t)
+	topic := newTopic(t, s, 1)
+	prod := client(t, s, kgo.DefaultProduceTopic(topic))
+	for i := range 10 {
+		produce(t, prod, &kgo.Record{Value: []byte(strconv.Itoa(i))})
+	}
+	group := topic + ".g"
+	cfg := Config{Seeds: s, Topics: []string{topic}, Group: group}
+	p := open(t, cfg)
+	recs := pollN(t, p, 10, 20*time.Second)
+	done := slices.Concat(recs[5:], recs[:4]) // all but offset 4, out of order
+	if err := p.Done(context.Background(), done); err != nil {
+		t.Fatal(err)
+	}
+	// The periodic commit, not only Close, carries the offset.
+	deadline := time.Now().Add(10 * time.Second)
+	for committed(t, s, group, topic, 0) != 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("committed offset %d, want 4", committed(t, s, group, topic, 0))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := committed(t, s, group, topic, 0); got != 4 {
+		t.Fatalf("committed offset after close %d, want 4", got)
+	}
+	p = open(t, cfg)
+	again := pollN(t, p, 6, 20*time.Second)
+	if again[0].ID != "4" {
+		t.Fatalf("restart read from %s, want 4", again[0].ID)
+	}
+	if err := p.Done(context.Background(), again[:1]); err != nil {
+		t.Fatal(err)
+	}
+	// Offsets 5..9 were read again under the new poller and are not done:
+	// the offset moves only to 5.
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := committed(t, s, group, topic, 0); got != 5 {
+		t.Fatalf("committed offset %d, want 5", got)
+	}
+}
+
+// TestStartingPositions: TRIM_HORIZON reads the oldest record, LATEST only
+// records written after the group started, AT_TIMESTAMP from the first
+// record at or after the timestamp; and a group with committed offsets
+// ignores StartingPosition (KAF-2).
+func TestStartingPositions(t *testing.T) {
+	s := seeds(t)
+	topic := newTopic(t, s, 1)
+	prod := client(t, s, kgo.DefaultProduceTopic(topic))
+	now := time.Now()
+	for i := range 5 {
+		produce(t, prod, &kgo.Record{Value: []byte("old-" + strconv.Itoa(i)), Timestamp: now.Add(-time.Hour + time.Duration(i)*time.Minute)})
+	}
+	for i := range 5 {
+		produce(t, prod, &kgo.Record{Value: []byte("new-" + strconv.Itoa(i)), Timestamp: now.Add(time.Duration(i) * time.Millisecond)})
+	}
+	t.Run("TRIM_HORIZON", func(t *testing.T) {
+		p := open(t, Config{Seeds: s, Topics: []string{topic}, Group: topic + ".th"})
+		defer p.Close()
+		if r := pollN(t, p, 1, 20*time.Second); string(decode(t, r[0]).Value) != "old-0" {
+			t.Fatalf("first record %s", decode(t, r[0]).Value)
+		}
+	})
+	t.Run("AT_TIMESTAMP", func(t *testing.T) {
+		p := open(t, Config{Seeds: s, Topics: []string{topic}, Group: topic + ".ts", StartingPosition: AtTimestamp, StartingTimestamp: now.Add(-time.Minute)})
+		defer p.Close()
+		if r := pollN(t, p, 1, 20*time.Second); string(decode(t, r[0]).Value) != "new-0" {
+			t.Fatalf("first record %s", decode(t, r[0]).Value)
+		}
+	})
+	t.Run("LATEST", func(t *testing.T) {
+		group := topic + ".latest"
+		p := open(t, Config{Seeds: s, Topics: []string{topic}, Group: group, StartingPosition: Latest})
+		// The group's position is set when the partition is assigned,
+		// which is not observable from outside: keep writing until a
+		// record arrives, then check none of the old ones came.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		var got []source.Record
+		for i := 0; len(got) == 0; i++ {
+			produce(t, prod, &kgo.Record{Value: []byte("late-" + strconv.Itoa(i))})
+			pctx, pcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			got, _ = p.Poll(pctx)
+			pcancel()
+			if ctx.Err() != nil {
+				t.Fatal("no record after 20s")
+			}
+		}
+		for _, r := range got {
+			if v := string(decode(t, r).Value); v[:5] != "late-" {
+				t.Fatalf("LATEST delivered %s", v)
+			}
+		}
+		if err := p.Done(context.Background(), got); err != nil {
+			t.Fatal(err)
+		}
+		p.Close()
+		// Committed offsets win over StartingPosition.
+		p = open(t, Config{Seeds: s, Topics: []string{topic}, Group: group, StartingPosition: TrimHorizon})
+		defer p.Close()
+		produce(t, prod, &kgo.Record{Value: []byte("after")})
+		for _, r := range pollN(t, p, 1, 20*time.Second) {
+			if v := string(decode(t, r).Value); v[:4] == "old-" || v[:4] == "new-" {
+				t.Fatalf("a group with commits restarted at %s", v)
+			}
+		}
+	})
+}
+
+// TestRebalance runs two members of one group over a 4-partition topic:
+// the second joins while the first is consuming, the partitions split
+// between them, and every record is delivered (duplicates only for
+// records in flight at the handover) in per-partition order.
+func TestRebalance(t *testing.T) {
+	s := seeds(t)
+	topic := newTopic(t, s, 4)
+	group := topic + ".g"
+	const perPart = 200
+	// Explicit partitions: the default partitioner would not spread keyless
+	// records over all four in a short test.
+	prod := client(t, s, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	write := func(from, to int) {
+		var recs []*kgo.Record
+		for i := from; i < to; i++ {
+			for pt := range int32(4) {
+				recs = append(recs, &kgo.Record{Partition: pt, Value: []byte(strconv.Itoa(i))})
+			}
+		}
+		produce(t, prod, recs...)
+	}
+	write(0, perPart/2)
+
+	type seen struct {
+		mu    sync.Mutex
+		lanes map[string][]int64
+	}
+	var all [2]seen
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	consume := func(i int, p *Poller) {
+		defer wg.Done()
+		all[i].lanes = map[string][]int64{}
+		for {
+			recs, err := p.Poll(ctx)
+			if err != nil {
+				return
+			}
+			all[i].mu.Lock()
+			for _, r := range recs {
+				off, _ := strconv.ParseInt(r.Seq, 10, 64)
+				all[i].lanes[r.Lane] = append(all[i].lanes[r.Lane], off)
+			}
+			all[i].mu.Unlock()
+			if i == 0 {
+				// Processing time, so that the handover finds records
+				// of member 1 in flight and waits for them.
+				time.Sleep(5 * time.Millisecond)
+			}
+			if err := p.Done(ctx, recs); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}
+	cfg := Config{Seeds: s, Topics: []string{topic}, Group: group}
+	p1 := open(t, cfg)
+	wg.Add(1)
+	go consume(0, p1)
+	sumCommitted := func() int64 {
+		total := int64(0)
+		for pt := range int32(4) {
+			if c := committed(t, s, group, topic, pt); c > 0 {
+				total += c
+			}
+		}
+		return total
+	}
+	// Member 1 has read and committed the first half before member 2 joins,
+	// so the join moves partitions from one member to the other.
+	testenvEventually(t, 30*time.Second, func() error {
+		if n := sumCommitted(); n != 4*perPart/2 {
+			return fmt.Errorf("committed %d", n)
+		}
+		return nil
+	})
+	p2 := open(t, cfg)
+	wg.Add(1)
+	go consume(1, p2)
+	owns := func(p *Poller) int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.owned)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for owns(p1) == 0 || owns(p2) == 0 || owns(p1)+owns(p2) != 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("partitions owned after 30s: %d and %d", owns(p1), owns(p2))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	write(perPart/2, perPart)
+
+	// Wait until the group's commits cover every record.
+	testenvEventually(t, 30*time.Second, func() error {
+		if n := sumCommitted(); n != 4*perPart {
+			return fmt.Errorf("committed %d of %d records", n, 4*perPart)
+		}
+		return nil
+	})
+	cancel()
+	wg.Wait()
+	p1.Close()
+	p2.Close()
+
+	owners := map[string]int{}
+	for i := range all {
+		for lane, offs := range all[i].lanes {
+			owners[lane]++
+			// Per member and partition, offsets go up: a member never
+			// saw a record before one it had already read.
+			if !slices.IsSorted(offs) {
+				t.Errorf("member %d, %s: offsets out of order", i+1, lane)
+			}
+		}
+	}
+	for pt := range 4 {
+		lane := fmt.Sprintf("%s-%d", topic, pt)
+		got := map[int64]bool{}
+		for i := range all {
+			for _, off := range all[i].lanes[lane] {
+				got[off] = true
+			}
+		}
+		for off := range int64(perPart) {
+			if !got[off] {
+				t.Fatalf("%s offset %d never delivered", lane, off)
+			}
+		}
+	}
+	if len(all[1].lanes) == 0 {
+		t.Errorf("partitions did not split: member 1 %d, member 2 %d partitions", len(all[0].lanes), len(all[1].lanes))
+	}
+	handed := 0
+	for _, c := range owners {
+		if c > 1 {
+			handed++
+		}
+	}
+	if handed == 0 {
+		t.Errorf("no partition moved from member 1 to member 2")
+	}
+}
+
+func testenvEventually(t testing.TB, d time.Duration, cond func() error) {
+	t.Helper()
+	testenv.Eventually(t, d, func(context.Context) error { return cond() })
+}
