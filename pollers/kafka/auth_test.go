@@ -29,8 +29,8 @@ import (
 // pki is a throwaway CA with a server certificate for 127.0.0.1 and a
 // client certificate, PEM encoded.
 type pki struct {
-	caPEM               []byte
-	server              tls.Certificate
+	caPEM                []byte
+	server               tls.Certificate
 	clientPEM, clientKey []byte
 }
 
