@@ -1,0 +1,309 @@
+package sqs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/esmd/esmd/source"
+)
+
+// ackParallel is how many DeleteMessageBatch or ChangeMessageVisibilityBatch
+// calls one Done, Failed or Close makes at once.
+const ackParallel = 8
+
+// take stops holding the messages of recs and returns them (records
+// without a message of this poller are skipped).
+func (p *Poller) take(recs []source.Record) []*message {
+	out := make([]*message, 0, len(recs))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range recs {
+		m, ok := recs[i].Meta.(*message)
+		if !ok {
+			continue
+		}
+		if _, held := p.held[m]; held {
+			delete(p.held, m)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// ackContext is the context of acknowledgement calls: not cancelled with
+// the pipeline (a finished batch is deleted even while the mapping stops)
+// but bounded.
+func (p *Poller) ackContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), p.o.ackTimeout)
+}
+
+// Done implements pipeline.Poller: it deletes the messages, retrying the
+// entries SQS could not delete for reasons of its own.
+func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
+	msgs := p.take(recs)
+	if len(msgs) == 0 {
+		return nil
+	}
+	ctx, cancel := p.ackContext(ctx)
+	defer cancel()
+	return p.chunked(ctx, msgs, p.deleteBatch)
+}
+
+// Failed implements pipeline.Poller: the messages are left to reappear
+// after their visibility timeout, counted from their receive as on AWS (see
+// the package doc). When ctx is done the pipeline is stopping and the
+// failure is the stop's: the messages are released at once.
+func (p *Poller) Failed(ctx context.Context, recs []source.Record) error {
+	stopping := ctx.Err() != nil
+	msgs := p.take(recs)
+	now := p.o.now()
+	var change []*message
+	var vis []int32
+	p.mu.Lock() // extended is written by extendLoop
+	for _, m := range msgs {
+		switch {
+		case stopping:
+			change, vis = append(change, m), append(vis, 0)
+		case m.extended:
+			left := m.received.Add(p.vt).Sub(now)
+			change, vis = append(change, m), append(vis, int32(max(0, (left+time.Second-1)/time.Second)))
+		}
+	}
+	p.mu.Unlock()
+	if len(change) == 0 {
+		return nil
+	}
+	actx, cancel := p.ackContext(ctx)
+	defer cancel()
+	return p.changeVisibility(actx, change, vis)
+}
+
+// Close implements pipeline.Poller: it stops receiving and releases every
+// message still held (visibility 0), so none waits out its timeout. Long
+// polls already in progress end by themselves and release what they get
+// (see receive).
+func (p *Poller) Close() error {
+	var err error
+	p.once.Do(func() {
+		// Under p.mu, so that every held message is either in the
+		// snapshot below or released by its receiver (records, receive).
+		p.mu.Lock()
+		p.cancel()
+		p.mu.Unlock()
+		close(p.closed)
+		p.wg.Wait() // the extender
+		p.mu.Lock()
+		msgs := make([]*message, 0, len(p.held))
+		for m := range p.held {
+			msgs = append(msgs, m)
+		}
+		p.held = map[*message]struct{}{}
+		p.mu.Unlock()
+		if len(msgs) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(p.base, p.o.ackTimeout)
+		defer cancel()
+		err = p.changeVisibility(ctx, msgs, make([]int32, len(msgs)))
+		if err == nil {
+			p.log.Debug("released held messages", "count", len(msgs))
+		}
+	})
+	return err
+}
+
+// changeVisibility sets the visibility of msgs[i] to vis[i] seconds.
+func (p *Poller) changeVisibility(ctx context.Context, msgs []*message, vis []int32) error {
+	byMsg := make(map[*message]int32, len(msgs))
+	for i, m := range msgs {
+		byMsg[m] = vis[i]
+	}
+	return p.chunked(ctx, msgs, func(ctx context.Context, chunk []*message) error {
+		return p.visibilityBatch(ctx, chunk, func(m *message) int32 { return byMsg[m] })
+	})
+}
+
+// chunked calls f on chunks of 10 messages, ackParallel at a time, and
+// joins the errors.
+func (p *Poller) chunked(ctx context.Context, msgs []*message, f func(context.Context, []*message) error) error {
+	if len(msgs) <= maxMessages {
+		return f(ctx, msgs)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, ackParallel)
+	)
+	for i := 0; i < len(msgs); i += maxMessages {
+		chunk := msgs[i:min(i+maxMessages, len(msgs))]
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := f(ctx, chunk); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// retriable reports whether a failed batch entry is worth retrying: SQS's
+// own faults are, the sender's (an expired receipt handle) are not.
+func retriable(e types.BatchResultErrorEntry) bool { return !e.SenderFault }
+
+// deleteBatch deletes up to 10 messages, retrying the call and the entries
+// SQS failed until they succeed, fail for the sender's reasons, or ctx ends.
+func (p *Poller) deleteBatch(ctx context.Context, msgs []*message) error {
+	b := p.backoff()
+	var permanent []error
+	for {
+		entries := make([]types.DeleteMessageBatchRequestEntry, len(msgs))
+		for i, m := range msgs {
+			entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.handle)}
+		}
+		out, err := p.client.DeleteMessageBatch(ctx, &awssqs.DeleteMessageBatchInput{QueueUrl: &p.url, Entries: entries})
+		var retry []*message
+		switch {
+		case err != nil:
+			retry = msgs
+			if ctx.Err() != nil {
+				return fmt.Errorf("sqs: delete %d messages: %w", len(msgs), err)
+			}
+			p.log.Warn("DeleteMessageBatch failed; retrying", "err", err)
+		default:
+			for _, f := range out.Failed {
+				i, _ := strconv.Atoi(aws.ToString(f.Id))
+				if i < 0 || i >= len(msgs) {
+					continue
+				}
+				if retriable(f) {
+					retry = append(retry, msgs[i])
+					continue
+				}
+				permanent = append(permanent, fmt.Errorf("sqs: delete message: %s: %s", aws.ToString(f.Code), aws.ToString(f.Message)))
+			}
+		}
+		if len(retry) == 0 {
+			return errors.Join(permanent...)
+		}
+		msgs = retry
+		if !sleep(ctx, b.next()) {
+			return errors.Join(append(permanent, fmt.Errorf("sqs: %d messages not deleted: %w", len(msgs), ctx.Err()))...)
+		}
+	}
+}
+
+// visibilityBatch changes the visibility of up to 10 messages to vis(m)
+// seconds, with the same retries as deleteBatch. It updates the deadlines.
+func (p *Poller) visibilityBatch(ctx context.Context, msgs []*message, vis func(*message) int32) error {
+	b := p.backoff()
+	var permanent []error
+	for {
+		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(msgs))
+		for i, m := range msgs {
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)),
+				ReceiptHandle: aws.String(m.handle), VisibilityTimeout: vis(m)}
+		}
+		now := p.o.now()
+		out, err := p.client.ChangeMessageVisibilityBatch(ctx, &awssqs.ChangeMessageVisibilityBatchInput{QueueUrl: &p.url, Entries: entries})
+		var retry []*message
+		switch {
+		case err != nil:
+			retry = msgs
+			if ctx.Err() != nil {
+				return fmt.Errorf("sqs: change visibility of %d messages: %w", len(msgs), err)
+			}
+			p.log.Warn("ChangeMessageVisibilityBatch failed; retrying", "err", err)
+		default:
+			failed := map[int]bool{}
+			for _, f := range out.Failed {
+				i, _ := strconv.Atoi(aws.ToString(f.Id))
+				if i < 0 || i >= len(msgs) {
+					continue
+				}
+				failed[i] = true
+				if retriable(f) {
+					retry = append(retry, msgs[i])
+					continue
+				}
+				permanent = append(permanent, fmt.Errorf("sqs: change message visibility: %s: %s", aws.ToString(f.Code), aws.ToString(f.Message)))
+			}
+			p.mu.Lock()
+			for i, m := range msgs {
+				if !failed[i] {
+					m.deadline = now.Add(time.Duration(vis(m)) * time.Second)
+				}
+			}
+			p.mu.Unlock()
+		}
+		if len(retry) == 0 {
+			return errors.Join(permanent...)
+		}
+		msgs = retry
+		if !sleep(ctx, b.next()) {
+			return errors.Join(append(permanent, fmt.Errorf("sqs: visibility of %d messages not changed: %w", len(msgs), ctx.Err()))...)
+		}
+	}
+}
+
+// extendLoop keeps held messages invisible: a message with half its
+// visibility timeout or less left is extended by one more timeout, capped
+// at SQS's 12 hours after its receive (see the package doc).
+func (p *Poller) extendLoop() {
+	defer p.wg.Done()
+	tick := min(max(p.vt/4, 100*time.Millisecond), 5*time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := p.o.now()
+		var due []*message
+		vis := map[*message]int32{}
+		p.mu.Lock()
+		for m := range p.held {
+			if m.deadline.Sub(now) > p.vt/2 {
+				continue
+			}
+			limit := m.received.Add(maxVisibility).Sub(now)
+			v := min(p.vt, limit)
+			if v < time.Second {
+				continue
+			}
+			due = append(due, m)
+			vis[m] = int32(v / time.Second)
+			// Marked now, before the call: a Failed racing with the call
+			// must restore the original deadline either way.
+			m.extended = true
+		}
+		p.mu.Unlock()
+		if len(due) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(p.ctx, max(p.vt/2, time.Second))
+		err := p.chunked(ctx, due, func(ctx context.Context, chunk []*message) error {
+			return p.visibilityBatch(ctx, chunk, func(m *message) int32 { return vis[m] })
+		})
+		cancel()
+		if err != nil && p.ctx.Err() == nil {
+			p.log.Warn("extending the visibility of held messages", "count", len(due), "err", err)
+		}
+	}
+}

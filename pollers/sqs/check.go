@@ -1,0 +1,66 @@
+package sqs
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/pipeline"
+)
+
+// NonExistentQueueMessage is the message of the InvalidParameterValueException
+// AWS answers CreateEventSourceMapping with when the queue does not exist
+// (recorded in test_esm_with_not_existing_sqs_queue).
+const NonExistentQueueMessage = "Error occurred while ReceiveMessage. SQS Error Code: AWS.SimpleQueueService.NonExistentQueue. SQS Error Message: The specified queue does not exist."
+
+// IsNonExistentQueue reports whether err is SQS's "queue does not exist"
+// (QueueDoesNotExist in the JSON protocol, AWS.SimpleQueueService.NonExistentQueue
+// in the query protocol and in what emulators answer).
+func IsNonExistentQueue(err error) bool {
+	var qdne *types.QueueDoesNotExist
+	if errors.As(err, &qdne) {
+		return true
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist":
+			return true
+		}
+	}
+	return false
+}
+
+// Runner is the pipeline Runner of SQS mappings with the check AWS makes
+// when a mapping is created: it implements esm.SourceChecker, which
+// pipeline.Runner does not.
+type Runner struct {
+	*pipeline.Runner
+	// AWS is the SDK configuration the queue is looked up with (the same
+	// the pollers use).
+	AWS aws.Config
+}
+
+// CheckSource implements esm.SourceChecker: a queue that does not exist
+// refuses the mapping with AWS's 400 and message. Other failures (SQS
+// unreachable, throttled) do not refuse it: the poller retries them.
+func (r *Runner) CheckSource(ctx context.Context, src esm.Source, cfg *esm.Config) error {
+	if src != esm.SourceSQS || cfg.EventSourceArn == nil {
+		return nil
+	}
+	q, err := ParseARN(*cfg.EventSourceArn)
+	if err != nil {
+		return nil // the engine validated the ARN's shape already
+	}
+	_, err = QueueURL(ctx, awssqs.NewFromConfig(r.AWS), q)
+	if IsNonExistentQueue(err) {
+		return &esm.Error{Type: esm.ErrTypeInvalidParameterValue, Status: http.StatusBadRequest, Message: NonExistentQueueMessage}
+	}
+	return nil
+}

@@ -1,0 +1,69 @@
+// Package sqs is the Amazon SQS poller of esmd: it reads a standard or FIFO
+// queue the way a Lambda event source mapping does and hands the messages to
+// the pipeline as byte-exact SQS event records (spec 1.4 and 4).
+//
+// # Receiving
+//
+// Several receivers long-poll the queue (WaitTimeSeconds 20,
+// MaxNumberOfMessages 10, every system and message attribute). They start at
+// five, grow by one (at most five a second, AWS's 300 a minute) while
+// receives come back full and the pipeline is waiting for records, and
+// shrink, down to two, when long polls come back empty. With
+// ScalingConfig.MaximumConcurrency they never pass it (and do not shrink
+// below min(5, MaximumConcurrency): AWS turns its down-optimisation off
+// when the maximum is set). A receiver that has records and nobody to take
+// them waits: the pipeline's buffer is the backpressure, and no receive is
+// made that the pipeline cannot take.
+//
+// # Lanes
+//
+// A FIFO queue's lane is the MessageGroupId: the pipeline keeps one batch
+// per group in flight, and SQS keeps a group locked while any of its
+// messages is in flight, so a failing message holds back its own group and
+// no other. A standard queue has no order; its lanes only bound how many
+// batches run at once. Records are dealt to lanes in runs of BatchSize, so a
+// batch fills (BatchSize, window or 6 MB) the way one AWS poller fills it,
+// and consecutive batches go to different lanes and run concurrently.
+//
+// # Visibility
+//
+// The rule: esmd never holds a message past its visibility deadline. Every
+// received message is tracked, from the receive until Done or Failed, with
+// the deadline SQS gave it (receive time + the queue's VisibilityTimeout).
+// When half the timeout is left and the message is still held (buffered in
+// a batching window, waiting for its lane, or in an invocation), its
+// visibility is extended by one more VisibilityTimeout
+// (ChangeMessageVisibilityBatch), up to SQS's 12-hour limit. So a long
+// batching window or a slow function does not make SQS hand the same
+// message to a second receiver while the first copy is still being
+// processed. AWS documents the opposite trade (it does not extend and asks
+// for VisibilityTimeout >= 6 x the function timeout + the window); extending
+// is what keeps a message from being processed twice at once.
+//
+// On Failed a message goes back to the deadline it would have had without
+// the extensions (receive time + VisibilityTimeout, now if that has passed),
+// so a failed message reappears when AWS would make it reappear and the
+// queue's redrive policy counts its receives as on AWS. A message that
+// was never extended is left alone (no call).
+//
+// When the pipeline stops (the mapping is disabled or deleted, esmd shuts
+// down), messages it did not finish are released at once (visibility 0):
+// those still buffered on Close, and those Failed with a cancelled context
+// (the invocation was cut short by the stop, not failed by the function).
+//
+// # Outcomes
+//
+// Done deletes with DeleteMessageBatch (10 per call, calls in parallel) and
+// retries the entries SQS failed for a reason of its own (not the sender's)
+// with backoff. Deletes of a finished batch run to completion even when the
+// pipeline is being stopped, bounded by a timeout. Nothing is deleted that
+// was not reported Done.
+//
+// # Errors
+//
+// Throttling, network errors and an SQS endpoint that went away (restarted)
+// are retried with exponential backoff (100 ms to 10 s, jittered) by each
+// receiver; the mapping keeps running. A queue that does not exist refuses
+// the mapping at create time (Runner.CheckSource) with the message AWS
+// gives.
+package sqs

@@ -1,0 +1,464 @@
+package sqs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/payload"
+	"github.com/esmd/esmd/source"
+)
+
+// ErrClosed is returned by Poll once Close was called.
+var ErrClosed = errors.New("sqs: poller closed")
+
+// Receive parameters of every ReceiveMessage call (spec SQS-1).
+const (
+	waitTimeSeconds = 20
+	maxMessages     = 10
+	// maxVisibility is SQS's limit on how long after its receive a message
+	// can be kept invisible.
+	maxVisibility = 12 * time.Hour
+	// recvTimeout bounds one ReceiveMessage call: the long poll and the
+	// SDK's retries.
+	recvTimeout = waitTimeSeconds*time.Second + 10*time.Second
+)
+
+// Option configures a Poller.
+type Option func(*options)
+
+type options struct {
+	log        *slog.Logger
+	minRecv    int
+	startRecv  int
+	maxRecv    int
+	lanes      int
+	growEvery  time.Duration
+	ackTimeout time.Duration
+	backoffMin time.Duration
+	backoffMax time.Duration
+	now        func() time.Time
+}
+
+// WithLogger sets the poller's logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithReceivers sets the number of concurrent long-polling receivers: the
+// floor they shrink to on an empty queue, how many start, and the ceiling
+// they grow to with a backlog (defaults 2, 5 and 100, AWS's starting five
+// and lower bound two; ScalingConfig.MaximumConcurrency lowers the ceiling).
+func WithReceivers(floor, start, ceiling int) Option {
+	return func(o *options) { o.minRecv, o.startRecv, o.maxRecv = floor, start, ceiling }
+}
+
+// WithLanes sets how many lanes a standard queue's records are dealt to,
+// that is how many of its batches may be in flight at once (default
+// ScalingConfig.MaximumConcurrency, or 1,000, the pipeline's own cap).
+func WithLanes(n int) Option { return func(o *options) { o.lanes = n } }
+
+// WithAckTimeout bounds how long Done, Failed and Close keep retrying SQS
+// (default 30 s).
+func WithAckTimeout(d time.Duration) Option { return func(o *options) { o.ackTimeout = d } }
+
+// WithBackoff sets the delays between retries of failed SQS calls
+// (defaults 100 ms and 10 s).
+func WithBackoff(min, max time.Duration) Option {
+	return func(o *options) { o.backoffMin, o.backoffMax = min, max }
+}
+
+// Queue names one SQS queue, parsed from its ARN.
+type Queue struct {
+	ARN     string
+	Region  string
+	Account string
+	Name    string
+}
+
+// FIFO reports whether the queue is a FIFO queue.
+func (q Queue) FIFO() bool { return strings.HasSuffix(q.Name, ".fifo") }
+
+// ParseARN parses arn:<partition>:sqs:<region>:<account>:<name>.
+func ParseARN(arn string) (Queue, error) {
+	p := strings.Split(arn, ":")
+	if len(p) != 6 || p[0] != "arn" || p[2] != "sqs" || p[3] == "" || p[4] == "" || p[5] == "" {
+		return Queue{}, fmt.Errorf("not an SQS queue ARN: %q", arn)
+	}
+	return Queue{ARN: arn, Region: p[3], Account: p[4], Name: p[5]}, nil
+}
+
+// Poller reads one queue for one mapping. It implements pipeline.Poller.
+type Poller struct {
+	client  *awssqs.Client
+	q       Queue
+	url     string
+	vt      time.Duration // the queue's VisibilityTimeout
+	o       options
+	log     *slog.Logger
+	fifo    bool
+	batch   int // BatchSize: the run of records dealt to one lane
+	recvIn  awssqs.ReceiveMessageInput
+	maxRecv int
+	minRecv int
+
+	out    chan []source.Record
+	base   context.Context // Open's context without its cancellation: SQS calls
+	ctx    context.Context // cancelled by Close: the receive loops and the extender
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed chan struct{}
+	once   sync.Once
+
+	mu        sync.Mutex
+	receivers int
+	lastGrow  time.Time
+	held      map[*message]struct{}
+	lane      int // standard queues: current lane and records dealt to it
+	laneUsed  int
+	laneNames []string
+}
+
+// message is the Meta of a record: what acknowledging it needs.
+type message struct {
+	handle   string
+	received time.Time
+	// deadline is when SQS makes the message visible again as things
+	// stand; extended is whether esmd moved it past received+vt.
+	deadline time.Time
+	extended bool
+}
+
+// Open resolves the queue of mapping m (GetQueueUrl with QueueName and
+// QueueOwnerAWSAccountId from the ARN, endpoint from cfg), reads its
+// VisibilityTimeout and starts the receivers. Close stops them.
+func Open(ctx context.Context, cfg aws.Config, m *esm.Mapping, opts ...Option) (*Poller, error) {
+	o := options{minRecv: 2, startRecv: 5, maxRecv: 100, lanes: 1000, growEvery: 200 * time.Millisecond,
+		ackTimeout: 30 * time.Second, backoffMin: 100 * time.Millisecond, backoffMax: 10 * time.Second, now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if m.Config.EventSourceArn == nil {
+		return nil, errors.New("sqs: mapping has no EventSourceArn")
+	}
+	q, err := ParseARN(*m.Config.EventSourceArn)
+	if err != nil {
+		return nil, err
+	}
+	client := awssqs.NewFromConfig(cfg)
+	url, err := QueueURL(ctx, client, q)
+	if err != nil {
+		return nil, err
+	}
+	attrs, err := client.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{QueueUrl: &url,
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameVisibilityTimeout}})
+	if err != nil {
+		return nil, fmt.Errorf("sqs: read attributes of %s: %w", q.ARN, err)
+	}
+	vt, _ := strconv.Atoi(attrs.Attributes[string(types.QueueAttributeNameVisibilityTimeout)])
+
+	p := &Poller{client: client, q: q, url: url, vt: time.Duration(vt) * time.Second, o: o,
+		log: o.log.With("queue", q.ARN), fifo: q.FIFO(), batch: 10, out: make(chan []source.Record),
+		closed: make(chan struct{}), held: map[*message]struct{}{}}
+	if m.Config.BatchSize != nil {
+		p.batch = int(*m.Config.BatchSize)
+	}
+	p.minRecv, p.maxRecv = o.minRecv, o.maxRecv
+	start, lanes := o.startRecv, o.lanes
+	if sc := m.Config.ScalingConfig; sc != nil && sc.MaximumConcurrency != nil && *sc.MaximumConcurrency > 0 {
+		mc := int(*sc.MaximumConcurrency)
+		p.maxRecv = min(p.maxRecv, mc)
+		lanes = min(lanes, mc)
+		// AWS does not optimise down past its starting five when a
+		// maximum is set (spec SQS-2).
+		p.minRecv = max(p.minRecv, min(5, mc))
+	}
+	p.minRecv = max(1, min(p.minRecv, p.maxRecv))
+	start = max(p.minRecv, min(start, p.maxRecv))
+	if !p.fifo {
+		p.laneNames = make([]string, max(1, lanes))
+		for i := range p.laneNames {
+			p.laneNames[i] = "queue-" + strconv.Itoa(i)
+		}
+	}
+	p.recvIn = awssqs.ReceiveMessageInput{
+		QueueUrl:                    &p.url,
+		MaxNumberOfMessages:         maxMessages,
+		WaitTimeSeconds:             waitTimeSeconds,
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+		MessageAttributeNames:       []string{"All"},
+	}
+	p.base = context.WithoutCancel(ctx)
+	p.ctx, p.cancel = context.WithCancel(p.base)
+	p.mu.Lock()
+	for range start {
+		p.spawnLocked()
+	}
+	p.mu.Unlock()
+	if p.vt > 0 {
+		p.wg.Add(1)
+		go p.extendLoop()
+	}
+	p.log.Debug("sqs poller open", "url", url, "visibilityTimeout", p.vt, "receivers", start)
+	return p, nil
+}
+
+// QueueURL resolves a queue's URL with GetQueueUrl. A queue that does not
+// exist gives an error for which IsNonExistentQueue is true.
+func QueueURL(ctx context.Context, client *awssqs.Client, q Queue) (string, error) {
+	out, err := client.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: &q.Name, QueueOwnerAWSAccountId: &q.Account})
+	if err != nil {
+		return "", fmt.Errorf("sqs: resolve %s: %w", q.ARN, err)
+	}
+	return aws.ToString(out.QueueUrl), nil
+}
+
+// spawnLocked starts one more receiver; p.mu is held.
+func (p *Poller) spawnLocked() {
+	p.receivers++
+	go p.receive()
+}
+
+// Receivers returns how many receivers are running.
+func (p *Poller) Receivers() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.receivers
+}
+
+// grow adds a receiver when the queue has a backlog (a full receive) and
+// the pipeline was waiting for records, at most one per growEvery.
+func (p *Poller) grow() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.o.now()
+	if p.receivers >= p.maxRecv || now.Sub(p.lastGrow) < p.o.growEvery || p.ctx.Err() != nil {
+		return
+	}
+	p.lastGrow = now
+	p.spawnLocked()
+}
+
+// shrink ends the calling receiver after an empty long poll unless the
+// floor is reached; it reports whether the receiver must exit.
+func (p *Poller) shrink() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.receivers <= p.minRecv {
+		return false
+	}
+	p.receivers--
+	return true
+}
+
+// receive is one receiver: long poll, hand the records to Poll, repeat.
+//
+// A long poll in progress is not cancelled when the poller closes: SQS (and
+// fauxqs, which does not notice that the client went away) may still hand
+// it messages, which would then stay invisible for their whole visibility
+// timeout with nobody holding them. The receive is left to end (20 s at
+// most) and what it brings is released at once. Close therefore does not
+// wait for receivers; each ends by itself, bounded by recvTimeout.
+func (p *Poller) receive() {
+	defer func() {
+		p.mu.Lock()
+		p.receivers--
+		p.mu.Unlock()
+	}()
+	in := p.recvIn
+	b := p.backoff()
+	for p.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(p.base, recvTimeout)
+		out, err := p.client.ReceiveMessage(ctx, &in)
+		cancel()
+		if err != nil {
+			if p.ctx.Err() != nil {
+				return
+			}
+			d := b.next()
+			p.log.Warn("ReceiveMessage failed; retrying", "err", err, "retryIn", d)
+			if !sleep(p.ctx, d) {
+				return
+			}
+			continue
+		}
+		b.reset()
+		if len(out.Messages) == 0 {
+			if p.shrink() {
+				return
+			}
+			continue
+		}
+		recs := p.records(out.Messages)
+		if recs == nil {
+			return // closed: released
+		}
+		select {
+		case p.out <- recs:
+			// Poll was already waiting: the pipeline keeps up, and a full
+			// receive says there is more to read.
+			if len(out.Messages) == maxMessages {
+				p.grow()
+			}
+			continue
+		default:
+		}
+		select {
+		case p.out <- recs:
+		case <-p.ctx.Done():
+			p.release(p.take(recs))
+			return
+		}
+	}
+}
+
+// release makes messages visible again at once (the poller is closing).
+func (p *Poller) release(msgs []*message) {
+	if len(msgs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(p.base, p.o.ackTimeout)
+	defer cancel()
+	if err := p.changeVisibility(ctx, msgs, make([]int32, len(msgs))); err != nil {
+		p.log.Warn("releasing messages of a closed poller", "count", len(msgs), "err", err)
+	}
+}
+
+// records converts received messages to records and starts holding them;
+// once the poller is closed it releases them instead and returns nil.
+func (p *Poller) records(msgs []types.Message) []source.Record {
+	now := p.o.now()
+	recs := make([]source.Record, len(msgs))
+	held := make([]*message, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		a := m.Attributes
+		sm := payload.SQSMessage{
+			MessageID:     aws.ToString(m.MessageId),
+			ReceiptHandle: aws.ToString(m.ReceiptHandle),
+			Body:          aws.ToString(m.Body),
+			Attributes: payload.SQSAttributes{
+				ApproximateReceiveCount:          a["ApproximateReceiveCount"],
+				SentTimestamp:                    a["SentTimestamp"],
+				SenderID:                         a["SenderId"],
+				ApproximateFirstReceiveTimestamp: a["ApproximateFirstReceiveTimestamp"],
+				SequenceNumber:                   a["SequenceNumber"],
+				MessageGroupID:                   a["MessageGroupId"],
+				MessageDeduplicationID:           a["MessageDeduplicationId"],
+				AWSTraceHeader:                   a["AWSTraceHeader"],
+				DeadLetterQueueSourceArn:         a["DeadLetterQueueSourceArn"],
+			},
+			MD5OfBody:              aws.ToString(m.MD5OfBody),
+			MD5OfMessageAttributes: aws.ToString(m.MD5OfMessageAttributes),
+			EventSourceARN:         p.q.ARN,
+			AWSRegion:              p.q.Region,
+		}
+		for name, v := range m.MessageAttributes {
+			sm.MessageAttributes = append(sm.MessageAttributes, payload.SQSMessageAttribute{
+				Name: name, DataType: aws.ToString(v.DataType), StringValue: aws.ToString(v.StringValue),
+				BinaryValue: v.BinaryValue, StringListValues: v.StringListValues, BinaryListValues: v.BinaryListValues,
+			})
+		}
+		h := &message{handle: sm.ReceiptHandle, received: now, deadline: now.Add(p.vt)}
+		held[i] = h
+		r := source.Record{ID: sm.MessageID, Data: payload.AppendSQS(nil, &sm), Meta: h}
+		if ms, err := strconv.ParseInt(sm.Attributes.SentTimestamp, 10, 64); err == nil {
+			r.Arrival = time.UnixMilli(ms)
+		}
+		if p.fifo {
+			r.Lane, r.Key, r.Seq = sm.Attributes.MessageGroupID, sm.Attributes.MessageGroupID, sm.Attributes.SequenceNumber
+		}
+		recs[i] = r
+	}
+	p.mu.Lock()
+	if p.ctx.Err() != nil {
+		p.mu.Unlock()
+		p.release(held)
+		return nil
+	}
+	for _, h := range held {
+		p.held[h] = struct{}{}
+	}
+	p.mu.Unlock()
+	return recs
+}
+
+// Poll implements pipeline.Poller: it waits for a receive and returns its
+// records with those of every other receive already waiting.
+func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
+	var recs []source.Record
+	select {
+	case recs = <-p.out:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-p.closed:
+		return nil, ErrClosed
+	}
+more:
+	for len(recs) < 1000 {
+		select {
+		case r := <-p.out:
+			recs = append(recs, r...)
+		default:
+			break more
+		}
+	}
+	if !p.fifo {
+		p.mu.Lock()
+		for i := range recs {
+			if p.laneUsed >= p.batch {
+				p.lane = (p.lane + 1) % len(p.laneNames)
+				p.laneUsed = 0
+			}
+			p.laneUsed++
+			recs[i].Lane = p.laneNames[p.lane]
+		}
+		p.mu.Unlock()
+	}
+	return recs, nil
+}
+
+// backoff is an exponential, jittered delay.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (p *Poller) backoff() *backoff { return &backoff{min: p.o.backoffMin, max: p.o.backoffMax} }
+
+func (b *backoff) reset() { b.cur = 0 }
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	// Full jitter on the upper half, so receivers that failed together do
+	// not retry together.
+	return b.cur/2 + rand.N(b.cur/2+1)
+}
+
+// sleep waits d or until ctx is done; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
