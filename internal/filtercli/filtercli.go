@@ -60,7 +60,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	event := fs.String("event", "", "event or source record `E` (JSON, @file or -)")
 	source := fs.String("source", "", "apply the decoding of event source `S`: sqs, kinesis, dynamodb, kafka, mq (rabbitmq, activemq) or docdb")
 	dialect := fs.String("dialect", "lambda", "grammar `D`: lambda (what event source mappings accept) or eventbridge (the full EventBridge grammar)")
-	maxFilters := fs.Int("max-filters", filter.QuotaMaxFilters, "maximum number of `N` patterns, like the mapping's filter quota (0: no limit)")
+	maxFilters := fs.Int("max-filters", filter.DefaultMaxFilters, "maximum number `N` of patterns, the mapping's filter quota (Lambda default 5, up to 10; 0: no limit)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
