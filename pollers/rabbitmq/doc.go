@@ -1,0 +1,32 @@
+// Package rabbitmq reads the queue of an Amazon MQ for RabbitMQ event source
+// mapping (or any AMQP 0-9-1 broker) with github.com/rabbitmq/amqp091-go and
+// implements pipeline.Poller for it.
+//
+// What it reproduces (spec sections 1.7 and 6):
+//
+//   - one queue per mapping (Queues), in the virtual host of the VIRTUAL_HOST
+//     source access configuration (default "/"), logging in with the
+//     BASIC_AUTH secret's username and password (SASL PLAIN), over amqp://
+//     or amqps://;
+//   - manual acknowledgement: a delivery is acked only when the pipeline
+//     reports it done (delivered, or filtered out), with a prefetch of
+//     BatchSize per consumer so a consumer never holds more than a batch;
+//   - more consumers (channels) while the queue's backlog is larger than
+//     what the current consumers can hold, as AWS scales MQ pollers, and
+//     fewer when it drains;
+//   - each message encoded byte-exact as the event's element
+//     (payload.AppendRabbitMQ), grouped under "queue::vhost";
+//   - failed records are nacked with requeue, so the broker redelivers them
+//     with redelivered=true until they succeed or the queue's own policy
+//     (message TTL, a quorum queue's delivery-limit) dead-letters them;
+//   - lost channels and connections (a broker restart) are recovered with
+//     backoff; deliveries that were not acked before are redelivered by
+//     the broker, never lost. A broker that stays unreachable past
+//     Config.MaxDowntime turns into a Poll error, which the pipeline reports
+//     as the mapping's LastProcessingResult before it opens the poller again.
+//
+// Check (and CheckMapping, for create time) answer whether the virtual host
+// and queue exist and the credentials work, with errors that wrap the
+// sentinels ErrAuthentication, ErrAuthorization, ErrVHostNotFound and
+// ErrQueueNotFound.
+package rabbitmq

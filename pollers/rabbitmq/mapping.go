@@ -1,0 +1,146 @@
+package rabbitmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/esmd/esmd/esm"
+)
+
+// Env is what the poller of a mapping needs from esmd: where brokers are
+// and what their credentials are.
+type Env struct {
+	// Brokers maps broker ARNs to AMQP endpoints, amqp://host:port or
+	// amqps://host:port (esmd's --mq-broker ARN=URL).
+	Brokers map[string]string
+	// Describe finds the AMQP endpoint of a broker not in Brokers (Amazon
+	// MQ DescribeBroker); nil when esmd has no way to.
+	Describe func(ctx context.Context, brokerArn string) (string, error)
+	// Secret returns the username and password of a BASIC_AUTH secret.
+	Secret func(ctx context.Context, secretArn string) (username, password string, err error)
+}
+
+// ParseBrokers parses --mq-broker values, "ARN=URL".
+func ParseBrokers(values []string) (map[string]string, error) {
+	out := make(map[string]string, len(values))
+	for _, v := range values {
+		arn, u, ok := strings.Cut(v, "=")
+		if !ok || arn == "" || u == "" {
+			return nil, fmt.Errorf("--mq-broker %q: want ARN=amqp://host:port", v)
+		}
+		if !strings.HasPrefix(u, "amqp://") && !strings.HasPrefix(u, "amqps://") {
+			return nil, fmt.Errorf("--mq-broker %q: the endpoint must be amqp:// or amqps:// (RabbitMQ; ActiveMQ brokers are not supported)", v)
+		}
+		out[arn] = u
+	}
+	return out, nil
+}
+
+// brokerURL returns a broker's AMQP endpoint.
+func (e *Env) brokerURL(ctx context.Context, arn string) (string, error) {
+	if u, ok := e.Brokers[arn]; ok {
+		return u, nil
+	}
+	if e.Describe == nil {
+		return "", fmt.Errorf("%w: %s (give its endpoint with --mq-broker ARN=amqp://host:port)", ErrUnknownBroker, arn)
+	}
+	u, err := e.Describe(ctx, arn)
+	if err != nil {
+		return "", fmt.Errorf("describe broker %s: %w", arn, err)
+	}
+	return u, nil
+}
+
+// ErrUnknownBroker: esmd does not know the broker's endpoint.
+var ErrUnknownBroker = errors.New("unknown broker")
+
+// Config returns the poller configuration of a mapping: its broker's
+// endpoint, Queues[0], the VIRTUAL_HOST (default "/"), the BASIC_AUTH
+// credentials and BatchSize. name identifies the consumers (the mapping's
+// UUID).
+func (e *Env) Config(ctx context.Context, c *esm.Config, name string) (Config, error) {
+	var cfg Config
+	if c.EventSourceArn == nil {
+		return cfg, errors.New("rabbitmq: the mapping has no EventSourceArn")
+	}
+	if len(c.Queues) != 1 {
+		return cfg, fmt.Errorf("rabbitmq: the mapping has %d queues, want 1", len(c.Queues))
+	}
+	u, err := e.brokerURL(ctx, *c.EventSourceArn)
+	if err != nil {
+		return cfg, err
+	}
+	cfg = Config{URL: u, Queue: c.Queues[0], VHost: VHost(c), Name: name}
+	if c.BatchSize != nil {
+		cfg.BatchSize = int(*c.BatchSize)
+	}
+	if arn := sac(c, "BASIC_AUTH"); arn != "" {
+		if e.Secret == nil {
+			return cfg, fmt.Errorf("rabbitmq: no secrets resolver for BASIC_AUTH %s", arn)
+		}
+		if cfg.Username, cfg.Password, err = e.Secret(ctx, arn); err != nil {
+			return cfg, fmt.Errorf("BASIC_AUTH secret: %w", err)
+		}
+	}
+	return cfg, nil
+}
+
+// VHost returns a mapping's virtual host: its VIRTUAL_HOST, else "/".
+func VHost(c *esm.Config) string {
+	if v := sac(c, "VIRTUAL_HOST"); v != "" {
+		return v
+	}
+	return "/"
+}
+
+func sac(c *esm.Config, typ string) string {
+	for _, s := range c.SourceAccessConfigurations {
+		if s.Type != nil && *s.Type == typ && s.URI != nil {
+			return *s.URI
+		}
+	}
+	return ""
+}
+
+// CheckSource implements esm.SourceChecker for RabbitMQ mappings: it
+// refuses a mapping whose virtual host or queue the broker says does not
+// exist, with an InvalidParameterValueException. Anything it cannot decide
+// (an unknown or unreachable broker, credentials the broker refuses, a
+// secret it cannot read) does not refuse the mapping: AWS creates those
+// and reports the problem once the mapping runs, and so does the poller.
+func (e *Env) CheckSource(ctx context.Context, src esm.Source, c *esm.Config) error {
+	if src != esm.SourceMQ {
+		return nil
+	}
+	cfg, err := e.Config(ctx, c, "check")
+	if err != nil {
+		return nil
+	}
+	err = Check(ctx, cfg)
+	arn := *c.EventSourceArn
+	switch {
+	case errors.Is(err, ErrVHostNotFound):
+		return &esm.Error{Type: esm.ErrTypeInvalidParameterValue, Status: http.StatusBadRequest,
+			Message: fmt.Sprintf("The virtual host %s does not exist on the broker %s.", cfg.VHost, arn)}
+	case errors.Is(err, ErrQueueNotFound):
+		return &esm.Error{Type: esm.ErrTypeInvalidParameterValue, Status: http.StatusBadRequest,
+			Message: fmt.Sprintf("The queue %s does not exist in the virtual host %s of the broker %s.", cfg.Queue, cfg.VHost, arn)}
+	}
+	return nil
+}
+
+// CheckingRunner is an esm.Runner that also checks RabbitMQ sources when a
+// mapping is created (pipeline.Runner does not: the check needs a broker
+// connection, which only this package knows how to make).
+type CheckingRunner struct {
+	esm.Runner
+	Env *Env
+}
+
+// CheckSource implements esm.SourceChecker.
+func (r CheckingRunner) CheckSource(ctx context.Context, src esm.Source, c *esm.Config) error {
+	return r.Env.CheckSource(ctx, src, c)
+}
