@@ -145,6 +145,10 @@ func New(ctx context.Context, cfg Config) (*Poller, error) {
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		// Kafka's pre-3.0 default rather than today's 45 s: a member that
+		// crashed (SIGKILL, OOM) holds its partitions until its session
+		// expires, and a restarted esmd should resume within seconds.
+		kgo.SessionTimeout(10 * time.Second),
 		kgo.ConsumeResetOffset(start),
 		// Commits follow the pipeline's outcomes, never the polls.
 		kgo.DisableAutoCommit(),
