@@ -19,8 +19,9 @@ import (
 // calls one Done, Failed or Close makes at once.
 const ackParallel = 8
 
-// take stops holding the messages of recs and returns them (records
-// without a message of this poller are skipped).
+// take stops holding the messages of recs and returns them. Messages no
+// longer held (already acknowledged or released) and records of another
+// poller are skipped.
 func (p *Poller) take(recs []source.Record) []*message {
 	out := make([]*message, 0, len(recs))
 	p.mu.Lock()
@@ -32,8 +33,8 @@ func (p *Poller) take(recs []source.Record) []*message {
 		}
 		if _, held := p.held[m]; held {
 			delete(p.held, m)
+			out = append(out, m)
 		}
-		out = append(out, m)
 	}
 	return out
 }

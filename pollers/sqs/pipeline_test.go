@@ -1,0 +1,296 @@
+package sqs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/esmd/esmd/dispatcher"
+	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/testenv"
+	"github.com/esmd/esmd/pipeline"
+)
+
+// The tests in this file run mappings through the real pipeline
+// (pipeline.Runner: filter, batcher, invoker, acknowledgement) against
+// fauxqs, with the function on a real Lambda runtime (internal/testfn under
+// aws-lambda-rie).
+
+const functionArn = "arn:aws:lambda:us-east-1:000000000000:function:function"
+
+// invocation is one record of one event the function was invoked with.
+type invocation struct {
+	ID, Body, Count string
+}
+
+// recorder wraps the RIE invoker and remembers every event, by queue ARN.
+type recorder struct {
+	inv dispatcher.Invoker
+	mu  sync.Mutex
+	by  map[string][][]invocation
+}
+
+func newRecorder(t *testing.T) *recorder {
+	inv, err := dispatcher.NewLambdaInvoker(testenv.AWSConfig(testenv.RIE(t)), dispatcher.WithMode(dispatcher.ModeRIE))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inv.Close() })
+	return &recorder{inv: inv, by: map[string][][]invocation{}}
+}
+
+func (r *recorder) Invoke(ctx context.Context, fn string, payload []byte) (dispatcher.Result, error) {
+	var ev struct {
+		Records []struct {
+			MessageID  string            `json:"messageId"`
+			Body       string            `json:"body"`
+			Attributes map[string]string `json:"attributes"`
+			ARN        string            `json:"eventSourceARN"`
+		}
+	}
+	if err := json.Unmarshal(payload, &ev); err == nil && len(ev.Records) > 0 {
+		var batch []invocation
+		for _, rec := range ev.Records {
+			batch = append(batch, invocation{rec.MessageID, rec.Body, rec.Attributes["ApproximateReceiveCount"]})
+		}
+		r.mu.Lock()
+		r.by[ev.Records[0].ARN] = append(r.by[ev.Records[0].ARN], batch)
+		r.mu.Unlock()
+	}
+	return r.inv.Invoke(ctx, fn, payload)
+}
+
+// batches returns the events a queue's mapping invoked the function with.
+func (r *recorder) batches(arn string) [][]invocation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]invocation(nil), r.by[arn]...)
+}
+
+// counts returns, per body, the ApproximateReceiveCounts it was invoked
+// with, in order.
+func (r *recorder) counts(arn string) map[string][]string {
+	out := map[string][]string{}
+	for _, b := range r.batches(arn) {
+		for _, i := range b {
+			out[i.Body] = append(out[i.Body], i.Count)
+		}
+	}
+	return out
+}
+
+type reporter struct {
+	mu   sync.Mutex
+	last string
+}
+
+func (r *reporter) ProcessingResult(s string) { r.mu.Lock(); r.last = s; r.mu.Unlock() }
+func (r *reporter) Disable(string)            {}
+
+// run runs a mapping through the pipeline until the returned stop is
+// called (the test's cleanup calls it too).
+func run(t *testing.T, f *fauxqs, inv dispatcher.Invoker, m *esm.Mapping) (stop func()) {
+	t.Helper()
+	if m.FunctionArn == "" {
+		m.FunctionArn = functionArn
+	}
+	r := &pipeline.Runner{
+		Open: func(ctx context.Context, m *esm.Mapping) (pipeline.Poller, error) {
+			p, err := Open(ctx, f.cfg, m, WithBackoff(20*time.Millisecond, 500*time.Millisecond))
+			if err != nil {
+				return nil, err
+			}
+			return p, nil
+		},
+		Invoker: inv,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, m, &reporter{}) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestDeleteOnSuccess: every message reaches the function once, in batches
+// of at most BatchSize, and is deleted.
+func TestDeleteOnSuccess(t *testing.T) {
+	f := newFauxqs(t)
+	rec := newRecorder(t)
+	url, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "30"})
+	var bodies []string
+	for i := range 35 {
+		bodies = append(bodies, fmt.Sprintf(`{"n":%d}`, i))
+	}
+	f.sendBatch(t, url, bodies)
+	run(t, f, rec, mapping(arn, 10))
+	f.waitEmpty(t, url, 20*time.Second)
+	counts := rec.counts(arn)
+	for _, b := range bodies {
+		if c := counts[b]; len(c) != 1 || c[0] != "1" {
+			t.Errorf("%s: invoked with receive counts %v, want [1]", b, c)
+		}
+	}
+	for _, b := range rec.batches(arn) {
+		if len(b) > 10 {
+			t.Errorf("batch of %d records with BatchSize 10", len(b))
+		}
+	}
+}
+
+// TestBatchingWindow: with BatchSize 100 and a window, a burst of messages
+// received over several receives is gathered into one invocation (the
+// recording's batch_size[15]).
+func TestBatchingWindow(t *testing.T) {
+	f := newFauxqs(t)
+	rec := newRecorder(t)
+	url, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "30"})
+	var bodies []string
+	for i := range 35 {
+		bodies = append(bodies, fmt.Sprintf(`{"w":%d}`, i))
+	}
+	f.sendBatch(t, url, bodies)
+	m := mapping(arn, 100)
+	m.Config.MaximumBatchingWindowInSeconds = aws.Int64(1)
+	run(t, f, rec, m)
+	f.waitEmpty(t, url, 20*time.Second)
+	bs := rec.batches(arn)
+	if len(bs) != 1 || len(bs[0]) != len(bodies) {
+		sizes := []int{}
+		for _, b := range bs {
+			sizes = append(sizes, len(b))
+		}
+		t.Errorf("batch sizes %v, want one batch of %d", sizes, len(bodies))
+	}
+}
+
+// TestBatchItemFailures runs every partial-batch-response case the
+// recordings and spec 4.3 list, each on its own queue with a redrive policy
+// (maxReceiveCount 2, visibility timeout 2 s): the messages the response
+// fails are invoked a second time with ApproximateReceiveCount 2 and then
+// end in the DLQ; the others are deleted after one invocation.
+func TestBatchItemFailures(t *testing.T) {
+	f := newFauxqs(t)
+	rec := newRecorder(t)
+	type tc struct {
+		name      string
+		directive string // the testfn directive in each failing message's body
+		all       bool   // the whole batch fails
+		none      bool   // nothing fails
+		rbif      bool   // ReportBatchItemFailures
+	}
+	ret := func(body string) string { return `{"mode":"return","body":` + body + `}` }
+	cases := []tc{
+		{name: "partial", directive: `{"mode":"fail-self"}`, rbif: true},
+		{name: "empty-list", directive: ret(`{"batchItemFailures":[]}`), none: true, rbif: true},
+		{name: "null-list", directive: ret(`{"batchItemFailures":null}`), none: true, rbif: true},
+		{name: "empty-object", directive: ret(`{}`), none: true, rbif: true},
+		{name: "null", directive: ret(`null`), none: true, rbif: true},
+		{name: "empty-string", directive: ret(`""`), none: true, rbif: true},
+		{name: "invalid-key", directive: ret(`{"batchItemFailures":[{"foo":"notvalid"}]}`), all: true, rbif: true},
+		{name: "empty-identifier", directive: ret(`{"batchItemFailures":[{"itemIdentifier":""}]}`), all: true, rbif: true},
+		{name: "null-identifier", directive: ret(`{"batchItemFailures":[{"itemIdentifier":null}]}`), all: true, rbif: true},
+		{name: "unknown-identifier", directive: ret(`{"batchItemFailures":[{"itemIdentifier":"not-in-batch"}]}`), all: true, rbif: true},
+		{name: "function-error", directive: `{"mode":"error"}`, all: true, rbif: true},
+		{name: "function-error-without-rbif", directive: `{"mode":"error"}`, all: true},
+	}
+	type q struct {
+		tc
+		url, arn, dlq string
+		fail, ok      []string
+	}
+	var qs []*q
+	for _, c := range cases {
+		dlqURL, dlqARN := f.queue(t, false, nil)
+		url, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "2",
+			"RedrivePolicy": fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"2"}`, dlqARN)})
+		x := &q{tc: c, url: url, arn: arn, dlq: dlqURL}
+		// The directive is in every message of a failing case (so any
+		// batch split fails the same way); "partial" mixes failing and
+		// plain messages.
+		var bodies []string
+		for i := range 4 {
+			b := fmt.Sprintf(`{"case":%q,"i":%d,"testfn":%s}`, c.name, i, c.directive)
+			if c.name == "partial" && i%2 == 0 {
+				b = fmt.Sprintf(`{"case":%q,"i":%d}`, c.name, i)
+			}
+			bodies = append(bodies, b)
+			if c.all || c.name == "partial" && i%2 == 1 {
+				x.fail = append(x.fail, b)
+			} else {
+				x.ok = append(x.ok, b)
+			}
+		}
+		f.sendBatch(t, url, bodies)
+		m := mapping(arn, 10)
+		if c.rbif {
+			m.Config.FunctionResponseTypes = []string{"ReportBatchItemFailures"}
+		}
+		run(t, f, rec, m)
+		qs = append(qs, x)
+	}
+	for _, x := range qs {
+		t.Run(x.name, func(t *testing.T) {
+			f.waitEmpty(t, x.url, 30*time.Second)
+			dead := f.receiveAll(t, x.dlq, len(x.fail), 10*time.Second)
+			var got []string
+			for _, m := range dead {
+				got = append(got, aws.ToString(m.Body))
+			}
+			sort.Strings(got)
+			want := append([]string(nil), x.fail...)
+			sort.Strings(want)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("DLQ holds %v, want %v", got, want)
+			}
+			counts := rec.counts(x.arn)
+			for _, b := range x.fail {
+				if c := counts[b]; fmt.Sprint(c) != "[1 2]" {
+					t.Errorf("failing %s invoked with receive counts %v, want [1 2]", b, c)
+				}
+			}
+			for _, b := range x.ok {
+				if c := counts[b]; fmt.Sprint(c) != "[1]" {
+					t.Errorf("succeeding %s invoked with receive counts %v, want [1]", b, c)
+				}
+			}
+		})
+	}
+}
+
+// TestFilteredMessagesAreDeleted: messages the filter drops never reach the
+// function and are deleted (spec SQS-23), a plain-string body included
+// against a JSON body pattern (the valid-json-filter recording).
+func TestFilteredMessagesAreDeleted(t *testing.T) {
+	f := newFauxqs(t)
+	rec := newRecorder(t)
+	url, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "30"})
+	bodies := []string{`{"keep":true,"n":1}`, `{"keep":false,"n":2}`, `this is a test string`, `{"keep":true,"n":4}`, `{"n":5}`}
+	f.sendBatch(t, url, bodies)
+	m := mapping(arn, 10)
+	m.Config.FilterCriteria = &esm.FilterCriteria{Filters: []esm.Filter{{Pattern: aws.String(`{"body":{"keep":[true]}}`)}}}
+	run(t, f, rec, m)
+	f.waitEmpty(t, url, 20*time.Second)
+	var got []string
+	for b := range rec.counts(arn) {
+		got = append(got, b)
+	}
+	sort.Strings(got)
+	if want := []string{bodies[0], bodies[3]}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("function saw %v, want %v", got, want)
+	}
+}
