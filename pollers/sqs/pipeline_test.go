@@ -294,3 +294,98 @@ func TestFilteredMessagesAreDeleted(t *testing.T) {
 		t.Errorf("function saw %v, want %v", got, want)
 	}
 }
+
+// TestFIFOGroupOrder: on a FIFO queue each group's messages reach the
+// function in order; a failing message holds back the rest of its own group
+// (retried first, with ApproximateReceiveCount 2, once its visibility
+// timeout passes) while the other groups carry on.
+//
+// fauxqs returns at most one message per group per receive (SQS can return
+// up to ten of a group); the assertions hold for both.
+func TestFIFOGroupOrder(t *testing.T) {
+	f := newFauxqs(t)
+	rie := newRecorder(t)
+	url, arn := f.queue(t, true, map[string]string{"VisibilityTimeout": "2"})
+	groups := []string{"A", "B", "C"}
+	for i := range 5 {
+		for _, g := range groups {
+			f.send(t, url, g, fmt.Sprintf(`{"g":%q,"i":%d}`, g, i))
+		}
+	}
+	failing := `{"g":"A","i":2}`
+	// The function fails the batch holding A-2 on its first delivery.
+	var mu sync.Mutex
+	var order []invocation // every record of every invocation, in order; Count "fail" marks the failed one
+	inv := dispatcher.InvokerFunc(func(ctx context.Context, fn string, payload []byte) (dispatcher.Result, error) {
+		var ev struct {
+			Records []struct {
+				Body       string            `json:"body"`
+				Attributes map[string]string `json:"attributes"`
+			}
+		}
+		if err := json.Unmarshal(payload, &ev); err != nil {
+			return dispatcher.Result{}, err
+		}
+		fail := false
+		for _, r := range ev.Records {
+			fail = fail || r.Body == failing && r.Attributes["ApproximateReceiveCount"] == "1"
+		}
+		mu.Lock()
+		for _, r := range ev.Records {
+			c := r.Attributes["ApproximateReceiveCount"]
+			if fail {
+				c = "fail"
+			}
+			order = append(order, invocation{Body: r.Body, Count: c, ID: r.Attributes["MessageGroupId"]})
+		}
+		mu.Unlock()
+		if fail {
+			return dispatcher.Result{StatusCode: 200, FunctionError: "Unhandled"}, nil
+		}
+		return rie.Invoke(ctx, fn, payload)
+	})
+	run(t, f, inv, mapping(arn, 10))
+	f.waitEmpty(t, url, 30*time.Second)
+
+	mu.Lock()
+	defer mu.Unlock()
+	next := map[string]int{}
+	failedAt, retriedAt, lastOther := -1, -1, -1
+	for k, r := range order {
+		var b struct {
+			G string
+			I int
+		}
+		_ = json.Unmarshal([]byte(r.Body), &b)
+		if r.ID != b.G {
+			t.Fatalf("record %s has MessageGroupId %q", r.Body, r.ID)
+		}
+		switch {
+		case r.Count == "fail":
+			failedAt = k
+			continue
+		case r.Body == failing:
+			retriedAt = k
+			if r.Count != "2" {
+				t.Errorf("retry of %s has ApproximateReceiveCount %s, want 2", failing, r.Count)
+			}
+		case b.G != "A":
+			lastOther = k
+		}
+		if b.I != next[b.G] {
+			t.Fatalf("group %s: message %d processed when %d was next (order %v)", b.G, b.I, next[b.G], order)
+		}
+		next[b.G]++
+	}
+	if failedAt < 0 || retriedAt < failedAt {
+		t.Fatalf("A-2 failed at %d and was retried at %d", failedAt, retriedAt)
+	}
+	if lastOther > retriedAt {
+		t.Errorf("groups B and C were held back by A's failure (last at %d, A-2 retried at %d)", lastOther, retriedAt)
+	}
+	for _, g := range groups {
+		if next[g] != 5 {
+			t.Errorf("group %s: %d of 5 messages processed", g, next[g])
+		}
+	}
+}

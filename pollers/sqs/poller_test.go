@@ -14,6 +14,7 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/pollertest"
@@ -151,4 +152,129 @@ func checkRecordedSource(t *testing.T) {
 		}
 	}
 	t.Fatal("recording test_message_body_and_attributes_passed_correctly not found")
+}
+
+// noneVisible fails t if a plain receive gets a message of url within d.
+func noneVisible(t *testing.T, f *fauxqs, url string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		out, err := f.c.ReceiveMessage(context.Background(), &awssqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) > 0 {
+			t.Fatalf("message %s visible while the poller holds it", aws.ToString(out.Messages[0].Body))
+		}
+	}
+}
+
+// TestVisibilityExtended: a message held longer than the queue's visibility
+// timeout is not handed out again; once Failed it is visible at once (its
+// deadline without extensions passed), with ApproximateReceiveCount 2.
+func TestVisibilityExtended(t *testing.T) {
+	f := newFauxqs(t)
+	url, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "1"})
+	f.send(t, url, "", "held")
+	p := f.open(t, mapping(arn, 10))
+	defer p.Close()
+	recs := pollN(t, p, 1, 10*time.Second)
+	noneVisible(t, f, url, 3500*time.Millisecond)
+	if err := p.Failed(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	again := pollN(t, p, 1, 3*time.Second)
+	if c := decode(t, again[0]).Attributes["ApproximateReceiveCount"]; c != "2" {
+		t.Fatalf("after Failed: ApproximateReceiveCount %s, want 2", c)
+	}
+	if err := p.Done(context.Background(), again); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailedWhileStoppingReleases: records Failed with a cancelled context
+// (the pipeline is stopping) are visible again at once.
+func TestFailedWhileStoppingReleases(t *testing.T) {
+	f := newFauxqs(t)
+	url, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "30"})
+	f.send(t, url, "", "stopping")
+	p := f.open(t, mapping(arn, 10))
+	recs := pollN(t, p, 1, 10*time.Second)
+	p.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Failed(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.receiveAll(t, url, 1, 3*time.Second); len(got) != 1 {
+		t.Fatalf("released message not received again (%d)", len(got))
+	}
+}
+
+// TestMaximumConcurrency: with ScalingConfig.MaximumConcurrency the
+// receivers and a standard queue's lanes never pass it.
+func TestMaximumConcurrency(t *testing.T) {
+	f := newFauxqs(t)
+	url, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "30"})
+	var bodies []string
+	for i := range 300 {
+		bodies = append(bodies, fmt.Sprint(i))
+	}
+	f.sendBatch(t, url, bodies)
+	m := mapping(arn, 10)
+	m.Config.ScalingConfig = &esm.ScalingConfig{MaximumConcurrency: aws.Int64(2)}
+	p := f.open(t, m)
+	defer p.Close()
+	lanes := map[string]bool{}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for n := 0; n < len(bodies); {
+		recs, err := p.Poll(ctx)
+		if err != nil {
+			t.Fatalf("after %d records: %v", n, err)
+		}
+		if r := p.Receivers(); r > 2 {
+			t.Fatalf("%d receivers with MaximumConcurrency 2", r)
+		}
+		for _, r := range recs {
+			lanes[r.Lane] = true
+		}
+		n += len(recs)
+		if err := p.Done(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(lanes) != 2 {
+		t.Errorf("lanes %v, want 2", lanes)
+	}
+}
+
+// TestReceiversGrowWithBacklog: with a backlog and a pipeline waiting for
+// records, receivers are added up to the ceiling.
+func TestReceiversGrowWithBacklog(t *testing.T) {
+	f := newFauxqs(t)
+	url, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "30"})
+	var bodies []string
+	for i := range 1500 {
+		bodies = append(bodies, fmt.Sprint(i))
+	}
+	f.sendBatch(t, url, bodies)
+	p := f.open(t, mapping(arn, 10), WithReceivers(1, 1, 4))
+	defer p.Close()
+	p.o.growEvery = 10 * time.Millisecond
+	peak := 0
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for n := 0; n < len(bodies); {
+		recs, err := p.Poll(ctx)
+		if err != nil {
+			t.Fatalf("after %d records: %v", n, err)
+		}
+		peak = max(peak, p.Receivers())
+		n += len(recs)
+		go p.Done(context.Background(), recs)
+	}
+	if peak < 2 || peak > 4 {
+		t.Errorf("peak receivers %d, want 2..4", peak)
+	}
 }
