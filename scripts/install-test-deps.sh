@@ -4,8 +4,10 @@
 #   fauxqs/node_modules/fauxqs   npm fauxqs (SQS + SNS + S3 emulator), pinned
 #   bin/aws-lambda-rie           the Lambda Runtime Interface Emulator, built
 #                                from its pinned Go pseudo-version
+# and, system-wide with apt (Debian; as root), rabbitmq-server, which
+# internal/testenv runs as a plain process (the service is never started).
 # Idempotent: a second run only checks versions and exits.
-# Needs: node >= 20 and npm, go.
+# Needs: node >= 20 and npm, go; apt-get for RabbitMQ.
 set -euo pipefail
 
 FAUXQS_VERSION=1.9.2                                 # keep in sync with internal/testenv
@@ -32,4 +34,35 @@ if [ ! -x "$CACHE/bin/aws-lambda-rie" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$
     go install "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$RIE_VERSION")
   echo "$RIE_VERSION" > "$stamp"
 fi
+# rabbitmq-server (Debian's package, with Erlang). internal/testenv starts it
+# itself, on loopback, with its own directories; the package's service is
+# not used (and does not start under policy-rc.d in containers).
+if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+  if ! command -v apt-get >/dev/null; then
+    echo "install-test-deps: rabbitmq-server is missing and apt-get is not available; install RabbitMQ 3.10+ so that /usr/lib/rabbitmq/bin/rabbitmq-server exists" >&2
+    exit 1
+  fi
+  SUDO=
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "install-test-deps: apt-get install rabbitmq-server"
+  # The package would start its service (and epmd), listening on every
+  # interface: a policy-rc.d that refuses service starts prevents that for
+  # the length of the install.
+  policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
+  if [ -n "$policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
+  # Should a service have started anyway (systemd socket activation), stop
+  # and disable it: the tests never use it.
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now rabbitmq-server.service epmd.socket epmd.service >/dev/null 2>&1 || true
+  fi
+fi
+
 echo "install-test-deps: ready in $CACHE"

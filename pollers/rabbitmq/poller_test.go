@@ -240,8 +240,10 @@ func TestCheckAndOpenErrors(t *testing.T) {
 	}{
 		{"missing queue", func(c *rabbitmq.Config) { c.Queue = "no-such-queue" }, rabbitmq.ErrQueueNotFound},
 		{"missing vhost", func(c *rabbitmq.Config) { c.VHost = "no-such-vhost" }, rabbitmq.ErrVHostNotFound},
+		// RabbitMQ closes a connection that failed to log in silently
+		// after 3 s (amqp091 does not ask for the explicit close), so
+		// there is one such case.
 		{"wrong password", func(c *rabbitmq.Config) { c.Password = "wrong" }, rabbitmq.ErrAuthentication},
-		{"unknown user", func(c *rabbitmq.Config) { c.Username = "nobody" }, rabbitmq.ErrAuthentication},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
