@@ -231,7 +231,7 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 			p.tracker.Add(lane, seq)
 			out = append(out, source.Record{
 				Lane: lane, Key: string(r.Key), ID: seq, Seq: seq, Arrival: r.Timestamp, Group: lane,
-				Data: payload.AppendKafka(nil, kafkaRecord(r)),
+				Data: payload.AppendKafka(make([]byte, 0, encodedSize(r)), kafkaRecord(r)),
 				Meta: handle{epoch: pt.epoch},
 			})
 		})
@@ -240,6 +240,16 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 			return out, nil
 		}
 	}
+}
+
+// encodedSize is an upper bound of a record's encoded size, so encoding
+// allocates once.
+func encodedSize(r *kgo.Record) int {
+	n := 160 + 2*len(r.Topic) + (len(r.Key)+2)/3*4 + (len(r.Value)+2)/3*4
+	for _, h := range r.Headers {
+		n += 8 + 2*len(h.Key) + 5*len(h.Value)
+	}
+	return n
 }
 
 func kafkaRecord(r *kgo.Record) *payload.KafkaRecord {
@@ -269,7 +279,10 @@ func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	moved := false
-	for i := range recs {
+	// Newest first: source.Tracker shifts its pending list each time the
+	// checkpoint advances, so marking a run of records in reverse advances
+	// once per run instead of once per record.
+	for i := len(recs) - 1; i >= 0; i-- {
 		r := &recs[i]
 		h, _ := r.Meta.(handle)
 		pt := p.owned[r.Lane]
