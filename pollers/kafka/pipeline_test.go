@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -179,5 +180,80 @@ func TestPipelineOnFailureToKafkaTopic(t *testing.T) {
 		if want := n - n/3; len(offs) != want {
 			t.Errorf("%s: function saw %d distinct records, want %d", lane, len(offs), want)
 		}
+	}
+}
+
+// TestPipelinePartialBatchResponse is the Kafka partial batch response of
+// spec KAF-13: {"batchItemFailures":[{"itemIdentifier":{"partition":
+// "<topic>-<n>","offset":N}}]} delivers the records before offset N and
+// retries the partition from N.
+//
+// It is skipped until pipeline reads the Kafka shape: pipeline/retry.go
+// parses every partial response with dispatcher.ParseBatchResponse (string
+// item identifiers), so a Kafka-shaped response is "itemIdentifier is not a
+// string" and the whole batch is retried.
+func TestPipelinePartialBatchResponse(t *testing.T) {
+	testenv.Skip(t)
+	if os.Getenv("ESMD_KAFKA_PARTIAL") == "" {
+		t.Skip("pipeline parses partial batch responses in the SQS/Kinesis shape only (set ESMD_KAFKA_PARTIAL=1 to run)")
+	}
+	s := seeds(t)
+	rie := testenv.RIE(t)
+	topic := newTopic(t, s, 1)
+	lane := topic + "-0"
+	prod := client(t, s, kgo.DefaultProduceTopic(topic))
+	for i := range 6 {
+		v := fmt.Sprintf(`{"n":%d}`, i)
+		if i == 0 {
+			v = fmt.Sprintf(`{"testfn":{"mode":"return","body":{"batchItemFailures":[{"itemIdentifier":{"partition":%q,"offset":3}}]}}}`, lane)
+		}
+		produce(t, prod, &kgo.Record{Value: []byte(v)})
+	}
+	inv, err := dispatcher.NewLambdaInvoker(testenv.AWSConfig(rie), dispatcher.WithMode(dispatcher.ModeRIE))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inv.Close()
+	rec := &recorder{inv: inv}
+	m := smk(s, topic)
+	m.UUID = "partial-" + topic
+	m.FunctionArn = "arn:aws:lambda:us-east-1:000000000000:function:function"
+	m.Config.BatchSize = ptr(int64(6))
+	m.Config.MaximumRetryAttempts = ptr(int64(2))
+	m.Config.FunctionResponseTypes = []string{"ReportBatchItemFailures"}
+	cfg, err := ConfigFor(context.Background(), m, Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.CommitInterval = 50 * time.Millisecond
+	r := &pipeline.Runner{Invoker: rec, RetryDelay: time.Millisecond, MaxRetryDelay: 10 * time.Millisecond,
+		Open: func(ctx context.Context, _ *esm.Mapping) (pipeline.Poller, error) { return New(ctx, cfg) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, m, &reporter{}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	testenvEventually(t, 30*time.Second, func() error {
+		if c := committed(t, s, cfg.Group, topic, 0); c != 6 {
+			return fmt.Errorf("committed at %d", c)
+		}
+		return nil
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var got [][]int64
+	for _, ev := range rec.events {
+		var offs []int64
+		for _, kr := range ev.Records[lane] {
+			offs = append(offs, kr.Offset)
+		}
+		got = append(got, offs)
+	}
+	if fmt.Sprint(got) != "[[0 1 2 3 4 5] [3 4 5]]" {
+		t.Fatalf("invocations %v, want [[0 1 2 3 4 5] [3 4 5]]", got)
 	}
 }
