@@ -80,13 +80,17 @@ func newPublisher(t *testing.T, b *testenv.RabbitMQBroker, vhost string) *publis
 
 func (p *publisher) publish(queue string, msg amqp.Publishing) {
 	p.t.Helper()
-	for attempt := 0; ; attempt++ {
+	// Retried for long enough to cover a broker restart. Errorf, not
+	// Fatalf: tests publish from goroutines too.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
 		err := p.try(queue, msg)
 		if err == nil {
 			return
 		}
-		if attempt >= 50 {
-			p.t.Fatalf("publish to %s: %v", queue, err)
+		if time.Now().After(deadline) {
+			p.t.Errorf("publish to %s: %v", queue, err)
+			return
 		}
 		// The broker may be restarting: reconnect.
 		p.ch = nil

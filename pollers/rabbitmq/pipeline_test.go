@@ -280,3 +280,45 @@ func TestPipelineDeadLettersAtDeliveryLimit(t *testing.T) {
 		return nil
 	})
 }
+
+// TestPipelineBrokerRestartMidStream restarts the broker while messages
+// are being published and consumed through the pipeline: the poller
+// reconnects by itself, and every message reaches the function and is
+// acked in the end (some twice: at least once).
+func TestPipelineBrokerRestartMidStream(t *testing.T) {
+	b := testenv.RabbitMQ(t)
+	q := queue(t, b, "/", nil)
+	pub := newPublisher(t, b, "/")
+	fn := &function{}
+	runPipeline(t, b, "/", q, fn, nil)
+	const n = 200
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for i := range n {
+			pub.text(q, fmt.Sprintf("m-%03d", i))
+			if i == n/2 {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}()
+	testenv.Eventually(t, 10*time.Second, func(context.Context) error {
+		if got := len(fn.messages()); got < n/4 {
+			return fmt.Errorf("function saw %d messages", got)
+		}
+		return nil
+	})
+	b.Restart(t)
+	<-published
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		seen := map[string]bool{}
+		for _, m := range fn.messages() {
+			seen[m.Body] = true
+		}
+		if len(seen) != n {
+			return fmt.Errorf("function saw %d distinct messages of %d", len(seen), n)
+		}
+		return nil
+	})
+	assertAllAcked(t, b, "/", q)
+}
