@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	kafkasvc "github.com/aws/aws-sdk-go-v2/service/kafka"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -271,5 +273,66 @@ func TestConfigFor(t *testing.T) {
 	m := smk([]string{"127.0.0.1:1"}, "t", sac("BASIC_AUTH", "arn:missing"))
 	if _, err := ConfigFor(context.Background(), m, Env{Secrets: secretsFile(t, map[string]map[string]string{})}); err == nil {
 		t.Fatal("missing secret accepted")
+	}
+}
+
+// fakeMSK answers GetBootstrapBrokers like MSK for a cluster with every
+// listener (MSK itself cannot run here; the SDK's request is not at issue).
+type fakeMSK struct{ calls int }
+
+func (f *fakeMSK) GetBootstrapBrokers(_ context.Context, in *kafkasvc.GetBootstrapBrokersInput, _ ...func(*kafkasvc.Options)) (*kafkasvc.GetBootstrapBrokersOutput, error) {
+	f.calls++
+	return &kafkasvc.GetBootstrapBrokersOutput{
+		BootstrapBrokerString:          ptr("b-1:9092,b-2:9092"),
+		BootstrapBrokerStringTls:       ptr("b-1:9094,b-2:9094"),
+		BootstrapBrokerStringSaslScram: ptr("b-1:9096,b-2:9096"),
+		BootstrapBrokerStringSaslIam:   ptr("b-1:9098,b-2:9098"),
+	}, nil
+}
+
+// TestMSKBrokerLookup picks the MSK listener by the mapping's
+// authentication (mTLS > SCRAM > IAM > TLS, KAF-18), and --msk-cluster
+// wins over the lookup.
+func TestMSKBrokerLookup(t *testing.T) {
+	pk := newPKI(t)
+	const arn = "arn:aws:secretsmanager:us-east-1:000000000000:secret:"
+	sec := secretsFile(t, map[string]map[string]string{
+		arn + "scram":  {"username": "u", "password": "p"},
+		arn + "client": {"certificate": string(pk.clientPEM), "privateKey": string(pk.clientKey)},
+	})
+	cluster := "arn:aws:kafka:us-east-1:000000000000:cluster/demo/abc"
+	mapping := func(sacs ...esm.SourceAccessConfiguration) *esm.Mapping {
+		return &esm.Mapping{UUID: "u", Source: esm.SourceMSK, Config: esm.Config{EventSourceArn: ptr(cluster), Topics: []string{"t"},
+			SourceAccessConfigurations: sacs}}
+	}
+	creds := credentials.NewStaticCredentialsProvider("AKID", "SECRET", "")
+	for _, tc := range []struct {
+		name  string
+		m     *esm.Mapping
+		seeds string
+		sasl  string
+	}{
+		{"mTLS", mapping(sac("CLIENT_CERTIFICATE_TLS_AUTH", arn+"client")), "b-1:9094,b-2:9094", ""},
+		{"SCRAM", mapping(sac("SASL_SCRAM_512_AUTH", arn+"scram")), "b-1:9096,b-2:9096", "SCRAM-SHA-512"},
+		{"IAM", mapping(), "b-1:9098,b-2:9098", "AWS_MSK_IAM"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := ConfigFor(context.Background(), tc.m, Env{Secrets: sec, MSK: &fakeMSK{}, Credentials: creds})
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := ""
+			if cfg.SASL != nil {
+				name = cfg.SASL.Name()
+			}
+			if strings.Join(cfg.Seeds, ",") != tc.seeds || name != tc.sasl || cfg.TLS == nil {
+				t.Fatalf("seeds %v, SASL %q, TLS %v", cfg.Seeds, name, cfg.TLS != nil)
+			}
+		})
+	}
+	f := &fakeMSK{}
+	cfg, err := ConfigFor(context.Background(), mapping(), Env{MSK: f, Clusters: map[string][]string{cluster: {"127.0.0.1:9092"}}})
+	if err != nil || f.calls != 0 || cfg.Seeds[0] != "127.0.0.1:9092" || cfg.TLS != nil {
+		t.Fatalf("--msk-cluster: %v, %d lookups, %+v", err, f.calls, cfg)
 	}
 }

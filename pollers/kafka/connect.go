@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -32,8 +33,14 @@ type Env struct {
 	// CLIENT_CERTIFICATE_TLS_AUTH and SERVER_ROOT_CA_CERTIFICATE secrets.
 	Secrets Secrets
 	// Clusters maps MSK cluster ARNs to their bootstrap brokers
-	// (--msk-cluster ARN=host:port,host:port).
+	// (--msk-cluster ARN=host:port,host:port); they win over MSK.
 	Clusters map[string][]string
+	// MSK resolves other MSK cluster ARNs (GetBootstrapBrokers); nil
+	// leaves them unknown.
+	MSK MSK
+	// Credentials sign MSK IAM authentication (AWS_MSK_IAM), used for an
+	// MSK cluster resolved through MSK when the mapping names no secret.
+	Credentials aws.CredentialsProvider
 	// Log is the poller's logger.
 	Log *slog.Logger
 }
@@ -76,6 +83,7 @@ const (
 func ConfigFor(ctx context.Context, m *esm.Mapping, env Env) (Config, error) {
 	c := &m.Config
 	cfg := Config{Topics: c.Topics, Log: env.Log, StartingPosition: TrimHorizon}
+	mskLookup := false
 	switch m.Source {
 	case esm.SourceKafka:
 		if s := c.SelfManagedEventSource; s != nil {
@@ -90,9 +98,10 @@ func ConfigFor(ctx context.Context, m *esm.Mapping, env Env) (Config, error) {
 			arn = *c.EventSourceArn
 		}
 		cfg.Seeds = env.Clusters[arn]
-		if len(cfg.Seeds) == 0 {
+		if len(cfg.Seeds) == 0 && env.MSK == nil {
 			return Config{}, fmt.Errorf("MSK cluster %s: bootstrap brokers unknown; run esmd with --msk-cluster %s=host:port[,host:port]", arn, arn)
 		}
+		mskLookup = len(cfg.Seeds) == 0
 		if k := c.AmazonManagedKafkaEventSourceConfig; k != nil && k.ConsumerGroupId != nil {
 			cfg.Group = *k.ConsumerGroupId
 		}
@@ -159,6 +168,11 @@ func ConfigFor(ctx context.Context, m *esm.Mapping, env Env) (Config, error) {
 	}
 	if useTLS {
 		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, Certificates: certs}
+	}
+	if mskLookup {
+		if err := mskBrokers(ctx, env, deref(c.EventSourceArn), &cfg, len(certs) > 0); err != nil {
+			return Config{}, err
+		}
 	}
 	return cfg, nil
 }

@@ -17,8 +17,10 @@
 // ignored, so a partition that comes back is tracked from scratch.
 //
 // ConfigFor turns a mapping into a Config: bootstrap servers (the
-// SelfManagedEventSource, or the MSK cluster ARN through --msk-cluster),
-// SASL/PLAIN, SASL/SCRAM-SHA-256/512, mTLS client certificates and a
-// server root CA from SourceAccessConfigurations, with the secrets resolved
-// by internal/secrets. Secret values never reach logs or errors.
+// SelfManagedEventSource; for MSK, --msk-cluster ARN=brokers or else
+// kafka:GetBootstrapBrokers), SASL/PLAIN, SASL/SCRAM-SHA-256/512, mTLS
+// client certificates and a server root CA from SourceAccessConfigurations,
+// with the secrets resolved by internal/secrets, and MSK IAM (AWS_MSK_IAM)
+// for a looked-up MSK cluster when the mapping names no secret. Secret
+// values never reach logs or errors.
 package kafka
