@@ -5,13 +5,20 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/esmd/esmd/internal/testenv"
 )
 
 // proxy is a TCP proxy on 127.0.0.1 in front of fauxqs that a test can cut
@@ -155,4 +162,117 @@ func TestNetworkFailure(t *testing.T) {
 		}
 	}
 	f.waitEmpty(t, url, 10*time.Second)
+}
+
+// ownFauxqs runs a fauxqs of the test's own on a fixed port, so that the
+// test can stop and restart it (testenv's is shared by the package and has
+// no restart). It uses the files testenv installs and writes.
+type ownFauxqs struct {
+	port int
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startOwnFauxqs(t *testing.T, port int) *ownFauxqs {
+	t.Helper()
+	testenv.FauxQS(t) // installs and writes loopback.js and start-fauxqs.mjs
+	dir := filepath.Join(testenv.CacheDir(), "fauxqs")
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(node, "-r", filepath.Join(dir, "loopback.js"), filepath.Join(dir, "start-fauxqs.mjs"))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), fmt.Sprintf("FAUXQS_PORT=%d", port))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &ownFauxqs{port: port, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	t.Cleanup(s.stop)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(s.url() + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		select {
+		case <-s.done:
+			t.Fatal("fauxqs exited during startup")
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fauxqs not ready: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *ownFauxqs) url() string { return fmt.Sprintf("http://127.0.0.1:%d", s.port) }
+
+// stop kills fauxqs (its process group) and waits for it.
+func (s *ownFauxqs) stop() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.done
+}
+
+// TestSQSRestart: the SQS server goes away and comes back (an emulator
+// restart: the queue is lost and created again under the same URL). The
+// receivers retry with backoff through the refused connections and the
+// NonExistentQueue answers, and messages sent after the restart are
+// delivered.
+func TestSQSRestart(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	srv := startOwnFauxqs(t, port)
+	f := &fauxqs{cfg: testenv.AWSConfig(srv.url())}
+	f.c = awssqs.NewFromConfig(f.cfg)
+	name := "restart-queue"
+	create := func() string {
+		out, err := f.c.CreateQueue(context.Background(), &awssqs.CreateQueueInput{QueueName: &name,
+			Attributes: map[string]string{"VisibilityTimeout": "30"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *out.QueueUrl
+	}
+	url := create()
+	arn := f.arn(t, url)
+	p := f.open(t, mapping(arn, 10))
+	defer p.Close()
+	f.send(t, url, "", "before")
+	recs := pollN(t, p, 1, 10*time.Second)
+	if err := p.Done(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.stop()
+	// Receivers now fail (connection refused) and back off.
+	time.Sleep(300 * time.Millisecond)
+	srv = startOwnFauxqs(t, port)
+	if u := create(); u != url {
+		t.Fatalf("queue URL changed across the restart: %s, then %s", url, u)
+	}
+	f.send(t, url, "", "after")
+	got := pollN(t, p, 1, 15*time.Second)
+	if b := decode(t, got[0]).Body; b != "after" {
+		t.Fatalf("got %q after the restart", b)
+	}
+	if err := p.Done(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
+	f.waitEmpty(t, url, 5*time.Second)
 }
