@@ -304,7 +304,20 @@ func (p *Poller) extendLoop() {
 		})
 		cancel()
 		if err != nil && p.ctx.Err() == nil {
-			p.log.Warn("extending the visibility of held messages", "count", len(due), "err", err)
+			// A message deleted while its extension was under way fails
+			// the extension (its receipt handle is gone): not worth a
+			// warning. Messages still held are.
+			p.mu.Lock()
+			still := 0
+			for _, m := range due {
+				if _, ok := p.held[m]; ok {
+					still++
+				}
+			}
+			p.mu.Unlock()
+			if still > 0 {
+				p.log.Warn("extending the visibility of held messages", "count", still, "err", err)
+			}
 		}
 	}
 }

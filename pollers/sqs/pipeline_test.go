@@ -152,29 +152,59 @@ func TestDeleteOnSuccess(t *testing.T) {
 	}
 }
 
-// TestBatchingWindow: with BatchSize 100 and a window, a burst of messages
-// received over several receives is gathered into one invocation (the
-// recording's batch_size[15]).
-func TestBatchingWindow(t *testing.T) {
+// TestBatchSizes: BatchSize 1, 10, 100 and 10,000 (the last two with a
+// window, as AWS requires above 10) on pre-filled queues: batches never
+// pass BatchSize, and with a window messages received over many receives
+// are gathered into full batches (the recording's batch_size[15]: 15
+// messages, one invocation).
+func TestBatchSizes(t *testing.T) {
 	f := newFauxqs(t)
 	rec := newRecorder(t)
-	url, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "30"})
-	var bodies []string
-	for i := range 35 {
-		bodies = append(bodies, fmt.Sprintf(`{"w":%d}`, i))
+	type tc struct {
+		batch, window int64
+		messages      int
+		batches       int // expected number of invocations, 0: not checked
 	}
-	f.sendBatch(t, url, bodies)
-	m := mapping(arn, 100)
-	m.Config.MaximumBatchingWindowInSeconds = aws.Int64(1)
-	run(t, f, rec, m)
-	f.waitEmpty(t, url, 20*time.Second)
-	bs := rec.batches(arn)
-	if len(bs) != 1 || len(bs[0]) != len(bodies) {
-		sizes := []int{}
-		for _, b := range bs {
-			sizes = append(sizes, len(b))
+	cases := []tc{{1, 0, 12, 12}, {10, 0, 35, 0}, {100, 1, 150, 2}, {100, 1, 15, 1}, {10000, 1, 600, 1}}
+	type q struct {
+		tc
+		url, arn string
+	}
+	var qs []q
+	for _, c := range cases {
+		url, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "30"})
+		var bodies []string
+		for i := range c.messages {
+			bodies = append(bodies, fmt.Sprintf(`{"w":%d}`, i))
 		}
-		t.Errorf("batch sizes %v, want one batch of %d", sizes, len(bodies))
+		f.sendBatch(t, url, bodies)
+		m := mapping(arn, c.batch)
+		if c.window > 0 {
+			m.Config.MaximumBatchingWindowInSeconds = aws.Int64(c.window)
+		}
+		run(t, f, rec, m)
+		qs = append(qs, q{c, url, arn})
+	}
+	for _, x := range qs {
+		t.Run(fmt.Sprintf("batch%d-window%d-messages%d", x.batch, x.window, x.messages), func(t *testing.T) {
+			f.waitEmpty(t, x.url, 20*time.Second)
+			bs := rec.batches(x.arn)
+			var sizes []int
+			total := 0
+			for _, b := range bs {
+				sizes = append(sizes, len(b))
+				total += len(b)
+				if len(b) > int(x.batch) {
+					t.Errorf("batch of %d records with BatchSize %d", len(b), x.batch)
+				}
+			}
+			if total != x.messages {
+				t.Errorf("%d records invoked, want %d", total, x.messages)
+			}
+			if x.batches > 0 && len(bs) != x.batches {
+				t.Errorf("batch sizes %v, want %d batches", sizes, x.batches)
+			}
+		})
 	}
 }
 

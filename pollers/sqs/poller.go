@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/uuid"
 
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/payload"
@@ -281,9 +282,19 @@ func (p *Poller) receive() {
 	in := p.recvIn
 	b := p.backoff()
 	for p.ctx.Err() == nil {
+		if p.fifo && in.ReceiveRequestAttemptId == nil {
+			// A FIFO receive whose answer was lost (network error) keeps
+			// its messages, and their groups, locked for the visibility
+			// timeout; retried with the same attempt id, SQS answers the
+			// lost messages again.
+			in.ReceiveRequestAttemptId = aws.String(uuid.NewString())
+		}
 		ctx, cancel := context.WithTimeout(p.base, recvTimeout)
 		out, err := p.client.ReceiveMessage(ctx, &in)
 		cancel()
+		if err == nil {
+			in.ReceiveRequestAttemptId = nil
+		}
 		if err != nil {
 			if p.ctx.Err() != nil {
 				return

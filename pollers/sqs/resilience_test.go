@@ -262,7 +262,7 @@ func TestSQSRestart(t *testing.T) {
 	srv.stop()
 	// Receivers now fail (connection refused) and back off.
 	time.Sleep(300 * time.Millisecond)
-	srv = startOwnFauxqs(t, port)
+	startOwnFauxqs(t, port) // the cleanup stops it
 	if u := create(); u != url {
 		t.Fatalf("queue URL changed across the restart: %s, then %s", url, u)
 	}
