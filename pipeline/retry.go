@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/esmd/esmd/dispatcher"
@@ -26,6 +28,12 @@ type Policy struct {
 	Bisect bool
 	// PartialResponses is FunctionResponseTypes [ReportBatchItemFailures].
 	PartialResponses bool
+	// Failures reads a partial batch response and returns the indexes in
+	// recs of the records it reports failed, or an error wrapping
+	// dispatcher.ErrInvalidBatchResponse when the whole batch failed. Nil
+	// reads the SQS/Kinesis/DynamoDB shape, whose itemIdentifier is
+	// Record.ID; KafkaFailures reads Kafka's.
+	Failures func(body []byte, recs []source.Record) ([]int, error)
 	// RetryDelay is the first delay before a batch is sent again, doubling
 	// up to MaxRetryDelay. Errors before the function ran use it too; a
 	// Retry-After from the endpoint wins when longer.
@@ -145,16 +153,12 @@ func (p *Policy) run(ctx context.Context, u *unit, invoke InvokeFunc, h Handler)
 		u.last = &res
 		failed := err != nil || res.Failed()
 		if !failed && p.PartialResponses {
-			ids := make([]string, len(u.recs))
-			for i, r := range u.recs {
-				ids[i] = r.ID
-			}
-			bad, perr := dispatcher.ParseBatchResponse(res.Payload, ids)
+			bad, perr := p.Failures(res.Payload, u.recs)
 			switch {
 			case perr != nil:
 				failed = true
 			case len(bad) > 0:
-				k := lowest(u.recs, bad)
+				k := slices.Min(bad)
 				if err := h.Delivered(ctx, u.recs[:k]); err != nil {
 					return nil, err
 				}
@@ -220,18 +224,50 @@ func (p *Policy) discard(ctx context.Context, u *unit, condition string, h Handl
 	return h.Discarded(ctx, d)
 }
 
-// lowest returns the index of the earliest record whose ID is in bad.
-func lowest(recs []source.Record, bad []string) int {
-	set := make(map[string]struct{}, len(bad))
-	for _, id := range bad {
-		set[id] = struct{}{}
-	}
+// IDFailures reads the partial batch response of SQS, Kinesis and
+// DynamoDB Streams, whose itemIdentifier is the record's ID.
+func IDFailures(body []byte, recs []source.Record) ([]int, error) {
+	ids := make([]string, len(recs))
 	for i, r := range recs {
-		if _, ok := set[r.ID]; ok {
-			return i
+		ids[i] = r.ID
+	}
+	bad, err := dispatcher.ParseBatchResponse(body, ids)
+	if err != nil || len(bad) == 0 {
+		return nil, err
+	}
+	set := make(map[string]bool, len(bad))
+	for _, id := range bad {
+		set[id] = true
+	}
+	var out []int
+	for i, r := range recs {
+		if set[r.ID] {
+			out = append(out, i)
 		}
 	}
-	return len(recs)
+	return out, nil
+}
+
+// KafkaFailures reads Kafka's partial batch response, whose itemIdentifier
+// is {"partition":"<topic>-<n>","offset":<n>}: a record is named by its
+// Group and its Seq (the offset).
+func KafkaFailures(body []byte, recs []source.Record) ([]int, error) {
+	index := make(map[dispatcher.KafkaItem]int, len(recs))
+	for i, r := range recs {
+		off, err := strconv.ParseInt(r.Seq, 10, 64)
+		if err == nil {
+			index[dispatcher.KafkaItem{Partition: r.Group, Offset: off}] = i
+		}
+	}
+	bad, err := dispatcher.ParseKafkaBatchResponse(body, func(k dispatcher.KafkaItem) bool { _, ok := index[k]; return ok })
+	if err != nil || len(bad) == 0 {
+		return nil, err
+	}
+	out := make([]int, len(bad))
+	for i, k := range bad {
+		out[i] = index[k]
+	}
+	return out, nil
 }
 
 func (p *Policy) defaults() {
@@ -240,6 +276,9 @@ func (p *Policy) defaults() {
 	}
 	if p.Sleep == nil {
 		p.Sleep = sleep
+	}
+	if p.Failures == nil {
+		p.Failures = IDFailures
 	}
 	if p.RetryDelay <= 0 {
 		p.RetryDelay = 100 * time.Millisecond

@@ -273,3 +273,26 @@ func TestCancelLeavesRecordsUnfinished(t *testing.T) {
 		t.Fatalf("err %v delivered %v discards %v", err, h.delivered, h.discards)
 	}
 }
+
+func TestKafkaPartialResponse(t *testing.T) {
+	batch := []source.Record{
+		{Group: "orders-0", Seq: "10", ID: "10"}, {Group: "orders-0", Seq: "11", ID: "11"}, {Group: "orders-0", Seq: "12", ID: "12"},
+	}
+	p := Policy{MaxRetryAttempts: 0, PartialResponses: true, Failures: KafkaFailures}
+	r := runPolicy(t, p, batch, func([]string, int) (dispatcher.Result, error) {
+		return dispatcher.Result{StatusCode: 200, Payload: []byte(`{"batchItemFailures":[{"itemIdentifier":{"partition":"orders-0","offset":11}}]}`)}, nil
+	})
+	if strings.Join(r.delivered, ",") != "10" || len(r.discards) != 1 || len(r.discards[0].Records) != 2 {
+		t.Fatalf("delivered %v discards %+v", r.delivered, r.discards)
+	}
+	// The SQS/Kinesis shape, or an offset of another partition, fails the whole batch.
+	for _, body := range []string{`{"batchItemFailures":[{"itemIdentifier":"11"}]}`,
+		`{"batchItemFailures":[{"itemIdentifier":{"partition":"orders-1","offset":11}}]}`} {
+		r := runPolicy(t, p, batch, func([]string, int) (dispatcher.Result, error) {
+			return dispatcher.Result{StatusCode: 200, Payload: []byte(body)}, nil
+		})
+		if len(r.delivered) != 0 || len(r.discards[0].Records) != 3 {
+			t.Errorf("%s: delivered %v discards %+v", body, r.delivered, r.discards)
+		}
+	}
+}

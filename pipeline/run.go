@@ -126,6 +126,9 @@ func (r *Runner) RetryPolicy(m *esm.Mapping) Policy {
 	for _, t := range c.FunctionResponseTypes {
 		p.PartialResponses = p.PartialResponses || t == "ReportBatchItemFailures"
 	}
+	if k := Kind(m); k == payload.KindMSK || k == payload.KindSelfManagedKafka {
+		p.Failures = KafkaFailures
+	}
 	return p
 }
 
@@ -510,23 +513,19 @@ func (x *run) handleQueue(ctx context.Context, bt *batcher.Batch) {
 		return
 	}
 	if x.policy.PartialResponses {
-		ids := make([]string, len(bt.Records))
-		for i, r := range bt.Records {
-			ids[i] = r.ID
-		}
-		bad, perr := dispatcher.ParseBatchResponse(res.Payload, ids)
+		bad, perr := IDFailures(res.Payload, bt.Records)
 		if perr != nil {
 			fail(bt.Records, "Function call failed")
 			return
 		}
 		if len(bad) > 0 {
-			set := make(map[string]bool, len(bad))
-			for _, id := range bad {
-				set[id] = true
+			set := make(map[int]bool, len(bad))
+			for _, i := range bad {
+				set[i] = true
 			}
 			var ok, failed []source.Record
-			for _, r := range bt.Records {
-				if set[r.ID] {
+			for i, r := range bt.Records {
+				if set[i] {
 					failed = append(failed, r)
 				} else {
 					ok = append(ok, r)
