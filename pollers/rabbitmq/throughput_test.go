@@ -1,0 +1,247 @@
+package rabbitmq_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/esmd/esmd/dispatcher"
+	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/testenv"
+	"github.com/esmd/esmd/payload"
+	"github.com/esmd/esmd/pipeline"
+	"github.com/esmd/esmd/pollers/rabbitmq"
+	"github.com/esmd/esmd/source"
+)
+
+// TestThroughput measures messages/s from a queue pre-filled with 1 KB
+// messages to a no-op Invoke endpoint, through esmd's pipeline with this
+// poller and through a plain amqp091 consume -> invoke -> ack loop with the
+// same batching (full batches of BatchSize; esmd without a window), the same
+// concurrency (one batch in flight: AWS runs one RabbitMQ invocation at a
+// time, spec MQ-3), the same event shape and the same invoker
+// (SigV4-signed direct HTTP). The plain loop acks each batch with one
+// multiple=true ack and has a prefetch of two batches, so it fetches the
+// next batch while one is being invoked. It runs only when
+// ESMD_RABBITMQ_BENCH is set to the number of messages (200000 for the
+// issue's figure):
+//
+//	ESMD_RABBITMQ_BENCH=200000 go test -run TestThroughput -v ./pollers/rabbitmq/
+//
+// ESMD_RABBITMQ_BENCH_BATCH sets BatchSize (default 100) and
+// ESMD_RABBITMQ_BENCH_ROUNDS the rounds; the two alternate and the medians
+// are compared.
+func TestThroughput(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("ESMD_RABBITMQ_BENCH"))
+	if n <= 0 {
+		t.Skip("set ESMD_RABBITMQ_BENCH=<messages> to run")
+	}
+	b := testenv.RabbitMQ(t)
+	batch := 100
+	if v, _ := strconv.Atoi(os.Getenv("ESMD_RABBITMQ_BENCH_BATCH")); v > 0 {
+		batch = v
+	}
+	rounds, _ := strconv.Atoi(os.Getenv("ESMD_RABBITMQ_BENCH_ROUNDS"))
+	rounds = max(rounds, 1)
+
+	var invokes atomic.Int64
+	fn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		invokes.Add(1)
+		_, _ = io.WriteString(w, "null")
+	}))
+	defer fn.Close()
+	inv, err := dispatcher.NewLambdaInvoker(testenv.AWSConfig(fn.URL), dispatcher.WithDirectHTTP(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inv.Close()
+
+	var plain, ours []float64
+	for range rounds {
+		q := fill(t, b, n)
+		plain = append(plain, plainLoop(t, b, q, inv, n, batch))
+		q = fill(t, b, n)
+		ours = append(ours, esmdRun(t, b, q, inv, n, batch))
+	}
+	t.Logf("BatchSize %d, %d messages of 1 KB: esmd %.0f msg/s %v, plain amqp091 loop %.0f msg/s %v, ratio of medians %.2f (%d invocations)",
+		batch, n, median(ours), rounded(ours), median(plain), rounded(plain), median(ours)/median(plain), invokes.Load())
+}
+
+// fill declares a queue and publishes n transient 1 KB messages to it,
+// with publisher confirms in windows.
+func fill(t *testing.T, b *testenv.RabbitMQBroker, n int) string {
+	t.Helper()
+	q := queue(t, b, "/", nil)
+	ch := channel(t, b, "/")
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, 1024)
+	for i := range body {
+		body[i] = byte('a' + rand.IntN(26))
+	}
+	start := time.Now()
+	ctx := context.Background()
+	const window = 2000
+	var pending []*amqp.DeferredConfirmation
+	for i := range n {
+		c, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", q, false, false, amqp.Publishing{Body: body})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = append(pending, c)
+		if len(pending) == window || i == n-1 {
+			for _, c := range pending {
+				if ok, err := c.WaitContext(ctx); !ok || err != nil {
+					t.Fatalf("publish not confirmed: %v", err)
+				}
+			}
+			pending = pending[:0]
+		}
+	}
+	t.Logf("published %d messages in %v", n, time.Since(start).Round(time.Millisecond))
+	return q
+}
+
+// esmdRun runs the pipeline until n messages were finished.
+func esmdRun(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher.Invoker, n, batch int) float64 {
+	m := &esm.Mapping{UUID: "bench", FunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:function", Source: esm.SourceMQ}
+	arn := "arn:aws:mq:us-east-1:000000000000:broker:bench:b-1"
+	m.Config.EventSourceArn = &arn
+	m.Config.Queues = []string{q}
+	bs := int64(batch)
+	m.Config.BatchSize = &bs
+	// AWS's default 500 ms window, as esmd serve runs it: on a pre-filled
+	// queue every batch but the last is full before the window ends, as
+	// in the plain loop. (MaximumBatchingWindowInSeconds 0 would invoke
+	// whatever has arrived, often a fraction of a batch.)
+	if w, err := strconv.Atoi(os.Getenv("ESMD_RABBITMQ_BENCH_WINDOW")); err == nil {
+		window := int64(w)
+		m.Config.MaximumBatchingWindowInSeconds = &window
+	}
+	var finished atomic.Int64
+	all := make(chan struct{})
+	r := &pipeline.Runner{Invoker: inv, Open: func(ctx context.Context, _ *esm.Mapping) (pipeline.Poller, error) {
+		cfg := config(b, "/", q)
+		cfg.BatchSize = batch
+		p, err := rabbitmq.Open(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &counting{Poller: p, n: &finished, want: int64(n), all: all}, nil
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- r.Run(ctx, m, &reporter{}) }()
+	select {
+	case <-all:
+	case <-time.After(10 * time.Minute):
+		t.Fatalf("esmd finished %d of %d messages", finished.Load(), n)
+	}
+	elapsed := time.Since(start)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return float64(n) / elapsed.Seconds()
+}
+
+// plainLoop consumes with amqp091, invokes batches of what has arrived (up
+// to batch) one at a time, and acks each batch after the invocation.
+func plainLoop(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher.Invoker, n, batch int) float64 {
+	ch := channel(t, b, "/")
+	if err := ch.Qos(2*batch, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	deliveries, err := ch.Consume(q, "plain", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	env := payload.Envelope{Kind: payload.KindRabbitMQ, EventSourceARN: "arn:aws:mq:us-east-1:000000000000:broker:bench:b-1"}
+	group := payload.RabbitMQGroup(q, "/")
+	bld := payload.NewBuilder(env)
+	var buf []amqp.Delivery
+	start := time.Now()
+	for done := 0; done < n; {
+		// The queue is pre-filled: every batch but the last is full.
+		for len(buf) < min(batch, n-done) {
+			buf = append(buf, <-deliveries)
+		}
+		bld.Reset(env)
+		for i := range buf {
+			d := &buf[i]
+			msg := payload.RabbitMQMessage{Redelivered: d.Redelivered, Data: d.Body,
+				Properties: payload.RabbitMQProperties{ContentType: d.ContentType, Timestamp: d.Timestamp}}
+			if d.DeliveryMode != 0 {
+				dm := d.DeliveryMode
+				msg.Properties.DeliveryMode = &dm
+			}
+			bld.Add(group, payload.AppendRabbitMQ(nil, &msg))
+		}
+		for {
+			res, err := inv.Invoke(ctx, "arn:aws:lambda:us-east-1:000000000000:function:function", bld.Bytes())
+			if err == nil && !res.Failed() {
+				break
+			}
+		}
+		if err := ch.Ack(buf[len(buf)-1].DeliveryTag, true); err != nil {
+			t.Fatal(err)
+		}
+		done += len(buf)
+		buf = buf[:0]
+	}
+	elapsed := time.Since(start)
+	if err := ch.Cancel("plain", false); err != nil {
+		t.Fatal(err)
+	}
+	return float64(n) / elapsed.Seconds()
+}
+
+// counting counts the records the pipeline finished.
+type counting struct {
+	*rabbitmq.Poller
+	n    *atomic.Int64
+	want int64
+	all  chan struct{}
+	once sync.Once
+}
+
+func (c *counting) Done(ctx context.Context, recs []source.Record) error {
+	err := c.Poller.Done(ctx, recs)
+	if c.n.Add(int64(len(recs))) >= c.want {
+		c.once.Do(func() { close(c.all) })
+	}
+	return err
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	ys := slices.Clone(xs)
+	slices.Sort(ys)
+	return ys[len(ys)/2]
+}
+
+func rounded(xs []float64) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = fmt.Sprintf("%.0f", x)
+	}
+	return out
+}
