@@ -174,6 +174,23 @@ func TestServeSQSEndToEnd(t *testing.T) {
 	waitCount(t, sc, dlqURL, 1, 10*time.Second)
 	waitCount(t, sc, furl, 0, 5*time.Second)
 
+	// A FIFO queue: every group drained.
+	fifoURL, fifoARN := sqsQueue(t, sc, "e2e.fifo", map[string]string{"FifoQueue": "true", "ContentBasedDeduplication": "true"})
+	fifo, err := cl.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
+		EventSourceArn: aws.String(fifoARN)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, cl, fifo.UUID, "Enabled")
+	for i := range 12 {
+		g := fmt.Sprint(i % 3)
+		if _, err := sc.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &fifoURL, MessageGroupId: &g,
+			MessageBody: aws.String(fmt.Sprintf(`{"g":%s,"n":%d}`, g, i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCount(t, sc, fifoURL, 0, 20*time.Second)
+
 	// Disabled: messages stay in the queue.
 	if _, err := cl.UpdateEventSourceMapping(ctx, &lambda.UpdateEventSourceMappingInput{UUID: out.UUID, Enabled: aws.Bool(false)}); err != nil {
 		t.Fatal(err)

@@ -51,6 +51,7 @@ type options struct {
 	backoffMin time.Duration
 	backoffMax time.Duration
 	now        func() time.Time
+	wait       int32 // WaitTimeSeconds; tests shorten it
 }
 
 // WithLogger sets the poller's logger (default: discard).
@@ -145,7 +146,7 @@ type message struct {
 // VisibilityTimeout and starts the receivers. Close stops them.
 func Open(ctx context.Context, cfg aws.Config, m *esm.Mapping, opts ...Option) (*Poller, error) {
 	o := options{minRecv: 2, startRecv: 5, maxRecv: 100, lanes: 1000, growEvery: 200 * time.Millisecond,
-		ackTimeout: 30 * time.Second, backoffMin: 100 * time.Millisecond, backoffMax: 10 * time.Second, now: time.Now}
+		ackTimeout: 30 * time.Second, backoffMin: 100 * time.Millisecond, backoffMax: 10 * time.Second, now: time.Now, wait: waitTimeSeconds}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -198,7 +199,7 @@ func Open(ctx context.Context, cfg aws.Config, m *esm.Mapping, opts ...Option) (
 	p.recvIn = awssqs.ReceiveMessageInput{
 		QueueUrl:                    &p.url,
 		MaxNumberOfMessages:         maxMessages,
-		WaitTimeSeconds:             waitTimeSeconds,
+		WaitTimeSeconds:             o.wait,
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
 		MessageAttributeNames:       []string{"All"},
 	}

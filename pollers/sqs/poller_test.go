@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,22 +250,31 @@ func TestMaximumConcurrency(t *testing.T) {
 	}
 }
 
-// TestReceiversGrowWithBacklog: with a backlog and a pipeline waiting for
-// records, receivers are added up to the ceiling.
-func TestReceiversGrowWithBacklog(t *testing.T) {
+// TestReceiversScale: receivers shrink to the floor while long polls come
+// back empty, and grow towards the ceiling with a backlog and a pipeline
+// waiting for records. (Long polls are shortened to 1 s here.)
+func TestReceiversScale(t *testing.T) {
 	f := newFauxqs(t)
 	url, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "30"})
+	p := f.open(t, mapping(arn, 10), WithReceivers(1, 4, 4), func(o *options) { o.wait = 1; o.growEvery = 10 * time.Millisecond })
+	defer p.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Receivers() > 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d receivers on an empty queue after 5 s, want 1", p.Receivers())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	var bodies []string
 	for i := range 1500 {
 		bodies = append(bodies, fmt.Sprint(i))
 	}
 	f.sendBatch(t, url, bodies)
-	p := f.open(t, mapping(arn, 10), WithReceivers(1, 1, 4))
-	defer p.Close()
-	p.o.growEvery = 10 * time.Millisecond
 	peak := 0
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for n := 0; n < len(bodies); {
 		recs, err := p.Poll(ctx)
 		if err != nil {
@@ -272,7 +282,8 @@ func TestReceiversGrowWithBacklog(t *testing.T) {
 		}
 		peak = max(peak, p.Receivers())
 		n += len(recs)
-		go p.Done(context.Background(), recs)
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.Done(context.Background(), recs) }()
 	}
 	if peak < 2 || peak > 4 {
 		t.Errorf("peak receivers %d, want 2..4", peak)
