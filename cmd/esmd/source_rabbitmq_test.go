@@ -1,15 +1,24 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -192,4 +201,159 @@ func TestServeRabbitMQEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestRabbitMQSIGKILLRestart kills the esmd process (SIGKILL: no acks, no
+// clean close) while a RabbitMQ mapping is mid-stream and starts it again
+// on the same data directory: the broker requeues what was unacked, the
+// mapping resumes, and every message reaches the function and is acked
+// (duplicates only for what was in flight at the kill).
+func TestRabbitMQSIGKILLRestart(t *testing.T) {
+	testenv.Skip(t)
+	b := testenv.RabbitMQ(t)
+	bin := filepath.Join(t.TempDir(), "esmd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	rec := &rmqRecorder{seen: map[string]int{}}
+	fn := httptest.NewServer(rec)
+	defer fn.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	conn, err := amqp.Dial(b.URL("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := fmt.Sprintf("sigkill-%d", time.Now().UnixNano())
+	if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer ch.QueueDelete(q, false, false, false)
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	for i := range n {
+		c, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", q, true, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: fmt.Appendf(nil, "m-%03d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := c.WaitContext(ctx); !ok || err != nil {
+			t.Fatalf("publish not confirmed: %v", err)
+		}
+	}
+
+	dir := t.TempDir()
+	secret := "arn:aws:secretsmanager:us-east-1:000000000000:secret:mq"
+	secrets, _ := json.Marshal(map[string]map[string]string{secret: {"username": testenv.RabbitMQUser, "password": testenv.RabbitMQPassword}})
+	if err := os.WriteFile(filepath.Join(dir, "secrets.json"), secrets, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	broker := "arn:aws:mq:us-east-1:000000000000:broker:kill:b-1"
+	args := []string{"--data-dir", filepath.Join(dir, "data"), "--lambda-endpoint", fn.URL, "--function-check", "never",
+		"--mq-broker", broker + "=amqp://" + b.Addr, "--secrets-file", filepath.Join(dir, "secrets.json")}
+	cmd, addr := rmqStartBinary(t, bin, args...)
+	_, err = client(addr).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
+		EventSourceArn: aws.String(broker), Queues: []string{q}, BatchSize: aws.Int32(5),
+		SourceAccessConfigurations: []types.SourceAccessConfiguration{{Type: types.SourceAccessTypeBasicAuth, URI: aws.String(secret)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		if n, _ := rec.count(); n < 10 {
+			return fmt.Errorf("%d invocations", n)
+		}
+		return nil
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	_, before := rec.count()
+	if before >= n {
+		t.Fatalf("all %d messages were done before the kill; the test needs some left", before)
+	}
+
+	rmqStartBinary(t, bin, args...)
+	testenv.Eventually(t, 60*time.Second, func(context.Context) error {
+		if _, distinct := rec.count(); distinct != n {
+			return fmt.Errorf("%d of %d messages reached the function", distinct, n)
+		}
+		// Ready and unacknowledged: zero once every message was acked.
+		out := b.Ctl(t, "list_queues", "-p", "/", "--quiet", "--no-table-headers", "name", "messages")
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == q && f[1] != "0" {
+				return fmt.Errorf("%s messages not acked", f[1])
+			}
+		}
+		return nil
+	})
+	t.Logf("%d distinct messages had reached the function before the kill", before)
+}
+
+// rmqRecorder is a no-op Lambda Invoke endpoint that records the RabbitMQ
+// messages it was given.
+type rmqRecorder struct {
+	mu      sync.Mutex
+	invokes int
+	seen    map[string]int
+}
+
+func (r *rmqRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	var ev events.RabbitMQEvent
+	if err := json.NewDecoder(req.Body).Decode(&ev); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	// Some work per batch, so a kill finds a batch in flight.
+	time.Sleep(10 * time.Millisecond)
+	r.mu.Lock()
+	r.invokes++
+	for _, msgs := range ev.MessagesByQueue {
+		for _, m := range msgs {
+			body, _ := base64.StdEncoding.DecodeString(m.Data)
+			r.seen[string(body)]++
+		}
+	}
+	r.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, "null")
+}
+
+func (r *rmqRecorder) count() (invokes, distinct int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.invokes, len(r.seen)
+}
+
+// rmqStartBinary runs the esmd binary's serve and returns its API address.
+func rmqStartBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
+	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL=", "AWS_ENDPOINT_URL_LAMBDA=", "AWS_ACCESS_KEY_ID=test",
+		"AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=us-east-1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(stderr)
+	re := regexp.MustCompile(`"addr":"http://(127\.0\.0\.1:\d+)"`)
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+			return cmd, m[1]
+		}
+	}
+	t.Fatal("esmd printed no listening line")
+	return nil, ""
 }
