@@ -357,3 +357,51 @@ func rmqStartBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string
 	t.Fatal("esmd printed no listening line")
 	return nil, ""
 }
+
+// TestDescribeBroker finds a broker's endpoint with Amazon MQ's
+// DescribeBroker (answered here by a stand-in for the MQ API) when no
+// --mq-broker names it.
+func TestDescribeBroker(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/v1/brokers/b-rabbit":
+			_, _ = io.WriteString(w, `{"brokerId":"b-rabbit","engineType":"RABBITMQ","brokerInstances":[{"consoleURL":"https://b-rabbit.mq.us-east-1.amazonaws.com","endpoints":["amqps://b-rabbit.mq.us-east-1.amazonaws.com:5671"]}]}`)
+		case "/v1/brokers/b-active":
+			_, _ = io.WriteString(w, `{"brokerId":"b-active","engineType":"ACTIVEMQ","brokerInstances":[{"endpoints":["ssl://b-active-1.mq.us-east-1.amazonaws.com:61617"]}]}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, `{"errorAttribute":"broker-id","message":"Can't find requested broker"}`)
+		}
+	}))
+	defer srv.Close()
+	env, err := rabbitmqEnv(&SourceEnv{AWS: testenv.AWSConfig(srv.URL), Flags: map[string][]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	got, err := env.Describe(ctx, "arn:aws:mq:us-east-1:000000000000:broker:rabbit:b-rabbit")
+	if err != nil || got != "amqps://b-rabbit.mq.us-east-1.amazonaws.com:5671" {
+		t.Errorf("RabbitMQ broker: %q, %v", got, err)
+	}
+	if _, err := env.Describe(ctx, "arn:aws:mq:us-east-1:000000000000:broker:active:b-active"); err == nil || !strings.Contains(err.Error(), "ACTIVEMQ") {
+		t.Errorf("ActiveMQ broker: %v", err)
+	}
+	if _, err := env.Describe(ctx, "arn:aws:mq:us-east-1:000000000000:broker:gone:b-gone"); err == nil {
+		t.Error("missing broker: no error")
+	}
+	// --mq-broker wins over DescribeBroker.
+	env, err = rabbitmqEnv(&SourceEnv{AWS: testenv.AWSConfig(srv.URL), Flags: map[string][]string{
+		"mq-broker": {"arn:aws:mq:us-east-1:000000000000:broker:rabbit:b-rabbit=amqp://127.0.0.1:5672"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	str := func(s string) *string { return &s }
+	cfg, err := env.Config(ctx, &esm.Config{EventSourceArn: str("arn:aws:mq:us-east-1:000000000000:broker:rabbit:b-rabbit"), Queues: []string{"q"}}, "id")
+	if err != nil || cfg.URL != "amqp://127.0.0.1:5672" || cfg.VHost != "/" || cfg.Queue != "q" {
+		t.Errorf("config %+v, %v", cfg, err)
+	}
+	if _, err := rabbitmqEnv(&SourceEnv{Flags: map[string][]string{"mq-broker": {"arn=ssl://activemq:61617"}}}); err == nil {
+		t.Error("an ActiveMQ endpoint in --mq-broker is accepted")
+	}
+}
