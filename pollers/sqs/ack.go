@@ -36,6 +36,10 @@ func (p *Poller) take(recs []source.Record) []*message {
 			out = append(out, m)
 		}
 	}
+	if len(out) > 0 {
+		close(p.room)
+		p.room = make(chan struct{})
+	}
 	return out
 }
 

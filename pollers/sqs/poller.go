@@ -126,7 +126,8 @@ type Poller struct {
 	receivers int
 	lastGrow  time.Time
 	held      map[*message]struct{}
-	lane      int // standard queues: current lane and records dealt to it
+	room      chan struct{} // closed (and replaced) when held messages are let go
+	lane      int           // standard queues: current lane and records dealt to it
 	laneUsed  int
 	laneNames []string
 }
@@ -174,7 +175,7 @@ func Open(ctx context.Context, cfg aws.Config, m *esm.Mapping, opts ...Option) (
 
 	p := &Poller{client: client, q: q, url: url, vt: time.Duration(vt) * time.Second, o: o,
 		log: o.log.With("queue", q.ARN), fifo: q.FIFO(), batch: 10, out: make(chan []source.Record),
-		closed: make(chan struct{}), held: map[*message]struct{}{}}
+		closed: make(chan struct{}), held: map[*message]struct{}{}, room: make(chan struct{})}
 	if m.Config.BatchSize != nil {
 		p.batch = int(*m.Config.BatchSize)
 	}
@@ -283,6 +284,9 @@ func (p *Poller) receive() {
 	in := p.recvIn
 	b := p.backoff()
 	for p.ctx.Err() == nil {
+		if !p.waitRoom() {
+			return
+		}
 		if p.fifo && in.ReceiveRequestAttemptId == nil {
 			// A FIFO receive whose answer was lost (network error) keeps
 			// its messages, and their groups, locked for the visibility
@@ -333,6 +337,32 @@ func (p *Poller) receive() {
 		case <-p.ctx.Done():
 			p.release(p.take(recs))
 			return
+		}
+	}
+}
+
+// waitRoom waits until the poller holds few enough messages for one more
+// receive; false when the poller closed meanwhile.
+//
+// The read-ahead is bounded by what the receivers could feed to
+// invocations, two batches per receiver, as an AWS poller holds only the
+// batch it is filling or invoking. Messages received far ahead of their
+// invocation would only sit invisible (and count a receive each time
+// they are released), and some SQS servers (fauxqs) slow down with many
+// messages in flight.
+func (p *Poller) waitRoom() bool {
+	for {
+		p.mu.Lock()
+		if len(p.held)+maxMessages <= 2*max(p.receivers, 1)*max(p.batch, maxMessages) {
+			p.mu.Unlock()
+			return true
+		}
+		ch := p.room
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-p.ctx.Done():
+			return false
 		}
 	}
 }
