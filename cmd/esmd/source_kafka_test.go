@@ -3,9 +3,19 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,8 +32,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
@@ -270,4 +282,163 @@ func TestKafkaSIGKILLRestart(t *testing.T) {
 	invokes, distinct, total := rec.count()
 	t.Logf("killed after %d records; all %d delivered %v after the restart (%d invocations, %d duplicate deliveries)",
 		before, distinct, time.Since(start).Round(time.Millisecond), invokes, total-distinct)
+}
+
+// testPKI returns a CA (PEM) and a server certificate for 127.0.0.1 signed
+// by it.
+func testPKI(t *testing.T) ([]byte, tls.Certificate) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "esmd test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestServeKafkaTwoWorkersSCRAM runs two esmd serve processes' worth of
+// engines with the same mapping (one ConsumerGroupId) against a kfake
+// cluster that requires SASL/SCRAM-SHA-512 over TLS with a private CA, the
+// credentials and CA coming from --secrets-file. The second worker joins
+// while the first is consuming: the partitions split, every record reaches
+// the function, and only records in flight at the handover come twice.
+func TestServeKafkaTwoWorkersSCRAM(t *testing.T) {
+	testenv.Skip(t)
+	caPEM, serverCert := testPKI(t)
+	const topic = "two-workers"
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "esmd", "s3cret"),
+		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}), kfake.SeedTopics(4, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	seeds := kc.ListenAddrs()
+	const arn = "arn:aws:secretsmanager:us-east-1:000000000000:secret:"
+	secretsPath := filepath.Join(t.TempDir(), "secrets.json")
+	b, _ := json.Marshal(map[string]map[string]string{arn + "scram": {"username": "esmd", "password": "s3cret"}, arn + "ca": {"certificate": string(caPEM)}})
+	if err := os.WriteFile(secretsPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.DialTLSConfig(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}),
+		kgo.SASL(scram.Auth{User: "esmd", Pass: "s3cret"}.AsSha512Mechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const perPart = 100
+	write := func(from, to int) {
+		var recs []*kgo.Record
+		for i := from; i < to; i++ {
+			for pt := range int32(4) {
+				recs = append(recs, &kgo.Record{Partition: pt, Value: fmt.Appendf(nil, `{"n":%d}`, i)})
+			}
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	worker := func(rec *invokeRecorder) {
+		fn := httptest.NewServer(rec)
+		t.Cleanup(fn.Close)
+		c := newCommon("test", io.Discard, "127.0.0.1:0")
+		c.dataDir = t.TempDir()
+		c.lambdaEndpoint = fn.URL
+		c.functionCheck = "never"
+		c.secretsFile = secretsPath
+		if err := c.validate(); err != nil {
+			t.Fatal(err)
+		}
+		sctx, stop := context.WithCancel(context.Background())
+		addrc := make(chan string, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- serve(sctx, c, c.logger(io.Discard), func(_ *esm.Engine, addr string) error { addrc <- addr; return nil })
+		}()
+		t.Cleanup(func() {
+			stop()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+		_, err := client(<-addrc).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
+			Topics: []string{topic}, StartingPosition: types.EventSourcePositionTrimHorizon, BatchSize: aws.Int32(10),
+			SelfManagedEventSource:            &types.SelfManagedEventSource{Endpoints: map[string][]string{"KAFKA_BOOTSTRAP_SERVERS": seeds}},
+			SelfManagedKafkaEventSourceConfig: &types.SelfManagedKafkaEventSourceConfig{ConsumerGroupId: aws.String("shared-group")},
+			SourceAccessConfigurations: []types.SourceAccessConfiguration{
+				{Type: types.SourceAccessTypeSaslScram512Auth, URI: aws.String(arn + "scram")},
+				{Type: types.SourceAccessTypeServerRootCaCertificate, URI: aws.String(arn + "ca")}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, second := &invokeRecorder{seen: map[string]int{}}, &invokeRecorder{seen: map[string]int{}}
+	write(0, perPart/2)
+	worker(first)
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		if n, _, _ := first.count(); n < 5 {
+			return fmt.Errorf("%d invocations", n)
+		}
+		return nil
+	})
+	worker(second)
+	// The second worker's join takes a rebalance: keep writing until it
+	// has delivered something, so records exist for both to share.
+	written := perPart / 2
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		if _, n, _ := second.count(); n > 0 {
+			return nil
+		}
+		write(written, written+1)
+		written++
+		return errors.New("the second worker has delivered nothing")
+	})
+	write(written, written+perPart/2)
+	written += perPart / 2
+	testenv.Eventually(t, 45*time.Second, func(context.Context) error {
+		first.mu.Lock()
+		defer first.mu.Unlock()
+		second.mu.Lock()
+		defer second.mu.Unlock()
+		n := len(first.seen)
+		for k := range second.seen {
+			if first.seen[k] == 0 {
+				n++
+			}
+		}
+		if n != 4*written {
+			return fmt.Errorf("%d of %d records delivered", n, 4*written)
+		}
+		return nil
+	})
+	_, d1, t1 := first.count()
+	_, d2, t2 := second.count()
+	if d1 == 0 || d2 == 0 {
+		t.Errorf("worker 1 delivered %d records, worker 2 %d", d1, d2)
+	}
+	t.Logf("worker 1: %d records, worker 2: %d records, %d deliveries beyond one per record", d1, d2, t1+t2-4*written)
 }
