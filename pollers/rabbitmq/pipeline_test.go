@@ -23,10 +23,11 @@ import (
 // each event as aws-lambda-go's RabbitMQEvent, records the messages, and
 // fails when fail says so.
 type function struct {
-	mu    sync.Mutex
-	calls int
-	seen  []seenMsg
-	fail  func(call int, msgs []seenMsg) bool
+	mu      sync.Mutex
+	calls   int
+	seen    []seenMsg
+	batches []int // messages per invocation
+	fail    func(call int, msgs []seenMsg) bool
 }
 
 type seenMsg struct {
@@ -50,6 +51,7 @@ func (f *function) Invoke(_ context.Context, _ string, ev []byte) (dispatcher.Re
 	defer f.mu.Unlock()
 	f.calls++
 	f.seen = append(f.seen, msgs...)
+	f.batches = append(f.batches, len(msgs))
 	if f.fail != nil && f.fail(f.calls, msgs) {
 		return dispatcher.Result{StatusCode: 200, FunctionError: "Unhandled", Payload: []byte(`{"errorMessage":"no"}`)}, nil
 	}
@@ -320,5 +322,61 @@ func TestPipelineBrokerRestartMidStream(t *testing.T) {
 		}
 		return nil
 	})
+	assertAllAcked(t, b, "/", q)
+}
+
+func (f *function) sizes() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int(nil), f.batches...)
+}
+
+// TestPipelineBatchesAndWindow: a backlog is invoked in batches of at
+// most BatchSize; a few messages arriving on an idle queue are invoked
+// together once the 500 ms default window (spec MQ-2) has passed.
+func TestPipelineBatchesAndWindow(t *testing.T) {
+	b := testenv.RabbitMQ(t)
+	q := queue(t, b, "/", nil)
+	pub := newPublisher(t, b, "/")
+	for i := range 25 {
+		pub.text(q, fmt.Sprint(i))
+	}
+	fn := &function{}
+	runPipeline(t, b, "/", q, fn, nil) // BatchSize 10
+	testenv.Eventually(t, 10*time.Second, func(context.Context) error {
+		if got := len(fn.messages()); got != 25 {
+			return fmt.Errorf("%d messages invoked", got)
+		}
+		return nil
+	})
+	full := 0
+	for _, n := range fn.sizes() {
+		if n > 10 {
+			t.Fatalf("a batch of %d with BatchSize 10: %v", n, fn.sizes())
+		}
+		if n == 10 {
+			full++
+		}
+	}
+	if full < 2 {
+		t.Errorf("batches %v: want the backlog in full batches", fn.sizes())
+	}
+	before := len(fn.sizes())
+	start := time.Now()
+	for i := range 3 {
+		pub.text(q, fmt.Sprintf("late-%d", i))
+	}
+	testenv.Eventually(t, 10*time.Second, func(context.Context) error {
+		if got := len(fn.messages()); got != 28 {
+			return fmt.Errorf("%d messages invoked", got)
+		}
+		return nil
+	})
+	if sizes := fn.sizes()[before:]; len(sizes) != 1 || sizes[0] != 3 {
+		t.Errorf("3 messages within the window were invoked as %v", sizes)
+	}
+	if d := time.Since(start); d < 400*time.Millisecond {
+		t.Errorf("invoked after %v, before the 500 ms window", d)
+	}
 	assertAllAcked(t, b, "/", q)
 }
