@@ -104,6 +104,10 @@ type part struct {
 	// mark is the next offset to commit (the checkpoint + 1); committed is
 	// the last one committed. -1 when none.
 	mark, committed int64
+	// first is the offset of the first record read under this epoch and
+	// highWater the partition's high watermark at the last fetch, for
+	// OffsetLag; -1 when unknown.
+	first, highWater int64
 }
 
 // handle is the Meta of the records the poller hands out.
@@ -220,12 +224,20 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 		})
 		var out []source.Record
 		p.mu.Lock()
+		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if pt := p.owned[payload.KafkaGroup(fp.Topic, fp.Partition)]; pt != nil && fp.Err == nil {
+				pt.highWater = fp.HighWatermark
+			}
+		})
 		fs.EachRecord(func(r *kgo.Record) {
 			lane := payload.KafkaGroup(r.Topic, r.Partition)
 			pt := p.owned[lane]
 			if pt == nil {
 				// Revoked after it was fetched: the new owner reads it.
 				return
+			}
+			if pt.first < 0 {
+				pt.first = r.Offset
 			}
 			seq := strconv.FormatInt(r.Offset, 10)
 			p.tracker.Add(lane, seq)
@@ -270,6 +282,28 @@ func kafkaRecord(r *kgo.Record) *payload.KafkaRecord {
 		}
 	}
 	return kr
+}
+
+// OffsetLag returns, per "topic-partition" this member owns, how many
+// records the partition holds past the last one processed: the high
+// watermark of the last fetch minus the next offset to commit (spec KAF-21,
+// AWS's OffsetLag metric, here per partition). Partitions not fetched yet
+// are left out.
+func (p *Poller) OffsetLag() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]int64, len(p.owned))
+	for lane, pt := range p.owned {
+		pos := pt.mark
+		if pos < 0 {
+			pos = pt.first
+		}
+		if pt.highWater < 0 || pos < 0 {
+			continue
+		}
+		out[lane] = max(pt.highWater-pos, 0)
+	}
+	return out
 }
 
 // Done implements pipeline.Poller: the partition's commit mark moves to
@@ -417,7 +451,7 @@ func (p *Poller) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32
 			lane := payload.KafkaGroup(topic, n)
 			p.epoch++
 			p.tracker.Forget(lane)
-			p.owned[lane] = &part{topic: topic, partition: n, epoch: p.epoch, mark: -1, committed: -1}
+			p.owned[lane] = &part{topic: topic, partition: n, epoch: p.epoch, mark: -1, committed: -1, first: -1, highWater: -1}
 		}
 	}
 	p.log.Debug("kafka partitions assigned", "partitions", m)

@@ -145,6 +145,10 @@ func TestCommitBelowUnfinished(t *testing.T) {
 	if err := p.Done(context.Background(), again[:1]); err != nil {
 		t.Fatal(err)
 	}
+	// The lag counts from the first unfinished record: 10 - 5.
+	if lag := p.OffsetLag(); lag[topic+"-0"] != 5 {
+		t.Errorf("OffsetLag %v, want 5", lag)
+	}
 	// Offsets 5..9 were read again under the new poller and are not done:
 	// the offset moves only to 5.
 	if err := p.Close(); err != nil {
