@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -22,6 +23,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -441,4 +444,31 @@ func TestServeKafkaTwoWorkersSCRAM(t *testing.T) {
 		t.Errorf("worker 1 delivered %d records, worker 2 %d", d1, d2)
 	}
 	t.Logf("worker 1: %d records, worker 2: %d records, %d deliveries beyond one per record", d1, d2, t1+t2-4*written)
+}
+
+// TestDemo runs `esmd demo --duration`: records flow from the in-process
+// Kafka through the filter to the demo function, and the summary line
+// counts them.
+func TestDemo(t *testing.T) {
+	testenv.Skip(t)
+	var out, errs bytes.Buffer
+	start := time.Now()
+	if err := demoCmd(context.Background(), []string{"--duration", "4s", "--rate", "50", "--quiet"}, &out, &errs); err != nil {
+		t.Fatalf("demo: %v\n%s", err, errs.String())
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("demo --duration 4s took %v", d)
+	}
+	m := regexp.MustCompile(`demo: produced (\d+) records, filtered out (\d+), delivered (\d+) to the function in (\d+) invocations`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no summary line:\n%s\n%s", out.String(), errs.String())
+	}
+	n := func(s string) int { v, _ := strconv.Atoi(s); return v }
+	if n(m[1]) < 50 || n(m[2]) == 0 || n(m[3]) == 0 || n(m[4]) == 0 || n(m[2])+n(m[3]) > n(m[1]) {
+		t.Errorf("summary: %s", m[0])
+	}
+	if !strings.Contains(out.String(), "KAFKA_BOOTSTRAP_SERVERS") {
+		t.Errorf("no instructions for a real broker:\n%s", out.String())
+	}
+	t.Log(m[0])
 }
