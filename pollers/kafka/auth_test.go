@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"os"
@@ -20,8 +21,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	kafkasvc "github.com/aws/aws-sdk-go-v2/service/kafka"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/secrets"
@@ -334,5 +337,29 @@ func TestMSKBrokerLookup(t *testing.T) {
 	cfg, err := ConfigFor(context.Background(), mapping(), Env{MSK: f, Clusters: map[string][]string{cluster: {"127.0.0.1:9092"}}})
 	if err != nil || f.calls != 0 || cfg.Seeds[0] != "127.0.0.1:9092" || cfg.TLS != nil {
 		t.Fatalf("--msk-cluster: %v, %d lookups, %+v", err, f.calls, cfg)
+	}
+}
+
+// TestNotAuthorized: a user the cluster knows but whose ACLs do not allow
+// the group makes Poll fail instead of retrying forever.
+func TestNotAuthorized(t *testing.T) {
+	testenv.Skip(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.Superuser("PLAIN", "admin", "admin"),
+		kfake.User("PLAIN", "reader", "pw", kfake.ACL{Resource: kmsg.ACLResourceTypeTopic, Name: "acl",
+			Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: kmsg.ACLOperationAll, Allow: true}),
+		kfake.SeedTopics(1, "acl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	p := open(t, Config{Seeds: c.ListenAddrs(), Topics: []string{"acl"}, Group: "no-acl-for-this-group",
+		SASL: saslMechanism(sacBasicAuth, "reader", "pw")})
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err = p.Poll(ctx)
+	if !errors.Is(err, kerr.GroupAuthorizationFailed) {
+		t.Fatalf("poll: %v, want GROUP_AUTHORIZATION_FAILED", err)
 	}
 }

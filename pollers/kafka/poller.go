@@ -215,13 +215,24 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 		if fs.IsClientClosed() {
 			return nil, ErrClosed
 		}
+		var fatal error
 		fs.EachError(func(topic string, partition int32, err error) {
 			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return
 			}
-			// kgo retries fetch errors itself; they are worth a line.
+			if denied(err) {
+				fatal = fmt.Errorf("kafka: %s: %w", topic, err)
+				return
+			}
+			// kgo retries other fetch errors itself; they are worth a line.
 			p.log.Warn("kafka fetch", "topic", topic, "partition", partition, "err", err)
 		})
+		if fatal != nil {
+			// Retrying cannot fix credentials or ACLs: the pipeline stops
+			// and its LastProcessingResult says why (AWS disables such a
+			// mapping with EVENT_SOURCE_AUTHN_ERROR / _AUTHZ_ERROR).
+			return nil, fatal
+		}
 		var out []source.Record
 		p.mu.Lock()
 		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
@@ -551,4 +562,16 @@ func commitRespErr(resp *kmsg.OffsetCommitResponse) error {
 		}
 	}
 	return nil
+}
+
+// denied reports errors that retrying does not fix: authentication and
+// authorization failures.
+func denied(err error) bool {
+	for _, e := range []error{kerr.SaslAuthenticationFailed, kerr.TopicAuthorizationFailed,
+		kerr.GroupAuthorizationFailed, kerr.ClusterAuthorizationFailed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
