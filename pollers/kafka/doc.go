@@ -23,4 +23,11 @@
 // with the secrets resolved by internal/secrets, and MSK IAM (AWS_MSK_IAM)
 // for a looked-up MSK cluster when the mapping names no secret. Secret
 // values never reach logs or errors.
+//
+// Tests run against kfake, franz-go's in-process Kafka (the real protocol),
+// started once per test package by internal/testenv; ESMD_KAFKA_SEEDS=
+// host:port,... runs the shared suites (conformance, record shape, commits,
+// starting positions, rebalance, pipeline) against a real cluster instead.
+// TestThroughput compares esmd with a plain franz-go loop when
+// ESMD_KAFKA_BENCH=<records> is set.
 package kafka
