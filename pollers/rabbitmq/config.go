@@ -44,6 +44,12 @@ type Config struct {
 	// ReconnectDelay and MaxReconnectDelay bound the backoff between
 	// attempts to reconnect or reopen a channel (defaults 100 ms and 5 s).
 	ReconnectDelay, MaxReconnectDelay time.Duration
+	// RequeueDelay and MaxRequeueDelay bound how long failed records wait
+	// before they are nacked back to the queue, doubling with consecutive
+	// failures (defaults 100 ms and 5 s; a negative RequeueDelay nacks at
+	// once). AWS documents no delay; without one a function failing on a
+	// message would be invoked with it as fast as the broker redelivers.
+	RequeueDelay, MaxRequeueDelay time.Duration
 	// MaxDowntime is how long the poller keeps trying to reconnect
 	// silently; past it Poll returns the last error (default 1 min).
 	MaxDowntime time.Duration
@@ -77,6 +83,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxReconnectDelay <= 0 {
 		c.MaxReconnectDelay = 5 * time.Second
+	}
+	if c.RequeueDelay == 0 {
+		c.RequeueDelay = 100 * time.Millisecond
+	}
+	if c.MaxRequeueDelay <= 0 {
+		c.MaxRequeueDelay = 5 * time.Second
 	}
 	if c.MaxDowntime <= 0 {
 		c.MaxDowntime = time.Minute

@@ -16,9 +16,14 @@
 //     fewer when it drains;
 //   - each message encoded byte-exact as the event's element
 //     (payload.AppendRabbitMQ), grouped under "queue::vhost";
-//   - failed records are nacked with requeue, so the broker redelivers them
-//     with redelivered=true until they succeed or the queue's own policy
+//   - failed records are nacked with requeue (after a delay that grows
+//     with consecutive failures), so the broker redelivers them with
+//     redelivered=true until they succeed or the queue's own policy
 //     (message TTL, a quorum queue's delivery-limit) dead-letters them;
+//   - a delivery whose channel closed before it was acked is requeued by
+//     the broker; its ack is dropped and a record of it not yet handed to
+//     the pipeline is discarded, so it is invoked again only once
+//     redelivered;
 //   - lost channels and connections (a broker restart) are recovered with
 //     backoff; deliveries that were not acked before are redelivered by
 //     the broker, never lost. A broker that stays unreachable past

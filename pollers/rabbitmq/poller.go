@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -32,6 +33,8 @@ type Poller struct {
 	// for longer than MaxDowntime.
 	fatal    chan struct{}
 	fatalErr error
+	// failures counts consecutive Failed calls (for the requeue delay).
+	failures atomic.Int64
 	// lost tells the supervisor that a consumer ended (its channel closed
 	// or the broker cancelled it).
 	lost chan struct{}
@@ -86,25 +89,37 @@ func Open(ctx context.Context, cfg Config) (*Poller, error) {
 // unreachable for longer than Config.MaxDowntime.
 func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 	var recs []source.Record
-	select {
-	case r := <-p.out:
-		recs = append(recs, r)
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-p.fatal:
-		return nil, p.fatalErr
-	case <-p.ctx.Done():
-		return nil, errClosed
+	for len(recs) == 0 {
+		select {
+		case r := <-p.out:
+			recs = p.keep(recs, r)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-p.fatal:
+			return nil, p.fatalErr
+		case <-p.ctx.Done():
+			return nil, errClosed
+		}
 	}
 	for len(recs) < p.cfg.BatchSize {
 		select {
 		case r := <-p.out:
-			recs = append(recs, r)
+			recs = p.keep(recs, r)
 		default:
 			return recs, nil
 		}
 	}
 	return recs, nil
+}
+
+// keep appends r unless its channel has closed since it was delivered:
+// the broker has requeued it and will deliver it again, so invoking the
+// function with it now would only make a duplicate.
+func (p *Poller) keep(recs []source.Record, r source.Record) []source.Record {
+	if h, ok := r.Meta.(handle); ok && h.c.isDead() {
+		return recs
+	}
+	return append(recs, r)
 }
 
 var errClosed = errors.New("rabbitmq: poller closed")
@@ -113,21 +128,60 @@ var errClosed = errors.New("rabbitmq: poller closed")
 // channel that has closed since are dropped: the broker has requeued those
 // deliveries already and delivers them again (at least once).
 func (p *Poller) Done(_ context.Context, recs []source.Record) error {
+	if len(recs) > 0 {
+		p.failures.Store(0)
+	}
 	return p.settle(recs, true)
 }
 
-// Failed hands records back to the broker with basic.nack requeue=true.
+// Failed hands records back to the broker with basic.nack requeue=true,
+// after a delay that doubles with each consecutive failure (from
+// Config.RequeueDelay to MaxRequeueDelay; a Done resets it), so that a
+// function failing on a message does not spin through it as fast as the
+// broker can redeliver. The deliveries stay unacked in the meantime: the
+// consumer's prefetch holds them, which also slows the queue down as a
+// failing function should.
 //
 // Why requeue and not reject to a dead-letter exchange: AWS retries a
 // failed RabbitMQ batch "until success or the messages expire" and leaves
 // dead-lettering to the broker (spec MQ-4). A requeued message comes back
-// at once with redelivered=true, is dead-lettered by the queue's own
-// policy when its TTL passes, and on a quorum queue with a delivery-limit
-// is dead-lettered by the broker once the limit is reached; rejecting with
+// with redelivered=true, is dead-lettered by the queue's own policy when
+// its TTL passes, and on a quorum queue with a delivery-limit is
+// dead-lettered by the broker once the limit is reached; rejecting with
 // requeue=false would dead-letter (or drop) it on the first failure, which
 // AWS never does.
 func (p *Poller) Failed(_ context.Context, recs []source.Record) error {
-	return p.settle(recs, false)
+	n := p.failures.Add(1)
+	delay := p.cfg.RequeueDelay
+	for i := int64(1); i < n && delay < p.cfg.MaxRequeueDelay; i++ {
+		delay *= 2
+	}
+	delay = min(delay, p.cfg.MaxRequeueDelay)
+	if delay <= 0 {
+		return p.settle(recs, false)
+	}
+	recs = append([]source.Record(nil), recs...)
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil // the broker requeues them as the connection closes
+	}
+	p.wg.Add(1) // under p.mu: Close waits only after it set closed
+	p.mu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-p.ctx.Done():
+			return // closing: the broker requeues them with the channel
+		}
+		if err := p.settle(recs, false); err != nil {
+			p.cfg.Log.Warn("rabbitmq nack", "queue", p.cfg.Queue, "err", err)
+		}
+	}()
+	return nil
 }
 
 func (p *Poller) settle(recs []source.Record, ack bool) error {
