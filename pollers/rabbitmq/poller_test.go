@@ -383,3 +383,90 @@ func TestBrokerRestartLosesNothing(t *testing.T) {
 		t.Fatalf("%d messages left after acking everything", r)
 	}
 }
+
+// TestHeaderValues: every AMQP field-table type is written as AWS's
+// Gson-serialized Java client values are.
+func TestHeaderValues(t *testing.T) {
+	b := testenv.RabbitMQ(t)
+	q := queue(t, b, "/", nil)
+	newPublisher(t, b, "/").publish(q, amqp.Publishing{Body: []byte("h"), Headers: amqp.Table{
+		"str":    "ab",
+		"bytes":  []byte{0x80, 0x7f},
+		"i8":     int8(-3),
+		"i16":    int16(300),
+		"i64":    int64(1) << 40,
+		"f32":    float32(1.5),
+		"f64":    float64(-0.25),
+		"bool":   false,
+		"dec":    amqp.Decimal{Scale: 2, Value: 1234},
+		"ts":     time.Unix(2021, 0),
+		"void":   nil,
+		"nested": amqp.Table{"z": int32(1), "a": "x"},
+		"list":   []interface{}{"y", int32(2), amqp.Table{"k": true}},
+	}})
+	p := open(t, config(b, "/", q))
+	defer p.Close()
+	var recs []source.Record
+	pollFor(t, p, 10*time.Second, func(r []source.Record) bool { recs = append(recs, r...); return len(recs) >= 1 })
+	var got struct {
+		BasicProperties struct {
+			Headers json.RawMessage `json:"headers"`
+		} `json:"basicProperties"`
+	}
+	if err := json.Unmarshal(recs[0].Data, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"bool":false,"bytes":{"bytes":[-128,127]},"dec":12.34,"f32":1.5,"f64":-0.25,"i16":300,"i64":1099511627776,"i8":-3,` +
+		`"list":[{"bytes":[121]},2,{"k":true}],"nested":{"a":{"bytes":[120]},"z":1},"str":{"bytes":[97,98]},` +
+		`"ts":"Jan 1, 1970, 12:33:41 AM","void":null}`
+	if string(got.BasicProperties.Headers) != want {
+		t.Errorf("headers\n got %s\nwant %s", got.BasicProperties.Headers, want)
+	}
+	if err := p.Done(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRecoversFromClosedConnectionAndDeletedQueue: a connection the broker
+// closes (an operator's close_connection) and a consumer the broker
+// cancels (the queue deleted, then declared again) are both recovered
+// without a new poller.
+func TestRecoversFromClosedConnectionAndDeletedQueue(t *testing.T) {
+	b := testenv.RabbitMQ(t)
+	q := queue(t, b, "/", nil)
+	pub := newPublisher(t, b, "/")
+	cfg := config(b, "/", q)
+	cfg.Name = "recover-" + q
+	p := open(t, cfg)
+	defer p.Close()
+	get := func(body string) {
+		t.Helper()
+		pollFor(t, p, 20*time.Second, func(recs []source.Record) bool {
+			if err := p.Done(context.Background(), recs); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				if got := decode(t, r); string(got.Data) == body {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	pub.text(q, "before")
+	get("before")
+
+	b.Ctl(t, "close_all_connections", "-p", "/", "test: closed by the operator")
+	pub.text(q, "after-close")
+	get("after-close")
+
+	ch := channel(t, b, "/")
+	if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	pub.text(q, "after-redeclare")
+	get("after-redeclare")
+}
