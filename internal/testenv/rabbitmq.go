@@ -219,6 +219,11 @@ func startRabbitMQ() (*RabbitMQBroker, error) {
 		"ERL_EPMD_ADDRESS=127.0.0.1",
 		fmt.Sprintf("ERL_EPMD_PORT=%d", epmdPort),
 		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+loopbackDist,
+		// The script then execs the Erlang VM instead of running it as a
+		// child: the VM is our direct child, so it gets SIGTERM straight
+		// (a clean shutdown) and is killed with the test binary
+		// (startProc's Pdeathsig) should the tests die without stopping it.
+		"RUNNING_UNDER_SYSTEMD=true",
 		"RABBITMQ_CTL_ERL_ARGS="+loopbackDist,
 	)
 	epmdCmd := exec.Command(epmdBin, "-port", fmt.Sprint(epmdPort), "-address", "127.0.0.1")
