@@ -164,6 +164,13 @@ func TestSASL(t *testing.T) {
 			if r := pollN(t, p, 1, 20*time.Second); string(decode(t, r[0]).Value) != "hello" {
 				t.Fatalf("got %s", r[0].Data)
 			}
+			// The kafka:// destination client of the same mapping.
+			dest, err := NewProducer(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dest.Close()
+			produce(t, dest, &kgo.Record{Topic: "auth", Value: []byte("from " + tc.typ)})
 		})
 	}
 	t.Run("WrongPassword", func(t *testing.T) {

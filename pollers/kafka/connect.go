@@ -7,12 +7,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -212,4 +214,33 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// NewProducer returns a producing client for the cluster and
+// authentication of cfg (not a group member): the client of a kafka://
+// OnFailure destination, which AWS requires in the source's cluster
+// (spec KAF-16). It checks the connection before returning; the caller
+// closes it.
+func NewProducer(ctx context.Context, cfg Config) (*kgo.Client, error) {
+	if len(cfg.Seeds) == 0 {
+		return nil, errors.New("kafka: no bootstrap servers")
+	}
+	opts := []kgo.Opt{kgo.SeedBrokers(cfg.Seeds...), kgo.WithLogger(kgo.BasicLogger(io.Discard, kgo.LogLevelNone, nil))}
+	if cfg.TLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(cfg.TLS))
+	}
+	if cfg.SASL != nil {
+		opts = append(opts, kgo.SASL(cfg.SASL))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := cl.Ping(pctx); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("kafka: connect to %v: %w", cfg.Seeds, err)
+	}
+	return cl, nil
 }
