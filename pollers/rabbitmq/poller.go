@@ -42,9 +42,7 @@ type Poller struct {
 	mu        sync.Mutex
 	conn      *amqp.Connection
 	consumers []*consumer // active (not retiring) consumers
-	nextID    int
-	downSince time.Time // zero while connected
-	lastErr   error
+	downSince time.Time   // zero while connected
 	closed    bool
 }
 
@@ -123,6 +121,9 @@ func (p *Poller) keep(recs []source.Record, r source.Record) []source.Record {
 }
 
 var errClosed = errors.New("rabbitmq: poller closed")
+
+// consumerSeq numbers consumers (channels) across every poller.
+var consumerSeq atomic.Int64
 
 // Done acks records: delivered, or filtered out. Acks of records read on a
 // channel that has closed since are dropped: the broker has requeued those
@@ -433,7 +434,6 @@ func (p *Poller) noteDown(err error) {
 	if p.downSince.IsZero() {
 		p.downSince = now
 	}
-	p.lastErr = err
 	if now.Sub(p.downSince) >= p.cfg.MaxDowntime && p.fatalErr == nil {
 		p.fatalErr = fmt.Errorf("rabbitmq: broker unreachable for %v: %w", now.Sub(p.downSince).Round(time.Second), err)
 		close(p.fatal)
@@ -443,7 +443,6 @@ func (p *Poller) noteDown(err error) {
 func (p *Poller) noteUp() {
 	p.mu.Lock()
 	p.downSince = time.Time{}
-	p.lastErr = nil
 	p.mu.Unlock()
 }
 
@@ -458,13 +457,13 @@ func (p *Poller) startConsumer(conn *amqp.Connection) (*consumer, error) {
 		ch.Close()
 		return nil, classify(err)
 	}
-	p.mu.Lock()
-	p.nextID++
-	tag := fmt.Sprintf("%s-%d", p.cfg.Name, p.nextID)
-	if p.cfg.Name == "" {
-		tag = fmt.Sprintf("esmd-%d", p.nextID)
+	// The tag is also the prefix of record IDs, which must not repeat
+	// when a mapping's poller is opened again: hence a process-wide count.
+	name := p.cfg.Name
+	if name == "" {
+		name = "esmd"
 	}
-	p.mu.Unlock()
+	tag := fmt.Sprintf("%s-%d", name, consumerSeq.Add(1))
 	deliveries, err := ch.Consume(p.cfg.Queue, tag, false, false, false, false, nil)
 	if err != nil {
 		ch.Close()
