@@ -106,6 +106,15 @@ func TestServeKafkaEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The engine drops processing results reported before the mapping is
+	// Enabled; records written earlier could be done before it is.
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
+		got, err := api.GetEventSourceMapping(ctx, &lambda.GetEventSourceMappingInput{UUID: out.UUID})
+		if err == nil && aws.ToString(got.State) != "Enabled" {
+			err = fmt.Errorf("state %s", aws.ToString(got.State))
+		}
+		return err
+	})
 	const perPart = 30
 	var recs []*kgo.Record
 	for i := range perPart {
