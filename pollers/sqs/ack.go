@@ -171,10 +171,10 @@ func (p *Poller) chunked(ctx context.Context, msgs []*message, f func(context.Co
 func retriable(e types.BatchResultErrorEntry) bool { return !e.SenderFault }
 
 // deleteBatch deletes up to 10 messages, retrying the call and the entries
-// SQS failed until they succeed, fail for the sender's reasons, or ctx ends.
+// SQS failed until they succeed, fail for the sender's reasons (logged), or
+// ctx ends (an error).
 func (p *Poller) deleteBatch(ctx context.Context, msgs []*message) error {
 	b := p.backoff()
-	var permanent []error
 	for {
 		entries := make([]types.DeleteMessageBatchRequestEntry, len(msgs))
 		for i, m := range msgs {
@@ -199,15 +199,20 @@ func (p *Poller) deleteBatch(ctx context.Context, msgs []*message) error {
 					retry = append(retry, msgs[i])
 					continue
 				}
-				permanent = append(permanent, fmt.Errorf("sqs: delete message: %s: %s", aws.ToString(f.Code), aws.ToString(f.Message)))
+				// The sender's fault: in practice a receipt handle SQS no
+				// longer accepts (the message became visible again and
+				// was received anew). It will be delivered again, which
+				// at-least-once allows; failing the caller would only
+				// restart the mapping.
+				p.log.Warn("SQS refused to delete a message; it will be delivered again", "code", aws.ToString(f.Code), "message", aws.ToString(f.Message))
 			}
 		}
 		if len(retry) == 0 {
-			return errors.Join(permanent...)
+			return nil
 		}
 		msgs = retry
 		if !sleep(ctx, b.next()) {
-			return errors.Join(append(permanent, fmt.Errorf("sqs: %d messages not deleted: %w", len(msgs), ctx.Err()))...)
+			return fmt.Errorf("sqs: %d messages not deleted: %w", len(msgs), ctx.Err())
 		}
 	}
 }

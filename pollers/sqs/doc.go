@@ -12,8 +12,18 @@
 // ScalingConfig.MaximumConcurrency they never pass it (and do not shrink
 // below min(5, MaximumConcurrency): AWS turns its down-optimisation off
 // when the maximum is set). A receiver that has records and nobody to take
-// them waits: the pipeline's buffer is the backpressure, and no receive is
-// made that the pipeline cannot take.
+// them waits: the pipeline's buffer is the backpressure. The read-ahead is
+// also bounded by the poller itself: a receiver does not receive while the
+// poller holds two batches (of max(BatchSize, 10)) per receiver, about what
+// AWS's pollers hold. Every message received ahead of its invocation
+// counts a receive against the queue's maxReceiveCount if it has to be
+// released, and fauxqs slows down with many messages in flight.
+//
+// Closing the poller stops the receive loops at once, but a long poll
+// already in progress is left to finish (20 s at most) and what it brings
+// is released at once: cancelling it would let SQS hand messages to a
+// request nobody reads (fauxqs does not notice the client went away), and
+// they would stay invisible for their whole visibility timeout.
 //
 // # Lanes
 //
@@ -24,6 +34,8 @@
 // batches run at once. Records are dealt to lanes in runs of BatchSize, so a
 // batch fills (BatchSize, window or 6 MB) the way one AWS poller fills it,
 // and consecutive batches go to different lanes and run concurrently.
+// Without a batching window each receive starts a new run, since AWS then
+// invokes with what one receive returned.
 //
 // # Visibility
 //

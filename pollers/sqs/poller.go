@@ -109,7 +109,8 @@ type Poller struct {
 	o       options
 	log     *slog.Logger
 	fifo    bool
-	batch   int // BatchSize: the run of records dealt to one lane
+	batch   int  // BatchSize: the run of records dealt to one lane
+	window  bool // MaximumBatchingWindowInSeconds > 0
 	recvIn  awssqs.ReceiveMessageInput
 	maxRecv int
 	minRecv int
@@ -178,6 +179,9 @@ func Open(ctx context.Context, cfg aws.Config, m *esm.Mapping, opts ...Option) (
 		closed: make(chan struct{}), held: map[*message]struct{}{}, room: make(chan struct{})}
 	if m.Config.BatchSize != nil {
 		p.batch = int(*m.Config.BatchSize)
+	}
+	if w := m.Config.MaximumBatchingWindowInSeconds; w != nil && *w > 0 {
+		p.window = true
 	}
 	p.minRecv, p.maxRecv = o.minRecv, o.maxRecv
 	start, lanes := o.startRecv, o.lanes
@@ -449,28 +453,41 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 	case <-p.closed:
 		return nil, ErrClosed
 	}
+	p.deal(recs)
 more:
 	for len(recs) < 1000 {
 		select {
 		case r := <-p.out:
+			p.deal(r)
 			recs = append(recs, r...)
 		default:
 			break more
 		}
 	}
-	if !p.fifo {
-		p.mu.Lock()
-		for i := range recs {
-			if p.laneUsed >= p.batch {
-				p.lane = (p.lane + 1) % len(p.laneNames)
-				p.laneUsed = 0
-			}
-			p.laneUsed++
-			recs[i].Lane = p.laneNames[p.lane]
-		}
-		p.mu.Unlock()
-	}
 	return recs, nil
+}
+
+// deal assigns the records of one receive of a standard queue to lanes, in
+// runs of BatchSize. Without a batching window a receive also starts a new
+// run: AWS invokes with what one receive returned (spec SQS-1), and a run
+// that straddled two receives would split each into two smaller batches.
+func (p *Poller) deal(recs []source.Record) {
+	if p.fifo {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.window && p.laneUsed > 0 {
+		p.laneUsed = p.batch
+	}
+	for i := range recs {
+		if p.laneUsed >= p.batch {
+			p.lane = (p.lane + 1) % len(p.laneNames)
+			p.laneUsed = 0
+		}
+		p.laneUsed++
+		recs[i].Lane = p.laneNames[p.lane]
+	}
 }
 
 // backoff is an exponential, jittered delay.
