@@ -260,7 +260,9 @@ func (p *Poller) grow() {
 }
 
 // shrink ends the calling receiver after an empty long poll unless the
-// floor is reached; it reports whether the receiver must exit.
+// floor is reached; it reports whether the receiver must exit, having
+// taken it off the count already (under the lock, so that receivers
+// shrinking at once never go below the floor).
 func (p *Poller) shrink() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -280,10 +282,13 @@ func (p *Poller) shrink() bool {
 // most) and what it brings is released at once. Close therefore does not
 // wait for receivers; each ends by itself, bounded by recvTimeout.
 func (p *Poller) receive() {
+	counted := true // false once shrink took this receiver off the count
 	defer func() {
-		p.mu.Lock()
-		p.receivers--
-		p.mu.Unlock()
+		if counted {
+			p.mu.Lock()
+			p.receivers--
+			p.mu.Unlock()
+		}
 	}()
 	in := p.recvIn
 	b := p.backoff()
@@ -318,6 +323,7 @@ func (p *Poller) receive() {
 		b.reset()
 		if len(out.Messages) == 0 {
 			if p.shrink() {
+				counted = false
 				return
 			}
 			continue

@@ -265,6 +265,13 @@ func TestReceiversScale(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// And no fewer than the floor, however many long polls come back
+	// empty together.
+	for deadline := time.Now().Add(1500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if r := p.Receivers(); r != 1 {
+			t.Fatalf("%d receivers, want the floor of 1", r)
+		}
+	}
 	var bodies []string
 	for i := range 1500 {
 		bodies = append(bodies, fmt.Sprint(i))
