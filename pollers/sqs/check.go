@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -45,6 +47,13 @@ type Runner struct {
 	// AWS is the SDK configuration the queue is looked up with (the same
 	// the pollers use).
 	AWS aws.Config
+	// FunctionTimeout, when set, returns the timeout of the mapping's
+	// function (Lambda GetFunctionConfiguration), so that CheckSource can
+	// warn when the queue's visibility timeout is shorter: messages would
+	// then reappear while the function still runs. AWS refuses such a
+	// mapping (spec SQS-12) with a message that is not recorded; esmd
+	// extends visibility while an invocation runs, so it only warns.
+	FunctionTimeout func(ctx context.Context, function string) (time.Duration, error)
 }
 
 // CheckSource implements esm.SourceChecker: a queue that does not exist
@@ -58,9 +67,27 @@ func (r *Runner) CheckSource(ctx context.Context, src esm.Source, cfg *esm.Confi
 	if err != nil {
 		return nil // the engine validated the ARN's shape already
 	}
-	_, err = QueueURL(ctx, awssqs.NewFromConfig(r.AWS), q)
+	client := awssqs.NewFromConfig(r.AWS)
+	url, err := QueueURL(ctx, client, q)
 	if IsNonExistentQueue(err) {
 		return &esm.Error{Type: esm.ErrTypeInvalidParameterValue, Status: http.StatusBadRequest, Message: NonExistentQueueMessage}
+	}
+	if err != nil || r.FunctionTimeout == nil || cfg.FunctionName == nil {
+		return nil
+	}
+	ft, err := r.FunctionTimeout(ctx, *cfg.FunctionName)
+	if err != nil {
+		return nil
+	}
+	attrs, err := client.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{QueueUrl: &url,
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameVisibilityTimeout}})
+	if err != nil {
+		return nil
+	}
+	vt, err := strconv.Atoi(attrs.Attributes[string(types.QueueAttributeNameVisibilityTimeout)])
+	if err == nil && time.Duration(vt)*time.Second < ft && r.Log != nil {
+		r.Log.Warn("the queue's visibility timeout is shorter than the function's timeout; AWS refuses this mapping, esmd extends visibility while invocations run",
+			"queue", q.ARN, "visibilityTimeout", time.Duration(vt)*time.Second, "function", *cfg.FunctionName, "functionTimeout", ft)
 	}
 	return nil
 }

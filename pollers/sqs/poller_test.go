@@ -3,7 +3,10 @@ package sqs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -298,4 +301,41 @@ func TestReceiversScale(t *testing.T) {
 	if peak < 2 || peak > 4 {
 		t.Errorf("peak receivers %d, want 2..4", peak)
 	}
+}
+
+// TestCheckSource: a queue that does not exist refuses the mapping with
+// AWS's error; an existing one with a visibility timeout shorter than the
+// function's timeout is accepted with a warning.
+func TestCheckSource(t *testing.T) {
+	f := newFauxqs(t)
+	_, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "5"})
+	var logs strings.Builder
+	var mu sync.Mutex
+	r := &Runner{Runner: &pipeline.Runner{Log: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))}, AWS: f.cfg,
+		FunctionTimeout: func(context.Context, string) (time.Duration, error) { return 10 * time.Second, nil }}
+	missing := "arn:aws:sqs:us-east-1:000000000000:no-such-queue"
+	err := r.CheckSource(context.Background(), esm.SourceSQS, &esm.Config{FunctionName: aws.String("f"), EventSourceArn: &missing})
+	var ee *esm.Error
+	if !errors.As(err, &ee) || ee.Status != 400 || ee.Type != esm.ErrTypeInvalidParameterValue || ee.Message != NonExistentQueueMessage {
+		t.Fatalf("missing queue: %v", err)
+	}
+	if err := r.CheckSource(context.Background(), esm.SourceSQS, &esm.Config{FunctionName: aws.String("f"), EventSourceArn: &arn}); err != nil {
+		t.Fatalf("existing queue: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "visibility timeout is shorter") {
+		t.Errorf("no warning about the visibility timeout; logs: %s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
