@@ -28,6 +28,10 @@ type Config struct {
 	VHost string
 	// Queue is the queue to consume (AWS: Queues[0]).
 	Queue string
+	// EventSourceARN is the broker's ARN, the event's eventSourceArn: it
+	// counts in the size of an event, which decides whether a message is
+	// too large to be invoked at all (AWS: EventSourceArn).
+	EventSourceARN string
 	// BatchSize is each consumer's prefetch (AWS: BatchSize; default 100).
 	BatchSize int
 	// MaxConsumers bounds the consumers (channels) the poller scales to

@@ -15,7 +15,8 @@
 //     what the current consumers can hold, as AWS scales MQ pollers, and
 //     fewer when it drains;
 //   - each message encoded byte-exact as the event's element
-//     (payload.AppendRabbitMQ), grouped under "queue::vhost";
+//     (payload.AppendRabbitMQ), grouped under "queue::vhost"; a message
+//     too large for any event (6 MB) is acked and dropped, as AWS does;
 //   - failed records are nacked with requeue (after a delay that grows
 //     with consecutive failures), so the broker redelivers them with
 //     redelivered=true until they succeed or the queue's own policy

@@ -73,7 +73,7 @@ func (e *Env) Config(ctx context.Context, c *esm.Config, name string) (Config, e
 	if err != nil {
 		return cfg, err
 	}
-	cfg = Config{URL: u, Queue: c.Queues[0], VHost: VHost(c), Name: name}
+	cfg = Config{URL: u, Queue: c.Queues[0], VHost: VHost(c), Name: name, EventSourceARN: *c.EventSourceArn}
 	if c.BatchSize != nil {
 		cfg.BatchSize = int(*c.BatchSize)
 	}

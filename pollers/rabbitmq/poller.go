@@ -20,6 +20,8 @@ import (
 type Poller struct {
 	cfg   Config
 	group string
+	// overhead is the size of a one-message event without the message.
+	overhead int
 
 	ctx    context.Context // ends with Close
 	cancel context.CancelFunc
@@ -62,13 +64,15 @@ func Open(ctx context.Context, cfg Config) (*Poller, error) {
 		conn.Close()
 		return nil, fmt.Errorf("queue %q in virtual host %q: %w", cfg.Queue, cfg.VHost, err)
 	}
+	group := payload.RabbitMQGroup(cfg.Queue, cfg.VHost)
 	p := &Poller{
-		cfg:   cfg,
-		group: payload.RabbitMQGroup(cfg.Queue, cfg.VHost),
-		out:   make(chan source.Record, cfg.BatchSize),
-		fatal: make(chan struct{}),
-		lost:  make(chan struct{}, 1),
-		conn:  conn,
+		cfg:      cfg,
+		group:    group,
+		overhead: payload.NewBuilder(payload.Envelope{Kind: payload.KindRabbitMQ, EventSourceARN: cfg.EventSourceARN}).SizeWith(group, 0),
+		out:      make(chan source.Record, cfg.BatchSize),
+		fatal:    make(chan struct{}),
+		lost:     make(chan struct{}, 1),
+		conn:     conn,
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	c, err := p.startConsumer(conn)
@@ -514,6 +518,17 @@ func (c *consumer) run(deliveries <-chan amqp.Delivery) {
 		c.order = append(c.order, d.DeliveryTag)
 		c.state[d.DeliveryTag] = pending
 		c.mu.Unlock()
+		if c.p.overhead+len(rec.Data) > payload.MaxPayloadSize {
+			// No event can carry it: AWS drops such a message (spec
+			// MQ-6). Acked here, since handing it back to the broker
+			// would only bring it back forever.
+			c.p.cfg.Log.Warn("rabbitmq message larger than the invocation payload limit is dropped",
+				"queue", c.p.cfg.Queue, "bodySize", len(d.Body), "eventSize", c.p.overhead+len(rec.Data))
+			if err := c.settle([]uint64{d.DeliveryTag}, true); err != nil {
+				c.p.cfg.Log.Warn("rabbitmq ack", "queue", c.p.cfg.Queue, "err", err)
+			}
+			continue
+		}
 		select {
 		case c.p.out <- rec:
 		case <-c.p.ctx.Done():
