@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -187,16 +186,8 @@ func TestPipelineOnFailureToKafkaTopic(t *testing.T) {
 // spec KAF-13: {"batchItemFailures":[{"itemIdentifier":{"partition":
 // "<topic>-<n>","offset":N}}]} delivers the records before offset N and
 // retries the partition from N.
-//
-// It is skipped until pipeline reads the Kafka shape: pipeline/retry.go
-// parses every partial response with dispatcher.ParseBatchResponse (string
-// item identifiers), so a Kafka-shaped response is "itemIdentifier is not a
-// string" and the whole batch is retried.
 func TestPipelinePartialBatchResponse(t *testing.T) {
 	testenv.Skip(t)
-	if os.Getenv("ESMD_KAFKA_PARTIAL") == "" {
-		t.Skip("pipeline parses partial batch responses in the SQS/Kinesis shape only (set ESMD_KAFKA_PARTIAL=1 to run)")
-	}
 	s := seeds(t)
 	rie := testenv.RIE(t)
 	topic := newTopic(t, s, 1)
