@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/dispatcher"
@@ -33,6 +36,10 @@ type SourceEnv struct {
 
 // Opener starts the poller of one mapping.
 type Opener func(ctx context.Context, env *SourceEnv, m *esm.Mapping) (pipeline.Poller, error)
+
+// kafkaProducer makes the Kafka client of a kafka:// OnFailure destination,
+// in the mapping's own cluster (set by the Kafka source's file).
+var kafkaProducer func(ctx context.Context, env *SourceEnv, m *esm.Mapping) (*kgo.Client, error)
 
 // sourcePollers lists the sources this build of esmd can read. A source
 // package adds itself here when it lands; a mapping whose source is not
@@ -73,7 +80,6 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger) ([]esm.Option, 
 		// Path-style addressing works with AWS and with every S3 emulator.
 		S3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }),
 	}
-	dest := func(d string, m *esm.Mapping) (destination.Sender, error) { return destination.New(d, m.UUID, clients) }
 	sec, err := secrets.Load(c.secretsFile)
 	if err != nil {
 		return nil, nil, err
@@ -81,6 +87,34 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger) ([]esm.Option, 
 	env := &SourceEnv{AWS: cfg, Secrets: sec.WithSecretsManager(cfg), Flags: map[string][]string{}, Log: log}
 	for name, v := range c.source {
 		env.Flags[name] = *v
+	}
+	// One producer per Kafka mapping with a kafka:// destination, kept
+	// across pipeline restarts and closed with the data plane.
+	var mu sync.Mutex
+	producers := map[string]*kgo.Client{}
+	dest := func(d string, m *esm.Mapping) (destination.Sender, error) {
+		cl := clients
+		if strings.HasPrefix(d, "kafka://") && kafkaProducer != nil && m.Source.IsKafka() {
+			mu.Lock()
+			defer mu.Unlock()
+			p := producers[m.UUID]
+			if p == nil {
+				if p, err = kafkaProducer(ctx, env, m); err != nil {
+					return nil, err
+				}
+				producers[m.UUID] = p
+			}
+			cl.Kafka = p
+		}
+		return destination.New(d, m.UUID, cl)
+	}
+	release := func() {
+		inv.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range producers {
+			p.Close()
+		}
 	}
 	var opts []esm.Option
 	for src, open := range sourcePollers {
@@ -92,5 +126,5 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger) ([]esm.Option, 
 			Log:         log,
 		}))
 	}
-	return opts, inv.Close, nil
+	return opts, release, nil
 }

@@ -4,6 +4,7 @@
 //	esmd serve [flags]        API and engine, mappings kept in an embedded store
 //	esmd run -f FILE [flags]  standalone worker for the mappings a file declares
 //	esmd filter ...           check a FilterCriteria pattern against an event
+//	esmd demo                 a live demo: an in-process Kafka, a mapping and a function
 //	esmd version | --version
 //	esmd help [command]
 package main
@@ -45,6 +46,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runCmd(ctx, args[1:], stdout, stderr)
 	case "filter":
 		return filterCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "demo":
+		err = demoCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version", "-v":
 		fmt.Fprintln(stdout, "esmd", versionString())
 		return 0
@@ -77,6 +80,8 @@ func helpCmd(args []string, stdout, stderr io.Writer) int {
 		runFlags(io.Discard).usage(stdout)
 	case "filter":
 		return filterCmd(context.Background(), []string{"-h"}, nil, stdout, stdout)
+	case "demo":
+		demoCmd(context.Background(), []string{"-h"}, stdout, stdout)
 	default:
 		fmt.Fprintf(stderr, "esmd: no help for %q\n", args[0])
 		return 2
@@ -100,6 +105,10 @@ with Lambda's retry, ordering and failure routing. It serves the Lambda
 event-source-mapping API, so the AWS CLI and SDKs manage it unchanged.
 
 Usage:
+  esmd demo [--duration 30s]
+        A live demo with nothing installed: an in-process Kafka broker with a
+        producer of sample orders, a mapping with a filter, and a local
+        function that prints every batch it receives.
   esmd serve [--addr 127.0.0.1:9000] [--data-dir DIR] [flags]
         Serve the API and run every enabled mapping. Mappings are kept in an
         embedded store in --data-dir and survive restarts.
@@ -111,7 +120,7 @@ Usage:
   esmd filter --pattern P --event E [--source sqs|kinesis|kafka|mq|dynamodb]
         Check whether a FilterCriteria pattern keeps an event.
   esmd version
-  esmd help [serve|run|filter]
+  esmd help [serve|run|filter|demo]
 
 AWS endpoints, region and credentials come from the AWS SDK's standard
 configuration: AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_LAMBDA,
