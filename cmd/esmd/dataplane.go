@@ -41,6 +41,11 @@ type Opener func(ctx context.Context, env *SourceEnv, m *esm.Mapping) (pipeline.
 // in the mapping's own cluster (set by the Kafka source's file).
 var kafkaProducer func(ctx context.Context, env *SourceEnv, m *esm.Mapping) (*kgo.Client, error)
 
+// sourceRunners lets a source wrap the pipeline Runner of its mappings,
+// for what only the source knows how to do, such as the create-time check
+// that the queue exists (esm.SourceChecker).
+var sourceRunners = map[esm.Source]func(r *pipeline.Runner, env *SourceEnv) (esm.Runner, error){}
+
 // sourcePollers lists the sources this build of esmd can read. A source
 // package adds itself here when it lands; a mapping whose source is not
 // listed is kept and reports that it has no poller.
@@ -119,12 +124,20 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger) ([]esm.Option, 
 	var opts []esm.Option
 	for src, open := range sourcePollers {
 		open := open
-		opts = append(opts, esm.WithRunner(src, &pipeline.Runner{
+		pr := &pipeline.Runner{
 			Open:        func(ctx context.Context, m *esm.Mapping) (pipeline.Poller, error) { return open(ctx, env, m) },
 			Invoker:     inv,
 			Destination: dest,
 			Log:         log,
-		}))
+		}
+		var r esm.Runner = pr
+		if wrap, ok := sourceRunners[src]; ok {
+			if r, err = wrap(pr, env); err != nil {
+				release()
+				return nil, nil, err
+			}
+		}
+		opts = append(opts, esm.WithRunner(src, r))
 	}
 	return opts, release, nil
 }

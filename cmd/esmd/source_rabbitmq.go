@@ -16,6 +16,13 @@ import (
 
 func init() {
 	sourcePollers[esm.SourceMQ] = openRabbitMQ
+	sourceRunners[esm.SourceMQ] = func(r *pipeline.Runner, env *SourceEnv) (esm.Runner, error) {
+		renv, err := rabbitmqEnv(env)
+		if err != nil {
+			return nil, err
+		}
+		return rabbitmq.CheckingRunner{Runner: r, Env: renv}, nil
+	}
 	sourceFlags = append(sourceFlags, struct{ name, usage string }{"mq-broker",
 		"`ARN=URL`: the AMQP endpoint (amqp://host:port, or amqps://host:port for TLS) of an Amazon MQ for RabbitMQ broker; repeatable"})
 }

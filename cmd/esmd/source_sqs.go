@@ -8,7 +8,10 @@ import (
 	"github.com/esmd/esmd/pollers/sqs"
 )
 
-func init() { sourcePollers[esm.SourceSQS] = openSQS }
+func init() {
+	sourcePollers[esm.SourceSQS] = openSQS
+	sourceRunners[esm.SourceSQS] = sqsRunner
+}
 
 // openSQS starts the poller of an SQS mapping. The queue's endpoint comes
 // from the SDK configuration (AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL).
@@ -22,13 +25,7 @@ func openSQS(ctx context.Context, env *SourceEnv, m *esm.Mapping) (pipeline.Poll
 
 // sqsRunner adds the create-time queue check AWS makes (a missing queue is
 // refused with its NonExistentQueue message) to the pipeline Runner
-// dataPlane builds for SQS. dataPlane registers runners itself, so it has
-// to call this for esm.SourceSQS before the check is active in serve:
-//
-//	var r esm.Runner = &pipeline.Runner{...}
-//	if src == esm.SourceSQS {
-//		r = sqsRunner(r.(*pipeline.Runner), env)
-//	}
-func sqsRunner(r *pipeline.Runner, env *SourceEnv) esm.Runner {
-	return &sqs.Runner{Runner: r, AWS: env.AWS}
+// dataPlane builds for SQS.
+func sqsRunner(r *pipeline.Runner, env *SourceEnv) (esm.Runner, error) {
+	return &sqs.Runner{Runner: r, AWS: env.AWS}, nil
 }

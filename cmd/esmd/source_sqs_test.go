@@ -150,6 +150,13 @@ func TestServeSQSEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	cl, stop := startSQSServe(t, dir)
 	ctx := context.Background()
+	// serve checks that the queue exists, as AWS does.
+	_, err := cl.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
+		EventSourceArn: aws.String("arn:aws:sqs:us-east-1:000000000000:no-such-queue")})
+	if ae := (smithy.APIError)(nil); !errors.As(err, &ae) || ae.ErrorMessage() != sqspoller.NonExistentQueueMessage {
+		stop()
+		t.Fatalf("create on a missing queue through serve: %v", err)
+	}
 	out, err := cl.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
 		EventSourceArn: aws.String(arn), BatchSize: aws.Int32(10)})
 	if err != nil {
@@ -237,11 +244,8 @@ func TestServeSQSEndToEnd(t *testing.T) {
 
 // TestCreateRefusesMissingQueue: CreateEventSourceMapping on a queue that
 // does not exist answers AWS's 400 (test_esm_with_not_existing_sqs_queue),
-// through the API, with the SQS runner sqsRunner builds; an existing queue
-// is accepted.
-//
-// serve's dataPlane registers a plain pipeline.Runner, so this test builds
-// the engine itself until dataPlane calls sqsRunner.
+// through the API, with the SQS runner sqsRunner builds (as serve's
+// dataPlane does); an existing queue is accepted.
 func TestCreateRefusesMissingQueue(t *testing.T) {
 	testenv.Skip(t)
 	fq := testenv.FauxQS(t)
@@ -249,12 +253,15 @@ func TestCreateRefusesMissingQueue(t *testing.T) {
 	_, arn := sqsQueue(t, sqs.NewFromConfig(cfg), "exists", nil)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	env := &SourceEnv{AWS: cfg, Log: log}
-	r := sqsRunner(&pipeline.Runner{
+	r, err := sqsRunner(&pipeline.Runner{
 		Open: func(ctx context.Context, m *esm.Mapping) (pipeline.Poller, error) { return openSQS(ctx, env, m) },
 		Invoker: dispatcher.InvokerFunc(func(context.Context, string, []byte) (dispatcher.Result, error) {
 			return dispatcher.Result{StatusCode: 200}, nil
 		}),
 	}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e, err := esm.New(ctx, esm.WithRunner(esm.SourceSQS, r), esm.WithPatternValidator(compilePatterns))
