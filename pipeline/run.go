@@ -38,7 +38,8 @@ type Runner struct {
 	// Log receives the pipeline's logs (default: discard).
 	Log *slog.Logger
 	// MaxBuffered is how many records a mapping buffers before polling
-	// pauses (default 4 batches' worth, at least 1,000).
+	// pauses (default 4 batches' worth, at least 10,000, so that sources
+	// with many lanes, such as Kafka partitions, still fill whole batches).
 	MaxBuffered int
 	// MaxInFlight caps concurrent invocations of a mapping (default 1,000;
 	// SQS ScalingConfig.MaximumConcurrency lowers it).
@@ -128,6 +129,12 @@ func (r *Runner) RetryPolicy(m *esm.Mapping) Policy {
 	}
 	if k := Kind(m); k == payload.KindMSK || k == payload.KindSelfManagedKafka {
 		p.Failures = KafkaFailures
+		// KAF-10: with infinite retries and an OnFailure destination,
+		// Lambda caps Kafka retries at 10.
+		if d := c.DestinationConfig; p.MaxRetryAttempts < 0 && d != nil && d.OnFailure != nil &&
+			d.OnFailure.Destination != nil && *d.OnFailure.Destination != "" {
+			p.MaxRetryAttempts = 10
+		}
 	}
 	return p
 }
@@ -193,7 +200,7 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 	x.sem = make(chan struct{}, inflight)
 	maxBuf := r.MaxBuffered
 	if maxBuf <= 0 {
-		maxBuf = max(4*policy.BatchSize, 1000)
+		maxBuf = max(4*policy.BatchSize, 10000)
 	}
 	if x.poller, err = r.Open(ctx, m); err != nil {
 		return fmt.Errorf("open source: %w", err)

@@ -285,3 +285,28 @@ func TestPipelineRestartDeliversAtLeastOnce(t *testing.T) {
 	defer stop()
 	eventually(t, "every record delivered", func() bool { return len(inv.delivered()) == len(want) })
 }
+
+func TestRetryPolicyFromMapping(t *testing.T) {
+	r := &Runner{}
+	dest := &esm.DestinationConfig{OnFailure: &esm.Destination{Destination: ptr("kafka://dlq")}}
+	cases := []struct {
+		name  string
+		src   esm.Source
+		retry int64
+		dest  *esm.DestinationConfig
+		want  int64
+	}{
+		{"kafka infinite with destination is capped at 10 (KAF-10)", esm.SourceKafka, -1, dest, 10},
+		{"msk infinite with destination", esm.SourceMSK, -1, dest, 10},
+		{"kafka infinite without destination", esm.SourceKafka, -1, nil, -1},
+		{"kafka explicit", esm.SourceKafka, 3, dest, 3},
+		{"kinesis infinite with destination", esm.SourceKinesis, -1, dest, -1},
+	}
+	for _, tc := range cases {
+		m := mapping(func(c *esm.Config) { c.MaximumRetryAttempts = ptr(tc.retry); c.DestinationConfig = tc.dest })
+		m.Source = tc.src
+		if got := r.RetryPolicy(m).MaxRetryAttempts; got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
