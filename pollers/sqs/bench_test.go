@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,15 +102,20 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 	inv := noopFunction(b)
 	rates := map[string][]float64{}
+	cpu := map[string]time.Duration{}
 	for b.Loop() {
 		for range rounds {
 			url, _ := f.queue(b, false, nil)
 			fill(b, f, url, n)
-			start := time.Now()
+			start, c0 := time.Now(), cpuTime()
 			plainLoop(b, f, url, n)
 			rates["plain"] = append(rates["plain"], float64(n)/time.Since(start).Seconds())
+			cpu["plain"] += cpuTime() - c0
 			for _, batch := range []int64{10, 100} {
-				rates[fmt.Sprintf("esmd%d", batch)] = append(rates[fmt.Sprintf("esmd%d", batch)], esmdRun(b, f, inv, n, batch))
+				k := fmt.Sprintf("esmd%d", batch)
+				r, c := esmdRun(b, f, inv, n, batch)
+				rates[k] = append(rates[k], r)
+				cpu[k] += c
 			}
 		}
 	}
@@ -126,11 +132,24 @@ func BenchmarkThroughput(b *testing.B) {
 		b.ReportMetric(m/plain, k+"-ratio")
 	}
 	b.Logf("rates per round: %v", rates)
+	for k, c := range cpu {
+		// CPU time of this process (esmd, the no-op function endpoint and
+		// the SDK clients; fauxqs runs in its own) per message.
+		b.ReportMetric(float64(c.Microseconds())/float64(n*rounds), k+"-cpu-us/msg")
+	}
+}
+
+// cpuTime returns the CPU time the process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // esmdRun fills a queue with n messages and drains it through a mapping
-// with the given BatchSize; it returns messages per second.
-func esmdRun(b *testing.B, f *fauxqs, inv dispatcher.Invoker, n int, batch int64) float64 {
+// with the given BatchSize; it returns messages per second and the CPU
+// time of the drain.
+func esmdRun(b *testing.B, f *fauxqs, inv dispatcher.Invoker, n int, batch int64) (float64, time.Duration) {
 	url, arn := f.queue(b, false, nil)
 	fill(b, f, url, n)
 	m := mapping(arn, batch)
@@ -147,15 +166,15 @@ func esmdRun(b *testing.B, f *fauxqs, inv dispatcher.Invoker, n int, batch int64
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	start := time.Now()
+	start, c0 := time.Now(), cpuTime()
 	go func() { done <- r.Run(ctx, m, &reporter{}) }()
 	f.waitEmpty(b, url, 10*time.Minute)
-	el := time.Since(start)
+	el, c := time.Since(start), cpuTime()-c0
 	cancel()
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
-	return float64(n) / el.Seconds()
+	return float64(n) / el.Seconds(), c
 }
 
 // plainLoop is the reference: benchConcurrency goroutines receiving and
