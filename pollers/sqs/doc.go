@@ -30,7 +30,12 @@
 // A FIFO queue's lane is the MessageGroupId: the pipeline keeps one batch
 // per group in flight, and SQS keeps a group locked while any of its
 // messages is in flight, so a failing message holds back its own group and
-// no other. A standard queue has no order; its lanes only bound how many
+// no other. An AWS FIFO batch may mix several groups (spec SQS-20); an esmd
+// batch holds one, the pipeline's unit of ordering being the lane: with many
+// small groups that means more, smaller invocations, in the same order. A
+// FIFO receive carries a ReceiveRequestAttemptId, kept across retries of a
+// failed call, so that an answer lost to the network is answered again
+// rather than left locking its groups. A standard queue has no order; its lanes only bound how many
 // batches run at once. Records are dealt to lanes in runs of BatchSize, so a
 // batch fills (BatchSize, window or 6 MB) the way one AWS poller fills it,
 // and consecutive batches go to different lanes and run concurrently.
