@@ -14,7 +14,8 @@ type Tracker struct {
 }
 
 type laneTrack struct {
-	seqs []string        // unfinished and finished records not yet checkpointed, read order
+	seqs []string        // records read, in read order; seqs[head:] are not checkpointed
+	head int             // first record not yet checkpointed
 	done map[string]bool // finished, by Seq
 }
 
@@ -44,16 +45,21 @@ func (t *Tracker) Done(lane, seq string) (checkpoint string, advanced bool) {
 		return "", false
 	}
 	l.done[seq] = true
-	n := 0
-	for n < len(l.seqs) && l.done[l.seqs[n]] {
-		delete(l.done, l.seqs[n])
-		n++
+	start := l.head
+	for l.head < len(l.seqs) && l.done[l.seqs[l.head]] {
+		delete(l.done, l.seqs[l.head])
+		l.head++
 	}
-	if n == 0 {
+	if l.head == start {
 		return "", false
 	}
-	checkpoint = l.seqs[n-1]
-	l.seqs = append(l.seqs[:0], l.seqs[n:]...)
+	checkpoint = l.seqs[l.head-1]
+	// Drop the checkpointed prefix once it is most of the slice, so the
+	// cost stays linear in the records read, not quadratic.
+	if l.head > len(l.seqs)/2 {
+		l.seqs = append(l.seqs[:0], l.seqs[l.head:]...)
+		l.head = 0
+	}
 	return checkpoint, true
 }
 
@@ -62,7 +68,7 @@ func (t *Tracker) Pending(lane string) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if l := t.lanes[lane]; l != nil {
-		return len(l.seqs)
+		return len(l.seqs) - l.head
 	}
 	return 0
 }
