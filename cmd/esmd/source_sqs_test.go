@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +30,12 @@ import (
 func sqsQueue(t *testing.T, c *sqs.Client, name string, attrs map[string]string) (string, string) {
 	t.Helper()
 	ctx := context.Background()
+	// Unique per run: fauxqs lives as long as the test binary (-count).
+	base, fifo := strings.CutSuffix(name, ".fifo")
+	name = fmt.Sprintf("%s-%d", base, time.Now().UnixNano())
+	if fifo {
+		name += ".fifo"
+	}
 	q, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
 	if err != nil {
 		t.Fatal(err)
