@@ -39,6 +39,7 @@ func fakeLambda(t *testing.T, calls *atomic.Int32) *httptest.Server {
 }
 
 func TestFunctionCheckUsesGetFunction(t *testing.T) {
+	queue := localQueue(t)
 	var calls atomic.Int32
 	lam := fakeLambda(t, &calls)
 	defer lam.Close()
@@ -58,13 +59,13 @@ func TestFunctionCheckUsesGetFunction(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	cl := client(<-addrc)
 	_, err := cl.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("missing"),
-		EventSourceArn: aws.String("arn:aws:sqs:us-east-1:000000000000:q")})
+		EventSourceArn: aws.String(queue), Enabled: aws.Bool(false)})
 	var ipv *types.InvalidParameterValueException
 	if !errors.As(err, &ipv) || aws.ToString(ipv.Message) != "Function does not exist" {
 		t.Fatalf("missing function: %v", err)
 	}
 	if _, err := cl.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("exists"),
-		EventSourceArn: aws.String("arn:aws:sqs:us-east-1:000000000000:q")}); err != nil {
+		EventSourceArn: aws.String(queue), Enabled: aws.Bool(false)}); err != nil {
 		t.Fatalf("existing function: %v", err)
 	}
 	if calls.Load() != 2 {
@@ -73,6 +74,7 @@ func TestFunctionCheckUsesGetFunction(t *testing.T) {
 }
 
 func TestRIEModeSkipsTheLookup(t *testing.T) {
+	queue := localQueue(t)
 	var calls atomic.Int32
 	lam := fakeLambda(t, &calls)
 	defer lam.Close()
@@ -91,7 +93,7 @@ func TestRIEModeSkipsTheLookup(t *testing.T) {
 	}()
 	defer func() { cancel(); <-done }()
 	if _, err := client(<-addrc).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
-		EventSourceArn: aws.String("arn:aws:sqs:us-east-1:000000000000:q")}); err != nil {
+		EventSourceArn: aws.String(queue), Enabled: aws.Bool(false)}); err != nil {
 		t.Fatal(err)
 	}
 	if calls.Load() != 0 {

@@ -17,9 +17,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/esmd/esmd/checkpoint"
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/testenv"
 )
 
 func client(addr string) *lambda.Client {
@@ -60,12 +62,25 @@ func startServe(t *testing.T, dir string) (string, func()) {
 	return "", nil
 }
 
+// localQueue starts fauxqs, points esmd's SQS client at it
+// (AWS_ENDPOINT_URL_SQS, as a user would) and returns the ARN of a new
+// queue: creating an SQS mapping looks the queue up, as AWS does.
+func localQueue(t *testing.T) string {
+	t.Helper()
+	testenv.Skip(t)
+	fq := testenv.FauxQS(t)
+	t.Setenv("AWS_ENDPOINT_URL_SQS", fq)
+	_, arn := sqsQueue(t, sqs.NewFromConfig(testenv.AWSConfig(fq)), "q", nil)
+	return arn
+}
+
 func TestServeRestartKeepsMappings(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
+	queue := localQueue(t)
 	addr, stop := startServe(t, dir)
 	out, err := client(addr).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{
-		FunctionName: aws.String("f"), EventSourceArn: aws.String("arn:aws:sqs:us-east-1:000000000000:q"), BatchSize: aws.Int32(3)})
+		FunctionName: aws.String("f"), EventSourceArn: aws.String(queue), BatchSize: aws.Int32(3), Enabled: aws.Bool(false)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,9 +100,11 @@ func TestServeRestartKeepsMappings(t *testing.T) {
 func TestRunDeclaresTheFileAndKeepsUUIDs(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "mappings.yaml")
+	queue := localQueue(t)
 	os.WriteFile(file, []byte(`
 - FunctionName: f
-  EventSourceArn: arn:aws:sqs:us-east-1:000000000000:q
+  EventSourceArn: `+queue+`
+  Enabled: false
   BatchSize: 5
 - FunctionName: g
   EventSourceArn: arn:aws:kinesis:us-east-1:000000000000:stream/s

@@ -40,10 +40,21 @@ var (
 
 // Main runs the package's tests and then stops every server started
 // through testenv. Call it from TestMain.
+//
+// Tests never reach beyond this machine: Main turns off the EC2 instance
+// metadata lookups of the AWS SDK's credential chain and, unless the
+// environment already names one, points AWS_ENDPOINT_URL at a closed
+// loopback port, so an AWS call a test did not aim at a local server fails
+// at once instead of going to AWS. Tests aim at their servers with
+// AWS_ENDPOINT_URL_<SERVICE> or explicit endpoints.
 func Main(m *testing.M) {
 	mu.Lock()
 	mainUsed = true
 	mu.Unlock()
+	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	if os.Getenv("AWS_ENDPOINT_URL") == "" {
+		os.Setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+	}
 	code := m.Run()
 	StopAll()
 	if code == 0 {
