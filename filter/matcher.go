@@ -262,13 +262,12 @@ func (m *Matcher) Patterns() []string { return append([]string(nil), m.patterns.
 func (m *Matcher) Filters() int { return m.filters }
 
 type buildNode struct {
-	n        *node
-	kids     map[string]*buildNode
-	clauses  []int32           // clause bits ending here
-	below    map[int32][]int32 // sub-rule -> clause bits at or below
-	pats     map[string]int32
-	patList  []*valPat
-	patSpecs []valueSpec
+	n       *node
+	kids    map[string]*buildNode
+	clauses []int32           // clause bits ending here
+	below   map[int32][]int32 // sub-rule -> clause bits at or below
+	pats    map[string]int32
+	patList []*valPat
 }
 
 func build(all [][]ruleSpec) *Matcher {

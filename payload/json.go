@@ -168,13 +168,6 @@ func AppendBase64(dst []byte, b []byte) []byte {
 	return append(dst, '"')
 }
 
-func appendKey(dst []byte, key string) []byte {
-	// Keys are compile-time constants that need no escaping.
-	dst = append(dst, '"')
-	dst = append(dst, key...)
-	return append(dst, '"', ':')
-}
-
 func appendStringOrNull(dst []byte, s string) []byte {
 	if s == "" {
 		return append(dst, "null"...)
