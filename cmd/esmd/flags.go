@@ -21,6 +21,7 @@ type common struct {
 	logLevel       string
 	lambdaEndpoint string
 	invokeMode     string
+	invokePath     string
 	functionCheck  string
 	maxFilters     int
 	secretsFile    string
@@ -51,6 +52,7 @@ func newCommon(name string, out io.Writer, defaultAddr string) *common {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.lambdaEndpoint, "lambda-endpoint", "", "Lambda endpoint URL for GetFunction and Invoke (default: AWS_ENDPOINT_URL_LAMBDA / AWS_ENDPOINT_URL, else AWS)")
 	fs.StringVar(&c.invokeMode, "invoke-mode", "aws", "aws: a Lambda-compatible Invoke API; rie: the AWS Lambda Runtime Interface Emulator (one invocation at a time, no GetFunction)")
+	fs.StringVar(&c.invokePath, "invoke-path", "direct", "how Invoke requests are sent: direct (net/http with the SDK's signer, credentials and endpoint) or sdk (the SDK Lambda client)")
 	fs.StringVar(&c.functionCheck, "function-check", "auto", "look functions up with GetFunction on create: always, never, or auto (when a Lambda endpoint or AWS credentials are configured)")
 	fs.IntVar(&c.maxFilters, "max-filters", 5, "FilterCriteria filters allowed per mapping (AWS: 5, up to 10 with a quota increase)")
 	fs.StringVar(&c.secretsFile, "secrets-file", "", "JSON object from secret ARN to the secret's fields ({\"username\": ..., \"password\": ...}), answering for AWS Secrets Manager")
@@ -78,6 +80,11 @@ func (c *common) validate() error {
 	case "aws", "rie":
 	default:
 		return fmt.Errorf("--invoke-mode must be aws or rie, not %q", c.invokeMode)
+	}
+	switch c.invokePath {
+	case "direct", "sdk":
+	default:
+		return fmt.Errorf("--invoke-path must be direct or sdk, not %q", c.invokePath)
 	}
 	switch c.functionCheck {
 	case "auto", "always", "never":

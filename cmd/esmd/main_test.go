@@ -183,6 +183,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"serve", "--log-format", "xml"}, 2, "", "--log-format must be text or json"},
 		{[]string{"serve", "--invoke-mode", "x"}, 2, "", "--invoke-mode must be aws or rie"},
 		{[]string{"run"}, 2, "", "-f FILE is required"},
+		{[]string{"serve", "--invoke-path", "x"}, 2, "", "--invoke-path must be direct or sdk"},
 		{[]string{"serve", "extra"}, 2, "", "unexpected arguments"},
 	}
 	for _, tc := range cases {
