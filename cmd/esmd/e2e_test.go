@@ -39,22 +39,10 @@ func TestServeRunsMappingsEndToEnd(t *testing.T) {
 	c.dataDir = t.TempDir()
 	c.invokeMode = "rie"
 	c.lambdaEndpoint = rie
-	if err := c.validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, c, c.logger(io.Discard), func(_ *esm.Engine, addr string) error { addrc <- addr; return nil })
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	cl := client(<-addrc)
+	ctx := context.Background()
+	addr, stop := serveWith(t, c)
+	defer stop()
+	cl := client(addr)
 	arn := "arn:aws:kinesis:us-east-1:000000000000:stream/demo"
 	out, err := cl.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
 		EventSourceArn: aws.String(arn), StartingPosition: types.EventSourcePositionTrimHorizon, BatchSize: aws.Int32(10),

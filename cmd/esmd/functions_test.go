@@ -13,8 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
-
-	"github.com/esmd/esmd/esm"
 )
 
 // A Lambda endpoint that knows one function, answering GetFunction as the
@@ -47,17 +45,10 @@ func TestFunctionCheckUsesGetFunction(t *testing.T) {
 	c.dataDir = t.TempDir()
 	c.lambdaEndpoint = lam.URL
 	c.functionCheck = "auto"
-	if err := c.validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, c, c.logger(io.Discard), func(_ *esm.Engine, addr string) error { addrc <- addr; return nil })
-	}()
-	defer func() { cancel(); <-done }()
-	cl := client(<-addrc)
+	ctx := context.Background()
+	addr, stop := serveWith(t, c)
+	defer stop()
+	cl := client(addr)
 	_, err := cl.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("missing"),
 		EventSourceArn: aws.String(queue), Enabled: aws.Bool(false)})
 	var ipv *types.InvalidParameterValueException
@@ -82,17 +73,10 @@ func TestRIEModeSkipsTheLookup(t *testing.T) {
 	c.dataDir = t.TempDir()
 	c.lambdaEndpoint = lam.URL
 	c.invokeMode = "rie"
-	if err := c.validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, c, c.logger(io.Discard), func(_ *esm.Engine, addr string) error { addrc <- addr; return nil })
-	}()
-	defer func() { cancel(); <-done }()
-	if _, err := client(<-addrc).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
+	ctx := context.Background()
+	addr, stop := serveWith(t, c)
+	defer stop()
+	if _, err := client(addr).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
 		EventSourceArn: aws.String(queue), Enabled: aws.Bool(false)}); err != nil {
 		t.Fatal(err)
 	}

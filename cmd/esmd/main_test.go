@@ -31,13 +31,20 @@ func client(addr string) *lambda.Client {
 	})
 }
 
-// startServe runs serve in the background and returns its address and a
-// stop function that waits for it to return.
+// startServe runs serve on a data directory in the background and returns
+// its address and a stop function that waits for it to return.
 func startServe(t *testing.T, dir string) (string, func()) {
 	t.Helper()
 	c := newCommon("test", io.Discard, "127.0.0.1:0")
 	c.dataDir = dir
 	c.functionCheck = "never"
+	return serveWith(t, c)
+}
+
+// serveWith validates c and runs serve with it in the background, returning
+// the API's address and a stop function that waits for serve to return.
+func serveWith(t *testing.T, c *common) (string, func()) {
+	t.Helper()
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
 	}

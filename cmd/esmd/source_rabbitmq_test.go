@@ -105,21 +105,9 @@ func TestServeRabbitMQEndToEnd(t *testing.T) {
 	c.dataDir = filepath.Join(dir, "data")
 	c.invokeMode = "rie"
 	c.lambdaEndpoint = rie
-	if err := c.validate(); err != nil {
-		t.Fatal(err)
-	}
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, c, c.logger(io.Discard), func(_ *esm.Engine, addr string) error { addrc <- addr; return nil })
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	cl := client(<-addrc)
+	addr, stop := serveWith(t, c)
+	defer stop()
+	cl := client(addr)
 	create := func(secret, queue string) string {
 		t.Helper()
 		out, err := cl.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{

@@ -94,28 +94,8 @@ func startSQSServe(t *testing.T, dir string) (*lambda.Client, func()) {
 	c.dataDir = dir
 	c.invokeMode = "rie"
 	c.lambdaEndpoint = testenv.RIE(t)
-	if err := c.validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, c, c.logger(io.Discard), func(_ *esm.Engine, addr string) error { addrc <- addr; return nil })
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case err := <-done:
-		cancel()
-		t.Fatalf("serve: %v", err)
-	}
-	return client(addr), func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}
+	addr, stop := serveWith(t, c)
+	return client(addr), stop
 }
 
 func waitState(t *testing.T, cl *lambda.Client, id *string, want string) {
