@@ -43,7 +43,10 @@ fi
 "$GOBIN_DIR/staticcheck" ./...
 
 step "go test -race"
-go test -race -count=1 -timeout 20m ./...
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+go test -race -count=1 -timeout 20m ./... 2>&1 | tee "$log"
+passed=$(grep -c '^ok ' "$log" || true)
 
 if [ "${ESMD_SKIP_FUZZ:-}" != "1" ]; then
   step "fuzz targets, $FUZZTIME each"
@@ -59,3 +62,4 @@ if [ "${ESMD_SKIP_FUZZ:-}" != "1" ]; then
 fi
 
 step "all tests passed"
+echo "packages: $passed passed, 0 failed"
