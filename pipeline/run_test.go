@@ -310,3 +310,59 @@ func TestRetryPolicyFromMapping(t *testing.T) {
 		}
 	}
 }
+
+// Tumbling windows through the pipeline: the state the function returns is
+// sent with the next invocation of the same window, and a response without
+// state is a failed invocation (STR-32).
+func TestPipelineTumblingWindowState(t *testing.T) {
+	log := memsource.NewLog(1)
+	var mu sync.Mutex
+	var states []string
+	calls := 0
+	inv := dispatcher.InvokerFunc(func(_ context.Context, _ string, payload []byte) (dispatcher.Result, error) {
+		var ev struct {
+			Records []json.RawMessage `json:"Records"`
+			State   json.RawMessage   `json:"state"`
+			Window  *struct {
+				Start string `json:"start"`
+				End   string `json:"end"`
+			} `json:"window"`
+			ShardID string `json:"shardId"`
+		}
+		if err := json.Unmarshal(payload, &ev); err != nil || ev.Window == nil || ev.ShardID != "lane-0" {
+			return dispatcher.Result{}, fmt.Errorf("not a window event: %s", payload)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		states = append(states, string(ev.State))
+		if calls == 2 {
+			// No state: a failed invocation, retried with the same state.
+			return dispatcher.Result{StatusCode: 200, Payload: []byte(`{}`)}, nil
+		}
+		var st struct{ Count int }
+		json.Unmarshal(ev.State, &st)
+		return dispatcher.Result{StatusCode: 200, Payload: fmt.Appendf(nil, `{"state":{"count":%d}}`, st.Count+len(ev.Records))}, nil
+	})
+	m := mapping(func(c *esm.Config) {
+		c.BatchSize = ptr(int64(2))
+		c.TumblingWindowInSeconds = ptr(int64(900))
+	})
+	stop := start(t, log, m, inv, nil)
+	defer stop()
+	t0 := time.Now()
+	produce(log, 2, 1, "a")
+	eventually(t, "first batch done", func() bool { return log.Checkpoint("lane-0") == 1 })
+	produce(log, 2, 1, "b")
+	t1 := time.Now()
+	eventually(t, "second batch done", func() bool { return log.Checkpoint("lane-0") == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	if !t0.Truncate(900 * time.Second).Equal(t1.Truncate(900 * time.Second)) {
+		t.Skipf("the records fell in two 15-minute windows (a boundary passed during the test); states %v", states)
+	}
+	// {} -> count 2 (the answer without state failed) -> retried with count 2.
+	if len(states) != 3 || states[0] != "{}" || states[1] != `{"count":2}` || states[2] != `{"count":2}` {
+		t.Fatalf("states sent: %v", states)
+	}
+}
