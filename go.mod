@@ -19,6 +19,7 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/internal/presigned-url v1.14.12 // indirect
 	github.com/aws/aws-sdk-go-v2/service/internal/s3shared v1.20.12 // indirect
 	github.com/aws/aws-sdk-go-v2/service/kafka v1.65.11 // indirect
+	github.com/aws/aws-sdk-go-v2/service/kinesis v1.56.12 // indirect
 	github.com/aws/aws-sdk-go-v2/service/lambda v1.114.3 // indirect
 	github.com/aws/aws-sdk-go-v2/service/mq v1.34.24 // indirect
 	github.com/aws/aws-sdk-go-v2/service/s3 v1.114.10 // indirect

@@ -2,6 +2,7 @@
 # Installs what esmd's integration tests start (see internal/testenv) into
 # the test cache, $ESMD_TEST_CACHE (default <repo>/.cache/testenv):
 #   fauxqs/node_modules/fauxqs   npm fauxqs (SQS + SNS + S3 emulator), pinned
+#   kinesis/node_modules/kinesis-local  npm kinesis-local (kinesis-mock), pinned
 #   bin/aws-lambda-rie           the Lambda Runtime Interface Emulator, built
 #                                from its pinned Go pseudo-version
 # and, system-wide with apt (Debian; as root), rabbitmq-server, which
@@ -11,11 +12,12 @@
 set -euo pipefail
 
 FAUXQS_VERSION=1.9.2                                 # keep in sync with internal/testenv
+KINESIS_LOCAL_VERSION=0.6.2                          # internal/testenv KinesisLocalVersion
 RIE_VERSION=v0.0.0-20261030222936-bef5c4ba774d       # (FauxQSVersion, RIEVersion)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${ESMD_TEST_CACHE:-$ROOT/.cache/testenv}
-mkdir -p "$CACHE/bin" "$CACHE/fauxqs"
+mkdir -p "$CACHE/bin" "$CACHE/fauxqs" "$CACHE/kinesis"
 
 # fauxqs
 have=$(node -p "require('$CACHE/fauxqs/node_modules/fauxqs/package.json').version" 2>/dev/null || true)
@@ -23,6 +25,14 @@ if [ "$have" != "$FAUXQS_VERSION" ]; then
   echo "install-test-deps: npm install fauxqs@$FAUXQS_VERSION into $CACHE/fauxqs"
   [ -f "$CACHE/fauxqs/package.json" ] || echo '{"name":"esmd-testenv","private":true}' > "$CACHE/fauxqs/package.json"
   npm install --prefix "$CACHE/fauxqs" --no-audit --no-fund --loglevel=error "fauxqs@$FAUXQS_VERSION"
+fi
+
+# kinesis-local
+have=$(node -p "require('$CACHE/kinesis/node_modules/kinesis-local/package.json').version" 2>/dev/null || true)
+if [ "$have" != "$KINESIS_LOCAL_VERSION" ]; then
+  echo "install-test-deps: npm install kinesis-local@$KINESIS_LOCAL_VERSION into $CACHE/kinesis"
+  [ -f "$CACHE/kinesis/package.json" ] || echo '{"name":"esmd-testenv","private":true}' > "$CACHE/kinesis/package.json"
+  npm install --prefix "$CACHE/kinesis" --no-audit --no-fund --loglevel=error "kinesis-local@$KINESIS_LOCAL_VERSION"
 fi
 
 # aws-lambda-rie
