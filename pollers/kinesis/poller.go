@@ -128,11 +128,17 @@ type Poller struct {
 type shard struct {
 	id      string
 	parents []string
+	// fromStart: without a checkpoint the shard is read from its
+	// beginning, not StartingPosition, because it appeared after the
+	// poller started or a parent had a checkpoint when it started (the
+	// mapping read the parent: the child was made since).
+	fromStart bool
 	// readDone is set once GetRecords returned no next iterator.
 	readDone bool
 	finished chan struct{} // closed when the shard is done and checkpointed
 	finOnce  sync.Once
 	lag      atomic.Int64 // MillisBehindLatest of the last read
+	read     atomic.Bool  // a GetRecords succeeded
 }
 
 // New starts a poller on api. Shards are listed once before New returns,
@@ -180,7 +186,7 @@ func New(ctx context.Context, api API, c Config) (*Poller, error) {
 		return nil, err
 	}
 	p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	p.add(shards)
+	p.add(shards, true)
 	p.wg.Add(1)
 	go p.discover()
 	return p, nil
@@ -212,8 +218,9 @@ func (p *Poller) list(ctx context.Context) ([]types.Shard, error) {
 	}
 }
 
-// add starts a reader for every shard not seen before.
-func (p *Poller) add(shards []types.Shard) {
+// add starts a reader for every shard not seen before; initial is true for
+// the listing made when the poller starts.
+func (p *Poller) add(shards []types.Shard, initial bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var fresh []*shard
@@ -222,10 +229,14 @@ func (p *Poller) add(shards []types.Shard) {
 		if _, ok := p.shards[id]; ok {
 			continue
 		}
-		sh := &shard{id: id, finished: make(chan struct{})}
+		sh := &shard{id: id, fromStart: !initial, finished: make(chan struct{})}
 		for _, par := range []*string{s.ParentShardId, s.AdjacentParentShardId} {
 			if par != nil && *par != "" {
 				sh.parents = append(sh.parents, *par)
+				if initial && !sh.fromStart {
+					_, ok, err := p.c.Positions.Position(context.Background(), p.c.Mapping, *par)
+					sh.fromStart = ok || err != nil
+				}
 			}
 		}
 		p.shards[id] = sh
@@ -262,7 +273,7 @@ func (p *Poller) discover() {
 			p.c.Log.Warn("kinesis: listing shards failed", "stream", p.srcARN, "err", err)
 			continue
 		}
-		p.add(shards)
+		p.add(shards, false)
 	}
 }
 
@@ -316,8 +327,9 @@ func (p *Poller) waitParents(sh *shard) bool {
 }
 
 // iterator returns a shard iterator after the last record read (after),
-// else after the checkpoint, else at the starting position (a child shard
-// of a known parent starts at its beginning).
+// else after the checkpoint, else at its beginning for a shard that
+// appeared after the poller started or whose parent has a checkpoint,
+// else at the starting position.
 func (p *Poller) iterator(sh *shard, after string) (string, bool, error) {
 	in := &awskinesis.GetShardIteratorInput{StreamName: aws.String(p.name), ShardId: aws.String(sh.id)}
 	if after == "" {
@@ -336,7 +348,7 @@ func (p *Poller) iterator(sh *shard, after string) (string, bool, error) {
 	case after != "":
 		in.ShardIteratorType = types.ShardIteratorTypeAfterSequenceNumber
 		in.StartingSequenceNumber = aws.String(after)
-	case p.hasKnownParent(sh):
+	case sh.fromStart:
 		in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
 	case p.c.StartingPosition == string(types.ShardIteratorTypeAtTimestamp):
 		in.ShardIteratorType = types.ShardIteratorTypeAtTimestamp
@@ -349,17 +361,6 @@ func (p *Poller) iterator(sh *shard, after string) (string, bool, error) {
 		return "", false, err
 	}
 	return aws.ToString(res.ShardIterator), false, nil
-}
-
-func (p *Poller) hasKnownParent(sh *shard) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, id := range sh.parents {
-		if p.shards[id] != nil {
-			return true
-		}
-	}
-	return false
 }
 
 // read is the reader of one shard.
@@ -437,6 +438,7 @@ func (p *Poller) read(sh *shard) {
 		if res.MillisBehindLatest != nil {
 			sh.lag.Store(*res.MillisBehindLatest)
 		}
+		sh.read.Store(true)
 		if len(res.Records) > 0 {
 			recs := make([]source.Record, len(res.Records))
 			for i := range res.Records {
@@ -583,7 +585,8 @@ func (p *Poller) Close() error {
 	return nil
 }
 
-// Lag returns each open shard's MillisBehindLatest from its last read.
+// Lag returns the MillisBehindLatest of the last read of each shard that
+// is being read (read at least once, not finished).
 func (p *Poller) Lag() map[string]time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -592,6 +595,9 @@ func (p *Poller) Lag() map[string]time.Duration {
 		select {
 		case <-sh.finished:
 		default:
+			if !sh.read.Load() {
+				continue
+			}
 			out[id] = time.Duration(sh.lag.Load()) * time.Millisecond
 		}
 	}
