@@ -120,6 +120,10 @@ type Poller struct {
 	errs  chan error
 	relst chan struct{}
 
+	// doneMu serialises checkpoint writes, so that they never go backwards
+	// and a shard's ShardEnd is never overwritten by an older position.
+	doneMu sync.Mutex
+
 	mu     sync.Mutex
 	shards map[string]*shard
 	room   chan struct{} // closed and replaced when records are done
@@ -492,6 +496,12 @@ func (p *Poller) record(sh *shard, r *types.Record) source.Record {
 // finish marks a shard read to its end (closed) and, once every record of
 // it is done, stores ShardEnd and lets its children start.
 func (p *Poller) finish(sh *shard, closed bool) {
+	p.doneMu.Lock()
+	defer p.doneMu.Unlock()
+	p.finishLocked(sh, closed)
+}
+
+func (p *Poller) finishLocked(sh *shard, closed bool) {
 	if closed {
 		p.mu.Lock()
 		sh.readDone = true
@@ -536,6 +546,8 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 // Done checkpoints each shard at its last record such that it and every
 // record before it are done, and finishes shards read to their end.
 func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
+	p.doneMu.Lock()
+	defer p.doneMu.Unlock()
 	cps := map[string]string{}
 	var lanes []string
 	for i := range recs {
@@ -561,7 +573,7 @@ func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 		end := sh != nil && sh.readDone
 		p.mu.Unlock()
 		if end && p.tracker.Pending(lane) == 0 {
-			p.finish(sh, true)
+			p.finishLocked(sh, true)
 		}
 	}
 	if len(lanes) > 0 {
