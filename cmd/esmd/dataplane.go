@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/esmd/esmd/checkpoint"
 	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
@@ -32,6 +33,9 @@ type SourceEnv struct {
 	Flags map[string][]string
 	// Log is esmd's logger.
 	Log *slog.Logger
+	// Store is serve's embedded store, where stream sources keep their
+	// checkpoints (Position / SetPosition per mapping and lane).
+	Store *checkpoint.Store
 }
 
 // Opener starts the poller of one mapping.
@@ -54,7 +58,7 @@ var sourcePollers = map[esm.Source]Opener{}
 // dataPlane returns the engine options that run every source esmd has a
 // poller for, through one Invoker and one set of destination clients, and a
 // function that releases them.
-func dataPlane(ctx context.Context, c *common, log *slog.Logger) ([]esm.Option, func(), error) {
+func dataPlane(ctx context.Context, c *common, log *slog.Logger, store *checkpoint.Store) ([]esm.Option, func(), error) {
 	if len(sourcePollers) == 0 {
 		return nil, func() {}, nil
 	}
@@ -88,7 +92,7 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger) ([]esm.Option, 
 	if err != nil {
 		return nil, nil, err
 	}
-	env := &SourceEnv{AWS: cfg, Secrets: sec.WithSecretsManager(cfg), Flags: map[string][]string{}, Log: log}
+	env := &SourceEnv{AWS: cfg, Secrets: sec.WithSecretsManager(cfg), Flags: map[string][]string{}, Log: log, Store: store}
 	for name, v := range c.source {
 		env.Flags[name] = *v
 	}

@@ -24,16 +24,20 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // AWS SDK creates a mapping, records appear in the source, and esmd invokes
 // a real function (aws-lambda-go under the Runtime Interface Emulator,
 // --invoke-mode rie) until the source is checkpointed past every record.
-// The source is the in-memory stream memsource, standing in for Kinesis
-// until the Kinesis poller lands.
+// The source is the in-memory stream memsource standing in for Kinesis, so
+// the pipeline's own behaviour is checked apart from any poller.
 func TestServeRunsMappingsEndToEnd(t *testing.T) {
 	testenv.Skip(t)
 	rie := testenv.RIE(t)
 	log := memsource.NewLog(2)
+	// Stand memsource in for the Kinesis poller (and its stream check) for
+	// this test only.
+	prevPoller, prevRunner := sourcePollers[esm.SourceKinesis], sourceRunners[esm.SourceKinesis]
 	sourcePollers[esm.SourceKinesis] = func(context.Context, *SourceEnv, *esm.Mapping) (pipeline.Poller, error) {
 		return log.NewPoller(50), nil
 	}
-	defer delete(sourcePollers, esm.SourceKinesis)
+	delete(sourceRunners, esm.SourceKinesis)
+	defer func() { sourcePollers[esm.SourceKinesis], sourceRunners[esm.SourceKinesis] = prevPoller, prevRunner }()
 
 	c := newCommon("test", io.Discard, "127.0.0.1:0")
 	c.dataDir = t.TempDir()

@@ -22,6 +22,10 @@ import (
 
 var errHelp = errors.New("help")
 
+// openedStore, when set (by tests), is told of each store serve opens, so
+// a test can read checkpoints while serve holds the file.
+var openedStore func(*checkpoint.Store)
+
 type serveOpts struct{ *common }
 
 func serveFlags(out io.Writer) *serveOpts {
@@ -52,6 +56,9 @@ func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Eng
 		return err
 	}
 	defer store.Close()
+	if openedStore != nil {
+		openedStore(store)
+	}
 
 	opts := []esm.Option{
 		esm.WithRegion(c.region),
@@ -71,7 +78,7 @@ func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Eng
 	} else {
 		log.Info("functions are not looked up on create", "function-check", c.functionCheck, "invoke-mode", c.invokeMode)
 	}
-	runners, release, err := dataPlane(ctx, c, log)
+	runners, release, err := dataPlane(ctx, c, log, store)
 	if err != nil {
 		return err
 	}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sync"
 	"time"
 
-	"github.com/esmd/esmd/checkpoint"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/kinesis"
@@ -17,39 +15,8 @@ func init() {
 	sourcePollers[esm.SourceKinesis] = openKinesis
 	sourceRunners[esm.SourceKinesis] = kinesisRunner
 	sourceFlags = append(sourceFlags,
-		struct{ name, usage string }{"kinesis-checkpoint-dir", "directory of the Kinesis checkpoint store (until serve hands sources its own store); without it Kinesis checkpoints live in memory only"},
 		struct{ name, usage string }{"kinesis-invoke-identity-arn", "invokeIdentityArn of Kinesis events (the function's execution role ARN); empty by default"},
 	)
-}
-
-// kinesisStores are the checkpoint stores opened for --kinesis-checkpoint-dir,
-// by directory, kept open for the life of the process (pipelines restart).
-var (
-	kinesisStoresMu sync.Mutex
-	kinesisStores   = map[string]*checkpoint.Store{}
-	kinesisMemory   = &memPositions{m: map[string]string{}}
-)
-
-// kinesisPositions returns where Kinesis checkpoints go.
-// TODO(issue 6): SourceEnv should carry serve's checkpoint.Store; then this
-// flag goes away.
-func kinesisPositions(env *SourceEnv) (kinesis.Positions, error) {
-	dirs := env.Flags["kinesis-checkpoint-dir"]
-	if len(dirs) == 0 {
-		return kinesisMemory, nil
-	}
-	dir := dirs[len(dirs)-1]
-	kinesisStoresMu.Lock()
-	defer kinesisStoresMu.Unlock()
-	if s := kinesisStores[dir]; s != nil {
-		return s, nil
-	}
-	s, err := checkpoint.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	kinesisStores[dir] = s
-	return s, nil
 }
 
 // openKinesis starts the poller of a Kinesis mapping. The stream's
@@ -59,11 +26,12 @@ func openKinesis(ctx context.Context, env *SourceEnv, m *esm.Mapping) (pipeline.
 	if m.Config.EventSourceArn == nil {
 		return nil, fmt.Errorf("kinesis: mapping %s has no EventSourceArn", m.UUID)
 	}
-	pos, err := kinesisPositions(env)
-	if err != nil {
-		return nil, err
+	if env.Store == nil {
+		return nil, fmt.Errorf("kinesis: no checkpoint store")
 	}
-	c := kinesis.Config{StreamARN: *m.Config.EventSourceArn, Mapping: m.UUID, Positions: pos, Log: env.Log}
+	// Checkpoints live in serve's own store, beside the mapping, so a
+	// restart resumes exactly where the last run stopped.
+	c := kinesis.Config{StreamARN: *m.Config.EventSourceArn, Mapping: m.UUID, Positions: env.Store, Log: env.Log}
 	if m.Config.StartingPosition != nil {
 		c.StartingPosition = *m.Config.StartingPosition
 	}
@@ -81,24 +49,4 @@ func openKinesis(ctx context.Context, env *SourceEnv, m *esm.Mapping) (pipeline.
 // found: <arn>") to the pipeline Runner dataPlane builds for Kinesis.
 func kinesisRunner(r *pipeline.Runner, env *SourceEnv) (esm.Runner, error) {
 	return &kinesis.Runner{Runner: r, AWS: env.AWS}, nil
-}
-
-// memPositions keeps checkpoints in memory (no --kinesis-checkpoint-dir).
-type memPositions struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (p *memPositions) Position(_ context.Context, mapping, lane string) (string, bool, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	v, ok := p.m[mapping+"\x00"+lane]
-	return v, ok, nil
-}
-
-func (p *memPositions) SetPosition(_ context.Context, mapping, lane, pos string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.m[mapping+"\x00"+lane] = pos
-	return nil
 }

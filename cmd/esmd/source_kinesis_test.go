@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go"
 
-	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/checkpoint"
 	"github.com/esmd/esmd/internal/testenv"
 )
 
@@ -58,14 +60,28 @@ func kinesisPut(t *testing.T, c *awskinesis.Client, stream string, last map[stri
 	}
 }
 
+// stores are the stores serve opened, by data directory (openedStore).
+var (
+	storesMu sync.Mutex
+	stores   = map[string]*checkpoint.Store{}
+)
+
+func init() {
+	openedStore = func(s *checkpoint.Store) {
+		storesMu.Lock()
+		defer storesMu.Unlock()
+		stores[filepath.Dir(s.Path())] = s
+	}
+}
+
 // waitCheckpoints waits until the mapping's checkpoint of every shard in
 // want is the given sequence number: every record up to it was delivered.
 func waitCheckpoints(t *testing.T, dir, uuid string, want map[string]string) {
 	t.Helper()
 	testenv.Eventually(t, 30*time.Second, func(ctx context.Context) error {
-		kinesisStoresMu.Lock()
-		st := kinesisStores[dir]
-		kinesisStoresMu.Unlock()
+		storesMu.Lock()
+		st := stores[dir]
+		storesMu.Unlock()
 		if st == nil {
 			return errors.New("no checkpoint store yet")
 		}
@@ -90,9 +106,6 @@ func waitCheckpoints(t *testing.T, dir, uuid string, want map[string]string) {
 // restarted on the same directories resumes at the checkpoints.
 func TestServeKinesisEndToEnd(t *testing.T) {
 	testenv.Skip(t)
-	// TestServeRunsMappingsEndToEnd (e2e_test.go) swaps in memsource and
-	// then deletes the Kinesis opener: register the real one again.
-	sourcePollers[esm.SourceKinesis] = openKinesis
 	ep := testenv.Kinesis(t)
 	fq := testenv.FauxQS(t)
 	t.Setenv("AWS_ENDPOINT_URL_KINESIS", ep)
@@ -101,13 +114,12 @@ func TestServeKinesisEndToEnd(t *testing.T) {
 	sc := sqs.NewFromConfig(testenv.AWSConfig(fq))
 	ctx := context.Background()
 
-	dir, kdir := t.TempDir(), t.TempDir()
+	dir := t.TempDir()
 	start := func() (*lambda.Client, func()) {
 		c := newCommon("test", io.Discard, "127.0.0.1:0")
 		c.dataDir = dir
 		c.invokeMode = "rie"
 		c.lambdaEndpoint = testenv.RIE(t)
-		*c.source["kinesis-checkpoint-dir"] = listFlag{kdir}
 		addr, stop := serveWith(t, c)
 		return client(addr), stop
 	}
@@ -137,7 +149,7 @@ func TestServeKinesisEndToEnd(t *testing.T) {
 	if len(last) != 2 {
 		t.Fatalf("records went to %d shards, want 2", len(last))
 	}
-	waitCheckpoints(t, kdir, *out.UUID, last)
+	waitCheckpoints(t, dir, *out.UUID, last)
 
 	// A failing record: retried once, then sent to the OnFailure queue.
 	qurl, qarn := sqsQueue(t, sc, "kinesis-onfailure", nil)
@@ -187,7 +199,7 @@ func TestServeKinesisEndToEnd(t *testing.T) {
 	}
 	// The record routed to OnFailure is done: the shard moves past it.
 	kinesisPut(t, kc, fname, flast, `{"after":"failure"}`)
-	waitCheckpoints(t, kdir, *fout.UUID, flast)
+	waitCheckpoints(t, dir, *fout.UUID, flast)
 
 	// Restart on the same directories: the mapping resumes at its
 	// checkpoints and delivers what came meanwhile.
@@ -197,5 +209,5 @@ func TestServeKinesisEndToEnd(t *testing.T) {
 	if _, err := cl.GetEventSourceMapping(ctx, &lambda.GetEventSourceMappingInput{UUID: out.UUID}); err != nil {
 		t.Fatal(err)
 	}
-	waitCheckpoints(t, kdir, *out.UUID, last)
+	waitCheckpoints(t, dir, *out.UUID, last)
 }
