@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,26 +56,9 @@ func startKinesisLocal() (string, error) {
 		"CREATE_STREAM_DURATION=100ms", "DELETE_STREAM_DURATION=100ms",
 		"SPLIT_SHARD_DURATION=100ms", "MERGE_SHARDS_DURATION=100ms",
 		"SHARD_LIMIT=1000", "LOG_LEVEL=WARN", "AWS_ACCOUNT_ID="+AccountID, "AWS_REGION="+Region)
-	p, err := startProc("kinesis-local", cmd)
-	if err != nil {
-		return "", err
-	}
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	err = waitReady(p, "kinesis-local", 30*time.Second, func() error {
-		resp, err := http.Get(url + "/healthcheck")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("healthcheck: %s", resp.Status)
-		}
-		return nil
-	})
-	if err != nil {
-		p.stop()
+	if err := launch("kinesis-local", cmd, 30*time.Second, httpOK(url+"/healthcheck")); err != nil {
 		return "", err
 	}
-	register(p.stop)
 	return url, nil
 }

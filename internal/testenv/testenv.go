@@ -309,28 +309,41 @@ func startFauxQS() (string, error) {
 	cmd := exec.Command(node, "-r", loop, script)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), fmt.Sprintf("FAUXQS_PORT=%d", port))
-	p, err := startProc("fauxqs", cmd)
-	if err != nil {
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if err := launch("fauxqs", cmd, 20*time.Second, httpOK(url+"/health")); err != nil {
 		return "", err
 	}
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	err = waitReady(p, "fauxqs", 20*time.Second, func() error {
-		resp, err := http.Get(url + "/health")
+	return url, nil
+}
+
+// launch starts a server process, waits until ready answers nil, and
+// registers its stop with Main.
+func launch(name string, cmd *exec.Cmd, timeout time.Duration, ready func() error) error {
+	p, err := startProc(name, cmd)
+	if err != nil {
+		return err
+	}
+	if err := waitReady(p, name, timeout, ready); err != nil {
+		p.stop()
+		return err
+	}
+	register(p.stop)
+	return nil
+}
+
+// httpOK is a readiness check: a GET of url answers 200.
+func httpOK(url string) func() error {
+	return func() error {
+		resp, err := http.Get(url)
 		if err != nil {
 			return err
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("health: %s", resp.Status)
+			return fmt.Errorf("%s: %s", url, resp.Status)
 		}
 		return nil
-	})
-	if err != nil {
-		p.stop()
-		return "", err
 	}
-	register(p.stop)
-	return url, nil
 }
 
 // ---- RIE + testfn ----
