@@ -212,32 +212,46 @@ func TestCorruptStoreIsReported(t *testing.T) {
 	}
 }
 
-// TestSIGTERMShutsDownGracefully runs the real binary.
-func TestSIGTERMShutsDownGracefully(t *testing.T) {
+// buildBinary builds the esmd binary for a test.
+func buildBinary(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "esmd")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json")
-	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL=", "AWS_ENDPOINT_URL_LAMBDA=")
-	stderr, _ := cmd.StderrPipe()
+	return bin
+}
+
+// startBinary runs the esmd binary's serve and returns the process and its
+// API address. It inherits the test's environment (testenv aims stray AWS
+// calls at a closed loopback port) with static credentials.
+func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=us-east-1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	sc := bufio.NewScanner(stderr)
 	re := regexp.MustCompile(`"addr":"http://(127\.0\.0\.1:\d+)"`)
-	addr := ""
 	for sc.Scan() {
 		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			addr = m[1]
-			break
+			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+			return cmd, m[1]
 		}
 	}
-	if addr == "" {
-		t.Fatal("no listening line")
-	}
-	go io.Copy(io.Discard, stderr)
+	t.Fatal("esmd printed no listening line")
+	return nil, ""
+}
+
+// TestSIGTERMShutsDownGracefully runs the real binary.
+func TestSIGTERMShutsDownGracefully(t *testing.T) {
+	cmd, addr := startBinary(t, buildBinary(t), "--data-dir", t.TempDir(), "--function-check", "never")
 	if _, err := client(addr).ListEventSourceMappings(context.Background(), &lambda.ListEventSourceMappingsInput{}); err != nil {
 		t.Fatal(err)
 	}

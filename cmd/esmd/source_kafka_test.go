@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -20,7 +19,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -190,32 +188,6 @@ func (r *invokeRecorder) count() (invokes, distinct, total int) {
 	return r.invokes, len(r.seen), total
 }
 
-// startBinary runs the esmd binary's serve and returns its API address.
-func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
-	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
-	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL=", "AWS_ENDPOINT_URL_LAMBDA=", "AWS_ACCESS_KEY_ID=test",
-		"AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=us-east-1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	sc := bufio.NewScanner(stderr)
-	re := regexp.MustCompile(`"addr":"http://(127\.0\.0\.1:\d+)"`)
-	for sc.Scan() {
-		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			go func() { _, _ = io.Copy(io.Discard, stderr) }()
-			return cmd, m[1]
-		}
-	}
-	t.Fatal("esmd printed no listening line")
-	return nil, ""
-}
-
 // TestKafkaSIGKILLRestart kills the esmd process (SIGKILL: no commit, no
 // group leave) while a Kafka mapping is mid-stream and starts it again on
 // the same data directory: the mapping resumes from its group's committed
@@ -224,10 +196,7 @@ func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 func TestKafkaSIGKILLRestart(t *testing.T) {
 	testenv.Skip(t)
 	seeds := testenv.Kafka(t)
-	bin := filepath.Join(t.TempDir(), "esmd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	rec := &invokeRecorder{seen: map[string]int{}}
 	fn := httptest.NewServer(rec)
 	defer fn.Close()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -10,9 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -199,10 +196,7 @@ func TestServeRabbitMQEndToEnd(t *testing.T) {
 func TestRabbitMQSIGKILLRestart(t *testing.T) {
 	testenv.Skip(t)
 	b := testenv.RabbitMQ(t)
-	bin := filepath.Join(t.TempDir(), "esmd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	rec := &rmqRecorder{seen: map[string]int{}}
 	fn := httptest.NewServer(rec)
 	defer fn.Close()
@@ -246,7 +240,7 @@ func TestRabbitMQSIGKILLRestart(t *testing.T) {
 	broker := "arn:aws:mq:us-east-1:000000000000:broker:kill:b-1"
 	args := []string{"--data-dir", filepath.Join(dir, "data"), "--lambda-endpoint", fn.URL, "--function-check", "never",
 		"--mq-broker", broker + "=amqp://" + b.Addr, "--secrets-file", filepath.Join(dir, "secrets.json")}
-	cmd, addr := rmqStartBinary(t, bin, args...)
+	cmd, addr := startBinary(t, bin, args...)
 	_, err = client(addr).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
 		EventSourceArn: aws.String(broker), Queues: []string{q}, BatchSize: aws.Int32(5),
 		SourceAccessConfigurations: []types.SourceAccessConfiguration{{Type: types.SourceAccessTypeBasicAuth, URI: aws.String(secret)}}})
@@ -268,7 +262,7 @@ func TestRabbitMQSIGKILLRestart(t *testing.T) {
 		t.Fatalf("all %d messages were done before the kill; the test needs some left", before)
 	}
 
-	rmqStartBinary(t, bin, args...)
+	startBinary(t, bin, args...)
 	testenv.Eventually(t, 60*time.Second, func(context.Context) error {
 		if _, distinct := rec.count(); distinct != n {
 			return fmt.Errorf("%d of %d messages reached the function", distinct, n)
@@ -318,32 +312,6 @@ func (r *rmqRecorder) count() (invokes, distinct int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.invokes, len(r.seen)
-}
-
-// rmqStartBinary runs the esmd binary's serve and returns its API address.
-func rmqStartBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
-	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
-	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL=", "AWS_ENDPOINT_URL_LAMBDA=", "AWS_ACCESS_KEY_ID=test",
-		"AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=us-east-1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	sc := bufio.NewScanner(stderr)
-	re := regexp.MustCompile(`"addr":"http://(127\.0\.0\.1:\d+)"`)
-	for sc.Scan() {
-		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			go func() { _, _ = io.Copy(io.Discard, stderr) }()
-			return cmd, m[1]
-		}
-	}
-	t.Fatal("esmd printed no listening line")
-	return nil, ""
 }
 
 // TestDescribeBroker finds a broker's endpoint with Amazon MQ's
