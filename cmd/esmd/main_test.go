@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -210,6 +212,53 @@ func TestCorruptStoreIsReported(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr.String(), filepath.Join(dir, checkpoint.FileName)) {
 		t.Errorf("exit %d: %s", code, stderr.String())
 	}
+}
+
+// invokeRecorder is a no-op Lambda Invoke endpoint (a function's stand-in
+// for the binary tests) that counts invocations and how often each record,
+// named by keys, was delivered.
+type invokeRecorder struct {
+	keys    func(body []byte) ([]string, error)
+	mu      sync.Mutex
+	seen    map[string]int
+	invokes int
+}
+
+func newInvokeRecorder(keys func([]byte) ([]string, error)) *invokeRecorder {
+	return &invokeRecorder{keys: keys, seen: map[string]int{}}
+}
+
+func (r *invokeRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	var keys []string
+	if err == nil {
+		keys, err = r.keys(body)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	// Some work per batch, so a kill finds batches in flight.
+	time.Sleep(10 * time.Millisecond)
+	r.mu.Lock()
+	r.invokes++
+	for _, k := range keys {
+		r.seen[k]++
+	}
+	r.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, "null")
+}
+
+// count returns the invocations, the distinct records delivered and the
+// deliveries in all.
+func (r *invokeRecorder) count() (invokes, distinct, total int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range r.seen {
+		total += n
+	}
+	return r.invokes, len(r.seen), total
 }
 
 // buildBinary builds the esmd binary for a test.

@@ -16,14 +16,12 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,25 +50,9 @@ func TestServeKafkaEndToEnd(t *testing.T) {
 	testenv.Skip(t)
 	rie := testenv.RIE(t)
 	seeds := testenv.Kafka(t)
-	topic := fmt.Sprintf("serve-e2e-%d", time.Now().UnixNano())
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 3, 1
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
-		t.Fatal(err)
-	}
+	cl, topic := newKafkaTopic(t, ctx, seeds, "serve-e2e")
 
 	c := newCommon("test", io.Discard, "127.0.0.1:0")
 	c.dataDir = t.TempDir()
@@ -151,41 +133,43 @@ func TestServeKafkaEndToEnd(t *testing.T) {
 	}
 }
 
-// invokeRecorder is a Lambda Invoke endpoint (the function's stand-in in
-// --invoke-mode aws) that counts the Kafka records it received.
-type invokeRecorder struct {
-	mu      sync.Mutex
-	seen    map[string]int // "<topic>-<partition>/<offset>" -> deliveries
-	invokes int
+// newKafkaTopic creates a topic of 3 partitions on the cluster and returns
+// a client producing to it with manual partitioning (closed with the test).
+func newKafkaTopic(t *testing.T, ctx context.Context, seeds []string, prefix string) (*kgo.Client, string) {
+	t.Helper()
+	topic := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 3, 1
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+	return cl, topic
 }
 
-func (r *invokeRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+// kafkaKeys names each record of a Kafka event "<topic>-<partition>/<offset>".
+func kafkaKeys(body []byte) ([]string, error) {
 	var ev events.KafkaEvent
-	if err := json.NewDecoder(req.Body).Decode(&ev); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return nil, err
 	}
-	// Some work per batch, so a kill finds batches in flight.
-	time.Sleep(10 * time.Millisecond)
-	r.mu.Lock()
-	r.invokes++
+	var keys []string
 	for lane, rs := range ev.Records {
 		for _, kr := range rs {
-			r.seen[fmt.Sprintf("%s/%d", lane, kr.Offset)]++
+			keys = append(keys, fmt.Sprintf("%s/%d", lane, kr.Offset))
 		}
 	}
-	r.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	io.WriteString(w, "null")
-}
-
-func (r *invokeRecorder) count() (invokes, distinct, total int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, n := range r.seen {
-		total += n
-	}
-	return r.invokes, len(r.seen), total
+	return keys, nil
 }
 
 // TestKafkaSIGKILLRestart kills the esmd process (SIGKILL: no commit, no
@@ -197,24 +181,12 @@ func TestKafkaSIGKILLRestart(t *testing.T) {
 	testenv.Skip(t)
 	seeds := testenv.Kafka(t)
 	bin := buildBinary(t)
-	rec := &invokeRecorder{seen: map[string]int{}}
+	rec := newInvokeRecorder(kafkaKeys)
 	fn := httptest.NewServer(rec)
 	defer fn.Close()
-	topic := fmt.Sprintf("sigkill-%d", time.Now().UnixNano())
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, 3, 1
-	req.Topics = append(req.Topics, rt)
-	if resp, err := req.RequestWith(ctx, cl); err != nil || kerr.ErrorForCode(resp.Topics[0].ErrorCode) != nil {
-		t.Fatalf("create topic: %v %v", err, resp)
-	}
+	cl, topic := newKafkaTopic(t, ctx, seeds, "sigkill")
 	const perPart = 150
 	var recs []*kgo.Record
 	for i := range perPart {
@@ -229,7 +201,7 @@ func TestKafkaSIGKILLRestart(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"--data-dir", dir, "--lambda-endpoint", fn.URL, "--function-check", "never"}
 	cmd, addr := startBinary(t, bin, args...)
-	_, err = client(addr).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
+	_, err := client(addr).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
 		Topics: []string{topic}, StartingPosition: types.EventSourcePositionTrimHorizon, BatchSize: aws.Int32(5),
 		SelfManagedEventSource: &types.SelfManagedEventSource{Endpoints: map[string][]string{"KAFKA_BOOTSTRAP_SERVERS": seeds}},
 		SourceAccessConfigurations: []types.SourceAccessConfiguration{
@@ -377,7 +349,7 @@ func TestServeKafkaTwoWorkersSCRAM(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	first, second := &invokeRecorder{seen: map[string]int{}}, &invokeRecorder{seen: map[string]int{}}
+	first, second := newInvokeRecorder(kafkaKeys), newInvokeRecorder(kafkaKeys)
 	write(0, perPart/2)
 	worker(first)
 	testenv.Eventually(t, 30*time.Second, func(context.Context) error {

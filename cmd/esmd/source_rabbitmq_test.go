@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -197,7 +196,7 @@ func TestRabbitMQSIGKILLRestart(t *testing.T) {
 	testenv.Skip(t)
 	b := testenv.RabbitMQ(t)
 	bin := buildBinary(t)
-	rec := &rmqRecorder{seen: map[string]int{}}
+	rec := newInvokeRecorder(rmqKeys)
 	fn := httptest.NewServer(rec)
 	defer fn.Close()
 
@@ -248,7 +247,7 @@ func TestRabbitMQSIGKILLRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
-		if n, _ := rec.count(); n < 10 {
+		if n, _, _ := rec.count(); n < 10 {
 			return fmt.Errorf("%d invocations", n)
 		}
 		return nil
@@ -257,14 +256,14 @@ func TestRabbitMQSIGKILLRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	_, before := rec.count()
+	_, before, _ := rec.count()
 	if before >= n {
 		t.Fatalf("all %d messages were done before the kill; the test needs some left", before)
 	}
 
 	startBinary(t, bin, args...)
 	testenv.Eventually(t, 60*time.Second, func(context.Context) error {
-		if _, distinct := rec.count(); distinct != n {
+		if _, distinct, _ := rec.count(); distinct != n {
 			return fmt.Errorf("%d of %d messages reached the function", distinct, n)
 		}
 		// Ready and unacknowledged: zero once every message was acked.
@@ -279,39 +278,20 @@ func TestRabbitMQSIGKILLRestart(t *testing.T) {
 	t.Logf("%d distinct messages had reached the function before the kill", before)
 }
 
-// rmqRecorder is a no-op Lambda Invoke endpoint that records the RabbitMQ
-// messages it was given.
-type rmqRecorder struct {
-	mu      sync.Mutex
-	invokes int
-	seen    map[string]int
-}
-
-func (r *rmqRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+// rmqKeys names each message of a RabbitMQ event by its body.
+func rmqKeys(body []byte) ([]string, error) {
 	var ev events.RabbitMQEvent
-	if err := json.NewDecoder(req.Body).Decode(&ev); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return nil, err
 	}
-	// Some work per batch, so a kill finds a batch in flight.
-	time.Sleep(10 * time.Millisecond)
-	r.mu.Lock()
-	r.invokes++
+	var keys []string
 	for _, msgs := range ev.MessagesByQueue {
 		for _, m := range msgs {
-			body, _ := base64.StdEncoding.DecodeString(m.Data)
-			r.seen[string(body)]++
+			data, _ := base64.StdEncoding.DecodeString(m.Data)
+			keys = append(keys, string(data))
 		}
 	}
-	r.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = io.WriteString(w, "null")
-}
-
-func (r *rmqRecorder) count() (invokes, distinct int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.invokes, len(r.seen)
+	return keys, nil
 }
 
 // TestDescribeBroker finds a broker's endpoint with Amazon MQ's
