@@ -4,6 +4,9 @@
 // shared throughput, starts a child shard only once its parents are read
 // to their end and every one of their records is done, and checkpoints
 // each shard in a position store, never past a record that is not done.
+// The shard machinery is package stream's; this package is its Kinesis
+// client (ListShards, GetShardIterator, GetRecords, error classes) and the
+// Kinesis record encoding.
 //
 // Lane is the shard id, Key the partition key, ID and Seq the sequence
 // number; Data is the event record payload.AppendKinesis encodes.
@@ -15,8 +18,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -24,19 +25,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/esmd/esmd/payload"
+	"github.com/esmd/esmd/pollers/stream"
 	"github.com/esmd/esmd/source"
 )
 
 // ShardEnd is the position stored for a shard that was read to its end and
 // whose every record is done: its children may start.
-const ShardEnd = "SHARD_END"
+const ShardEnd = stream.ShardEnd
 
 // Positions is where checkpoints are kept, per mapping and shard;
 // checkpoint.Store implements it.
-type Positions interface {
-	Position(ctx context.Context, mapping, lane string) (string, bool, error)
-	SetPosition(ctx context.Context, mapping, lane, pos string) error
-}
+type Positions = stream.Positions
 
 // API is the part of the Kinesis client the poller uses.
 type API interface {
@@ -103,46 +102,10 @@ func StreamARN(arn string) string {
 	return arn
 }
 
-// Poller reads one mapping's stream. It implements pipeline.Poller.
+// Poller reads one mapping's stream. It implements pipeline.Poller and
+// Lag (IteratorAge by shard, from MillisBehindLatest).
 type Poller struct {
-	api     API
-	c       Config
-	name    string
-	region  string
-	srcARN  string
-	tracker *source.Tracker
-
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	out   chan []source.Record
-	errs  chan error
-	relst chan struct{}
-
-	// doneMu serialises checkpoint writes, so that they never go backwards
-	// and a shard's ShardEnd is never overwritten by an older position.
-	doneMu sync.Mutex
-
-	mu     sync.Mutex
-	shards map[string]*shard
-	room   chan struct{} // closed and replaced when records are done
-}
-
-type shard struct {
-	id      string
-	parents []string
-	// fromStart: without a checkpoint the shard is read from its
-	// beginning, not StartingPosition, because it appeared after the
-	// poller started or a parent had a checkpoint when it started (the
-	// mapping read the parent: the child was made since).
-	fromStart bool
-	// readDone is set once GetRecords returned no next iterator.
-	readDone bool
-	finished chan struct{} // closed when the shard is done and checkpointed
-	finOnce  sync.Once
-	lag      atomic.Int64 // MillisBehindLatest of the last read
-	read     atomic.Bool  // a GetRecords succeeded
+	*stream.Poller
 }
 
 // New starts a poller on api. Shards are listed once before New returns,
@@ -155,45 +118,24 @@ func New(ctx context.Context, api API, c Config) (*Poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Limit <= 0 {
-		c.Limit = 10000
-	}
-	if c.ListInterval <= 0 {
-		c.ListInterval = 10 * time.Second
-	}
-	if c.EmptyWait <= 0 {
-		c.EmptyWait = 100 * time.Millisecond
-	}
-	if c.MaxWait <= 0 {
-		c.MaxWait = time.Second
-	}
-	if c.MaxPending <= 0 {
-		c.MaxPending = 10000
-	}
-	if c.StartingPosition == "" {
-		c.StartingPosition = string(types.ShardIteratorTypeTrimHorizon)
-	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.DiscardHandler)
-	}
-	p := &Poller{
-		api: api, c: c, name: name, region: region, srcARN: StreamARN(c.StreamARN),
-		tracker: source.NewTracker(),
-		out:     make(chan []source.Record, 16),
-		errs:    make(chan error, 1),
-		relst:   make(chan struct{}, 1),
-		shards:  map[string]*shard{},
-		room:    make(chan struct{}),
-	}
-	shards, err := p.list(ctx)
+	cl := &client{api: api, name: name, region: region, srcARN: StreamARN(c.StreamARN), identity: c.InvokeIdentityArn}
+	sp, err := stream.New(ctx, cl, stream.Config{
+		Name:             cl.srcARN,
+		Mapping:          c.Mapping,
+		Positions:        c.Positions,
+		StartingPosition: c.StartingPosition,
+		Timestamp:        c.Timestamp,
+		Limit:            int(c.Limit),
+		ListInterval:     c.ListInterval,
+		EmptyWait:        c.EmptyWait,
+		MaxWait:          c.MaxWait,
+		MaxPending:       c.MaxPending,
+		Log:              c.Log,
+	})
 	if err != nil {
 		return nil, err
 	}
-	p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	p.add(shards, true)
-	p.wg.Add(1)
-	go p.discover()
-	return p, nil
+	return &Poller{Poller: sp}, nil
 }
 
 // Open starts a poller with a client made from cfg (endpoint from the
@@ -206,15 +148,32 @@ func Open(ctx context.Context, cfg aws.Config, c Config) (*Poller, error) {
 	return New(ctx, awskinesis.NewFromConfig(cfg), c)
 }
 
-func (p *Poller) list(ctx context.Context) ([]types.Shard, error) {
-	var out []types.Shard
-	in := &awskinesis.ListShardsInput{StreamName: aws.String(p.name)}
+// client is the stream.Client of one Kinesis stream.
+type client struct {
+	api      API
+	name     string
+	region   string
+	srcARN   string
+	identity string
+}
+
+func (c *client) Shards(ctx context.Context) ([]stream.Shard, error) {
+	var out []stream.Shard
+	in := &awskinesis.ListShardsInput{StreamName: aws.String(c.name)}
 	for {
-		res, err := p.api.ListShards(ctx, in)
+		res, err := c.api.ListShards(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("kinesis: ListShards %s: %w", p.name, err)
+			return nil, fmt.Errorf("kinesis: ListShards %s: %w", c.name, err)
 		}
-		out = append(out, res.Shards...)
+		for _, s := range res.Shards {
+			sh := stream.Shard{ID: aws.ToString(s.ShardId)}
+			for _, par := range []*string{s.ParentShardId, s.AdjacentParentShardId} {
+				if par != nil && *par != "" {
+					sh.Parents = append(sh.Parents, *par)
+				}
+			}
+			out = append(out, sh)
+		}
 		if res.NextToken == nil || *res.NextToken == "" {
 			return out, nil
 		}
@@ -222,398 +181,85 @@ func (p *Poller) list(ctx context.Context) ([]types.Shard, error) {
 	}
 }
 
-// add starts a reader for every shard not seen before; initial is true for
-// the listing made when the poller starts.
-func (p *Poller) add(shards []types.Shard, initial bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var fresh []*shard
-	for _, s := range shards {
-		id := aws.ToString(s.ShardId)
-		if _, ok := p.shards[id]; ok {
-			continue
-		}
-		sh := &shard{id: id, fromStart: !initial, finished: make(chan struct{})}
-		for _, par := range []*string{s.ParentShardId, s.AdjacentParentShardId} {
-			if par != nil && *par != "" {
-				sh.parents = append(sh.parents, *par)
-				if initial && !sh.fromStart {
-					_, ok, err := p.c.Positions.Position(context.Background(), p.c.Mapping, *par)
-					sh.fromStart = ok || err != nil
-				}
-			}
-		}
-		p.shards[id] = sh
-		fresh = append(fresh, sh)
+func (c *client) Iterator(ctx context.Context, shard string, pos stream.Position) (string, error) {
+	in := &awskinesis.GetShardIteratorInput{StreamName: aws.String(c.name), ShardId: aws.String(shard),
+		ShardIteratorType: types.ShardIteratorType(pos.Type)}
+	switch pos.Type {
+	case stream.AfterSequenceNumber:
+		in.StartingSequenceNumber = aws.String(pos.Seq)
+	case stream.AtTimestamp:
+		in.Timestamp = aws.Time(pos.Timestamp)
 	}
-	for _, sh := range fresh {
-		p.wg.Add(1)
-		go p.read(sh)
+	res, err := c.api.GetShardIterator(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("kinesis: GetShardIterator %s: %w", shard, err)
 	}
+	return aws.ToString(res.ShardIterator), nil
 }
 
-// discover lists the shards every ListInterval, or at once when a shard
-// was read to its end.
-func (p *Poller) discover() {
-	defer p.wg.Done()
-	t := time.NewTicker(p.c.ListInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.ctx.Done():
-			return
-		case <-t.C:
-		case <-p.relst:
-		}
-		shards, err := p.list(p.ctx)
-		if err != nil {
-			if p.ctx.Err() != nil {
-				return
-			}
-			if isNotFound(err) {
-				p.fail(err)
-				return
-			}
-			p.c.Log.Warn("kinesis: listing shards failed", "stream", p.srcARN, "err", err)
-			continue
-		}
-		p.add(shards, false)
+func (c *client) Read(ctx context.Context, shard, iter string, limit int) (stream.Page, error) {
+	res, err := c.api.GetRecords(ctx, &awskinesis.GetRecordsInput{ShardIterator: aws.String(iter), Limit: aws.Int32(int32(limit))})
+	if err != nil {
+		return stream.Page{}, fmt.Errorf("kinesis: GetRecords %s: %w", shard, err)
 	}
+	page := stream.Page{Next: aws.ToString(res.NextShardIterator)}
+	if res.MillisBehindLatest != nil {
+		page.Behind, page.BehindKnown = time.Duration(*res.MillisBehindLatest)*time.Millisecond, true
+	}
+	if len(res.Records) > 0 {
+		page.Records = make([]source.Record, len(res.Records))
+		for i := range res.Records {
+			page.Records[i] = c.record(shard, &res.Records[i])
+		}
+	}
+	return page, nil
 }
 
-func (p *Poller) fail(err error) {
-	select {
-	case p.errs <- err:
-	default:
+func (c *client) Classify(err error) stream.ErrorKind {
+	var (
+		nf *types.ResourceNotFoundException
+		pt *types.ProvisionedThroughputExceededException
+		le *types.LimitExceededException
+		ei *types.ExpiredIteratorException
+	)
+	switch {
+	case errors.As(err, &nf):
+		return stream.NotFound
+	case errors.As(err, &pt), errors.As(err, &le):
+		return stream.Throttled
+	case errors.As(err, &ei):
+		return stream.Expired
+	}
+	return stream.Other
+}
+
+func (c *client) record(shard string, r *types.Record) source.Record {
+	kr := payload.KinesisRecord{
+		ShardID:                     shard,
+		PartitionKey:                aws.ToString(r.PartitionKey),
+		SequenceNumber:              aws.ToString(r.SequenceNumber),
+		Data:                        r.Data,
+		ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
+		InvokeIdentityArn:           c.identity,
+		AWSRegion:                   c.region,
+		EventSourceARN:              c.srcARN,
+	}
+	if r.EncryptionType == types.EncryptionTypeKms {
+		kr.EncryptionType = "KMS"
+	}
+	return source.Record{
+		Lane:    shard,
+		Key:     kr.PartitionKey,
+		ID:      kr.SequenceNumber,
+		Seq:     kr.SequenceNumber,
+		Arrival: kr.ApproximateArrivalTimestamp,
+		Data:    payload.AppendKinesis(nil, &kr),
 	}
 }
 
 func isNotFound(err error) bool {
 	var nf *types.ResourceNotFoundException
 	return errors.As(err, &nf)
-}
-
-func isThrottled(err error) bool {
-	var pt *types.ProvisionedThroughputExceededException
-	var le *types.LimitExceededException
-	return errors.As(err, &pt) || errors.As(err, &le)
-}
-
-// sleep waits d or until the poller closes; false when it closed.
-func (p *Poller) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-p.ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// waitParents waits until every parent shard the poller knows is finished.
-// A parent no longer listed (past retention) counts as finished.
-func (p *Poller) waitParents(sh *shard) bool {
-	for _, id := range sh.parents {
-		p.mu.Lock()
-		par := p.shards[id]
-		p.mu.Unlock()
-		if par == nil {
-			continue
-		}
-		select {
-		case <-par.finished:
-		case <-p.ctx.Done():
-			return false
-		}
-	}
-	return true
-}
-
-// iterator returns a shard iterator after the last record read (after),
-// else after the checkpoint, else at its beginning for a shard that
-// appeared after the poller started or whose parent has a checkpoint,
-// else at the starting position.
-func (p *Poller) iterator(sh *shard, after string) (string, bool, error) {
-	in := &awskinesis.GetShardIteratorInput{StreamName: aws.String(p.name), ShardId: aws.String(sh.id)}
-	if after == "" {
-		pos, ok, err := p.c.Positions.Position(p.ctx, p.c.Mapping, sh.id)
-		if err != nil {
-			return "", false, err
-		}
-		if ok && pos == ShardEnd {
-			return "", true, nil
-		}
-		if ok {
-			after = pos
-		}
-	}
-	switch {
-	case after != "":
-		in.ShardIteratorType = types.ShardIteratorTypeAfterSequenceNumber
-		in.StartingSequenceNumber = aws.String(after)
-	case sh.fromStart:
-		in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
-	case p.c.StartingPosition == string(types.ShardIteratorTypeAtTimestamp):
-		in.ShardIteratorType = types.ShardIteratorTypeAtTimestamp
-		in.Timestamp = aws.Time(p.c.Timestamp)
-	default:
-		in.ShardIteratorType = types.ShardIteratorType(p.c.StartingPosition)
-	}
-	res, err := p.api.GetShardIterator(p.ctx, in)
-	if err != nil {
-		return "", false, err
-	}
-	return aws.ToString(res.ShardIterator), false, nil
-}
-
-// read is the reader of one shard.
-func (p *Poller) read(sh *shard) {
-	defer p.wg.Done()
-	if !p.waitParents(sh) {
-		return
-	}
-	var (
-		iter     string
-		lastRead string
-		wait     = p.c.EmptyWait
-	)
-	backoff := func() bool {
-		ok := p.sleep(wait)
-		wait = min(wait*2, p.c.MaxWait)
-		return ok
-	}
-	for p.ctx.Err() == nil {
-		if iter == "" {
-			it, ended, err := p.iterator(sh, lastRead)
-			if ended {
-				p.finish(sh, false)
-				return
-			}
-			if err != nil {
-				if p.ctx.Err() != nil {
-					return
-				}
-				if isNotFound(err) {
-					p.fail(fmt.Errorf("kinesis: shard %s: %w", sh.id, err))
-					return
-				}
-				if !isThrottled(err) {
-					p.c.Log.Warn("kinesis: GetShardIterator failed", "shard", sh.id, "err", err)
-				}
-				if !backoff() {
-					return
-				}
-				continue
-			}
-			iter = it
-		}
-		// Stop reading while too many records are not done.
-		p.mu.Lock()
-		room := p.room
-		p.mu.Unlock()
-		if p.tracker.Pending(sh.id) >= p.c.MaxPending {
-			select {
-			case <-room:
-			case <-p.ctx.Done():
-				return
-			}
-			continue
-		}
-		res, err := p.api.GetRecords(p.ctx, &awskinesis.GetRecordsInput{ShardIterator: aws.String(iter), Limit: aws.Int32(p.c.Limit)})
-		if err != nil {
-			if p.ctx.Err() != nil {
-				return
-			}
-			if !isThrottled(err) {
-				// Expired or invalid iterators (kinesis-mock answers an
-				// invalid one with a 500): renew after the last record read.
-				iter = ""
-				var ei *types.ExpiredIteratorException
-				if !errors.As(err, &ei) {
-					p.c.Log.Warn("kinesis: GetRecords failed", "shard", sh.id, "err", err)
-				}
-			}
-			if !backoff() {
-				return
-			}
-			continue
-		}
-		if res.MillisBehindLatest != nil {
-			sh.lag.Store(*res.MillisBehindLatest)
-		}
-		sh.read.Store(true)
-		if len(res.Records) > 0 {
-			recs := make([]source.Record, len(res.Records))
-			for i := range res.Records {
-				recs[i] = p.record(sh, &res.Records[i])
-				p.tracker.Add(sh.id, recs[i].Seq)
-			}
-			lastRead = recs[len(recs)-1].Seq
-			select {
-			case p.out <- recs:
-			case <-p.ctx.Done():
-				return
-			}
-			wait = p.c.EmptyWait
-		}
-		if res.NextShardIterator == nil || *res.NextShardIterator == "" {
-			p.finish(sh, true)
-			return
-		}
-		iter = *res.NextShardIterator
-		if len(res.Records) == 0 && !backoff() {
-			return
-		}
-	}
-}
-
-func (p *Poller) record(sh *shard, r *types.Record) source.Record {
-	kr := payload.KinesisRecord{
-		ShardID:                     sh.id,
-		PartitionKey:                aws.ToString(r.PartitionKey),
-		SequenceNumber:              aws.ToString(r.SequenceNumber),
-		Data:                        r.Data,
-		ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
-		InvokeIdentityArn:           p.c.InvokeIdentityArn,
-		AWSRegion:                   p.region,
-		EventSourceARN:              p.srcARN,
-	}
-	if r.EncryptionType == types.EncryptionTypeKms {
-		kr.EncryptionType = "KMS"
-	}
-	return source.Record{
-		Lane:    sh.id,
-		Key:     kr.PartitionKey,
-		ID:      kr.SequenceNumber,
-		Seq:     kr.SequenceNumber,
-		Arrival: kr.ApproximateArrivalTimestamp,
-		Data:    payload.AppendKinesis(nil, &kr),
-		Meta:    sh,
-	}
-}
-
-// finish marks a shard read to its end (closed) and, once every record of
-// it is done, stores ShardEnd and lets its children start.
-func (p *Poller) finish(sh *shard, closed bool) {
-	p.doneMu.Lock()
-	defer p.doneMu.Unlock()
-	p.finishLocked(sh, closed)
-}
-
-func (p *Poller) finishLocked(sh *shard, closed bool) {
-	if closed {
-		p.mu.Lock()
-		sh.readDone = true
-		p.mu.Unlock()
-		select {
-		case p.relst <- struct{}{}:
-		default:
-		}
-		if p.tracker.Pending(sh.id) > 0 {
-			return // Done finishes it
-		}
-		if err := p.c.Positions.SetPosition(context.WithoutCancel(p.ctx), p.c.Mapping, sh.id, ShardEnd); err != nil {
-			p.c.Log.Warn("kinesis: checkpoint failed", "shard", sh.id, "err", err)
-			return
-		}
-	}
-	p.tracker.Forget(sh.id)
-	sh.finOnce.Do(func() { close(sh.finished) })
-}
-
-// Poll returns the next records read from any shard.
-func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case err := <-p.errs:
-		return nil, err
-	case recs := <-p.out:
-	more:
-		for len(recs) < 10000 {
-			select {
-			case r := <-p.out:
-				recs = append(recs, r...)
-			default:
-				break more
-			}
-		}
-		return recs, nil
-	}
-}
-
-// Done checkpoints each shard at its last record such that it and every
-// record before it are done, and finishes shards read to their end.
-func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
-	p.doneMu.Lock()
-	defer p.doneMu.Unlock()
-	cps := map[string]string{}
-	var lanes []string
-	for i := range recs {
-		if _, ok := recs[i].Meta.(*shard); !ok {
-			continue
-		}
-		if cp, ok := p.tracker.Done(recs[i].Lane, recs[i].Seq); ok {
-			if _, seen := cps[recs[i].Lane]; !seen {
-				lanes = append(lanes, recs[i].Lane)
-			}
-			cps[recs[i].Lane] = cp
-		}
-	}
-	wctx := context.WithoutCancel(ctx)
-	var errs []error
-	for _, lane := range lanes {
-		if err := p.c.Positions.SetPosition(wctx, p.c.Mapping, lane, cps[lane]); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		p.mu.Lock()
-		sh := p.shards[lane]
-		end := sh != nil && sh.readDone
-		p.mu.Unlock()
-		if end && p.tracker.Pending(lane) == 0 {
-			p.finishLocked(sh, true)
-		}
-	}
-	if len(lanes) > 0 {
-		p.mu.Lock()
-		close(p.room)
-		p.room = make(chan struct{})
-		p.mu.Unlock()
-	}
-	return errors.Join(errs...)
-}
-
-// Failed is never called for streams (their failures go through the retry
-// policy); it does nothing.
-func (p *Poller) Failed(context.Context, []source.Record) error { return nil }
-
-// Close stops the readers. Records not done are read again from the
-// checkpoints by the next poller.
-func (p *Poller) Close() error {
-	p.cancel()
-	p.wg.Wait()
-	return nil
-}
-
-// Lag returns the MillisBehindLatest of the last read of each shard that
-// is being read (read at least once, not finished).
-func (p *Poller) Lag() map[string]time.Duration {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := map[string]time.Duration{}
-	for id, sh := range p.shards {
-		select {
-		case <-sh.finished:
-		default:
-			if !sh.read.Load() {
-				continue
-			}
-			out[id] = time.Duration(sh.lag.Load()) * time.Millisecond
-		}
-	}
-	return out
 }
 
 // IsStreamNotFound reports whether err says the stream does not exist.

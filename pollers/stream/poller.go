@@ -1,0 +1,466 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/esmd/esmd/source"
+)
+
+// maxPoll bounds the records one Poll returns.
+const maxPoll = 10000
+
+// Poller reads one mapping's stream through a Client. It implements
+// pipeline.Poller. See the package doc for what it does.
+type Poller struct {
+	cl      Client
+	c       Config
+	tracker *source.Tracker
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	out   chan []source.Record
+	errs  chan error
+	relst chan struct{}
+
+	// doneMu serialises checkpoint writes, so that they never go backwards
+	// and a shard's ShardEnd is never overwritten by an older position.
+	doneMu sync.Mutex
+
+	mu     sync.Mutex
+	shards map[string]*shard
+	room   chan struct{} // closed and replaced when records are done
+}
+
+type shard struct {
+	id      string
+	parents []string
+	// fromStart: without a checkpoint the shard is read from its
+	// beginning, not StartingPosition, because it appeared after the
+	// poller started or a parent had a checkpoint when it started (the
+	// mapping read the parent: the child was made since).
+	fromStart bool
+	// readDone is set once a read returned no next iterator.
+	readDone bool
+	finished chan struct{} // closed when the shard is done and checkpointed
+	finOnce  sync.Once
+	age      atomic.Int64 // IteratorAge of the last read, in ns
+	read     atomic.Bool  // a read succeeded
+}
+
+// New starts a Poller on cl. Shards are listed once before New returns, so
+// a missing stream is an error here (cl.Classify(err) == NotFound).
+func New(ctx context.Context, cl Client, c Config) (*Poller, error) {
+	if c.Positions == nil {
+		return nil, errors.New("stream: Config.Positions is required")
+	}
+	c.setDefaults()
+	p := &Poller{
+		cl: cl, c: c,
+		tracker: source.NewTracker(),
+		out:     make(chan []source.Record, 16),
+		errs:    make(chan error, 1),
+		relst:   make(chan struct{}, 1),
+		shards:  map[string]*shard{},
+		room:    make(chan struct{}),
+	}
+	shards, err := cl.Shards(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	p.add(shards, true)
+	p.wg.Add(1)
+	go p.discover()
+	return p, nil
+}
+
+// add starts a reader for every shard not seen before; initial is true for
+// the listing made when the poller starts.
+func (p *Poller) add(shards []Shard, initial bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var fresh []*shard
+	for _, s := range shards {
+		if _, ok := p.shards[s.ID]; ok || s.ID == "" {
+			continue
+		}
+		sh := &shard{id: s.ID, fromStart: !initial, finished: make(chan struct{})}
+		for _, par := range s.Parents {
+			if par == "" {
+				continue
+			}
+			sh.parents = append(sh.parents, par)
+			if initial && !sh.fromStart {
+				_, ok, err := p.c.Positions.Position(p.ctx, p.c.Mapping, par)
+				sh.fromStart = ok || err != nil
+			}
+		}
+		p.shards[s.ID] = sh
+		fresh = append(fresh, sh)
+	}
+	for _, sh := range fresh {
+		p.wg.Add(1)
+		go p.read(sh)
+	}
+}
+
+// discover lists the shards every ListInterval, or at once when a shard
+// was read to its end.
+func (p *Poller) discover() {
+	defer p.wg.Done()
+	t := time.NewTicker(p.c.ListInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-t.C:
+		case <-p.relst:
+		}
+		shards, err := p.cl.Shards(p.ctx)
+		if err != nil {
+			if p.ctx.Err() != nil {
+				return
+			}
+			if p.cl.Classify(err) == NotFound {
+				p.fail(err)
+				return
+			}
+			p.c.Log.Warn("stream: listing shards failed", "stream", p.c.Name, "err", err)
+			continue
+		}
+		p.add(shards, false)
+	}
+}
+
+func (p *Poller) fail(err error) {
+	select {
+	case p.errs <- err:
+	default:
+	}
+}
+
+// sleep waits d or until the poller closes; false when it closed.
+func (p *Poller) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// waitParents waits until every parent shard the poller knows is finished.
+// A parent no longer listed (past retention) counts as finished.
+func (p *Poller) waitParents(sh *shard) bool {
+	for _, id := range sh.parents {
+		p.mu.Lock()
+		par := p.shards[id]
+		p.mu.Unlock()
+		if par == nil {
+			continue
+		}
+		select {
+		case <-par.finished:
+		case <-p.ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// start returns where a shard's iterator starts: after the last record
+// read (after), else after the checkpoint, else at its beginning for a
+// shard that appeared after the poller started or whose parent has a
+// checkpoint, else at the starting position. ended is true for a shard
+// checkpointed at ShardEnd.
+func (p *Poller) start(sh *shard, after string) (pos Position, ended bool, err error) {
+	if after == "" {
+		cp, ok, err := p.c.Positions.Position(p.ctx, p.c.Mapping, sh.id)
+		if err != nil {
+			return Position{}, false, fmt.Errorf("stream: checkpoint of %s: %w", sh.id, err)
+		}
+		if ok && cp == ShardEnd {
+			return Position{}, true, nil
+		}
+		if ok {
+			after = cp
+		}
+	}
+	switch {
+	case after != "":
+		return Position{Type: AfterSequenceNumber, Seq: after}, false, nil
+	case sh.fromStart:
+		return Position{Type: TrimHorizon}, false, nil
+	case p.c.StartingPosition == AtTimestamp:
+		return Position{Type: AtTimestamp, Timestamp: p.c.Timestamp}, false, nil
+	default:
+		return Position{Type: p.c.StartingPosition}, false, nil
+	}
+}
+
+// iterator returns a shard iterator (see start); a position past the
+// retention is replaced by TRIM_HORIZON.
+func (p *Poller) iterator(sh *shard, after string) (string, bool, error) {
+	pos, ended, err := p.start(sh, after)
+	if ended || err != nil {
+		return "", ended, err
+	}
+	it, err := p.cl.Iterator(p.ctx, sh.id, pos)
+	if err != nil && pos.Type != TrimHorizon && p.cl.Classify(err) == Trimmed {
+		p.c.Log.Warn("stream: position is past the retention; reading from TRIM_HORIZON (records were lost)",
+			"stream", p.c.Name, "shard", sh.id, "position", pos.Seq, "err", err)
+		it, err = p.cl.Iterator(p.ctx, sh.id, Position{Type: TrimHorizon})
+	}
+	return it, false, err
+}
+
+// read is the reader of one shard.
+func (p *Poller) read(sh *shard) {
+	defer p.wg.Done()
+	if !p.waitParents(sh) {
+		return
+	}
+	var (
+		iter     string
+		lastRead string
+		wait     = p.c.EmptyWait
+	)
+	backoff := func() bool {
+		ok := p.sleep(wait)
+		wait = min(wait*2, p.c.MaxWait)
+		return ok
+	}
+	for p.ctx.Err() == nil {
+		if iter == "" {
+			it, ended, err := p.iterator(sh, lastRead)
+			if ended {
+				p.finish(sh, false)
+				return
+			}
+			if err != nil {
+				if p.ctx.Err() != nil {
+					return
+				}
+				switch p.cl.Classify(err) {
+				case NotFound:
+					p.fail(fmt.Errorf("stream %s: shard %s: %w", p.c.Name, sh.id, err))
+					return
+				case Throttled:
+				default:
+					p.c.Log.Warn("stream: GetShardIterator failed", "stream", p.c.Name, "shard", sh.id, "err", err)
+				}
+				if !backoff() {
+					return
+				}
+				continue
+			}
+			iter = it
+		}
+		// Stop reading while too many records are not done.
+		p.mu.Lock()
+		room := p.room
+		p.mu.Unlock()
+		if p.tracker.Pending(sh.id) >= p.c.MaxPending {
+			select {
+			case <-room:
+			case <-p.ctx.Done():
+				return
+			}
+			continue
+		}
+		page, err := p.cl.Read(p.ctx, sh.id, iter, p.c.Limit)
+		if err != nil {
+			if p.ctx.Err() != nil {
+				return
+			}
+			switch p.cl.Classify(err) {
+			case Throttled:
+			case Expired:
+				iter = ""
+			default:
+				// Invalid iterators (kinesis-mock answers one with a 500),
+				// trimmed data, anything else: renew after the last record
+				// read.
+				iter = ""
+				p.c.Log.Warn("stream: GetRecords failed", "stream", p.c.Name, "shard", sh.id, "err", err)
+			}
+			if !backoff() {
+				return
+			}
+			continue
+		}
+		p.observe(sh, &page)
+		if len(page.Records) > 0 {
+			recs := page.Records
+			for i := range recs {
+				recs[i].Lane = sh.id
+				recs[i].Meta = sh
+				p.tracker.Add(sh.id, recs[i].Seq)
+			}
+			lastRead = recs[len(recs)-1].Seq
+			select {
+			case p.out <- recs:
+			case <-p.ctx.Done():
+				return
+			}
+			wait = p.c.EmptyWait
+		}
+		if page.Next == "" {
+			p.finish(sh, true)
+			return
+		}
+		iter = page.Next
+		if len(page.Records) == 0 && !backoff() {
+			return
+		}
+	}
+}
+
+// observe records the IteratorAge of a read.
+func (p *Poller) observe(sh *shard, page *Page) {
+	var age time.Duration
+	switch {
+	case page.BehindKnown:
+		age = page.Behind
+	case len(page.Records) > 0:
+		if a := page.Records[len(page.Records)-1].Arrival; !a.IsZero() {
+			age = max(time.Since(a), 0)
+		}
+	}
+	sh.age.Store(int64(age))
+	sh.read.Store(true)
+}
+
+// finish marks a shard read to its end (closed) and, once every record of
+// it is done, stores ShardEnd and lets its children start.
+func (p *Poller) finish(sh *shard, closed bool) {
+	p.doneMu.Lock()
+	defer p.doneMu.Unlock()
+	p.finishLocked(sh, closed)
+}
+
+func (p *Poller) finishLocked(sh *shard, closed bool) {
+	if closed {
+		p.mu.Lock()
+		sh.readDone = true
+		p.mu.Unlock()
+		select {
+		case p.relst <- struct{}{}:
+		default:
+		}
+		if p.tracker.Pending(sh.id) > 0 {
+			return // Done finishes it
+		}
+		if err := p.c.Positions.SetPosition(context.WithoutCancel(p.ctx), p.c.Mapping, sh.id, ShardEnd); err != nil {
+			p.c.Log.Warn("stream: checkpoint failed", "stream", p.c.Name, "shard", sh.id, "err", err)
+			return
+		}
+	}
+	p.tracker.Forget(sh.id)
+	sh.finOnce.Do(func() { close(sh.finished) })
+}
+
+// Poll returns the next records read from any shard, or the error that
+// ended the poller (a stream or shard not found).
+func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case err := <-p.errs:
+		return nil, err
+	case recs := <-p.out:
+	more:
+		for len(recs) < maxPoll {
+			select {
+			case r := <-p.out:
+				recs = append(recs, r...)
+			default:
+				break more
+			}
+		}
+		return recs, nil
+	}
+}
+
+// Done checkpoints each shard at its last record such that it and every
+// record before it are done, and finishes shards read to their end.
+func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
+	p.doneMu.Lock()
+	defer p.doneMu.Unlock()
+	cps := map[string]string{}
+	var lanes []string
+	for i := range recs {
+		if _, ok := recs[i].Meta.(*shard); !ok {
+			continue
+		}
+		if cp, ok := p.tracker.Done(recs[i].Lane, recs[i].Seq); ok {
+			if _, seen := cps[recs[i].Lane]; !seen {
+				lanes = append(lanes, recs[i].Lane)
+			}
+			cps[recs[i].Lane] = cp
+		}
+	}
+	wctx := context.WithoutCancel(ctx)
+	var errs []error
+	for _, lane := range lanes {
+		if err := p.c.Positions.SetPosition(wctx, p.c.Mapping, lane, cps[lane]); err != nil {
+			errs = append(errs, fmt.Errorf("stream: checkpoint of %s: %w", lane, err))
+			continue
+		}
+		p.mu.Lock()
+		sh := p.shards[lane]
+		end := sh != nil && sh.readDone
+		p.mu.Unlock()
+		if end && p.tracker.Pending(lane) == 0 {
+			p.finishLocked(sh, true)
+		}
+	}
+	if len(lanes) > 0 {
+		p.mu.Lock()
+		close(p.room)
+		p.room = make(chan struct{})
+		p.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// Failed is never called for streams (their failures go through the retry
+// policy); it does nothing.
+func (p *Poller) Failed(context.Context, []source.Record) error { return nil }
+
+// Close stops the readers and waits for them. Records not done are read
+// again from the checkpoints by the next poller.
+func (p *Poller) Close() error {
+	p.cancel()
+	p.wg.Wait()
+	return nil
+}
+
+// Lag returns the IteratorAge of each shard being read (read at least
+// once, not finished), by shard id.
+func (p *Poller) Lag() map[string]time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]time.Duration{}
+	for id, sh := range p.shards {
+		select {
+		case <-sh.finished:
+		default:
+			if !sh.read.Load() {
+				continue
+			}
+			out[id] = time.Duration(sh.age.Load())
+		}
+	}
+	return out
+}

@@ -1,0 +1,154 @@
+package stream
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/esmd/esmd/source"
+)
+
+// ShardEnd is the position stored for a shard that was read to its end and
+// whose every record is done: its children may start.
+const ShardEnd = "SHARD_END"
+
+// Iterator types, named as both Kinesis and DynamoDB Streams name them.
+// DynamoDB Streams has no AT_TIMESTAMP (its mappings are refused with it
+// before a poller starts).
+const (
+	TrimHorizon         = "TRIM_HORIZON"
+	Latest              = "LATEST"
+	AtTimestamp         = "AT_TIMESTAMP"
+	AfterSequenceNumber = "AFTER_SEQUENCE_NUMBER"
+)
+
+// Position is where an iterator starts: Type is one of the iterator type
+// constants; Seq is set for AfterSequenceNumber, Timestamp for AtTimestamp.
+type Position struct {
+	Type      string
+	Seq       string
+	Timestamp time.Time
+}
+
+// Shard is one shard of a listing.
+type Shard struct {
+	// ID is the shard id, the lane of its records.
+	ID string
+	// Parents are the parent shard ids: one for a split (Kinesis
+	// ParentShardId, DynamoDB ParentShardId), two for a merge (plus
+	// Kinesis AdjacentParentShardId); empty for an original shard.
+	Parents []string
+}
+
+// Page is the answer of one read.
+type Page struct {
+	// Records are the records read, in shard order, encoded (see the
+	// package doc for the fields to set).
+	Records []source.Record
+	// Next is the iterator of the next read; empty when the shard is
+	// closed and read to its end (no NextShardIterator).
+	Next string
+	// Behind is how far the read is behind the tip of the shard (Kinesis
+	// MillisBehindLatest), when BehindKnown.
+	Behind      time.Duration
+	BehindKnown bool
+}
+
+// ErrorKind says what an error of the Client means to the Poller.
+type ErrorKind int
+
+const (
+	// Other errors are logged and retried with backoff; a failed read
+	// renews its iterator.
+	Other ErrorKind = iota
+	// Throttled (ProvisionedThroughputExceededException,
+	// LimitExceededException) is retried with backoff, silently, keeping
+	// the iterator.
+	Throttled
+	// Expired (ExpiredIteratorException) renews the iterator after the last
+	// record read, silently.
+	Expired
+	// Trimmed (TrimmedDataAccessException): the position is past the
+	// retention; the iterator is renewed at TRIM_HORIZON with a warning.
+	Trimmed
+	// NotFound (ResourceNotFoundException) on the listing or on a shard's
+	// iterator ends the poller with the error.
+	NotFound
+)
+
+// Client is what a source provides: its SDK calls, reduced to what the
+// Poller needs. Calls are made concurrently, one reader per shard.
+type Client interface {
+	// Shards lists every shard of the stream (all pages), open and closed.
+	Shards(ctx context.Context) ([]Shard, error)
+	// Iterator returns a shard iterator at pos (GetShardIterator).
+	Iterator(ctx context.Context, shard string, pos Position) (string, error)
+	// Read reads up to limit records with iterator (GetRecords) and
+	// encodes them.
+	Read(ctx context.Context, shard, iterator string, limit int) (Page, error)
+	// Classify says what an error of the calls above means.
+	Classify(err error) ErrorKind
+}
+
+// Positions is where checkpoints are kept, per mapping and shard;
+// checkpoint.Store implements it.
+type Positions interface {
+	Position(ctx context.Context, mapping, lane string) (string, bool, error)
+	SetPosition(ctx context.Context, mapping, lane, pos string) error
+}
+
+// Config is what the Poller reads and how.
+type Config struct {
+	// Name names the stream in errors and logs (for example its ARN).
+	Name string
+	// Mapping is the mapping's UUID, the key of its checkpoints.
+	Mapping string
+	// Positions keeps the checkpoints. Required.
+	Positions Positions
+	// StartingPosition is TRIM_HORIZON (the default), LATEST or
+	// AT_TIMESTAMP (the mapping's StartingPosition); a stored checkpoint
+	// wins over it.
+	StartingPosition string
+	// Timestamp is the AT_TIMESTAMP position
+	// (StartingPositionTimestamp).
+	Timestamp time.Time
+	// Limit is the records of one read (GetRecords' Limit; default 10000,
+	// the Kinesis maximum; DynamoDB Streams allows 1000).
+	Limit int
+	// ListInterval is how often shards are listed again (default 10 s); a
+	// shard read to its end lists them at once.
+	ListInterval time.Duration
+	// EmptyWait is the first wait after an empty or throttled read,
+	// doubling up to MaxWait (defaults 100 ms and 1 s; AWS polls each
+	// shard about once a second).
+	EmptyWait, MaxWait time.Duration
+	// MaxPending bounds the records of one shard read but not yet
+	// checkpointed (default 10000): reading stops until some are done.
+	MaxPending int
+	// Log receives warnings; nil discards them.
+	Log *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Limit <= 0 {
+		c.Limit = 10000
+	}
+	if c.ListInterval <= 0 {
+		c.ListInterval = 10 * time.Second
+	}
+	if c.EmptyWait <= 0 {
+		c.EmptyWait = 100 * time.Millisecond
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = time.Second
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 10000
+	}
+	if c.StartingPosition == "" {
+		c.StartingPosition = TrimHorizon
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
