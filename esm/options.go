@@ -124,3 +124,23 @@ func defaultOptions() options {
 		retryMax:   time.Minute,
 	}
 }
+
+// DisableError is returned (wrapped) by a Runner's source when Lambda would
+// disable the mapping rather than keep retrying: wrong credentials
+// (EVENT_SOURCE_AUTHN_ERROR), a missing permission (EVENT_SOURCE_AUTHZ_ERROR),
+// a configuration the source refuses (ESM_CONFIG_NOT_VALID). The pipeline
+// reports Err in LastProcessingResult and disables the mapping with Reason
+// as its StateTransitionReason.
+type DisableError struct {
+	Reason string
+	Err    error
+}
+
+func (e *DisableError) Error() string {
+	if e.Err == nil {
+		return e.Reason
+	}
+	return e.Err.Error()
+}
+
+func (e *DisableError) Unwrap() error { return e.Err }

@@ -49,6 +49,9 @@ type Runner struct {
 	RetryDelay, MaxRetryDelay time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Metrics, when set, counts the mapping's events and shows its
+	// pollers' lane figures.
+	Metrics *Metrics
 }
 
 // Kind returns the payload kind of a mapping's events.
@@ -154,6 +157,7 @@ type run struct {
 	sender  destination.Sender
 	sem     chan struct{}
 	now     func() time.Time
+	mm      *mappingMetrics // nil without Runner.Metrics
 }
 
 // Run implements esm.Runner: it polls, filters, batches and invokes until
@@ -203,8 +207,11 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 		maxBuf = max(4*policy.BatchSize, 10000)
 	}
 	if x.poller, err = r.Open(ctx, m); err != nil {
-		return fmt.Errorf("open source: %w", err)
+		return x.disableOr(ctx, fmt.Errorf("open source: %w", err))
 	}
+	x.mm = r.Metrics.mapping(m)
+	x.mm.attach(x.poller)
+	defer x.mm.detach(x.poller)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -230,14 +237,30 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 	x.batches.Close()
 	wg.Wait()
 	cerr := x.poller.Close()
-	select {
-	case err := <-errc:
-		return err
-	default:
-	}
 	if cerr != nil {
 		x.log.Warn("closing the source", "err", cerr)
 	}
+	select {
+	case err := <-errc:
+		return x.disableOr(ctx, err)
+	default:
+	}
+	return nil
+}
+
+// disableOr returns err, unless it is an *esm.DisableError: then the
+// mapping is disabled as Lambda does (its reason in StateTransitionReason,
+// the error in LastProcessingResult) and disableOr waits for the engine to
+// stop the pipeline, so that it is not restarted.
+func (x *run) disableOr(ctx context.Context, err error) error {
+	var de *esm.DisableError
+	if !errors.As(err, &de) {
+		return err
+	}
+	x.log.Error("source refused the mapping; disabling it", "reason", de.Reason, "err", err)
+	x.rep.ProcessingResult("PROBLEM: " + de.Error())
+	x.rep.Disable(de.Reason)
+	<-ctx.Done()
 	return nil
 }
 
@@ -257,6 +280,7 @@ func (x *run) pollLoop(ctx context.Context, maxBuf int, space <-chan struct{}) e
 			}
 			return fmt.Errorf("poll: %w", err)
 		}
+		x.mm.add(cPolled, len(recs))
 		kept := recs[:0:0]
 		var dropped []source.Record
 		for _, rec := range recs {
@@ -273,8 +297,12 @@ func (x *run) pollLoop(ctx context.Context, maxBuf int, space <-chan struct{}) e
 		// Filtered-out records are consumed, as AWS does: deleted, acked,
 		// checkpointed past (spec 8.5).
 		if len(dropped) > 0 {
+			x.mm.add(cFilteredOut, len(dropped))
 			if err := x.poller.Done(ctx, dropped); err != nil {
 				return fmt.Errorf("acknowledge filtered records: %w", err)
+			}
+			if !ordered(x.kind) {
+				x.mm.add(cDeleted, len(dropped))
 			}
 		}
 		if len(kept) > 0 {
@@ -330,6 +358,7 @@ func (x *run) handle(ctx context.Context, bt *batcher.Batch) []byte {
 	invoke := func(ctx context.Context, recs []source.Record) (dispatcher.Result, error) {
 		ev := x.event(bt, recs)
 		res, err := x.r.Invoker.Invoke(ctx, x.m.FunctionArn, ev)
+		x.countInvoke(recs, res, err)
 		if err != nil || res.Failed() || bt.Window == nil {
 			return res, err
 		}
@@ -405,6 +434,7 @@ func problem(err error) string {
 func (x *run) sendFailure(ctx context.Context, bt *batcher.Batch, d Discard) error {
 	if x.sender == nil {
 		x.log.Warn("records discarded without an OnFailure destination", "lane", bt.Lane, "condition", d.Condition, "records", len(d.Records))
+		x.mm.add(cDropped, len(d.Records))
 		return nil
 	}
 	rec := x.failureRecord(bt, d)
@@ -412,6 +442,7 @@ func (x *run) sendFailure(ctx context.Context, bt *batcher.Batch, d Discard) err
 	for {
 		err := x.sender.Send(ctx, rec)
 		if err == nil {
+			x.mm.add(cOnFailureDelivered, len(d.Records))
 			return nil
 		}
 		x.log.Warn("OnFailure destination refused a record; retrying", "err", err)
@@ -505,6 +536,7 @@ func (x *run) oversize(ctx context.Context, bt *batcher.Batch) {
 // after the visibility timeout or a requeue (spec 4.2, 6).
 func (x *run) handleQueue(ctx context.Context, bt *batcher.Batch) {
 	res, err := x.r.Invoker.Invoke(ctx, x.m.FunctionArn, bt.AppendEvent(make([]byte, 0, bt.Size)))
+	x.countInvoke(bt.Records, res, err)
 	fail := func(recs []source.Record, why string) {
 		x.rep.ProcessingResult("PROBLEM: " + why)
 		if err := x.poller.Failed(ctx, recs); err != nil {
@@ -540,6 +572,8 @@ func (x *run) handleQueue(ctx context.Context, bt *batcher.Batch) {
 			}
 			if err := x.poller.Done(ctx, ok); err != nil {
 				x.log.Error("acknowledge records", "err", err)
+			} else {
+				x.mm.add(cDeleted, len(ok))
 			}
 			fail(failed, "Function call failed")
 			return
@@ -549,5 +583,27 @@ func (x *run) handleQueue(ctx context.Context, bt *batcher.Batch) {
 		x.log.Error("acknowledge records", "err", err)
 		return
 	}
+	x.mm.add(cDeleted, len(bt.Records))
 	x.rep.ProcessingResult("OK")
+}
+
+// countInvoke counts an invocation's events: invoked, and failed when the
+// invocation failed or its response lists failed items (spec 9.2).
+func (x *run) countInvoke(recs []source.Record, res dispatcher.Result, err error) {
+	if x.mm == nil {
+		return
+	}
+	x.mm.add(cInvoked, len(recs))
+	failed := err != nil || res.Failed()
+	if !failed && x.policy.PartialResponses {
+		parse := x.policy.Failures
+		if parse == nil {
+			parse = IDFailures
+		}
+		bad, perr := parse(res.Payload, recs)
+		failed = perr != nil || len(bad) > 0
+	}
+	if failed {
+		x.mm.add(cFailedInvoke, len(recs))
+	}
 }

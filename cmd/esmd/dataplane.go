@@ -58,7 +58,7 @@ var sourcePollers = map[esm.Source]Opener{}
 // dataPlane returns the engine options that run every source esmd has a
 // poller for, through one Invoker and one set of destination clients, and a
 // function that releases them.
-func dataPlane(ctx context.Context, c *common, log *slog.Logger, store *checkpoint.Store) ([]esm.Option, func(), error) {
+func dataPlane(ctx context.Context, c *common, log *slog.Logger, store *checkpoint.Store, metrics *pipeline.Metrics) ([]esm.Option, func(), error) {
 	if len(sourcePollers) == 0 {
 		return nil, func() {}, nil
 	}
@@ -132,6 +132,7 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger, store *checkpoi
 			Invoker:     inv,
 			Destination: dest,
 			Log:         log,
+			Metrics:     metrics,
 		}
 		var r esm.Runner = pr
 		if wrap, ok := sourceRunners[src]; ok {

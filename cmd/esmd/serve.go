@@ -18,6 +18,7 @@ import (
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/filter"
 	"github.com/esmd/esmd/internal/awsconfig"
+	"github.com/esmd/esmd/pipeline"
 )
 
 var errHelp = errors.New("help")
@@ -78,7 +79,8 @@ func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Eng
 	} else {
 		log.Info("functions are not looked up on create", "function-check", c.functionCheck, "invoke-mode", c.invokeMode)
 	}
-	runners, release, err := dataPlane(ctx, c, log, store)
+	metrics := pipeline.NewMetrics()
+	runners, release, err := dataPlane(ctx, c, log, store, metrics)
 	if err != nil {
 		return err
 	}
@@ -107,7 +109,7 @@ func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Eng
 		}
 		addr = ln.Addr().String()
 		srv = &http.Server{
-			Handler:           api.New(engine, log),
+			Handler:           withMetrics(api.New(engine, log), metrics),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
@@ -171,4 +173,17 @@ func (f *functionChecker) FunctionExists(ctx context.Context, arn string) (bool,
 func compilePatterns(src esm.Source, p []string) error {
 	_, err := filter.Compile(p, filter.WithSource(filter.Source(src.FilterSource())), filter.WithMaxFilters(0))
 	return err
+}
+
+// withMetrics serves GET /metrics (the mappings' event counts and lane
+// figures in the Prometheus text format) beside the Lambda API, whose
+// routes all start with a version date.
+func withMetrics(api http.Handler, m *pipeline.Metrics) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" {
+			m.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
 }
