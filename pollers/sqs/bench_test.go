@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
@@ -75,7 +77,9 @@ func noopFunction(b *testing.B) dispatcher.Invoker {
 		_, _ = w.Write([]byte("null"))
 	}))
 	b.Cleanup(srv.Close)
-	inv, err := dispatcher.NewLambdaInvoker(testenv.AWSConfig(srv.URL))
+	// The direct Invoke path, as esmd serve uses by default (--invoke-path
+	// direct), signed as for AWS (ModeAWS: SHA-256 of the event).
+	inv, err := dispatcher.NewLambdaInvoker(testenv.AWSConfig(srv.URL), dispatcher.WithDirectHTTP(true))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,35 +91,77 @@ func noopFunction(b *testing.B) dispatcher.Invoker {
 // plain SDK loop (ReceiveMessage then DeleteMessageBatch, benchConcurrency
 // receivers) and through the poller and the pipeline to a no-op function
 // (the same number of receivers; BatchSize 10, and 100 with a 1 s window),
-// all on the same fauxqs. The three runs alternate for
-// ESMD_SQS_BENCH_ROUNDS rounds (default 3) so that the load of the machine
-// weighs on each alike; it reports the median messages per second of each
-// and esmd's ratio to the plain loop.
+// all on the same fauxqs. The runs alternate for ESMD_SQS_BENCH_ROUNDS
+// rounds (default 3), each round starting with the next one, after a
+// warm-up, so that the load of the machine weighs on each alike;
+// it reports the median messages per second of each and esmd's ratio to the
+// plain loop, with what each run cost: SQS calls per 1,000 messages (by
+// operation, and receives that came back with fewer than 10 messages), the
+// CPU time of this process and of fauxqs per message. ESMD_SQS_BENCH_RUNS
+// (a comma-separated subset of plain,esmd10,esmd100) picks the runs, for
+// profiling one of them.
 //
 //	ESMD_SQS_BENCH_MESSAGES=100000 go test -run '^$' -bench Throughput -benchtime 1x ./pollers/sqs
 func BenchmarkThroughput(b *testing.B) {
 	f := newFauxqs(b)
+	calls := &callCounter{}
+	f.cfg.APIOptions = append(f.cfg.APIOptions, calls.middleware)
+	f.c = awssqs.NewFromConfig(f.cfg)
 	n := benchMessages()
 	rounds := 3
 	if r, err := strconv.Atoi(os.Getenv("ESMD_SQS_BENCH_ROUNDS")); err == nil && r > 0 {
 		rounds = r
 	}
+	runs := []string{"plain", "esmd10", "esmd100"}
+	if v := os.Getenv("ESMD_SQS_BENCH_RUNS"); v != "" {
+		runs = strings.Split(v, ",")
+	}
 	inv := noopFunction(b)
 	rates := map[string][]float64{}
 	cpu := map[string]time.Duration{}
+	srvCPU := map[string]time.Duration{}
+	ops := map[string]map[string]int64{}
+	seen := map[string]bool{}
+	for _, k := range runs {
+		if seen[k] {
+			b.Fatalf("ESMD_SQS_BENCH_RUNS: %q twice", k)
+		}
+		seen[k] = true
+	}
+	// Warm fauxqs up first (node compiles its hot paths during the first
+	// thousands of calls): whichever run came first would be slower.
+	wurl, _ := f.queue(b, false, nil)
+	fill(b, f, wurl, min(n, 5000))
+	plainLoop(b, f, wurl, min(n, 5000))
 	for b.Loop() {
-		for range rounds {
-			url, _ := f.queue(b, false, nil)
-			fill(b, f, url, n)
-			start, c0 := time.Now(), cpuTime()
-			plainLoop(b, f, url, n)
-			rates["plain"] = append(rates["plain"], float64(n)/time.Since(start).Seconds())
-			cpu["plain"] += cpuTime() - c0
-			for _, batch := range []int64{10, 100} {
-				k := fmt.Sprintf("esmd%d", batch)
-				r, c := esmdRun(b, f, inv, n, batch)
-				rates[k] = append(rates[k], r)
-				cpu[k] += c
+		for round := range rounds {
+			// Each round starts with the next run, so none is always
+			// first or last.
+			for i := range runs {
+				k := runs[(i+round)%len(runs)]
+				url, arn := f.queue(b, false, nil)
+				fill(b, f, url, n)
+				calls.reset()
+				start, c0, s0 := time.Now(), cpuTime(), fauxqsCPU()
+				switch k {
+				case "plain":
+					plainLoop(b, f, url, n)
+				case "esmd10":
+					esmdRun(b, f, inv, url, arn, 10)
+				case "esmd100":
+					esmdRun(b, f, inv, url, arn, 100)
+				default:
+					b.Fatalf("ESMD_SQS_BENCH_RUNS: unknown run %q", k)
+				}
+				rates[k] = append(rates[k], float64(n)/time.Since(start).Seconds())
+				cpu[k] += cpuTime() - c0
+				srvCPU[k] += fauxqsCPU() - s0
+				if ops[k] == nil {
+					ops[k] = map[string]int64{}
+				}
+				for op, c := range calls.snapshot() {
+					ops[k][op] += c
+				}
 			}
 		}
 	}
@@ -124,19 +170,113 @@ func BenchmarkThroughput(b *testing.B) {
 		sort.Float64s(v)
 		return v[len(v)/2]
 	}
-	plain := median(rates["plain"])
-	b.ReportMetric(plain, "plain-msgs/s")
-	for _, k := range []string{"esmd10", "esmd100"} {
+	plain := 0.0
+	if len(rates["plain"]) > 0 {
+		plain = median(rates["plain"])
+		b.ReportMetric(plain, "plain-msgs/s")
+	}
+	for _, k := range runs {
+		if k == "plain" {
+			continue
+		}
 		m := median(rates[k])
 		b.ReportMetric(m, k+"-msgs/s")
-		b.ReportMetric(m/plain, k+"-ratio")
+		if plain > 0 {
+			b.ReportMetric(m/plain, k+"-ratio")
+		}
 	}
 	b.Logf("rates per round: %v", rates)
-	for k, c := range cpu {
+	total := float64(n * rounds)
+	for _, k := range runs {
 		// CPU time of this process (esmd, the no-op function endpoint and
-		// the SDK clients; fauxqs runs in its own) per message.
-		b.ReportMetric(float64(c.Microseconds())/float64(n*rounds), k+"-cpu-us/msg")
+		// the SDK clients) and of fauxqs per message.
+		b.ReportMetric(float64(cpu[k].Microseconds())/total, k+"-cpu-us/msg")
+		b.ReportMetric(float64(srvCPU[k].Microseconds())/total, k+"-fauxqs-cpu-us/msg")
+		var line []string
+		for op, c := range ops[k] {
+			line = append(line, fmt.Sprintf("%s=%.1f", op, float64(c)*1000/total))
+		}
+		sort.Strings(line)
+		b.Logf("%s: SQS calls per 1,000 messages: %s", k, strings.Join(line, " "))
 	}
+}
+
+// callCounter counts the SQS calls of a client by operation, and the
+// receives that returned fewer than 10 messages (ReceiveMessage<10).
+type callCounter struct {
+	mu sync.Mutex
+	by map[string]int64
+}
+
+func (c *callCounter) reset() { c.mu.Lock(); c.by = map[string]int64{}; c.mu.Unlock() }
+
+func (c *callCounter) snapshot() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int64, len(c.by))
+	for k, v := range c.by {
+		out[k] = v
+	}
+	return out
+}
+
+func (c *callCounter) add(op string) {
+	c.mu.Lock()
+	if c.by == nil {
+		c.by = map[string]int64{}
+	}
+	c.by[op]++
+	c.mu.Unlock()
+}
+
+func (c *callCounter) middleware(st *middleware.Stack) error {
+	return st.Initialize.Add(middleware.InitializeMiddlewareFunc("countCalls", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+		out, md, err := next.HandleInitialize(ctx, in)
+		op := awsmiddleware.GetOperationName(ctx)
+		c.add(op)
+		switch r := out.Result.(type) {
+		case *awssqs.ReceiveMessageOutput:
+			if len(r.Messages) < maxMessages {
+				c.add(op + "<10")
+			}
+		case *awssqs.DeleteMessageBatchOutput:
+			if len(r.Successful)+len(r.Failed) < maxMessages {
+				c.add(op + "<10")
+			}
+		}
+		return out, md, err
+	}), middleware.After)
+}
+
+// fauxqsCPU returns the CPU time the fauxqs child processes of this test
+// binary used so far (0 where /proc cannot tell).
+func fauxqsCPU() time.Duration {
+	ents, _ := os.ReadDir("/proc")
+	var total time.Duration
+	self := strconv.Itoa(os.Getpid())
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !strings.Contains(string(cmd), "fauxqs") {
+			continue
+		}
+		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ... utime(14) stime(15), after the comm.
+		s := string(st)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) < 13 || fields[1] != self {
+			continue
+		}
+		ut, _ := strconv.ParseInt(fields[11], 10, 64)
+		stime, _ := strconv.ParseInt(fields[12], 10, 64)
+		total += time.Duration(ut+stime) * time.Second / 100 // USER_HZ
+	}
+	return total
 }
 
 // cpuTime returns the CPU time the process used so far.
@@ -146,12 +286,9 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// esmdRun fills a queue with n messages and drains it through a mapping
-// with the given BatchSize; it returns messages per second and the CPU
-// time of the drain.
-func esmdRun(b *testing.B, f *fauxqs, inv dispatcher.Invoker, n int, batch int64) (float64, time.Duration) {
-	url, arn := f.queue(b, false, nil)
-	fill(b, f, url, n)
+// esmdRun drains a filled queue through a mapping with the given
+// BatchSize.
+func esmdRun(b *testing.B, f *fauxqs, inv dispatcher.Invoker, url, arn string, batch int64) {
 	m := mapping(arn, batch)
 	m.FunctionArn = functionArn
 	if batch > 10 {
@@ -166,15 +303,12 @@ func esmdRun(b *testing.B, f *fauxqs, inv dispatcher.Invoker, n int, batch int64
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	start, c0 := time.Now(), cpuTime()
 	go func() { done <- r.Run(ctx, m, &reporter{}) }()
 	f.waitEmpty(b, url, 10*time.Minute)
-	el, c := time.Since(start), cpuTime()-c0
 	cancel()
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
-	return float64(n) / el.Seconds(), c
 }
 
 // plainLoop is the reference: benchConcurrency goroutines receiving and
