@@ -72,6 +72,11 @@ type Config struct {
 	// MaxPending bounds the records of one shard read but not yet done
 	// (default 10000): reading stops until some are done.
 	MaxPending int
+	// CheckpointInterval coalesces checkpoint writes: zero writes each
+	// advanced checkpoint before Done returns; above zero the latest
+	// position of each shard is written at most once per interval and on
+	// Close (stream.Config.CheckpointInterval).
+	CheckpointInterval time.Duration
 	// Log receives warnings; nil discards them.
 	Log *slog.Logger
 }
@@ -120,17 +125,18 @@ func New(ctx context.Context, api API, c Config) (*Poller, error) {
 	}
 	cl := &client{api: api, name: name, region: region, srcARN: StreamARN(c.StreamARN), identity: c.InvokeIdentityArn}
 	sp, err := stream.New(ctx, cl, stream.Config{
-		Name:             cl.srcARN,
-		Mapping:          c.Mapping,
-		Positions:        c.Positions,
-		StartingPosition: c.StartingPosition,
-		Timestamp:        c.Timestamp,
-		Limit:            int(c.Limit),
-		ListInterval:     c.ListInterval,
-		EmptyWait:        c.EmptyWait,
-		MaxWait:          c.MaxWait,
-		MaxPending:       c.MaxPending,
-		Log:              c.Log,
+		Name:               cl.srcARN,
+		Mapping:            c.Mapping,
+		Positions:          c.Positions,
+		StartingPosition:   c.StartingPosition,
+		Timestamp:          c.Timestamp,
+		Limit:              int(c.Limit),
+		ListInterval:       c.ListInterval,
+		EmptyWait:          c.EmptyWait,
+		MaxWait:            c.MaxWait,
+		MaxPending:         c.MaxPending,
+		Log:                c.Log,
+		CheckpointInterval: c.CheckpointInterval,
 	})
 	if err != nil {
 		return nil, err

@@ -29,9 +29,14 @@ type Poller struct {
 	errs  chan error
 	relst chan struct{}
 
-	// doneMu serialises checkpoint writes, so that they never go backwards
-	// and a shard's ShardEnd is never overwritten by an older position.
-	doneMu sync.Mutex
+	// doneMu serialises the tracker's Done and the choice of positions to
+	// write; writeMu serialises the writes themselves, taken after doneMu
+	// (never the other way), so that positions never go backwards and a
+	// shard's ShardEnd is never overwritten by an older position.
+	doneMu  sync.Mutex
+	writeMu sync.Mutex
+	dirty   map[string]string // coalesced positions not yet written (doneMu)
+	flush   chan struct{}     // wakes the writer
 
 	mu     sync.Mutex
 	shards map[string]*shard
@@ -69,6 +74,8 @@ func New(ctx context.Context, cl Client, c Config) (*Poller, error) {
 		relst:   make(chan struct{}, 1),
 		shards:  map[string]*shard{},
 		room:    make(chan struct{}),
+		dirty:   map[string]string{},
+		flush:   make(chan struct{}, 1),
 	}
 	shards, err := cl.Shards(ctx)
 	if err != nil {
@@ -78,6 +85,10 @@ func New(ctx context.Context, cl Client, c Config) (*Poller, error) {
 	p.add(shards, true)
 	p.wg.Add(1)
 	go p.discover()
+	if c.CheckpointInterval > 0 {
+		p.wg.Add(1)
+		go p.writer()
+	}
 	return p, nil
 }
 
@@ -361,13 +372,35 @@ func (p *Poller) finishLocked(sh *shard, closed bool) {
 		if p.tracker.Pending(sh.id) > 0 {
 			return // Done finishes it
 		}
-		if err := p.c.Positions.SetPosition(context.WithoutCancel(p.ctx), p.c.Mapping, sh.id, ShardEnd); err != nil {
+		// ShardEnd supersedes a coalesced position; a write of an older
+		// position in progress completes first (writeMu).
+		delete(p.dirty, sh.id)
+		p.writeMu.Lock()
+		err := p.c.Positions.SetPosition(context.WithoutCancel(p.ctx), p.c.Mapping, sh.id, ShardEnd)
+		p.writeMu.Unlock()
+		if err != nil {
 			p.c.Log.Warn("stream: checkpoint failed", "stream", p.c.Name, "shard", sh.id, "err", err)
 			return
 		}
 	}
 	p.tracker.Forget(sh.id)
 	sh.finOnce.Do(func() { close(sh.finished) })
+}
+
+// finished reports whether a shard is finished (ShardEnd written).
+func (p *Poller) finished(lane string) bool {
+	p.mu.Lock()
+	sh := p.shards[lane]
+	p.mu.Unlock()
+	if sh == nil {
+		return false
+	}
+	select {
+	case <-sh.finished:
+		return true
+	default:
+		return false
+	}
 }
 
 // Poll returns the next records read from any shard, or the error that
@@ -393,7 +426,8 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 }
 
 // Done checkpoints each shard at its last record such that it and every
-// record before it are done, and finishes shards read to their end.
+// record before it are done, and finishes shards read to their end. With
+// a CheckpointInterval the positions are written by the writer, later.
 func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 	p.doneMu.Lock()
 	defer p.doneMu.Unlock()
@@ -410,12 +444,22 @@ func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 			cps[recs[i].Lane] = cp
 		}
 	}
+	if len(lanes) == 0 {
+		return nil
+	}
 	wctx := context.WithoutCancel(ctx)
 	var errs []error
 	for _, lane := range lanes {
-		if err := p.c.Positions.SetPosition(wctx, p.c.Mapping, lane, cps[lane]); err != nil {
-			errs = append(errs, fmt.Errorf("stream: checkpoint of %s: %w", lane, err))
-			continue
+		if p.c.CheckpointInterval > 0 {
+			p.dirty[lane] = cps[lane]
+		} else {
+			p.writeMu.Lock()
+			err := p.c.Positions.SetPosition(wctx, p.c.Mapping, lane, cps[lane])
+			p.writeMu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("stream: checkpoint of %s: %w", lane, err))
+				continue
+			}
 		}
 		p.mu.Lock()
 		sh := p.shards[lane]
@@ -425,24 +469,77 @@ func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 			p.finishLocked(sh, true)
 		}
 	}
-	if len(lanes) > 0 {
-		p.mu.Lock()
-		close(p.room)
-		p.room = make(chan struct{})
-		p.mu.Unlock()
+	if p.c.CheckpointInterval > 0 {
+		select {
+		case p.flush <- struct{}{}:
+		default:
+		}
 	}
+	p.mu.Lock()
+	close(p.room)
+	p.room = make(chan struct{})
+	p.mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// writer writes coalesced positions, at most once per CheckpointInterval.
+func (p *Poller) writer() {
+	defer p.wg.Done()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-p.flush:
+		}
+		p.writeDirty()
+		if !p.sleep(p.c.CheckpointInterval) {
+			return
+		}
+	}
+}
+
+// writeDirty writes the coalesced positions; a failed one is kept for the
+// next write unless a newer one replaced it meanwhile.
+func (p *Poller) writeDirty() {
+	p.doneMu.Lock()
+	if len(p.dirty) == 0 {
+		p.doneMu.Unlock()
+		return
+	}
+	batch := p.dirty
+	p.dirty = map[string]string{}
+	p.writeMu.Lock() // before doneMu is released: writes stay in order
+	p.doneMu.Unlock()
+	failed := map[string]string{}
+	for lane, pos := range batch {
+		if err := p.c.Positions.SetPosition(context.WithoutCancel(p.ctx), p.c.Mapping, lane, pos); err != nil {
+			p.c.Log.Warn("stream: checkpoint failed", "stream", p.c.Name, "shard", lane, "err", err)
+			failed[lane] = pos
+		}
+	}
+	p.writeMu.Unlock()
+	if len(failed) > 0 {
+		p.doneMu.Lock()
+		for lane, pos := range failed {
+			if _, newer := p.dirty[lane]; !newer && !p.finished(lane) {
+				p.dirty[lane] = pos
+			}
+		}
+		p.doneMu.Unlock()
+	}
 }
 
 // Failed is never called for streams (their failures go through the retry
 // policy); it does nothing.
 func (p *Poller) Failed(context.Context, []source.Record) error { return nil }
 
-// Close stops the readers and waits for them. Records not done are read
-// again from the checkpoints by the next poller.
+// Close stops the readers and waits for them, then writes the coalesced
+// positions. Records not done are read again from the checkpoints by the
+// next poller.
 func (p *Poller) Close() error {
 	p.cancel()
 	p.wg.Wait()
+	p.writeDirty()
 	return nil
 }
 

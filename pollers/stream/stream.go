@@ -125,6 +125,14 @@ type Config struct {
 	// MaxPending bounds the records of one shard read but not yet
 	// checkpointed (default 10000): reading stops until some are done.
 	MaxPending int
+	// CheckpointInterval coalesces checkpoint writes (each one is an
+	// fsynced store write). Zero writes every advanced checkpoint before
+	// Done returns. Above zero, Done only notes the new positions and a
+	// writer stores the latest position of each shard at most once per
+	// interval, and on Close; ShardEnd is still written at once, so
+	// children never wait for the interval. A crash then redelivers, on
+	// top of the batches in flight, what was done in the last interval.
+	CheckpointInterval time.Duration
 	// Log receives warnings; nil discards them.
 	Log *slog.Logger
 }

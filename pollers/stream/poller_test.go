@@ -1,0 +1,405 @@
+package stream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/esmd/esmd/pollers/stream"
+	"github.com/esmd/esmd/source"
+)
+
+// These are unit tests of the machinery against an in-memory Client; the
+// source packages run the same paths against their real servers.
+
+var (
+	errThrottled = errors.New("throttled")
+	errExpired   = errors.New("expired")
+	errTrimmed   = errors.New("trimmed")
+	errNotFound  = errors.New("not found")
+)
+
+type fakeShard struct {
+	parents []string
+	recs    []source.Record
+	closed  bool
+	trimmed int // records before this index are past the retention
+}
+
+// fake is a stream of in-memory shards; an iterator is "shard:index".
+type fake struct {
+	mu       sync.Mutex
+	shards   map[string]*fakeShard
+	order    []string
+	readErrs []error // returned by the next reads, in order
+	listErr  error
+	iters    []stream.Position
+	// throttleEmpty answers a read at the end of an open shard with a
+	// throttle instead of an empty page.
+	throttleEmpty bool
+}
+
+func newFake() *fake { return &fake{shards: map[string]*fakeShard{}} }
+
+func (f *fake) shard(id string, parents ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.shards[id] = &fakeShard{parents: parents}
+	f.order = append(f.order, id)
+}
+
+func (f *fake) put(id string, bodies ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.shards[id]
+	for _, b := range bodies {
+		seq := fmt.Sprintf("%08d", len(s.recs)+1)
+		s.recs = append(s.recs, source.Record{Key: b, ID: seq, Seq: seq, Data: []byte(b), Arrival: time.Now().Add(-time.Hour)})
+	}
+}
+
+func (f *fake) close(id string) { f.mu.Lock(); f.shards[id].closed = true; f.mu.Unlock() }
+
+func (f *fake) Shards(context.Context) ([]stream.Shard, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
+	var out []stream.Shard
+	for _, id := range f.order {
+		out = append(out, stream.Shard{ID: id, Parents: f.shards[id].parents})
+	}
+	return out, nil
+}
+
+func (f *fake) Iterator(_ context.Context, id string, pos stream.Position) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.iters = append(f.iters, pos)
+	s := f.shards[id]
+	if s == nil {
+		return "", errNotFound
+	}
+	switch pos.Type {
+	case stream.TrimHorizon:
+		return fmt.Sprintf("%s:%d", id, s.trimmed), nil
+	case stream.Latest:
+		return fmt.Sprintf("%s:%d", id, len(s.recs)), nil
+	case stream.AfterSequenceNumber:
+		n, _ := strconv.Atoi(pos.Seq)
+		if n < s.trimmed {
+			return "", errTrimmed
+		}
+		return fmt.Sprintf("%s:%d", id, n), nil
+	}
+	return "", fmt.Errorf("iterator type %s", pos.Type)
+}
+
+func (f *fake) Read(_ context.Context, id, iter string, limit int) (stream.Page, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.readErrs) > 0 {
+		err := f.readErrs[0]
+		f.readErrs = f.readErrs[1:]
+		return stream.Page{}, err
+	}
+	sid, n, _ := strings.Cut(iter, ":")
+	i, _ := strconv.Atoi(n)
+	s := f.shards[sid]
+	if f.throttleEmpty && i == len(s.recs) && !s.closed {
+		return stream.Page{}, errThrottled
+	}
+	end := min(i+limit, len(s.recs))
+	page := stream.Page{Records: append([]source.Record(nil), s.recs[i:end]...), Next: fmt.Sprintf("%s:%d", id, end)}
+	if s.closed && end == len(s.recs) {
+		page.Next = ""
+	}
+	return page, nil
+}
+
+func (f *fake) Classify(err error) stream.ErrorKind {
+	switch {
+	case errors.Is(err, errThrottled):
+		return stream.Throttled
+	case errors.Is(err, errExpired):
+		return stream.Expired
+	case errors.Is(err, errTrimmed):
+		return stream.Trimmed
+	case errors.Is(err, errNotFound):
+		return stream.NotFound
+	}
+	return stream.Other
+}
+
+// mem is a Positions that counts its writes.
+type mem struct {
+	mu     sync.Mutex
+	pos    map[string]string
+	writes int
+}
+
+func (m *mem) Position(_ context.Context, _, lane string) (string, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.pos[lane]
+	return p, ok, nil
+}
+
+func (m *mem) SetPosition(_ context.Context, _, lane, pos string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pos == nil {
+		m.pos = map[string]string{}
+	}
+	m.pos[lane] = pos
+	m.writes++
+	return nil
+}
+
+func (m *mem) get(lane string) (string, int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pos[lane], m.writes
+}
+
+func open(t *testing.T, f *fake, c stream.Config) *stream.Poller {
+	t.Helper()
+	c.Mapping = "m"
+	c.EmptyWait, c.MaxWait, c.ListInterval = time.Millisecond, 5*time.Millisecond, 10*time.Millisecond
+	p, err := stream.New(context.Background(), f, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func pollN(t *testing.T, p *stream.Poller, n int) []source.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out []source.Record
+	for len(out) < n {
+		recs, err := p.Poll(ctx)
+		if err != nil {
+			t.Fatalf("poll after %d of %d records: %v", len(out), n, err)
+		}
+		out = append(out, recs...)
+	}
+	return out
+}
+
+func pollNone(t *testing.T, p *stream.Poller) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if recs, err := p.Poll(ctx); err == nil {
+		t.Fatalf("unexpected records %v", recs)
+	}
+}
+
+func bodies(recs []source.Record) string {
+	var b []string
+	for _, r := range recs {
+		b = append(b, string(r.Data))
+	}
+	return strings.Join(b, ",")
+}
+
+// A merge: the child starts only after both parents are read to their end,
+// every parent record is done and ShardEnd is stored for both.
+func TestMergeWaitsForBothParents(t *testing.T) {
+	f := newFake()
+	f.shard("a")
+	f.shard("b")
+	f.shard("c", "a", "b")
+	f.put("a", "a1", "a2")
+	f.put("b", "b1")
+	f.put("c", "c1")
+	f.close("a")
+	f.close("b")
+	st := &mem{}
+	p := open(t, f, stream.Config{Positions: st})
+	par := pollN(t, p, 3)
+	if got := bodies(par); strings.Contains(got, "c") {
+		t.Fatalf("child read before its parents were done: %s", got)
+	}
+	if err := p.Done(context.Background(), par[:1]); err != nil {
+		t.Fatal(err)
+	}
+	pollNone(t, p)
+	if err := p.Done(context.Background(), par[1:]); err != nil {
+		t.Fatal(err)
+	}
+	if got := bodies(pollN(t, p, 1)); got != "c1" {
+		t.Fatalf("child records %s", got)
+	}
+	for _, s := range []string{"a", "b"} {
+		if pos, _ := st.get(s); pos != stream.ShardEnd {
+			t.Fatalf("shard %s checkpoint %q, want %s", s, pos, stream.ShardEnd)
+		}
+	}
+}
+
+// Where a shard starts: checkpoint, ShardEnd, trimmed checkpoint, the
+// starting position.
+func TestStart(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		checkpoint string
+		trimmed    int
+		starting   string
+		want       string
+	}{
+		{name: "TrimHorizon", starting: stream.TrimHorizon, want: "r1,r2,r3"},
+		{name: "Latest", starting: stream.Latest, want: "r4"},
+		{name: "CheckpointWins", checkpoint: "00000002", starting: stream.Latest, want: "r3"},
+		{name: "TrimmedCheckpoint", checkpoint: "00000001", trimmed: 2, want: "r3"},
+		{name: "ShardEnd", checkpoint: stream.ShardEnd, want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			f.shard("s")
+			f.put("s", "r1", "r2", "r3")
+			f.shards["s"].trimmed = tc.trimmed
+			st := &mem{}
+			if tc.checkpoint != "" {
+				st.SetPosition(context.Background(), "m", "s", tc.checkpoint)
+			}
+			p := open(t, f, stream.Config{Positions: st, StartingPosition: tc.starting})
+			// Wait until the shard was read once (LATEST is taken then).
+			for deadline := time.Now().Add(5 * time.Second); len(p.Lag()) == 0 && tc.want != ""; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("shard never read")
+				}
+			}
+			if tc.want == "" {
+				pollNone(t, p)
+				return
+			}
+			f.put("s", "r4")
+			n := len(strings.Split(tc.want, ","))
+			if got := bodies(pollN(t, p, n)[:n]); got != tc.want {
+				t.Fatalf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// Throttling keeps the iterator; an expired iterator and another failure
+// renew it after the last record read: nothing lost or read twice.
+func TestReadFaults(t *testing.T) {
+	f := newFake()
+	f.shard("s")
+	f.put("s", "r1", "r2")
+	p := open(t, f, stream.Config{Positions: &mem{}, Limit: 1})
+	got := pollN(t, p, 2)
+	f.mu.Lock()
+	f.readErrs = []error{errThrottled, errExpired, errors.New("boom"), errThrottled}
+	f.mu.Unlock()
+	f.put("s", "r3", "r4")
+	got = append(got, pollN(t, p, 2)...)
+	pollNone(t, p)
+	if b := bodies(got); b != "r1,r2,r3,r4" {
+		t.Fatalf("got %s", b)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.iters) != 3 {
+		t.Fatalf("%d iterators %v, want 3 (first, after expiry, after the failure)", len(f.iters), f.iters)
+	}
+	for _, it := range f.iters[1:] {
+		if it.Type != stream.AfterSequenceNumber || it.Seq != "00000002" {
+			t.Fatalf("renewed iterator %+v, want after r2", it)
+		}
+	}
+}
+
+// A stream that disappears ends the poller: Poll returns the error.
+func TestStreamGone(t *testing.T) {
+	f := newFake()
+	f.shard("s")
+	p := open(t, f, stream.Config{Positions: &mem{}})
+	f.mu.Lock()
+	f.listErr = fmt.Errorf("list: %w", errNotFound)
+	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.Poll(ctx); !errors.Is(err, errNotFound) {
+		t.Fatalf("Poll: %v, want the not-found error", err)
+	}
+}
+
+// Coalesced checkpoints: Done writes nothing itself; the latest position is
+// written once, by Close at the latest; ShardEnd is written at once.
+func TestCoalescedCheckpoints(t *testing.T) {
+	f := newFake()
+	f.shard("s")
+	f.shard("t")
+	f.put("s", "s1", "s2", "s3")
+	f.put("t", "t1")
+	f.close("t")
+	st := &mem{}
+	p := open(t, f, stream.Config{Positions: st, CheckpointInterval: time.Hour})
+	recs := pollN(t, p, 4)
+	var s, tt []source.Record
+	for _, r := range recs {
+		if r.Lane == "s" {
+			s = append(s, r)
+		} else {
+			tt = append(tt, r)
+		}
+	}
+	// The first Done wakes the writer at once; the next ones wait.
+	if err := p.Done(context.Background(), s[:1]); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if pos, _ := st.get("s"); pos == s[0].Seq {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first checkpoint never written")
+		}
+	}
+	for _, r := range s[1:] {
+		if err := p.Done(context.Background(), []source.Record{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Done(context.Background(), tt); err != nil {
+		t.Fatal(err)
+	}
+	if pos, _ := st.get("t"); pos != stream.ShardEnd {
+		t.Fatalf("closed shard checkpoint %q, want ShardEnd at once", pos)
+	}
+	if pos, _ := st.get("s"); pos != s[0].Seq {
+		t.Fatalf("checkpoint %q before the interval, want %q", pos, s[0].Seq)
+	}
+	p.Close()
+	pos, writes := st.get("s")
+	if pos != s[2].Seq || writes != 3 {
+		t.Fatalf("after Close: checkpoint %q after %d writes, want %q after 3", pos, writes, s[2].Seq)
+	}
+}
+
+// IteratorAge comes from the last record's arrival when the source does
+// not say how far behind it is.
+func TestLagFromArrival(t *testing.T) {
+	f := newFake()
+	f.shard("s")
+	f.put("s", "r1")
+	f.throttleEmpty = true
+	p := open(t, f, stream.Config{Positions: &mem{}})
+	pollN(t, p, 1)
+	// The record arrived an hour ago.
+	if age, ok := p.Lag()["s"]; !ok || age < 59*time.Minute || age > 61*time.Minute {
+		t.Fatalf("IteratorAge %v (%v), want about 1h", age, ok)
+	}
+}
