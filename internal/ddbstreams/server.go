@@ -1,7 +1,6 @@
 package ddbstreams
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -115,14 +114,11 @@ func Start(opts ...Option) (*Server, error) {
 // URL is the server's endpoint, http://127.0.0.1:port.
 func (s *Server) URL() string { return "http://" + s.ln.Addr().String() }
 
-// Close stops the server and waits for its goroutine.
+// Close stops the server at once (connections are closed, not drained:
+// a client's idle or half-opened connection would hold a graceful
+// shutdown for seconds) and waits for its goroutine.
 func (s *Server) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		err = errors.Join(err, s.srv.Close())
-	}
+	err := s.srv.Close()
 	<-s.done
 	return err
 }

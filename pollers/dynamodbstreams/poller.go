@@ -1,0 +1,394 @@
+// Package dynamodbstreams is the poller of DynamoDB Streams mappings. The
+// shard machinery (discovery and re-listing, lineage: a child shard starts
+// only once its parent is read to its end and every one of its records is
+// done, iterators, backoff, checkpoints through source.Tracker, Lag) is
+// package stream's; this package is its DynamoDB Streams client
+// (DescribeStream, GetShardIterator, GetRecords, error classes) and the
+// DynamoDB record encoding.
+//
+// Lane is the shard id; Key the item's key (its Keys in typed JSON, names
+// sorted), so that ParallelizationFactor keeps each item's changes in
+// order; ID and Seq the record's SequenceNumber (the itemIdentifier of a
+// partial batch response); Arrival its ApproximateCreationDateTime (whole
+// seconds, as DynamoDB gives it); Data the event record
+// payload.AppendDynamoDB encodes, byte for byte as AWS delivers it.
+//
+// DynamoDB Streams has no AT_TIMESTAMP starting position (esm validation
+// refuses such a mapping with AWS's message before a poller starts) and no
+// MillisBehindLatest: Lag is the age of the last record read.
+package dynamodbstreams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ddbs "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+
+	"github.com/esmd/esmd/payload"
+	"github.com/esmd/esmd/pollers/stream"
+	"github.com/esmd/esmd/source"
+)
+
+// ShardEnd is the position stored for a shard that was read to its end and
+// whose every record is done: its children may start.
+const ShardEnd = stream.ShardEnd
+
+// Positions is where checkpoints are kept, per mapping and shard;
+// checkpoint.Store implements it.
+type Positions = stream.Positions
+
+// API is the part of the DynamoDB Streams client the poller uses.
+type API interface {
+	DescribeStream(ctx context.Context, in *ddbs.DescribeStreamInput, o ...func(*ddbs.Options)) (*ddbs.DescribeStreamOutput, error)
+	GetShardIterator(ctx context.Context, in *ddbs.GetShardIteratorInput, o ...func(*ddbs.Options)) (*ddbs.GetShardIteratorOutput, error)
+	GetRecords(ctx context.Context, in *ddbs.GetRecordsInput, o ...func(*ddbs.Options)) (*ddbs.GetRecordsOutput, error)
+}
+
+// Config is what the poller reads and from where.
+type Config struct {
+	// StreamARN is the mapping's EventSourceArn,
+	// arn:aws:dynamodb:<region>:<account>:table/<table>/stream/<label>.
+	StreamARN string
+	// Mapping is the mapping's UUID, the key of its checkpoints.
+	Mapping string
+	// StartingPosition is TRIM_HORIZON (default) or LATEST; a stored
+	// checkpoint wins over it.
+	StartingPosition string
+	// Positions keeps the checkpoints. Required.
+	Positions Positions
+	// Limit is GetRecords' Limit (default and maximum 1000).
+	Limit int
+	// ListInterval is how often shards are listed again (default 10 s); a
+	// shard read to its end lists them at once.
+	ListInterval time.Duration
+	// EmptyWait is the first wait after an empty read, doubling up to
+	// MaxWait (defaults 100 ms and 250 ms: AWS polls each DynamoDB shard
+	// four times a second).
+	EmptyWait, MaxWait time.Duration
+	// MaxPending bounds the records of one shard read but not yet done
+	// (default 10000): reading stops until some are done.
+	MaxPending int
+	// CheckpointInterval coalesces checkpoint writes (see
+	// stream.Config.CheckpointInterval); zero writes each one at once.
+	CheckpointInterval time.Duration
+	// Log receives warnings; nil discards them.
+	Log *slog.Logger
+}
+
+// ParseARN checks a stream ARN
+// (arn:aws:dynamodb:<region>:<account>:table/<table>/stream/<label>) and
+// returns its table and region.
+func ParseARN(arn string) (table, region string, err error) {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 || parts[2] != "dynamodb" || !strings.HasPrefix(parts[5], "table/") {
+		return "", "", fmt.Errorf("dynamodbstreams: not a stream ARN: %q", arn)
+	}
+	table, label, ok := strings.Cut(strings.TrimPrefix(parts[5], "table/"), "/stream/")
+	if !ok || table == "" || label == "" {
+		return "", "", fmt.Errorf("dynamodbstreams: not a stream ARN: %q", arn)
+	}
+	return table, parts[3], nil
+}
+
+// Poller reads one mapping's stream. It implements pipeline.Poller and
+// Lag (IteratorAge by shard: the age of the last record read).
+type Poller struct {
+	*stream.Poller
+}
+
+// New starts a poller on api. Shards are listed once before New returns,
+// so a missing stream is an error here (IsStreamNotFound).
+func New(ctx context.Context, api API, c Config) (*Poller, error) {
+	if c.Positions == nil {
+		return nil, errors.New("dynamodbstreams: Config.Positions is required")
+	}
+	_, region, err := ParseARN(c.StreamARN)
+	if err != nil {
+		return nil, err
+	}
+	if c.Limit <= 0 || c.Limit > 1000 {
+		c.Limit = 1000
+	}
+	if c.EmptyWait <= 0 {
+		c.EmptyWait = 100 * time.Millisecond
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = 250 * time.Millisecond
+	}
+	cl := &client{api: api, arn: c.StreamARN, region: region}
+	sp, err := stream.New(ctx, cl, stream.Config{
+		Name:               c.StreamARN,
+		Mapping:            c.Mapping,
+		Positions:          c.Positions,
+		StartingPosition:   c.StartingPosition,
+		Limit:              c.Limit,
+		ListInterval:       c.ListInterval,
+		EmptyWait:          c.EmptyWait,
+		MaxWait:            c.MaxWait,
+		MaxPending:         c.MaxPending,
+		CheckpointInterval: c.CheckpointInterval,
+		Log:                c.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Poller{Poller: sp}, nil
+}
+
+// Open starts a poller with a client made from cfg (endpoint from the SDK
+// configuration: AWS_ENDPOINT_URL_DYNAMODB_STREAMS, AWS_ENDPOINT_URL), in
+// the stream ARN's region.
+func Open(ctx context.Context, cfg aws.Config, c Config) (*Poller, error) {
+	return New(ctx, NewClient(cfg, c.StreamARN), c)
+}
+
+// NewClient returns a DynamoDB Streams client from cfg in the region of
+// streamARN.
+func NewClient(cfg aws.Config, streamARN string) *ddbs.Client {
+	if _, region, err := ParseARN(streamARN); err == nil && region != "" {
+		cfg = cfg.Copy()
+		cfg.Region = region
+	}
+	return ddbs.NewFromConfig(cfg)
+}
+
+// client is the stream.Client of one DynamoDB stream.
+type client struct {
+	api    API
+	arn    string
+	region string
+}
+
+func (c *client) Shards(ctx context.Context) ([]stream.Shard, error) {
+	var out []stream.Shard
+	in := &ddbs.DescribeStreamInput{StreamArn: aws.String(c.arn)}
+	for {
+		res, err := c.api.DescribeStream(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("dynamodbstreams: DescribeStream %s: %w", c.arn, err)
+		}
+		d := res.StreamDescription
+		if d == nil {
+			return out, nil
+		}
+		for _, s := range d.Shards {
+			sh := stream.Shard{ID: aws.ToString(s.ShardId)}
+			if p := aws.ToString(s.ParentShardId); p != "" {
+				sh.Parents = []string{p}
+			}
+			out = append(out, sh)
+		}
+		if aws.ToString(d.LastEvaluatedShardId) == "" {
+			return out, nil
+		}
+		in = &ddbs.DescribeStreamInput{StreamArn: aws.String(c.arn), ExclusiveStartShardId: d.LastEvaluatedShardId}
+	}
+}
+
+func (c *client) Iterator(ctx context.Context, shard string, pos stream.Position) (string, error) {
+	in := &ddbs.GetShardIteratorInput{StreamArn: aws.String(c.arn), ShardId: aws.String(shard),
+		ShardIteratorType: types.ShardIteratorType(pos.Type)}
+	switch pos.Type {
+	case stream.AfterSequenceNumber:
+		in.SequenceNumber = aws.String(pos.Seq)
+	case stream.AtTimestamp:
+		// Refused at create time; a mapping stored before that rule reads
+		// from the oldest record rather than not at all.
+		in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
+	}
+	res, err := c.api.GetShardIterator(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("dynamodbstreams: GetShardIterator %s: %w", shard, err)
+	}
+	return aws.ToString(res.ShardIterator), nil
+}
+
+func (c *client) Read(ctx context.Context, shard, iter string, limit int) (stream.Page, error) {
+	res, err := c.api.GetRecords(ctx, &ddbs.GetRecordsInput{ShardIterator: aws.String(iter), Limit: aws.Int32(int32(limit))})
+	if err != nil {
+		return stream.Page{}, fmt.Errorf("dynamodbstreams: GetRecords %s: %w", shard, err)
+	}
+	page := stream.Page{Next: aws.ToString(res.NextShardIterator)}
+	if len(res.Records) > 0 {
+		page.Records = make([]source.Record, 0, len(res.Records))
+		for i := range res.Records {
+			if res.Records[i].Dynamodb == nil {
+				continue // not a record: nothing to deliver or checkpoint
+			}
+			page.Records = append(page.Records, c.record(&res.Records[i]))
+		}
+	}
+	return page, nil
+}
+
+func (c *client) Classify(err error) stream.ErrorKind {
+	var (
+		nf *types.ResourceNotFoundException
+		le *types.LimitExceededException
+		ei *types.ExpiredIteratorException
+		td *types.TrimmedDataAccessException
+	)
+	switch {
+	case errors.As(err, &nf):
+		return stream.NotFound
+	case errors.As(err, &le):
+		return stream.Throttled
+	case errors.As(err, &ei):
+		return stream.Expired
+	case errors.As(err, &td):
+		return stream.Trimmed
+	}
+	return stream.Other
+}
+
+// record encodes one stream record as the element of the event's Records.
+func (c *client) record(r *types.Record) source.Record {
+	d := r.Dynamodb
+	keys := AppendAttributeMap(nil, d.Keys)
+	dr := payload.DynamoDBRecord{
+		EventID:        aws.ToString(r.EventID),
+		EventName:      string(r.EventName),
+		EventVersion:   aws.ToString(r.EventVersion),
+		AWSRegion:      aws.ToString(r.AwsRegion),
+		Keys:           keys,
+		SequenceNumber: aws.ToString(d.SequenceNumber),
+		SizeBytes:      aws.ToInt64(d.SizeBytes),
+		StreamViewType: string(d.StreamViewType),
+		EventSourceARN: c.arn,
+	}
+	if dr.AWSRegion == "" {
+		dr.AWSRegion = c.region
+	}
+	if d.ApproximateCreationDateTime != nil {
+		// DynamoDB gives whole seconds; keep them whole whatever a server
+		// sends, as the event shows an integral number.
+		dr.ApproximateCreationDateTime = d.ApproximateCreationDateTime.Truncate(time.Second)
+	}
+	if d.NewImage != nil {
+		dr.NewImage = AppendAttributeMap(nil, d.NewImage)
+	}
+	if d.OldImage != nil {
+		dr.OldImage = AppendAttributeMap(nil, d.OldImage)
+	}
+	if u := r.UserIdentity; u != nil {
+		b := append([]byte(nil), `{"type":`...)
+		b = payload.AppendString(b, aws.ToString(u.Type))
+		b = append(b, `,"principalId":`...)
+		b = payload.AppendString(b, aws.ToString(u.PrincipalId))
+		dr.UserIdentity = append(b, '}')
+	}
+	return source.Record{
+		Key:     string(keys),
+		ID:      dr.SequenceNumber,
+		Seq:     dr.SequenceNumber,
+		Arrival: dr.ApproximateCreationDateTime,
+		Data:    payload.AppendDynamoDB(nil, &dr),
+	}
+}
+
+// AppendAttributeMap appends an attribute map in DynamoDB's typed JSON
+// ({"Id":{"N":"101"}}), the form Lambda delivers Keys, NewImage and
+// OldImage in: numbers as strings, binaries in base64. Attribute names
+// are sorted, so that one item's Keys always encode alike (AWS's own
+// order is not documented).
+func AppendAttributeMap(dst []byte, m map[string]types.AttributeValue) []byte {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	dst = append(dst, '{')
+	for i, k := range names {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = payload.AppendString(dst, k)
+		dst = append(dst, ':')
+		dst = AppendAttributeValue(dst, m[k])
+	}
+	return append(dst, '}')
+}
+
+// AppendAttributeValue appends one typed attribute value ({"S":"x"}).
+func AppendAttributeValue(dst []byte, v types.AttributeValue) []byte {
+	switch v := v.(type) {
+	case *types.AttributeValueMemberS:
+		dst = append(dst, `{"S":`...)
+		dst = payload.AppendString(dst, v.Value)
+	case *types.AttributeValueMemberN:
+		dst = append(dst, `{"N":`...)
+		dst = payload.AppendString(dst, v.Value)
+	case *types.AttributeValueMemberB:
+		dst = append(dst, `{"B":`...)
+		dst = payload.AppendBase64(dst, v.Value)
+	case *types.AttributeValueMemberBOOL:
+		dst = append(dst, `{"BOOL":`...)
+		dst = appendBool(dst, v.Value)
+	case *types.AttributeValueMemberNULL:
+		dst = append(dst, `{"NULL":`...)
+		dst = appendBool(dst, v.Value)
+	case *types.AttributeValueMemberSS:
+		dst = append(dst, `{"SS":`...)
+		dst = appendStrings(dst, v.Value)
+	case *types.AttributeValueMemberNS:
+		dst = append(dst, `{"NS":`...)
+		dst = appendStrings(dst, v.Value)
+	case *types.AttributeValueMemberBS:
+		dst = append(dst, `{"BS":[`...)
+		for i, b := range v.Value {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = payload.AppendBase64(dst, b)
+		}
+		dst = append(dst, ']')
+	case *types.AttributeValueMemberL:
+		dst = append(dst, `{"L":[`...)
+		for i, e := range v.Value {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = AppendAttributeValue(dst, e)
+		}
+		dst = append(dst, ']')
+	case *types.AttributeValueMemberM:
+		dst = append(dst, `{"M":`...)
+		dst = AppendAttributeMap(dst, v.Value)
+	default:
+		// An attribute type newer than this SDK (UnknownUnionMember):
+		// deliver it as a NULL rather than as invalid JSON.
+		return append(dst, `{"NULL":true}`...)
+	}
+	return append(dst, '}')
+}
+
+func appendBool(dst []byte, b bool) []byte {
+	if b {
+		return append(dst, "true"...)
+	}
+	return append(dst, "false"...)
+}
+
+func appendStrings(dst []byte, ss []string) []byte {
+	dst = append(dst, '[')
+	for i, s := range ss {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = payload.AppendString(dst, s)
+	}
+	return append(dst, ']')
+}
+
+// IsStreamNotFound reports whether err says the stream does not exist.
+func IsStreamNotFound(err error) bool {
+	var nf *types.ResourceNotFoundException
+	return errors.As(err, &nf)
+}
