@@ -27,9 +27,12 @@ type Poller struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the supervisor and the consumers
 
-	// out carries encoded records from the consumers to Poll. Its size
-	// does not bound anything: each consumer's prefetch does.
-	out chan source.Record
+	// out carries encoded records from the consumers to Poll, in chunks
+	// of what a consumer had received (one consumer's records, in
+	// delivery order), so that a batch costs a few channel operations and
+	// wake-ups rather than one per message. Its size does not bound
+	// anything: each consumer's prefetch does.
+	out chan []source.Record
 
 	// fatal is closed (with err set) when the broker has been unreachable
 	// for longer than MaxDowntime.
@@ -60,7 +63,8 @@ func Open(ctx context.Context, cfg Config) (*Poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := backlog(conn, cfg.Queue); err != nil {
+	ready, err := backlog(conn, cfg.Queue)
+	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("queue %q in virtual host %q: %w", cfg.Queue, cfg.VHost, err)
 	}
@@ -69,18 +73,25 @@ func Open(ctx context.Context, cfg Config) (*Poller, error) {
 		cfg:      cfg,
 		group:    group,
 		overhead: payload.NewBuilder(payload.Envelope{Kind: payload.KindRabbitMQ, EventSourceARN: cfg.EventSourceARN}).SizeWith(group, 0),
-		out:      make(chan source.Record, cfg.BatchSize),
+		out:      make(chan []source.Record, cfg.MaxConsumers),
 		fatal:    make(chan struct{}),
 		lost:     make(chan struct{}, 1),
 		conn:     conn,
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	c, err := p.startConsumer(conn)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("consume queue %q in virtual host %q: %w", cfg.Queue, cfg.VHost, err)
+	// As many consumers as the backlog fills (each holds BatchSize), so a
+	// mapping opened on a deep queue does not spend its first seconds
+	// scaling up one consumer per ScaleInterval.
+	for range min(max(1, (ready+cfg.BatchSize-1)/cfg.BatchSize), cfg.MaxConsumers) {
+		c, err := p.startConsumer(conn)
+		if err != nil {
+			p.cancel()
+			conn.Close()
+			p.wg.Wait()
+			return nil, fmt.Errorf("consume queue %q in virtual host %q: %w", cfg.Queue, cfg.VHost, err)
+		}
+		p.consumers = append(p.consumers, c)
 	}
-	p.consumers = append(p.consumers, c)
 	p.wg.Add(1)
 	go p.supervise(conn)
 	return p, nil
@@ -93,8 +104,8 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 	var recs []source.Record
 	for len(recs) == 0 {
 		select {
-		case r := <-p.out:
-			recs = p.keep(recs, r)
+		case chunk := <-p.out:
+			recs = p.keep(recs, chunk)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-p.fatal:
@@ -105,8 +116,8 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 	}
 	for len(recs) < p.cfg.BatchSize {
 		select {
-		case r := <-p.out:
-			recs = p.keep(recs, r)
+		case chunk := <-p.out:
+			recs = p.keep(recs, chunk)
 		default:
 			return recs, nil
 		}
@@ -114,14 +125,18 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 	return recs, nil
 }
 
-// keep appends r unless its channel has closed since it was delivered:
-// the broker has requeued it and will deliver it again, so invoking the
-// function with it now would only make a duplicate.
-func (p *Poller) keep(recs []source.Record, r source.Record) []source.Record {
-	if h, ok := r.Meta.(handle); ok && h.c.isDead() {
+// keep appends a consumer's chunk of records unless its channel has closed
+// since they were delivered: the broker has requeued them and will deliver
+// them again, so invoking the function with them now would only make
+// duplicates.
+func (p *Poller) keep(recs, chunk []source.Record) []source.Record {
+	if h, ok := chunk[0].Meta.(handle); ok && h.c.isDead() {
 		return recs
 	}
-	return append(recs, r)
+	if recs == nil {
+		return chunk
+	}
+	return append(recs, chunk...)
 }
 
 var errClosed = errors.New("rabbitmq: poller closed")
@@ -509,28 +524,34 @@ type consumer struct {
 }
 
 // run forwards deliveries as records until the channel closes or is
-// cancelled.
+// cancelled: each chunk holds what had arrived (at most BatchSize).
 func (c *consumer) run(deliveries <-chan amqp.Delivery) {
 	defer c.p.wg.Done()
-	for d := range deliveries {
-		rec := c.record(&d)
-		c.mu.Lock()
-		c.order = append(c.order, d.DeliveryTag)
-		c.state[d.DeliveryTag] = pending
-		c.mu.Unlock()
-		if c.p.overhead+len(rec.Data) > payload.MaxPayloadSize {
-			// No event can carry it: AWS drops such a message (spec
-			// MQ-6). Acked here, since handing it back to the broker
-			// would only bring it back forever.
-			c.p.cfg.Log.Warn("rabbitmq message larger than the invocation payload limit is dropped",
-				"queue", c.p.cfg.Queue, "bodySize", len(d.Body), "eventSize", c.p.overhead+len(rec.Data))
-			if err := c.settle([]uint64{d.DeliveryTag}, true); err != nil {
-				c.p.cfg.Log.Warn("rabbitmq ack", "queue", c.p.cfg.Queue, "err", err)
+	open := true
+	for open {
+		d, ok := <-deliveries
+		if !ok {
+			break
+		}
+		chunk := c.take(nil, &d)
+	more:
+		for len(chunk) < c.p.cfg.BatchSize {
+			select {
+			case d, ok := <-deliveries:
+				if !ok {
+					open = false
+					break more
+				}
+				chunk = c.take(chunk, &d)
+			default:
+				break more
 			}
+		}
+		if len(chunk) == 0 {
 			continue
 		}
 		select {
-		case c.p.out <- rec:
+		case c.p.out <- chunk:
 		case <-c.p.ctx.Done():
 			return
 		}
@@ -552,6 +573,31 @@ func (c *consumer) run(deliveries <-chan amqp.Delivery) {
 	case c.p.lost <- struct{}{}:
 	default:
 	}
+}
+
+// take tracks a delivery and appends its record to chunk, or acks and
+// drops it when no event could carry it.
+func (c *consumer) take(chunk []source.Record, d *amqp.Delivery) []source.Record {
+	rec := c.record(d)
+	c.mu.Lock()
+	c.order = append(c.order, d.DeliveryTag)
+	c.state[d.DeliveryTag] = pending
+	c.mu.Unlock()
+	if c.p.overhead+len(rec.Data) > payload.MaxPayloadSize {
+		// No event can carry it: AWS drops such a message (spec MQ-6).
+		// Acked here, since handing it back to the broker would only
+		// bring it back forever.
+		c.p.cfg.Log.Warn("rabbitmq message larger than the invocation payload limit is dropped",
+			"queue", c.p.cfg.Queue, "bodySize", len(d.Body), "eventSize", c.p.overhead+len(rec.Data))
+		if err := c.settle([]uint64{d.DeliveryTag}, true); err != nil {
+			c.p.cfg.Log.Warn("rabbitmq ack", "queue", c.p.cfg.Queue, "err", err)
+		}
+		return chunk
+	}
+	if chunk == nil {
+		chunk = make([]source.Record, 0, min(c.p.cfg.BatchSize, 16))
+	}
+	return append(chunk, rec)
 }
 
 func (c *consumer) record(d *amqp.Delivery) source.Record {
