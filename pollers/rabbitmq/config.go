@@ -12,6 +12,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/esmd/esmd/esm"
 )
 
 // Config says which queue a Poller reads and how.
@@ -132,6 +134,31 @@ var (
 	// ErrQueueNotFound: the queue does not exist in the virtual host.
 	ErrQueueNotFound = errors.New("queue not found")
 )
+
+// Reasons Lambda gives in StateTransitionReason when it disables an MQ
+// mapping on an error that retrying cannot fix (spec MQ-7).
+const (
+	ReasonAuthN = "EVENT_SOURCE_AUTHN_ERROR"
+	ReasonAuthZ = "EVENT_SOURCE_AUTHZ_ERROR"
+)
+
+// disabling wraps err in an *esm.DisableError when the broker refused the
+// credentials (403 ACCESS_REFUSED at login: EVENT_SOURCE_AUTHN_ERROR) or
+// the user's access to the virtual host or queue (EVENT_SOURCE_AUTHZ_ERROR):
+// Lambda disables the mapping then instead of retrying (spec MQ-7), and the
+// pipeline does the same with the *esm.DisableError. Other errors are
+// returned as they are (retried).
+func disabling(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrAuthentication):
+		return &esm.DisableError{Reason: ReasonAuthN, Err: err}
+	case errors.Is(err, ErrAuthorization):
+		return &esm.DisableError{Reason: ReasonAuthZ, Err: err}
+	}
+	return err
+}
 
 // classify wraps an amqp091 error with the sentinel of its cause.
 func classify(err error) error {

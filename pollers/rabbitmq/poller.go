@@ -11,6 +11,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
 )
@@ -52,8 +53,11 @@ type Poller struct {
 }
 
 // Open connects to the broker, checks the queue and starts the first
-// consumer. An error wraps ErrAuthentication, ErrAuthorization,
-// ErrVHostNotFound or ErrQueueNotFound when the broker says so.
+// consumers. An error wraps ErrAuthentication, ErrAuthorization,
+// ErrVHostNotFound or ErrQueueNotFound when the broker says so; refused
+// credentials or access come wrapped in an *esm.DisableError (Reason
+// EVENT_SOURCE_AUTHN_ERROR or EVENT_SOURCE_AUTHZ_ERROR), on which the
+// pipeline disables the mapping as Lambda does.
 func Open(ctx context.Context, cfg Config) (*Poller, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
@@ -61,12 +65,12 @@ func Open(ctx context.Context, cfg Config) (*Poller, error) {
 	}
 	conn, err := cfg.dial(ctx)
 	if err != nil {
-		return nil, err
+		return nil, disabling(err)
 	}
 	ready, err := backlog(conn, cfg.Queue)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("queue %q in virtual host %q: %w", cfg.Queue, cfg.VHost, err)
+		return nil, disabling(fmt.Errorf("queue %q in virtual host %q: %w", cfg.Queue, cfg.VHost, err))
 	}
 	group := payload.RabbitMQGroup(cfg.Queue, cfg.VHost)
 	p := &Poller{
@@ -88,7 +92,7 @@ func Open(ctx context.Context, cfg Config) (*Poller, error) {
 			p.cancel()
 			conn.Close()
 			p.wg.Wait()
-			return nil, fmt.Errorf("consume queue %q in virtual host %q: %w", cfg.Queue, cfg.VHost, err)
+			return nil, disabling(fmt.Errorf("consume queue %q in virtual host %q: %w", cfg.Queue, cfg.VHost, err))
 		}
 		p.consumers = append(p.consumers, c)
 	}
@@ -446,14 +450,27 @@ func (p *Poller) sleep(d time.Duration) bool {
 }
 
 // noteDown records a failed attempt and, past MaxDowntime, makes Poll fail.
+// A broker that refuses the credentials or the user's access makes Poll
+// fail at once with an *esm.DisableError: it answered, and waiting will not
+// change its answer (the password was changed, the permissions revoked), so
+// the mapping is disabled as Lambda does (spec MQ-7).
 func (p *Poller) noteDown(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.fatalErr != nil {
+		return
+	}
+	var de *esm.DisableError
+	if d := disabling(err); errors.As(d, &de) {
+		p.fatalErr = fmt.Errorf("rabbitmq: %w", d)
+		close(p.fatal)
+		return
+	}
 	now := time.Now()
 	if p.downSince.IsZero() {
 		p.downSince = now
 	}
-	if now.Sub(p.downSince) >= p.cfg.MaxDowntime && p.fatalErr == nil {
+	if now.Sub(p.downSince) >= p.cfg.MaxDowntime {
 		p.fatalErr = fmt.Errorf("rabbitmq: broker unreachable for %v: %w", now.Sub(p.downSince).Round(time.Second), err)
 		close(p.fatal)
 	}

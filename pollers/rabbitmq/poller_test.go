@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/pipeline"
@@ -226,6 +227,10 @@ func TestVirtualHostAndTLS(t *testing.T) {
 	}
 }
 
+// TestCheckAndOpenErrors: Check and Open name the cause of a refusal; Open
+// wraps refused credentials (EVENT_SOURCE_AUTHN_ERROR) and refused access
+// (EVENT_SOURCE_AUTHZ_ERROR) in an *esm.DisableError, on which the pipeline
+// disables the mapping (spec MQ-7), and nothing else.
 func TestCheckAndOpenErrors(t *testing.T) {
 	b := testenv.RabbitMQ(t)
 	q := queue(t, b, "/", nil)
@@ -233,17 +238,23 @@ func TestCheckAndOpenErrors(t *testing.T) {
 	if err := rabbitmq.Check(ctx, config(b, "/", q)); err != nil {
 		t.Fatalf("existing queue: %v", err)
 	}
+	// A user with no permission in any virtual host.
+	const noPerm = "esmd-no-permissions"
+	b.Ctl(t, "add_user", noPerm, "pw")
+	t.Cleanup(func() { b.Ctl(t, "delete_user", noPerm) })
 	cases := []struct {
-		name string
-		edit func(*rabbitmq.Config)
-		want error
+		name   string
+		edit   func(*rabbitmq.Config)
+		want   error
+		reason string // of the *esm.DisableError Open returns; "" for none
 	}{
-		{"missing queue", func(c *rabbitmq.Config) { c.Queue = "no-such-queue" }, rabbitmq.ErrQueueNotFound},
-		{"missing vhost", func(c *rabbitmq.Config) { c.VHost = "no-such-vhost" }, rabbitmq.ErrVHostNotFound},
+		{"missing queue", func(c *rabbitmq.Config) { c.Queue = "no-such-queue" }, rabbitmq.ErrQueueNotFound, ""},
+		{"missing vhost", func(c *rabbitmq.Config) { c.VHost = "no-such-vhost" }, rabbitmq.ErrVHostNotFound, ""},
 		// RabbitMQ closes a connection that failed to log in silently
 		// after 3 s (amqp091 does not ask for the explicit close), so
 		// there is one such case.
-		{"wrong password", func(c *rabbitmq.Config) { c.Password = "wrong" }, rabbitmq.ErrAuthentication},
+		{"wrong password", func(c *rabbitmq.Config) { c.Password = "wrong" }, rabbitmq.ErrAuthentication, "EVENT_SOURCE_AUTHN_ERROR"},
+		{"no permission in the vhost", func(c *rabbitmq.Config) { c.Username, c.Password = noPerm, "pw" }, rabbitmq.ErrAuthorization, "EVENT_SOURCE_AUTHZ_ERROR"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -255,6 +266,15 @@ func TestCheckAndOpenErrors(t *testing.T) {
 			p, err := rabbitmq.Open(ctx, cfg)
 			if !errors.Is(err, tc.want) {
 				t.Errorf("Open: %v, want %v", err, tc.want)
+			}
+			var de *esm.DisableError
+			switch {
+			case tc.reason == "" && errors.As(err, &de):
+				t.Errorf("Open: %v disables the mapping (%s)", err, de.Reason)
+			case tc.reason != "" && !errors.As(err, &de):
+				t.Errorf("Open: %v does not disable the mapping", err)
+			case tc.reason != "" && de.Reason != tc.reason:
+				t.Errorf("Open: disables the mapping with %s, want %s", de.Reason, tc.reason)
 			}
 			if p != nil {
 				p.Close()
