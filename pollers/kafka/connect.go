@@ -118,6 +118,19 @@ func ConfigFor(ctx context.Context, m *esm.Mapping, env Env) (Config, error) {
 	if c.StartingPosition != nil {
 		cfg.StartingPosition = *c.StartingPosition
 	}
+	// Three batches per partition in the pipeline: one in flight, the next
+	// one complete, and a margin for the hand-out that follows a Done.
+	batch := 100 // AWS's default BatchSize for Kafka
+	if c.BatchSize != nil {
+		batch = int(*c.BatchSize)
+	}
+	cfg.MaxOutstanding = max(3*batch, 100)
+	// Provisioned mode: MaximumPollers bounds the partitions consumed at
+	// once (Poller.rotate says why partitions); on-demand (no config, or
+	// {}) leaves every partition running.
+	if pp := c.ProvisionedPollerConfig; pp != nil && pp.MaximumPollers != nil {
+		cfg.MaxPollers = int(*pp.MaximumPollers)
+	}
 	if c.StartingPositionTimestamp != nil {
 		sec, frac := math.Modf(*c.StartingPositionTimestamp)
 		cfg.StartingTimestamp = time.Unix(int64(sec), int64(frac*1e9))

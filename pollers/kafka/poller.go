@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -51,8 +52,18 @@ type Config struct {
 	TLS *tls.Config
 	// SASL, when not nil, authenticates the connections.
 	SASL sasl.Mechanism
-	// MaxPoll caps the records one Poll returns (default 10,000).
+	// MaxPoll caps the records one fetch takes from kgo (default 10,000).
 	MaxPoll int
+	// MaxOutstanding caps, per partition, the records handed to the
+	// pipeline and not yet done (default 2,000; ConfigFor sets three
+	// batches' worth). Enough to keep one batch in flight and the next
+	// one ready; more only lengthens revocations.
+	MaxOutstanding int
+	// MaxPollers, when positive, bounds how many partitions are consumed at
+	// once, and so the concurrent invocations of this member (one batch in
+	// flight per partition): ProvisionedPollerConfig.MaximumPollers. See
+	// ConfigFor.
+	MaxPollers int
 	// CommitInterval is how often finished offsets are committed (default
 	// 500 ms; Close and revocations commit at once). A crash loses at most
 	// this much progress: those records are delivered again.
@@ -71,11 +82,18 @@ type Config struct {
 // Poller reads a mapping's topics as a member of its consumer group. It
 // implements pipeline.Poller; Failed is never called for Kafka (an ordered
 // source) and is a no-op.
+//
+// Records fetched by kgo are held by the poller and handed to the pipeline
+// a few batches at a time per partition (Config.MaxOutstanding): records the
+// pipeline has not seen can be dropped at a revocation without any
+// duplicate, the pipeline never buffers much of a partition it may lose,
+// and Config.MaxPollers can bound how many partitions are consumed at once.
+// A partition holding many fetched records is paused in kgo (its fetch
+// buffer is dropped and fetched again later from the same offset).
 type Poller struct {
-	cl      *kgo.Client
-	cfg     Config
-	log     *slog.Logger
-	tracker *source.Tracker
+	cl  *kgo.Client
+	cfg Config
+	log *slog.Logger
 
 	// commitMu serializes commits: the periodic committer and a
 	// revocation's final commit. Holding it across a revocation means no
@@ -84,8 +102,12 @@ type Poller struct {
 
 	mu       sync.Mutex
 	owned    map[string]*part // assigned partitions by lane
-	epoch    uint64           // last epoch handed out
-	progress chan struct{}    // closed and replaced when a record is done
+	order    []*part          // owned partitions in assignment order (round robin)
+	rr       int              // next index of order to activate (MaxPollers)
+	active   int              // partitions holding a poller slot (MaxPollers)
+	held     int              // records fetched and not handed out, all partitions
+	wake     context.CancelFunc
+	progress chan struct{} // closed and replaced when a record is done
 	closing  bool
 
 	stop      chan struct{}
@@ -94,24 +116,68 @@ type Poller struct {
 	closeErr  error
 }
 
-// part is one assigned partition.
+// part is one assignment of a partition. A new assignment of the same
+// partition is a new part: outcomes of records handed out under an earlier
+// one (Record.Meta is the *part) are ignored once it is gone.
 type part struct {
 	topic     string
 	partition int32
-	// epoch distinguishes this assignment from an earlier one of the same
-	// partition: outcomes of records read under another epoch are ignored.
-	epoch uint64
-	// mark is the next offset to commit (the checkpoint + 1); committed is
-	// the last one committed. -1 when none.
+	lane      string
+	gone      bool // revoked or lost
+	revoking  bool // a revocation waits for the records handed out
+	// mark is the next offset to commit (the last record done, with every
+	// record before it, plus one); committed is the last one committed.
+	// -1 when none.
 	mark, committed int64
-	// first is the offset of the first record read under this epoch and
-	// highWater the partition's high watermark at the last fetch, for
-	// OffsetLag; -1 when unknown.
+	// first is the offset of the first record fetched under this
+	// assignment and highWater the partition's high watermark at the last
+	// fetch, for OffsetLag; -1 when unknown.
 	first, highWater int64
+	// held are the records fetched and not yet handed out, in offset order.
+	held   []*kgo.Record
+	paused bool
+	// pend are the offsets handed out and not yet below the mark, in
+	// offset order, and done says which of them finished; pend[head:] is
+	// live.
+	pend []int64
+	done []bool
+	head int
+	// active is set while the partition holds one of the MaxPollers slots,
+	// quota is what it may still hand out in this turn.
+	active  bool
+	quota   int
+	touched bool // scratch for Done
 }
 
-// handle is the Meta of the records the poller hands out.
-type handle struct{ epoch uint64 }
+func (pt *part) pending() int { return len(pt.pend) - pt.head }
+
+// finish marks the handed-out record at off done.
+func (pt *part) finish(off int64) {
+	if i, ok := slices.BinarySearch(pt.pend[pt.head:], off); ok {
+		pt.done[pt.head+i] = true
+	}
+}
+
+// advance moves the mark past the records done in a row and reports
+// whether it moved.
+func (pt *part) advance() bool {
+	start := pt.head
+	for pt.head < len(pt.pend) && pt.done[pt.head] {
+		pt.head++
+	}
+	if pt.head == start {
+		return false
+	}
+	pt.mark = pt.pend[pt.head-1] + 1
+	// Drop the finished prefix once it is most of the slices, so the cost
+	// stays linear in the records handed out.
+	if pt.head > len(pt.pend)/2 {
+		n := copy(pt.pend, pt.pend[pt.head:])
+		copy(pt.done, pt.done[pt.head:])
+		pt.pend, pt.done, pt.head = pt.pend[:n], pt.done[:n], 0
+	}
+	return true
+}
 
 // New connects to the cluster and joins the consumer group. It checks
 // the connection (and its authentication) before returning.
@@ -128,13 +194,16 @@ func New(ctx context.Context, cfg Config) (*Poller, error) {
 	if cfg.MaxPoll <= 0 {
 		cfg.MaxPoll = 10000
 	}
+	if cfg.MaxOutstanding <= 0 {
+		cfg.MaxOutstanding = 2000
+	}
 	if cfg.CommitInterval <= 0 {
 		cfg.CommitInterval = 500 * time.Millisecond
 	}
 	if cfg.RevokeTimeout <= 0 {
 		cfg.RevokeTimeout = 10 * time.Second
 	}
-	p := &Poller{cfg: cfg, log: cfg.Log, tracker: source.NewTracker(), owned: map[string]*part{},
+	p := &Poller{cfg: cfg, log: cfg.Log, owned: map[string]*part{},
 		progress: make(chan struct{}), stop: make(chan struct{})}
 	if p.log == nil {
 		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -204,64 +273,213 @@ func startOffset(pos string, ts time.Time) (kgo.Offset, error) {
 // producing to a kafka:// OnFailure destination in the same cluster).
 func (p *Poller) Client() *kgo.Client { return p.cl }
 
-// Poll implements pipeline.Poller: it returns the next records fetched
-// from the partitions this member owns, each partition in offset order.
+// Poll implements pipeline.Poller: it returns the next records of the
+// partitions this member owns, each partition in offset order, and never
+// more than Config.MaxOutstanding unfinished records of a partition. It
+// blocks while there is nothing to hand out.
 func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 	for {
-		fs := p.cl.PollRecords(ctx, p.cfg.MaxPoll)
+		p.mu.Lock()
+		out, resume := p.handOut()
+		var fctx context.Context
+		cancel := context.CancelFunc(func() {})
+		if len(out) == 0 {
+			// Nothing to hand out: fetch, and be woken by a Done that
+			// makes room for records already held.
+			fctx, cancel = context.WithCancel(ctx)
+			p.wake = cancel
+		}
+		p.mu.Unlock()
+		if len(resume) > 0 {
+			p.cl.ResumeFetchPartitions(resume)
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+		fs := p.cl.PollRecords(fctx, p.cfg.MaxPoll)
+		cancel()
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		if fs.IsClientClosed() {
 			return nil, ErrClosed
 		}
-		var fatal error
-		fs.EachError(func(topic string, partition int32, err error) {
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				return
-			}
-			if denied(err) {
-				fatal = fmt.Errorf("kafka: %s: %w", topic, err)
-				return
-			}
-			// kgo retries other fetch errors itself; they are worth a line.
-			p.log.Warn("kafka fetch", "topic", topic, "partition", partition, "err", err)
-		})
-		if fatal != nil {
-			// Retrying cannot fix credentials or ACLs: the pipeline stops
-			// and its LastProcessingResult says why (AWS disables such a
-			// mapping with EVENT_SOURCE_AUTHN_ERROR / _AUTHZ_ERROR).
-			return nil, fatal
+		if err := p.fetchErrors(fs); err != nil {
+			return nil, err
 		}
-		var out []source.Record
-		p.mu.Lock()
-		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
-			if pt := p.owned[payload.KafkaGroup(fp.Topic, fp.Partition)]; pt != nil && fp.Err == nil {
-				pt.highWater = fp.HighWatermark
+		if pause := p.hold(fs); len(pause) > 0 {
+			p.cl.PauseFetchPartitions(pause)
+		}
+	}
+}
+
+// fetchErrors logs the errors of a fetch and returns the fatal one.
+func (p *Poller) fetchErrors(fs kgo.Fetches) error {
+	var fatal error
+	fs.EachError(func(topic string, partition int32, err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return
+		}
+		if denied(err) {
+			fatal = fmt.Errorf("kafka: %s: %w", topic, err)
+			return
+		}
+		// kgo retries other fetch errors itself; they are worth a line.
+		p.log.Warn("kafka fetch", "topic", topic, "partition", partition, "err", err)
+	})
+	// Retrying cannot fix credentials or ACLs: the pipeline stops and its
+	// LastProcessingResult says why (AWS disables such a mapping with
+	// EVENT_SOURCE_AUTHN_ERROR / _AUTHZ_ERROR).
+	return fatal
+}
+
+// hold keeps the records of a fetch for handOut and returns the
+// partitions to pause: those holding more than two hand-outs' worth.
+func (p *Poller) hold(fs kgo.Fetches) map[string][]int32 {
+	var pause map[string][]int32
+	limit := max(2*p.cfg.MaxOutstanding, 2000)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		pt := p.owned[payload.KafkaGroup(fp.Topic, fp.Partition)]
+		if pt == nil || pt.revoking || fp.Err != nil {
+			// Revoked after it was fetched: the new owner reads it.
+			return
+		}
+		pt.highWater = fp.HighWatermark
+		recs := fp.Records
+		if n := len(pt.held); n > 0 {
+			// A fetch of an earlier assignment that raced a rebalance
+			// cannot go back before what is held.
+			last := pt.held[n-1].Offset
+			for len(recs) > 0 && recs[0].Offset <= last {
+				recs = recs[1:]
 			}
-		})
-		fs.EachRecord(func(r *kgo.Record) {
-			lane := payload.KafkaGroup(r.Topic, r.Partition)
-			pt := p.owned[lane]
-			if pt == nil {
-				// Revoked after it was fetched: the new owner reads it.
-				return
+		}
+		if len(recs) == 0 {
+			return
+		}
+		if pt.first < 0 {
+			pt.first = recs[0].Offset
+		}
+		pt.held = append(pt.held, recs...)
+		p.held += len(recs)
+		if len(pt.held) >= limit && !pt.paused {
+			pt.paused = true
+			if pause == nil {
+				pause = map[string][]int32{}
 			}
-			if pt.first < 0 {
-				pt.first = r.Offset
-			}
+			pause[pt.topic] = append(pause[pt.topic], pt.partition)
+		}
+	})
+	return pause
+}
+
+// handOut takes the records the pipeline may have now: per partition up
+// to MaxOutstanding unfinished ones, and with MaxPollers only from the
+// partitions holding a slot. It returns them with the paused partitions
+// that held few enough records to fetch again. Called with p.mu held.
+func (p *Poller) handOut() ([]source.Record, map[string][]int32) {
+	if p.held == 0 {
+		return nil, nil
+	}
+	limit := p.cfg.MaxOutstanding
+	take := func(pt *part) int {
+		if pt.revoking || len(pt.held) == 0 {
+			return 0
+		}
+		n := min(limit-pt.pending(), len(pt.held))
+		if p.cfg.MaxPollers > 0 {
+			n = min(n, pt.quota)
+		}
+		return max(n, 0)
+	}
+	if p.cfg.MaxPollers > 0 {
+		p.rotate()
+	}
+	count, size := 0, 0
+	for _, pt := range p.order {
+		n := take(pt)
+		count += n
+		for _, r := range pt.held[:n] {
+			size += encodedSize(r)
+		}
+	}
+	if count == 0 {
+		return nil, nil
+	}
+	out := make([]source.Record, 0, count)
+	// One allocation for the encoded records of this hand-out: each record's
+	// Data is a capped window of it, and the slab is freed with the last of
+	// them.
+	slab := make([]byte, 0, size)
+	var resume map[string][]int32
+	for _, pt := range p.order {
+		n := take(pt)
+		if n == 0 {
+			continue
+		}
+		for _, r := range pt.held[:n] {
+			start := len(slab)
+			kr := kafkaRecord(r)
+			slab = payload.AppendKafka(slab, &kr)
 			seq := strconv.FormatInt(r.Offset, 10)
-			p.tracker.Add(lane, seq)
+			pt.pend = append(pt.pend, r.Offset)
+			pt.done = append(pt.done, false)
 			out = append(out, source.Record{
-				Lane: lane, Key: string(r.Key), ID: seq, Seq: seq, Arrival: r.Timestamp, Group: lane,
-				Data: payload.AppendKafka(make([]byte, 0, encodedSize(r)), kafkaRecord(r)),
-				Meta: handle{epoch: pt.epoch},
+				Lane: pt.lane, Key: string(r.Key), ID: seq, Seq: seq, Arrival: r.Timestamp, Group: pt.lane,
+				Data: slab[start:len(slab):len(slab)], Meta: pt,
 			})
-		})
-		p.mu.Unlock()
-		if len(out) > 0 {
-			return out, nil
 		}
+		clear(pt.held[:n])
+		pt.held = pt.held[n:]
+		if len(pt.held) == 0 {
+			pt.held = nil
+		}
+		p.held -= n
+		if p.cfg.MaxPollers > 0 {
+			pt.quota -= n
+		}
+		if pt.paused && len(pt.held) < max(p.cfg.MaxOutstanding, 1000) {
+			pt.paused = false
+			if resume == nil {
+				resume = map[string][]int32{}
+			}
+			resume[pt.topic] = append(resume[pt.topic], pt.partition)
+		}
+	}
+	return out, resume
+}
+
+// rotate hands the MaxPollers slots around: a partition gives its slot
+// back once it has nothing unfinished and has used its turn (or has
+// nothing more to read), and partitions with records take free slots in
+// round-robin order, each for a turn of MaxOutstanding records.
+//
+// Why partitions: AWS's provisioned-mode poller reads partitions and
+// invokes with at most one batch in flight per partition, and caps
+// MaximumPollers at the partition count to keep per-partition order
+// (spec KAF-9). esmd has one consumer per mapping and worker, so a poller
+// here is a slot for one partition being consumed: MaximumPollers bounds
+// the partitions with records in the pipeline, hence the concurrent
+// invocations of this worker. MinimumPollers needs nothing: esmd never
+// scales below the partitions that have records.
+func (p *Poller) rotate() {
+	for _, pt := range p.order {
+		if pt.active && pt.pending() == 0 && (pt.quota <= 0 || len(pt.held) == 0) {
+			pt.active = false
+			p.active--
+		}
+	}
+	n, start := len(p.order), p.rr
+	for i := 0; i < n && p.active < p.cfg.MaxPollers; i++ {
+		pt := p.order[(start+i)%n]
+		if pt.active || pt.revoking || len(pt.held) == 0 {
+			continue
+		}
+		pt.active, pt.quota = true, p.cfg.MaxOutstanding
+		p.active++
+		p.rr = (start + i + 1) % n
 	}
 }
 
@@ -275,8 +493,8 @@ func encodedSize(r *kgo.Record) int {
 	return n
 }
 
-func kafkaRecord(r *kgo.Record) *payload.KafkaRecord {
-	kr := &payload.KafkaRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp,
+func kafkaRecord(r *kgo.Record) payload.KafkaRecord {
+	kr := payload.KafkaRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp,
 		TimestampType: "CREATE_TIME", Key: r.Key, Value: r.Value}
 	if r.Attrs.TimestampType() == 1 {
 		kr.TimestampType = "LOG_APPEND_TIME"
@@ -298,19 +516,25 @@ func kafkaRecord(r *kgo.Record) *payload.KafkaRecord {
 // OffsetLag returns, per "topic-partition" this member owns, how many
 // records the partition holds past the last one processed: the high
 // watermark of the last fetch minus the next offset to commit (spec KAF-21,
-// AWS's OffsetLag metric, here per partition). Partitions not fetched yet
-// are left out.
+// AWS's OffsetLag metric, here per partition). Before any record of an
+// assignment is done, the next offset to commit is the first one fetched
+// (where the group's committed offset or StartingPosition put the
+// consumer). Partitions not fetched yet are left out.
 func (p *Poller) OffsetLag() map[string]int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := make(map[string]int64, len(p.owned))
 	for lane, pt := range p.owned {
+		if pt.highWater < 0 {
+			continue
+		}
 		pos := pt.mark
 		if pos < 0 {
 			pos = pt.first
 		}
-		if pt.highWater < 0 || pos < 0 {
-			continue
+		if pos < 0 {
+			// Fetched, nothing there: the consumer is at the end.
+			pos = pt.highWater
 		}
 		out[lane] = max(pt.highWater-pos, 0)
 	}
@@ -319,36 +543,41 @@ func (p *Poller) OffsetLag() map[string]int64 {
 
 // Done implements pipeline.Poller: the partition's commit mark moves to
 // just after the last record such that it and every record before it are
-// done. The commit itself follows within CommitInterval.
+// done. The commit itself follows within CommitInterval. Records of an
+// assignment that is gone (revoked, lost) are ignored: the new owner
+// reads them again.
 func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	moved := false
-	// Newest first: source.Tracker shifts its pending list each time the
-	// checkpoint advances, so marking a run of records in reverse advances
-	// once per run instead of once per record.
-	for i := len(recs) - 1; i >= 0; i-- {
-		r := &recs[i]
-		h, _ := r.Meta.(handle)
-		pt := p.owned[r.Lane]
-		if pt == nil || pt.epoch != h.epoch {
-			// Abandoned at a revocation: the new owner reads it again.
+	var touched []*part
+	for i := range recs {
+		pt, _ := recs[i].Meta.(*part)
+		if pt == nil || pt.gone {
 			continue
 		}
-		cp, ok := p.tracker.Done(r.Lane, r.Seq)
-		if !ok {
-			continue
-		}
-		off, err := strconv.ParseInt(cp, 10, 64)
+		off, err := strconv.ParseInt(recs[i].Seq, 10, 64)
 		if err != nil {
-			return fmt.Errorf("kafka: checkpoint %q of %s: %w", cp, r.Lane, err)
+			return fmt.Errorf("kafka: offset %q of %s: %w", recs[i].Seq, recs[i].Lane, err)
 		}
-		pt.mark = off + 1
-		moved = true
+		pt.finish(off)
+		if !pt.touched {
+			pt.touched = true
+			touched = append(touched, pt)
+		}
+	}
+	moved := false
+	for _, pt := range touched {
+		pt.touched = false
+		moved = pt.advance() || moved
 	}
 	if moved {
 		close(p.progress)
 		p.progress = make(chan struct{})
+		if p.held > 0 && p.wake != nil {
+			// Room for held records: stop waiting for a fetch.
+			p.wake()
+			p.wake = nil
+		}
 	}
 	return nil
 }
@@ -452,35 +681,41 @@ func (p *Poller) commitLocked(ctx context.Context, lanes []string) error {
 	return nil
 }
 
-// assigned is kgo's OnPartitionsAssigned: each partition starts a new
-// epoch. It runs before any record of the new assignment is fetched.
+// assigned is kgo's OnPartitionsAssigned: each partition gets a new part.
+// It runs before any record of the new assignment is fetched.
 func (p *Poller) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for topic, parts := range m {
 		for _, n := range parts {
 			lane := payload.KafkaGroup(topic, n)
-			p.epoch++
-			p.tracker.Forget(lane)
-			p.owned[lane] = &part{topic: topic, partition: n, epoch: p.epoch, mark: -1, committed: -1, first: -1, highWater: -1}
+			if old := p.owned[lane]; old != nil {
+				p.forget(old)
+			}
+			pt := &part{topic: topic, partition: n, lane: lane, mark: -1, committed: -1, first: -1, highWater: -1}
+			p.owned[lane] = pt
+			p.order = append(p.order, pt)
 		}
 	}
 	p.log.Debug("kafka partitions assigned", "partitions", m)
 }
 
 // revoked is kgo's OnPartitionsRevoked (a cooperative rebalance moves the
-// partitions elsewhere, or the member leaves): it waits up to
-// RevokeTimeout for the records in flight to finish, commits what
-// finished, and drops the partitions; the new owner resumes from that
+// partitions elsewhere, or the member leaves). The records fetched and not
+// yet handed out are dropped at once: the pipeline never saw them, and the
+// new owner reads them. Then it waits up to RevokeTimeout for the records
+// handed out (at most MaxOutstanding per partition) to finish, commits
+// what finished, and drops the partitions; the new owner resumes from that
 // commit, so a record still unfinished is read again, never skipped.
 func (p *Poller) revoked(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
-	var lanes []string
-	for topic, parts := range m {
-		for _, n := range parts {
-			lanes = append(lanes, payload.KafkaGroup(topic, n))
+	lanes := lanesOf(m)
+	p.mu.Lock()
+	for _, l := range lanes {
+		if pt := p.owned[l]; pt != nil {
+			pt.revoking = true
+			p.dropHeld(pt)
 		}
 	}
-	p.mu.Lock()
 	wait := !p.closing
 	p.mu.Unlock()
 	if wait {
@@ -500,29 +735,78 @@ func (p *Poller) revoked(ctx context.Context, _ *kgo.Client, m map[string][]int3
 // already be someone else's). Committing now could move the new owner's
 // offset, so nothing is committed.
 func (p *Poller) lost(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	p.drop(lanesOf(m), "lost")
+}
+
+func lanesOf(m map[string][]int32) []string {
 	var lanes []string
 	for topic, parts := range m {
 		for _, n := range parts {
 			lanes = append(lanes, payload.KafkaGroup(topic, n))
 		}
 	}
-	p.commitMu.Lock()
-	defer p.commitMu.Unlock()
-	p.drop(lanes, "lost")
+	return lanes
 }
 
+// drop forgets partitions; outcomes of their records are ignored from now
+// on.
 func (p *Poller) drop(lanes []string, why string) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	abandoned := 0
+	var resume map[string][]int32
 	for _, l := range lanes {
-		abandoned += p.tracker.Pending(l)
-		p.tracker.Forget(l)
+		pt := p.owned[l]
+		if pt == nil {
+			continue
+		}
+		abandoned += pt.pending()
+		if pt.paused {
+			// A pause outlives the assignment in kgo: lift it, or a
+			// partition that comes back would never be fetched.
+			if resume == nil {
+				resume = map[string][]int32{}
+			}
+			resume[pt.topic] = append(resume[pt.topic], pt.partition)
+		}
+		p.forget(pt)
 		delete(p.owned, l)
+	}
+	p.mu.Unlock()
+	if len(resume) > 0 {
+		p.cl.ResumeFetchPartitions(resume)
 	}
 	if abandoned > 0 {
 		p.log.Info("kafka partitions "+why+" with records in flight; they are read again by the new owner", "partitions", lanes, "records", abandoned)
 	}
+}
+
+// forget retires a part: gone, out of the round robin, records dropped.
+// Called with p.mu held.
+func (p *Poller) forget(pt *part) {
+	pt.gone = true
+	p.dropHeld(pt)
+	if pt.active {
+		pt.active = false
+		p.active--
+	}
+	if i := slices.Index(p.order, pt); i >= 0 {
+		p.order = slices.Delete(p.order, i, i+1)
+		if p.rr > i {
+			p.rr--
+		}
+		if p.rr >= len(p.order) {
+			p.rr = 0
+		}
+	}
+}
+
+// dropHeld drops the records of pt the pipeline has not seen. Called with
+// p.mu held.
+func (p *Poller) dropHeld(pt *part) {
+	p.held -= len(pt.held)
+	pt.held = nil
 }
 
 // waitIdle waits until no record of lanes is unfinished, or RevokeTimeout.
@@ -533,7 +817,9 @@ func (p *Poller) waitIdle(ctx context.Context, lanes []string) {
 		p.mu.Lock()
 		pending := 0
 		for _, l := range lanes {
-			pending += p.tracker.Pending(l)
+			if pt := p.owned[l]; pt != nil {
+				pending += pt.pending()
+			}
 		}
 		ch := p.progress
 		p.mu.Unlock()
