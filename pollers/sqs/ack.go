@@ -19,9 +19,10 @@ import (
 // calls one Done, Failed or Close makes at once.
 const ackParallel = 8
 
-// take stops holding the messages of recs and returns them. Messages no
-// longer held (already acknowledged or released) and records of another
-// poller are skipped.
+// take stops holding the messages of recs and returns them, whatever the
+// pipeline did with them (the poller is closing). Messages no longer held
+// (already acknowledged or released) and records of another poller are
+// skipped.
 func (p *Poller) take(recs []source.Record) []*message {
 	out := make([]*message, 0, len(recs))
 	p.mu.Lock()
@@ -32,15 +33,119 @@ func (p *Poller) take(recs []source.Record) []*message {
 			continue
 		}
 		if _, held := p.held[m]; held {
-			delete(p.held, m)
+			p.unholdLocked(m)
 			out = append(out, m)
 		}
 	}
-	if len(out) > 0 {
-		close(p.room)
-		p.room = make(chan struct{})
-	}
 	return out
+}
+
+// unholdLocked stops holding m: it leaves the held set (making room for
+// receives) and its FIFO group. p.mu is held.
+func (p *Poller) unholdLocked(m *message) {
+	delete(p.held, m)
+	close(p.room)
+	p.room = make(chan struct{})
+	if !p.fifo {
+		return
+	}
+	g := p.groups[m.group]
+	if g == nil {
+		return
+	}
+	for i, x := range g.msgs {
+		if x == m {
+			g.msgs = append(g.msgs[:i], g.msgs[i+1:]...)
+			break
+		}
+	}
+	if len(g.msgs) == 0 {
+		// The group is free to move to another lane.
+		delete(p.groups, m.group)
+	}
+}
+
+// settle stops holding the messages of recs, which the pipeline reports
+// done (ok) or failed, and returns the messages to delete and those to hand
+// back to the queue.
+//
+// On a standard queue these are recs' messages as reported. On a FIFO queue
+// a message group keeps its order under failures (spec SQS-19, SQS-21):
+//
+//   - a failed message is handed back with every message of its group that
+//     comes after it and is not deleted yet: with ReportBatchItemFailures
+//     the function may name one message of a group and not the later ones
+//     (AWS tells it to name them all); esmd hands them back anyway, so the
+//     failed message is retried first and the group is processed in order;
+//   - a message reported done while an earlier message of its group is
+//     still held (in the pipeline: buffered, or its failure not reported
+//     yet) is deleted only once that one is; if that one fails, it is
+//     handed back with it. This covers the pipeline reporting a partial
+//     batch response's successes before its failures, and filtered-out
+//     messages, which are reported done before the batch ahead of them
+//     ran.
+//
+// The rule holds until the group has no held message left.
+func (p *Poller) settle(recs []source.Record, ok bool) (del, back []*message) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var touched []*fifoGroup
+	for i := range recs {
+		m, isMsg := recs[i].Meta.(*message)
+		if !isMsg || m.done {
+			continue
+		}
+		if _, held := p.held[m]; !held {
+			continue
+		}
+		if !p.fifo {
+			p.unholdLocked(m)
+			if ok {
+				del = append(del, m)
+			} else {
+				back = append(back, m)
+			}
+			continue
+		}
+		g := p.groups[m.group]
+		switch {
+		case ok && (g.failedAt == 0 || m.order < g.failedAt):
+			m.done = true
+			touched = append(touched, g)
+		case ok:
+			// After a failed message of its group: handed back with it.
+			p.unholdLocked(m)
+			back = append(back, m)
+		default:
+			if g.failedAt == 0 || m.order < g.failedAt {
+				g.failedAt = m.order
+			}
+			var later []*message
+			for _, x := range g.msgs {
+				if x.done && x.order > m.order {
+					later = append(later, x)
+				}
+			}
+			p.unholdLocked(m)
+			back = append(back, m)
+			for _, x := range later {
+				x.done = false
+				p.unholdLocked(x)
+				back = append(back, x)
+			}
+			touched = append(touched, g)
+		}
+	}
+	// Delete, in order, the done messages no earlier message holds back.
+	for _, g := range touched {
+		for len(g.msgs) > 0 && g.msgs[0].done {
+			m := g.msgs[0]
+			m.done = false
+			p.unholdLocked(m) // may delete the group: g is not read again then
+			del = append(del, m)
+		}
+	}
+	return del, back
 }
 
 // ackContext is the context of acknowledgement calls: not cancelled with
@@ -51,24 +156,47 @@ func (p *Poller) ackContext(ctx context.Context) (context.Context, context.Cance
 }
 
 // Done implements pipeline.Poller: it deletes the messages, retrying the
-// entries SQS could not delete for reasons of its own.
+// entries SQS could not delete for reasons of its own. On a FIFO queue a
+// message that follows a held or failed message of its group waits for it
+// or goes back with it (see settle).
 func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
-	msgs := p.take(recs)
-	if len(msgs) == 0 {
+	del, back := p.settle(recs, true)
+	if len(del) == 0 && len(back) == 0 {
 		return nil
 	}
-	ctx, cancel := p.ackContext(ctx)
+	actx, cancel := p.ackContext(ctx)
 	defer cancel()
-	return p.chunked(ctx, msgs, p.deleteBatch)
+	var err error
+	if len(del) > 0 {
+		err = p.chunked(actx, del, p.deleteBatch)
+	}
+	return errors.Join(err, p.handBack(ctx, actx, back))
 }
 
 // Failed implements pipeline.Poller: the messages are left to reappear
 // after their visibility timeout, counted from their receive as on AWS (see
 // the package doc). When ctx is done the pipeline is stopping and the
-// failure is the stop's: the messages are released at once.
+// failure is the stop's: the messages are released at once. On a FIFO
+// queue the later messages of their groups go back with them (see settle).
 func (p *Poller) Failed(ctx context.Context, recs []source.Record) error {
+	_, back := p.settle(recs, false)
+	if len(back) == 0 {
+		return nil
+	}
+	actx, cancel := p.ackContext(ctx)
+	defer cancel()
+	return p.handBack(ctx, actx, back)
+}
+
+// handBack returns messages to the queue: visible again when their
+// visibility timeout, counted from their receive, ends (a call only for
+// messages whose visibility esmd extended), or at once when ctx is done
+// (the pipeline is stopping). SQS calls are made under actx.
+func (p *Poller) handBack(ctx, actx context.Context, msgs []*message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
 	stopping := ctx.Err() != nil
-	msgs := p.take(recs)
 	now := p.o.now()
 	var change []*message
 	var vis []int32
@@ -86,8 +214,6 @@ func (p *Poller) Failed(ctx context.Context, recs []source.Record) error {
 	if len(change) == 0 {
 		return nil
 	}
-	actx, cancel := p.ackContext(ctx)
-	defer cancel()
 	return p.changeVisibility(actx, change, vis)
 }
 
@@ -111,6 +237,7 @@ func (p *Poller) Close() error {
 			msgs = append(msgs, m)
 		}
 		p.held = map[*message]struct{}{}
+		p.groups = map[string]*fifoGroup{}
 		p.mu.Unlock()
 		if len(msgs) == 0 {
 			return

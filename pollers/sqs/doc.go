@@ -27,20 +27,43 @@
 //
 // # Lanes
 //
-// A FIFO queue's lane is the MessageGroupId: the pipeline keeps one batch
-// per group in flight, and SQS keeps a group locked while any of its
-// messages is in flight, so a failing message holds back its own group and
-// no other. An AWS FIFO batch may mix several groups (spec SQS-20); an esmd
-// batch holds one, the pipeline's unit of ordering being the lane: with many
-// small groups that means more, smaller invocations, in the same order. A
-// FIFO receive carries a ReceiveRequestAttemptId, kept across retries of a
-// failed call, so that an answer lost to the network is answered again
-// rather than left locking its groups. A standard queue has no order; its lanes only bound how many
-// batches run at once. Records are dealt to lanes in runs of BatchSize, so a
-// batch fills (BatchSize, window or 6 MB) the way one AWS poller fills it,
-// and consecutive batches go to different lanes and run concurrently.
-// Without a batching window each receive starts a new run, since AWS then
-// invokes with what one receive returned.
+// Records are dealt to lanes (at most one batch in flight each) in runs of
+// BatchSize, so a batch fills (BatchSize, window or 6 MB) the way one AWS
+// poller fills it, and consecutive batches go to different lanes and run
+// concurrently. Without a batching window each receive starts a new run,
+// since AWS then invokes with what one receive returned. A standard queue
+// has no order; its lanes only bound how many batches run at once.
+//
+// On a FIFO queue a batch may mix several message groups, as on AWS (spec
+// SQS-20): a receive's messages are dealt like a standard queue's, except
+// that a group esmd still holds messages of (buffered, in an invocation,
+// or waiting to be deleted) stays on the lane it has. So a group never has
+// two batches in flight and its messages reach the function in order, and
+// concurrency is bounded by the number of active groups (SQS-6), since SQS
+// hands out no message of a group while one of its messages is in flight.
+// A failing message holds back its own group and no other:
+//
+//   - without ReportBatchItemFailures a function error hands the whole
+//     batch back, every group in it, as on AWS;
+//   - with it, the named messages go back and so does every later message
+//     of their groups that esmd holds, even when the function did not name
+//     them (AWS asks the function to, SQS-19); the other groups of the batch
+//     are deleted;
+//   - a message reported done while an earlier message of its group is
+//     still held (a filtered-out message behind a buffered one, the
+//     successes of a partial response before its failures) is deleted only
+//     after that one is, and goes back with it if it fails.
+//
+// fauxqs returns at most one message per group per receive, so with it a
+// batch never holds two messages of one group; SQS returns up to ten. The
+// rules above do not depend on either. A FIFO receive carries a
+// ReceiveRequestAttemptId, kept across retries of a failed call, so that an
+// answer lost to the network is answered again rather than left locking its
+// groups. Not done: when BatchSize is smaller than what one receive
+// returned of a group (SQS only), the group's later batches are still
+// invoked after an earlier one failed; their messages then go back too
+// (never deleted ahead of the failed one), so they are processed again, in
+// order, after it.
 //
 // # Visibility
 //

@@ -326,16 +326,30 @@ func TestFilteredMessagesAreDeleted(t *testing.T) {
 }
 
 // TestFIFOGroupOrder: on a FIFO queue each group's messages reach the
-// function in order; a failing message holds back the rest of its own group
-// (retried first, with ApproximateReceiveCount 2, once its visibility
-// timeout passes) while the other groups carry on.
+// function in order, and a batch may mix groups (spec SQS-20). A failing
+// message holds back the rest of its own group (retried first, with
+// ApproximateReceiveCount 2, once its visibility timeout passes):
+//
+//   - with ReportBatchItemFailures naming it, the other groups of its batch
+//     are deleted and carry on;
+//   - with a function error the whole batch, every group in it, comes back.
 //
 // fauxqs returns at most one message per group per receive (SQS can return
-// up to ten of a group); the assertions hold for both.
+// up to ten of a group), so here a batch never holds two messages of one
+// group; the assertions hold for both (TestFIFOSettle covers several
+// messages of a group in one batch).
 func TestFIFOGroupOrder(t *testing.T) {
 	f := newFauxqs(t)
 	rie := newRecorder(t)
-	url, arn := f.queue(t, true, map[string]string{"VisibilityTimeout": "2"})
+	for _, rbif := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ReportBatchItemFailures=%v", rbif), func(t *testing.T) {
+			fifoGroupOrder(t, f, rie, rbif)
+		})
+	}
+}
+
+func fifoGroupOrder(t *testing.T, f *fauxqs, rie *recorder, rbif bool) {
+	url, arn := f.queue(t, true, map[string]string{"VisibilityTimeout": "3"})
 	groups := []string{"A", "B", "C"}
 	for i := range 5 {
 		for _, g := range groups {
@@ -343,12 +357,15 @@ func TestFIFOGroupOrder(t *testing.T) {
 		}
 	}
 	failing := `{"g":"A","i":2}`
-	// The function fails the batch holding A-2 on its first delivery.
+	// The function fails A-2 on its first delivery: by naming it in a
+	// partial batch response, or by failing its whole batch.
 	var mu sync.Mutex
-	var order []invocation // every record of every invocation, in order; Count "fail" marks the failed one
+	var order []invocation // every record of every invocation, in order; Count "fail" marks the failed ones
+	mixed := false         // some batch held several groups
 	inv := dispatcher.InvokerFunc(func(ctx context.Context, fn string, payload []byte) (dispatcher.Result, error) {
 		var ev struct {
 			Records []struct {
+				MessageID  string            `json:"messageId"`
 				Body       string            `json:"body"`
 				Attributes map[string]string `json:"attributes"`
 			}
@@ -356,25 +373,35 @@ func TestFIFOGroupOrder(t *testing.T) {
 		if err := json.Unmarshal(payload, &ev); err != nil {
 			return dispatcher.Result{}, err
 		}
-		fail := false
+		failID := ""
 		for _, r := range ev.Records {
-			fail = fail || r.Body == failing && r.Attributes["ApproximateReceiveCount"] == "1"
+			if r.Body == failing && r.Attributes["ApproximateReceiveCount"] == "1" {
+				failID = r.MessageID
+			}
 		}
 		mu.Lock()
 		for _, r := range ev.Records {
 			c := r.Attributes["ApproximateReceiveCount"]
-			if fail {
+			if failID != "" && (!rbif || r.MessageID == failID) {
 				c = "fail"
 			}
 			order = append(order, invocation{Body: r.Body, Count: c, ID: r.Attributes["MessageGroupId"]})
+			mixed = mixed || r.Attributes["MessageGroupId"] != ev.Records[0].Attributes["MessageGroupId"]
 		}
 		mu.Unlock()
-		if fail {
+		switch {
+		case failID != "" && rbif:
+			return dispatcher.Result{StatusCode: 200, Payload: []byte(`{"batchItemFailures":[{"itemIdentifier":"` + failID + `"}]}`)}, nil
+		case failID != "":
 			return dispatcher.Result{StatusCode: 200, FunctionError: "Unhandled"}, nil
 		}
 		return rie.Invoke(ctx, fn, payload)
 	})
-	run(t, f, inv, mapping(arn, 10))
+	m := mapping(arn, 10)
+	if rbif {
+		m.Config.FunctionResponseTypes = []string{"ReportBatchItemFailures"}
+	}
+	run(t, f, inv, m)
 	f.waitEmpty(t, url, 30*time.Second)
 
 	mu.Lock()
@@ -392,7 +419,9 @@ func TestFIFOGroupOrder(t *testing.T) {
 		}
 		switch {
 		case r.Count == "fail":
-			failedAt = k
+			if r.Body == failing {
+				failedAt = k
+			}
 			continue
 		case r.Body == failing:
 			retriedAt = k
@@ -410,8 +439,11 @@ func TestFIFOGroupOrder(t *testing.T) {
 	if failedAt < 0 || retriedAt < failedAt {
 		t.Fatalf("A-2 failed at %d and was retried at %d", failedAt, retriedAt)
 	}
-	if lastOther > retriedAt {
+	if rbif && lastOther > retriedAt {
 		t.Errorf("groups B and C were held back by A's failure (last at %d, A-2 retried at %d)", lastOther, retriedAt)
+	}
+	if !mixed {
+		t.Errorf("no batch held several groups: %v", order)
 	}
 	for _, g := range groups {
 		if next[g] != 5 {

@@ -65,9 +65,11 @@ func WithReceivers(floor, start, ceiling int) Option {
 	return func(o *options) { o.minRecv, o.startRecv, o.maxRecv = floor, start, ceiling }
 }
 
-// WithLanes sets how many lanes a standard queue's records are dealt to,
-// that is how many of its batches may be in flight at once (default
-// ScalingConfig.MaximumConcurrency, or 1,000, the pipeline's own cap).
+// WithLanes sets how many lanes the records are dealt to, that is how many
+// batches may be in flight at once (default
+// ScalingConfig.MaximumConcurrency, or 1,000, the pipeline's own cap). On a
+// FIFO queue a message group stays on one lane while esmd holds any of its
+// messages.
 func WithLanes(n int) Option { return func(o *options) { o.lanes = n } }
 
 // WithAckTimeout bounds how long Done, Failed and Close keep retrying SQS
@@ -128,15 +130,36 @@ type Poller struct {
 	lastGrow  time.Time
 	held      map[*message]struct{}
 	room      chan struct{} // closed (and replaced) when held messages are let go
-	lane      int           // standard queues: current lane and records dealt to it
+	lane      int           // current lane and records dealt to it
 	laneUsed  int
 	laneNames []string
+	order     uint64                // FIFO: receive order of the last message held
+	groups    map[string]*fifoGroup // FIFO: the groups with held messages
+}
+
+// fifoGroup is what a FIFO poller knows of one message group while it holds
+// some of its messages.
+type fifoGroup struct {
+	// lane is the lane the group's records are dealt to ("" until dealt).
+	lane string
+	// msgs are the group's held messages in receive order.
+	msgs []*message
+	// failedAt is the order of the group's first failed message since
+	// it had no held message (0: none): messages after it are handed back
+	// with it, never deleted (see settle).
+	failedAt uint64
 }
 
 // message is the Meta of a record: what acknowledging it needs.
 type message struct {
 	handle   string
 	received time.Time
+	// FIFO: the message group, the receive order, and whether the
+	// pipeline reported it done while an earlier message of its group was
+	// still held (it is deleted once those are).
+	group string
+	order uint64
+	done  bool
 	// deadline is when SQS makes the message visible again as things
 	// stand; extended is whether esmd moved it past received+vt.
 	deadline time.Time
@@ -176,7 +199,7 @@ func Open(ctx context.Context, cfg aws.Config, m *esm.Mapping, opts ...Option) (
 
 	p := &Poller{client: client, q: q, url: url, vt: time.Duration(vt) * time.Second, o: o,
 		log: o.log.With("queue", q.ARN), fifo: q.FIFO(), batch: 10, out: make(chan []source.Record),
-		closed: make(chan struct{}), held: map[*message]struct{}{}, room: make(chan struct{})}
+		closed: make(chan struct{}), held: map[*message]struct{}{}, room: make(chan struct{}), groups: map[string]*fifoGroup{}}
 	if m.Config.BatchSize != nil {
 		p.batch = int(*m.Config.BatchSize)
 	}
@@ -195,11 +218,13 @@ func Open(ctx context.Context, cfg aws.Config, m *esm.Mapping, opts ...Option) (
 	}
 	p.minRecv = max(1, min(p.minRecv, p.maxRecv))
 	start = max(p.minRecv, min(start, p.maxRecv))
-	if !p.fifo {
-		p.laneNames = make([]string, max(1, lanes))
-		for i := range p.laneNames {
-			p.laneNames[i] = "queue-" + strconv.Itoa(i)
-		}
+	prefix := "queue-"
+	if p.fifo {
+		prefix = "groups-"
+	}
+	p.laneNames = make([]string, max(1, lanes))
+	for i := range p.laneNames {
+		p.laneNames[i] = prefix + strconv.Itoa(i)
 	}
 	p.recvIn = awssqs.ReceiveMessageInput{
 		QueueUrl:                    &p.url,
@@ -424,14 +449,14 @@ func (p *Poller) records(msgs []types.Message) []source.Record {
 				BinaryValue: v.BinaryValue, StringListValues: v.StringListValues, BinaryListValues: v.BinaryListValues,
 			})
 		}
-		h := &message{handle: sm.ReceiptHandle, received: now, deadline: now.Add(p.vt)}
+		h := &message{handle: sm.ReceiptHandle, received: now, deadline: now.Add(p.vt), group: sm.Attributes.MessageGroupID}
 		held[i] = h
 		r := source.Record{ID: sm.MessageID, Data: payload.AppendSQS(nil, &sm), Meta: h}
 		if ms, err := strconv.ParseInt(sm.Attributes.SentTimestamp, 10, 64); err == nil {
 			r.Arrival = time.UnixMilli(ms)
 		}
 		if p.fifo {
-			r.Lane, r.Key, r.Seq = sm.Attributes.MessageGroupID, sm.Attributes.MessageGroupID, sm.Attributes.SequenceNumber
+			r.Key, r.Seq = sm.Attributes.MessageGroupID, sm.Attributes.SequenceNumber
 		}
 		recs[i] = r
 	}
@@ -443,6 +468,16 @@ func (p *Poller) records(msgs []types.Message) []source.Record {
 	}
 	for _, h := range held {
 		p.held[h] = struct{}{}
+		if p.fifo {
+			p.order++
+			h.order = p.order
+			g := p.groups[h.group]
+			if g == nil {
+				g = &fifoGroup{}
+				p.groups[h.group] = g
+			}
+			g.msgs = append(g.msgs, h)
+		}
 	}
 	p.mu.Unlock()
 	return recs
@@ -473,26 +508,41 @@ more:
 	return recs, nil
 }
 
-// deal assigns the records of one receive of a standard queue to lanes, in
-// runs of BatchSize. Without a batching window a receive also starts a new
-// run: AWS invokes with what one receive returned (spec SQS-1), and a run
-// that straddled two receives would split each into two smaller batches.
+// deal assigns the records of one receive to lanes, in runs of BatchSize.
+// Without a batching window (always on FIFO queues) a receive also starts a
+// new run: AWS invokes with what one receive returned (spec SQS-1), and a
+// run that straddled two receives would split each into two smaller
+// batches.
+//
+// On a FIFO queue the run may hold several message groups, as an AWS batch
+// does (spec SQS-20), but a group whose messages esmd still holds keeps the
+// lane it had: one lane has one batch in flight, so a group never has two,
+// and its records reach the batcher, and the function, in order.
 func (p *Poller) deal(recs []source.Record) {
-	if p.fifo {
-		return
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.window && p.laneUsed > 0 {
 		p.laneUsed = p.batch
 	}
 	for i := range recs {
+		var g *fifoGroup
+		if p.fifo {
+			// nil once the message is no longer held (released by Close).
+			g = p.groups[recs[i].Meta.(*message).group]
+			if g != nil && g.lane != "" {
+				recs[i].Lane = g.lane
+				continue
+			}
+		}
 		if p.laneUsed >= p.batch {
 			p.lane = (p.lane + 1) % len(p.laneNames)
 			p.laneUsed = 0
 		}
 		p.laneUsed++
 		recs[i].Lane = p.laneNames[p.lane]
+		if g != nil {
+			g.lane = recs[i].Lane
+		}
 	}
 }
 
