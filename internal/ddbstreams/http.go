@@ -246,6 +246,7 @@ func (s *Server) describeStream(in *describeStreamInput) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
+	s.calls["DescribeStream "+st.arn]++
 	shards := st.shards
 	if f := in.ShardFilter; f != nil {
 		if f.Type != "CHILD_SHARDS" {
@@ -326,6 +327,7 @@ func (s *Server) getShardIterator(in *getShardIteratorInput) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
+	s.calls["GetShardIterator "+st.arn]++
 	if in.ShardId == "" {
 		return nil, invalid("1 validation error detected: Value null at 'shardId' failed to satisfy constraint: Member must not be null")
 	}
@@ -386,6 +388,7 @@ func (s *Server) getRecords(in *getRecordsInput) (any, *apiError) {
 	if st == nil {
 		return nil, notFound("Stream: " + it.arn + " not found")
 	}
+	s.calls["GetRecords "+st.arn]++
 	sh := st.byID[it.shard]
 	if sh == nil {
 		return nil, notFound("Shard does not exist")

@@ -130,6 +130,14 @@ func (s *Server) Calls(op string) int {
 	return s.calls[op]
 }
 
+// StreamCalls returns how many requests of an operation named a stream
+// (GetRecords: through its iterator) and got past the stream lookup.
+func (s *Server) StreamCalls(op, streamARN string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[op+" "+streamARN]
+}
+
 // Fail makes the next n requests of an operation fail with an error of
 // type typ ("LimitExceededException", "InternalServerError",
 // "ExpiredIteratorException", ...) and message msg; status is 400, or 500

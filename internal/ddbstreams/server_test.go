@@ -412,4 +412,7 @@ func TestFail(t *testing.T) {
 	if n := s.Calls("DescribeStream"); n != 2 {
 		t.Errorf("Calls = %d", n)
 	}
+	if n := s.StreamCalls("DescribeStream", arn); n != 1 {
+		t.Errorf("StreamCalls = %d (the failed call never reached the stream)", n)
+	}
 }
