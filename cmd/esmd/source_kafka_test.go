@@ -19,6 +19,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -421,4 +423,210 @@ func TestDemo(t *testing.T) {
 		t.Errorf("no instructions for a real broker:\n%s", out.String())
 	}
 	t.Log(m[0])
+}
+
+// kafkaOnFailureSpec is the SQS/SNS OnFailure record of a Kafka mapping as
+// the spec gives it (KAF-15, from AWS's MSK on-failure documentation).
+const kafkaOnFailureSpec = `{
+  "requestContext": {
+    "requestId": "316aa6d0-8154-xmpl-9af7-85d5f4a6bc81",
+    "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:myfunction",
+    "condition": "RetryAttemptsExhausted",
+    "approximateInvokeCount": 1
+  },
+  "responseContext": { "statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled" },
+  "version": "1.0",
+  "timestamp": "2019-11-14T00:38:06.021Z",
+  "KafkaBatchInfo": {
+    "batchSize": 500,
+    "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/vpc-2priv-2pub/751d2973-a626-431c-9d4e-d7975eb44dd7-2",
+    "bootstrapServers": "...",
+    "payloadSize": 2039086,
+    "recordsInfo": {
+      "Topic-0": {
+        "firstRecordOffset": "49601189658422359378836298521827638475320189012309704722",
+        "lastRecordOffset": "49601189658422359378836298522902373528957594348623495186",
+        "firstRecordTimestamp": "2019-11-14T00:38:04.835Z",
+        "lastRecordTimestamp": "2019-11-14T00:38:05.580Z"
+      }
+    }
+  }
+}`
+
+// jsonShape describes a decoded JSON value by its keys and value types,
+// with the keys of maps named in free replaced by "*" (partition keys).
+func jsonShape(v any, free map[string]bool, name string) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := map[string]any{}
+		for k, e := range x {
+			key := k
+			if free[name] {
+				key = "*"
+			}
+			out[key] = jsonShape(e, free, k)
+		}
+		return out
+	case []any:
+		return "array"
+	case string:
+		return "string"
+	case float64:
+		return "number"
+	case bool:
+		return "bool"
+	}
+	return "null"
+}
+
+// TestServeKafkaOnFailureToSQS drives esmd serve through the API with a
+// self-managed Kafka mapping whose function (aws-lambda-go under RIE)
+// fails on one record, MaximumRetryAttempts 1 and an SQS queue (fauxqs) as
+// OnFailure destination: after two invocations the failed batch's
+// metadata lands on the queue in the spec's Kafka shape (no payload, no
+// eventSourceArn for self-managed Kafka, offsets as strings, millisecond
+// ISO timestamps), and the group commits past every record.
+func TestServeKafkaOnFailureToSQS(t *testing.T) {
+	testenv.Skip(t)
+	rie := testenv.RIE(t)
+	seeds := testenv.Kafka(t)
+	fq := testenv.FauxQS(t)
+	t.Setenv("AWS_ENDPOINT_URL_SQS", fq)
+	sq := sqs.NewFromConfig(testenv.AWSConfig(fq))
+	queueURL, queueARN := sqsQueue(t, sq, "kafka-onfailure", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, topic := newKafkaTopic(t, ctx, seeds, "onfailure-sqs")
+
+	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	c.dataDir = t.TempDir()
+	c.invokeMode = "rie"
+	c.lambdaEndpoint = rie
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	addr, stop := serveWith(t, c)
+	defer stop()
+	api := client(addr)
+	out, err := api.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
+		Topics: []string{topic}, StartingPosition: types.EventSourcePositionTrimHorizon, BatchSize: aws.Int32(5),
+		MaximumRetryAttempts:   aws.Int32(1),
+		DestinationConfig:      &types.DestinationConfig{OnFailure: &types.OnFailure{Destination: aws.String(queueARN)}},
+		SelfManagedEventSource: &types.SelfManagedEventSource{Endpoints: map[string][]string{"KAFKA_BOOTSTRAP_SERVERS": seeds}},
+		SourceAccessConfigurations: []types.SourceAccessConfiguration{
+			{Type: types.SourceAccessTypeVpcSubnet, URI: aws.String("subnet:subnet-0123")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
+		got, err := api.GetEventSourceMapping(ctx, &lambda.GetEventSourceMappingInput{UUID: out.UUID})
+		if err == nil && aws.ToString(got.State) != "Enabled" {
+			err = fmt.Errorf("state %s", aws.ToString(got.State))
+		}
+		return err
+	})
+	const perPart = 10
+	// One batch: produced together, so the whole partition is fetched at
+	// once and batched as [0-4] [5-9].
+	var recs []*kgo.Record
+	for i := range perPart {
+		for pt := range int32(3) {
+			v := fmt.Appendf(nil, `{"n":%d}`, i)
+			if pt == 1 && i == 3 {
+				v = []byte(`{"testfn":{"mode":"error","errorMessage":"record 3 is bad"}}`)
+			}
+			recs = append(recs, &kgo.Record{Partition: pt, Key: fmt.Appendf(nil, "k%d", i), Value: v})
+		}
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	group := aws.ToString(out.UUID)
+	testenv.Eventually(t, 30*time.Second, func(ctx context.Context) error {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Group = group
+		rt := kmsg.NewOffsetFetchRequestTopic()
+		rt.Topic, rt.Partitions = topic, []int32{0, 1, 2}
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			return err
+		}
+		for _, tp := range resp.Topics {
+			for _, pp := range tp.Partitions {
+				if pp.Offset != perPart {
+					return fmt.Errorf("partition %d committed at %d", pp.Partition, pp.Offset)
+				}
+			}
+		}
+		return nil
+	})
+
+	// The record went to the queue before its offset was committed.
+	msgs, err := sq.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &queueURL, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs.Messages) != 1 {
+		t.Fatalf("%d OnFailure messages, want 1", len(msgs.Messages))
+	}
+	body := []byte(aws.ToString(msgs.Messages[0].Body))
+	var got, spec any
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("OnFailure message is not JSON: %v\n%s", err, body)
+	}
+	if err := json.Unmarshal([]byte(kafkaOnFailureSpec), &spec); err != nil {
+		t.Fatal(err)
+	}
+	// Same members and types as the spec's record, except eventSourceArn,
+	// which self-managed Kafka has none of (as in its event).
+	delete(spec.(map[string]any)["KafkaBatchInfo"].(map[string]any), "eventSourceArn")
+	free := map[string]bool{"recordsInfo": true}
+	if gs, ss := jsonShape(got, free, ""), jsonShape(spec, free, ""); !reflect.DeepEqual(gs, ss) {
+		t.Errorf("OnFailure message shape\n%v\nwant the spec's\n%v\n%s", gs, ss, body)
+	}
+	var m struct {
+		RequestContext struct {
+			RequestID, FunctionArn, Condition string
+			ApproximateInvokeCount            int
+		}
+		ResponseContext struct {
+			StatusCode      int
+			ExecutedVersion string
+			FunctionError   string
+		}
+		Version, Timestamp string
+		KafkaBatchInfo     struct {
+			BatchSize, PayloadSize int
+			BootstrapServers       string
+			RecordsInfo            map[string]struct {
+				FirstRecordOffset, LastRecordOffset       string
+				FirstRecordTimestamp, LastRecordTimestamp string
+			}
+		}
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	rc, kb := m.RequestContext, m.KafkaBatchInfo
+	if rc.Condition != "RetryAttemptsExhausted" || rc.ApproximateInvokeCount != 2 || rc.RequestID == "" ||
+		!strings.HasSuffix(rc.FunctionArn, ":function:function") {
+		t.Errorf("requestContext %+v", rc)
+	}
+	if m.ResponseContext.StatusCode != 200 || m.ResponseContext.FunctionError != "Unhandled" || m.Version != "1.0" {
+		t.Errorf("responseContext %+v, version %q", m.ResponseContext, m.Version)
+	}
+	iso := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
+	lane := topic + "-1"
+	info, ok := kb.RecordsInfo[lane]
+	if !ok || len(kb.RecordsInfo) != 1 || kb.BootstrapServers != strings.Join(seeds, ",") || kb.PayloadSize <= 0 {
+		t.Fatalf("KafkaBatchInfo %+v", kb)
+	}
+	first, _ := strconv.Atoi(info.FirstRecordOffset)
+	last, _ := strconv.Atoi(info.LastRecordOffset)
+	if first > 3 || last < 3 || kb.BatchSize != last-first+1 || !iso.MatchString(m.Timestamp) ||
+		!iso.MatchString(info.FirstRecordTimestamp) || !iso.MatchString(info.LastRecordTimestamp) {
+		t.Errorf("KafkaBatchInfo %+v, timestamp %s", kb, m.Timestamp)
+	}
+	t.Logf("OnFailure message: %s", body)
 }
