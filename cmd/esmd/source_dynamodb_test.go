@@ -643,3 +643,138 @@ func TestServeDynamoDBFailures(t *testing.T) {
 		}
 	})
 }
+
+// ddbRecorder is kinesisRecorder for DynamoDB events: it records, per item
+// key (pk), the numbers (NewImage n) of the records it is invoked with.
+type ddbRecorder struct{ *kinesisRecorder }
+
+func (r ddbRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	var ev struct {
+		Records []struct {
+			Dynamodb struct {
+				Keys     map[string]struct{ S string }
+				NewImage map[string]struct{ N string }
+			} `json:"dynamodb"`
+		}
+	}
+	if err := json.NewDecoder(req.Body).Decode(&ev); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	// Recorded on arrival: a batch in flight at a kill was delivered.
+	r.mu.Lock()
+	r.invokes++
+	for _, e := range ev.Records {
+		var n int
+		if _, err := fmt.Sscan(e.Dynamodb.NewImage["n"].N, &n); err != nil {
+			r.mu.Unlock()
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		k := e.Dynamodb.Keys["pk"].S
+		r.byKey[k] = append(r.byKey[k], n)
+	}
+	r.mu.Unlock()
+	time.Sleep(r.delay) // some work, so a kill finds batches in flight
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, "null")
+}
+
+// TestDynamoDBSIGKILLRestart kills the esmd process (SIGKILL) while a
+// DynamoDB Streams mapping is mid-stream and starts it again on the same
+// data directory: every record reaches the function at least once, each
+// item's records in order (one step back, to the checkpoint, at the
+// restart), and the duplicates are bounded by the batches in flight when
+// checkpoints are written before a batch is released (with coalesced
+// checkpoints, the default, they are only reported).
+func TestDynamoDBSIGKILLRestart(t *testing.T) {
+	testenv.Skip(t)
+	s, err := ddbstreams.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", s.URL())
+	bin := buildBinary(t)
+	const shards, keys, perKey, batch = 2, 8, 60, 10
+	for _, tc := range []struct {
+		name     string
+		pf       int32
+		interval string
+		maxDup   int // 0: not asserted
+	}{
+		{name: "PF1-sync", pf: 1, interval: "0s", maxDup: shards * batch},
+		{name: "PF4-sync", pf: 4, interval: "0s", maxDup: shards * 2 * batch * 4},
+		{name: "PF1-coalesced", pf: 1, interval: "100ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			arn, err := s.CreateStream(ddbstreams.StreamConfig{Table: "sigkill-" + tc.name, Shards: shards,
+				KeySchema: []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			perShard := map[string]int{}
+			for i := range perKey {
+				for k := range keys {
+					pk := &ddbtypes.AttributeValueMemberS{Value: fmt.Sprintf("k%d", k)}
+					a, err := s.Put(arn, ddbstreams.Change{EventName: ddbtypes.OperationTypeModify,
+						Keys:     map[string]ddbtypes.AttributeValue{"pk": pk},
+						NewImage: map[string]ddbtypes.AttributeValue{"pk": pk, "n": &ddbtypes.AttributeValueMemberN{Value: fmt.Sprint(i)}}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					perShard[a.ShardID]++
+				}
+			}
+			if len(perShard) != shards {
+				t.Fatalf("items went to %d shards, want %d", len(perShard), shards)
+			}
+			rec := ddbRecorder{&kinesisRecorder{delay: 5 * time.Millisecond, byKey: map[string][]int{}}}
+			fn := httptest.NewServer(rec)
+			defer fn.Close()
+			dir := t.TempDir()
+			args := []string{"--data-dir", dir, "--lambda-endpoint", fn.URL, "--function-check", "never",
+				"--dynamodb-checkpoint-interval", tc.interval}
+			cmd, addr := startBinary(t, bin, args...)
+			if _, err := client(addr).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{
+				FunctionName: aws.String("function"), EventSourceArn: aws.String(arn),
+				StartingPosition: types.EventSourcePositionTrimHorizon, BatchSize: aws.Int32(batch),
+				ParallelizationFactor: aws.Int32(tc.pf)}); err != nil {
+				t.Fatal(err)
+			}
+			testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+				if n, _ := rec.count(); n < 8 {
+					return fmt.Errorf("%d invocations", n)
+				}
+				return nil
+			})
+			if err := cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			_ = cmd.Wait()
+			_, before := rec.count()
+			if before == keys*perKey {
+				t.Fatal("every record was delivered before the kill; the test needs a slower function")
+			}
+
+			startBinary(t, bin, args...)
+			testenv.Eventually(t, 60*time.Second, func(context.Context) error {
+				if _, distinct := rec.count(); distinct != keys*perKey {
+					return fmt.Errorf("%d of %d records delivered", distinct, keys*perKey)
+				}
+				return nil
+			})
+			total, distinct, err := rec.check(keys, perKey, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dup := total - distinct
+			t.Logf("killed after %d of %d records; %d duplicate deliveries after the restart", before, distinct, dup)
+			if tc.maxDup > 0 && dup > tc.maxDup {
+				t.Fatalf("%d duplicate deliveries, want at most %d (the batches in flight)", dup, tc.maxDup)
+			}
+		})
+	}
+}
