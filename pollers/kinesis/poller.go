@@ -72,6 +72,9 @@ type Config struct {
 	// MaxPending bounds the records of one shard read but not yet done
 	// (default 10000): reading stops until some are done.
 	MaxPending int
+	// MaxCalls bounds the GetShardIterator and GetRecords calls in flight
+	// over all shards (default 64; stream.Config.MaxCalls).
+	MaxCalls int
 	// CheckpointInterval coalesces checkpoint writes: zero writes each
 	// advanced checkpoint before Done returns; above zero the latest
 	// position of each shard is written at most once per interval and on
@@ -137,6 +140,7 @@ func New(ctx context.Context, api API, c Config) (*Poller, error) {
 		MaxPending:         c.MaxPending,
 		Log:                c.Log,
 		CheckpointInterval: c.CheckpointInterval,
+		MaxCalls:           c.MaxCalls,
 	})
 	if err != nil {
 		return nil, err

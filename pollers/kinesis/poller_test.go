@@ -299,5 +299,3 @@ func TestMissingStream(t *testing.T) {
 		t.Fatalf("error %v is not stream-not-found", err)
 	}
 }
-
-func testenvAWS(tb testing.TB) aws.Config { return testenv.AWSConfig(testenv.Kinesis(tb)) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ type Poller struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	calls chan struct{} // semaphore of Client calls (MaxCalls)
 	out   chan []source.Record
 	errs  chan error
 	relst chan struct{}
@@ -69,6 +71,7 @@ func New(ctx context.Context, cl Client, c Config) (*Poller, error) {
 	p := &Poller{
 		cl: cl, c: c,
 		tracker: source.NewTracker(),
+		calls:   make(chan struct{}, c.MaxCalls),
 		out:     make(chan []source.Record, 16),
 		errs:    make(chan error, 1),
 		relst:   make(chan struct{}, 1),
@@ -158,8 +161,10 @@ func (p *Poller) fail(err error) {
 	}
 }
 
-// sleep waits d or until the poller closes; false when it closed.
+// sleep waits d, give or take a fifth so that shards do not poll in step,
+// or until the poller closes; false when it closed.
 func (p *Poller) sleep(d time.Duration) bool {
+	d = d*4/5 + rand.N(d*2/5+1)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -226,6 +231,10 @@ func (p *Poller) iterator(sh *shard, after string) (string, bool, error) {
 	if ended || err != nil {
 		return "", ended, err
 	}
+	if !p.acquire() {
+		return "", false, p.ctx.Err()
+	}
+	defer p.release()
 	it, err := p.cl.Iterator(p.ctx, sh.id, pos)
 	if err != nil && pos.Type != TrimHorizon && p.cl.Classify(err) == Trimmed {
 		p.c.Log.Warn("stream: position is past the retention; reading from TRIM_HORIZON (records were lost)",
@@ -233,6 +242,27 @@ func (p *Poller) iterator(sh *shard, after string) (string, bool, error) {
 		it, err = p.cl.Iterator(p.ctx, sh.id, Position{Type: TrimHorizon})
 	}
 	return it, false, err
+}
+
+// acquire takes a call slot; false when the poller closed.
+func (p *Poller) acquire() bool {
+	select {
+	case p.calls <- struct{}{}:
+		return true
+	case <-p.ctx.Done():
+		return false
+	}
+}
+
+func (p *Poller) release() { <-p.calls }
+
+// readPage is one Read in a call slot.
+func (p *Poller) readPage(sh *shard, iter string) (Page, error) {
+	if !p.acquire() {
+		return Page{}, p.ctx.Err()
+	}
+	defer p.release()
+	return p.cl.Read(p.ctx, sh.id, iter, p.c.Limit)
 }
 
 // read is the reader of one shard.
@@ -289,7 +319,7 @@ func (p *Poller) read(sh *shard) {
 			}
 			continue
 		}
-		page, err := p.cl.Read(p.ctx, sh.id, iter, p.c.Limit)
+		page, err := p.readPage(sh, iter)
 		if err != nil {
 			if p.ctx.Err() != nil {
 				return

@@ -125,6 +125,10 @@ type Config struct {
 	// MaxPending bounds the records of one shard read but not yet
 	// checkpointed (default 10000): reading stops until some are done.
 	MaxPending int
+	// MaxCalls bounds the GetShardIterator and GetRecords calls in flight
+	// at once over all shards (default 64): with many shards, the readers
+	// share that many connections instead of each opening its own.
+	MaxCalls int
 	// CheckpointInterval coalesces checkpoint writes (each one is an
 	// fsynced store write). Zero writes every advanced checkpoint before
 	// Done returns. Above zero, Done only notes the new positions and a
@@ -152,6 +156,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 10000
+	}
+	if c.MaxCalls <= 0 {
+		c.MaxCalls = 64
 	}
 	if c.StartingPosition == "" {
 		c.StartingPosition = TrimHorizon
