@@ -3,6 +3,7 @@ package sqs
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go/middleware"
@@ -106,6 +108,14 @@ func BenchmarkThroughput(b *testing.B) {
 	f := newFauxqs(b)
 	calls := &callCounter{}
 	f.cfg.APIOptions = append(f.cfg.APIOptions, calls.middleware)
+	// The SDK's default HTTP client, counting the connections it opens.
+	f.cfg.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		dial := tr.DialContext
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			calls.add("dial")
+			return dial(ctx, network, addr)
+		}
+	})
 	f.c = awssqs.NewFromConfig(f.cfg)
 	n := benchMessages()
 	rounds := 3
