@@ -12,8 +12,8 @@
 //     reports it done (delivered, or filtered out), with a prefetch of
 //     BatchSize per consumer so a consumer never holds more than a batch;
 //   - more consumers (channels) while the queue's backlog is larger than
-//     what the current consumers can hold, as AWS scales MQ pollers, and
-//     fewer when it drains;
+//     what the current consumers can hold, as AWS scales MQ pollers (Open
+//     starts as many as the backlog fills), and fewer when it drains;
 //   - each message encoded byte-exact as the event's element
 //     (payload.AppendRabbitMQ), grouped under "queue::vhost"; a message
 //     too large for any event (6 MB) is acked and dropped, as AWS does;
@@ -29,9 +29,14 @@
 //     backoff; deliveries that were not acked before are redelivered by
 //     the broker, never lost. A broker that stays unreachable past
 //     Config.MaxDowntime turns into a Poll error, which the pipeline reports
-//     as the mapping's LastProcessingResult before it opens the poller again.
+//     as the mapping's LastProcessingResult before it opens the poller again;
+//   - credentials the broker refuses (403 ACCESS_REFUSED at login) and
+//     access it refuses to the virtual host or queue are not retried: Open
+//     (or Poll, when it happens on a reconnect) returns an *esm.DisableError
+//     with Reason EVENT_SOURCE_AUTHN_ERROR or EVENT_SOURCE_AUTHZ_ERROR, and
+//     the pipeline disables the mapping with it, as Lambda does (spec MQ-7).
 //
-// Check (and CheckMapping, for create time) answer whether the virtual host
+// Check (and Env.CheckSource, for create time) answer whether the virtual host
 // and queue exist and the credentials work, with errors that wrap the
 // sentinels ErrAuthentication, ErrAuthorization, ErrVHostNotFound and
 // ErrQueueNotFound.
