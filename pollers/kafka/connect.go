@@ -124,7 +124,7 @@ func ConfigFor(ctx context.Context, m *esm.Mapping, env Env) (Config, error) {
 	if c.BatchSize != nil {
 		batch = int(*c.BatchSize)
 	}
-	cfg.MaxOutstanding = max(3*batch, 100)
+	cfg.MaxOutstanding = max(3*batch, 10)
 	// Provisioned mode: MaximumPollers bounds the partitions consumed at
 	// once (Poller.rotate says why partitions); on-demand (no config, or
 	// {}) leaves every partition running.
