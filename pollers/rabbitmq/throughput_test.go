@@ -80,12 +80,12 @@ func TestThroughput(t *testing.T) {
 	if v, _ := strconv.Atoi(os.Getenv("ESMD_RABBITMQ_BENCH_PREFETCH")); v > 0 {
 		prefetch = v
 	}
-	var plain, ours, ratios []float64
+	var plain, ours, ratios, plainCPU, oursCPU []float64
 	for i := range rounds {
 		// Each side consumes a queue filled just before it; the side that
 		// goes first alternates, so neither always meets a broker that has
-		// just worked through the other's 200,000 messages.
-		var p, o float64
+		// just worked through the other's messages.
+		var p, o run
 		runPlain := func() { p = plainLoop(t, b, fill(t, b, n), inv, n, batch, prefetch) }
 		runOurs := func() { o = esmdRun(t, b, fill(t, b, n), inv, n, batch) }
 		if i%2 == 0 {
@@ -95,11 +95,14 @@ func TestThroughput(t *testing.T) {
 			runOurs()
 			runPlain()
 		}
-		plain, ours, ratios = append(plain, p), append(ours, o), append(ratios, o/p)
-		t.Logf("round %d: esmd %.0f msg/s, plain %.0f msg/s, ratio %.2f", i+1, o, p, o/p)
+		plain, ours, ratios = append(plain, p.rate), append(ours, o.rate), append(ratios, o.rate/p.rate)
+		plainCPU, oursCPU = append(plainCPU, p.cpu.Seconds()*1e6), append(oursCPU, o.cpu.Seconds()*1e6)
+		t.Logf("round %d: esmd %.0f msg/s (%v CPU/msg), plain %.0f msg/s (%v CPU/msg), ratio %.2f",
+			i+1, o.rate, o.cpu.Round(100*time.Nanosecond), p.rate, p.cpu.Round(100*time.Nanosecond), o.rate/p.rate)
 	}
-	t.Logf("BatchSize %d, %d messages of 1 KB, plain prefetch %d: esmd %.0f msg/s %v, plain amqp091 loop %.0f msg/s %v, ratio of medians %.2f, ratios per round %v (%d invocations)",
-		batch, n, prefetch, median(ours), rounded(ours), median(plain), rounded(plain), median(ours)/median(plain), rounded2(ratios), invokes.Load())
+	t.Logf("BatchSize %d, %d messages of 1 KB, plain prefetch %d: esmd %.0f msg/s %v, plain amqp091 loop %.0f msg/s %v, ratio of medians %.2f, ratios per round %v, median ratio %.2f; test process CPU per message: esmd %.1f us %v, plain %.1f us %v (%d invocations)",
+		batch, n, prefetch, median(ours), rounded(ours), median(plain), rounded(plain), median(ours)/median(plain), rounded2(ratios), median(ratios),
+		median(oursCPU), rounded(oursCPU), median(plainCPU), rounded(plainCPU), invokes.Load())
 }
 
 // maxConsumers is the poller's default Config.MaxConsumers.
@@ -142,7 +145,7 @@ func fill(t *testing.T, b *testenv.RabbitMQBroker, n int) string {
 }
 
 // esmdRun runs the pipeline until n messages were finished.
-func esmdRun(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher.Invoker, n, batch int) float64 {
+func esmdRun(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher.Invoker, n, batch int) run {
 	m := &esm.Mapping{UUID: "bench", FunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:function", Source: esm.SourceMQ}
 	arn := "arn:aws:mq:us-east-1:000000000000:broker:bench:b-1"
 	m.Config.EventSourceArn = &arn
@@ -184,25 +187,38 @@ func esmdRun(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher.I
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime()
 	go func() { done <- r.Run(ctx, m, &reporter{}) }()
 	select {
 	case <-all:
 	case <-time.After(10 * time.Minute):
 		t.Fatalf("esmd finished %d of %d messages", finished.Load(), n)
 	}
-	elapsed := time.Since(start)
+	res := measure(n, start, cpu)
 	t.Logf("esmd: %d consumers at the end", (<-opened).Consumers())
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	return float64(n) / elapsed.Seconds()
+	return res
+}
+
+// run is one side's figures: messages/s and the test process's CPU time
+// per message (the function endpoint and the invoker included, the same
+// for both sides), which the load of other processes inflates less than
+// wall time.
+type run struct {
+	rate float64
+	cpu  time.Duration
+}
+
+func measure(n int, start time.Time, cpu time.Duration) run {
+	return run{rate: float64(n) / time.Since(start).Seconds(), cpu: (cpuTime() - cpu) / time.Duration(n)}
 }
 
 // plainLoop consumes with amqp091, invokes batches of what has arrived (up
 // to batch) one at a time, and acks each batch after the invocation.
-func plainLoop(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher.Invoker, n, batch, prefetch int) float64 {
+func plainLoop(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher.Invoker, n, batch, prefetch int) run {
 	ch := channel(t, b, "/")
 	if err := ch.Qos(prefetch, 0, false); err != nil {
 		t.Fatal(err)
@@ -216,7 +232,7 @@ func plainLoop(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher
 	group := payload.RabbitMQGroup(q, "/")
 	bld := payload.NewBuilder(env)
 	var buf []amqp.Delivery
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime()
 	for done := 0; done < n; {
 		// The queue is pre-filled: every batch but the last is full.
 		for len(buf) < min(batch, n-done) {
@@ -245,11 +261,11 @@ func plainLoop(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher
 		done += len(buf)
 		buf = buf[:0]
 	}
-	elapsed := time.Since(start)
+	res := measure(n, start, cpu)
 	if err := ch.Cancel("plain", false); err != nil {
 		t.Fatal(err)
 	}
-	return float64(n) / elapsed.Seconds()
+	return res
 }
 
 // counting counts the records the pipeline finished.
@@ -275,6 +291,9 @@ func median(xs []float64) float64 {
 	}
 	ys := slices.Clone(xs)
 	slices.Sort(ys)
+	if len(ys)%2 == 0 {
+		return (ys[len(ys)/2-1] + ys[len(ys)/2]) / 2
+	}
 	return ys[len(ys)/2]
 }
 
