@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -368,5 +369,29 @@ func TestNotAuthorized(t *testing.T) {
 	_, err = p.Poll(ctx)
 	if !errors.Is(err, kerr.GroupAuthorizationFailed) {
 		t.Fatalf("poll: %v, want GROUP_AUTHORIZATION_FAILED", err)
+	}
+}
+
+// TestDisabling: errors retrying cannot fix disable the mapping with
+// Lambda's reasons; others are retried. (kfake closes the connection on a
+// refused SCRAM login instead of answering SASL_AUTHENTICATION_FAILED, so
+// the brokers' error codes are checked here rather than end to end.)
+func TestDisabling(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		reason string
+	}{
+		{fmt.Errorf("connect: %w", kerr.SaslAuthenticationFailed), ReasonAuthN},
+		{fmt.Errorf("t: %w", kerr.TopicAuthorizationFailed), ReasonAuthZ},
+		{kerr.GroupAuthorizationFailed, ReasonAuthZ},
+		{kerr.ClusterAuthorizationFailed, ReasonAuthZ},
+		{kerr.NotLeaderForPartition, ""},
+		{errors.New("EOF"), ""},
+	} {
+		err := disabling(tc.err)
+		var de *esm.DisableError
+		if got := errors.As(err, &de); got != (tc.reason != "") || got && (de.Reason != tc.reason || !errors.Is(err, tc.err)) {
+			t.Errorf("disabling(%v) = %#v, want reason %q", tc.err, err, tc.reason)
+		}
 	}
 }

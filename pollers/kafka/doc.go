@@ -9,12 +9,31 @@
 // below every record the pipeline has not finished (source.Tracker), so a
 // restart or a rebalance re-reads unfinished records and never skips one.
 //
-// Revoked partitions: the poller waits (up to Config.RevokeTimeout) for the
-// pipeline to finish the partition's records, commits what finished, and
-// abandons the rest without committing; the new owner reads them again.
-// Records read from a partition after it was revoked are dropped before
+// Hand-outs: the records kgo fetches are held by the poller and handed to
+// the pipeline a few batches at a time per partition (Config.MaxOutstanding,
+// three batches by default: one in flight, one ready, one margin). A
+// partition holding many fetched records is paused in kgo until the
+// pipeline catches up. Encoding (payload.AppendKafka) happens at hand-out,
+// into one allocation per hand-out.
+//
+// Revoked partitions: the held records are dropped at once (the pipeline
+// never saw them), the poller waits (up to Config.RevokeTimeout) for the
+// few records handed out to finish, commits what finished, and abandons the
+// rest without committing; the new owner reads them again. Because the
+// pipeline holds at most MaxOutstanding records of a partition, the wait
+// is a few invocations long and a revocation normally hands over without
+// any duplicate. Records fetched after the revocation are dropped before
 // the pipeline sees them, and late outcomes of abandoned records are
 // ignored, so a partition that comes back is tracked from scratch.
+//
+// Provisioned mode: ProvisionedPollerConfig.MaximumPollers
+// (Config.MaxPollers) bounds how many partitions have records in the
+// pipeline at once, hence the concurrent invocations of one esmd worker;
+// partitions take turns of MaxOutstanding records. MinimumPollers needs
+// nothing: esmd never runs fewer consumers than partitions with records.
+//
+// OffsetLag reports, per owned partition, the high watermark of the last
+// fetch minus the next offset to commit (pipeline.OffsetLagger).
 //
 // ConfigFor turns a mapping into a Config: bootstrap servers (the
 // SelfManagedEventSource; for MSK, --msk-cluster ARN=brokers or else

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
 
+	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
 )
@@ -247,7 +248,7 @@ func New(ctx context.Context, cfg Config) (*Poller, error) {
 	defer cancel()
 	if err := p.cl.Ping(pctx); err != nil {
 		p.cl.Close()
-		return nil, fmt.Errorf("kafka: connect to %v: %w", cfg.Seeds, err)
+		return nil, disabling(fmt.Errorf("kafka: connect to %v: %w", cfg.Seeds, err))
 	}
 	p.wg.Add(1)
 	go p.commitLoop()
@@ -320,16 +321,15 @@ func (p *Poller) fetchErrors(fs kgo.Fetches) error {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return
 		}
-		if denied(err) {
-			fatal = fmt.Errorf("kafka: %s: %w", topic, err)
+		if d := disabling(err); d != err {
+			fatal = disabling(fmt.Errorf("kafka: %s: %w", topic, err))
 			return
 		}
 		// kgo retries other fetch errors itself; they are worth a line.
 		p.log.Warn("kafka fetch", "topic", topic, "partition", partition, "err", err)
 	})
-	// Retrying cannot fix credentials or ACLs: the pipeline stops and its
-	// LastProcessingResult says why (AWS disables such a mapping with
-	// EVENT_SOURCE_AUTHN_ERROR / _AUTHZ_ERROR).
+	// Retrying cannot fix credentials or ACLs: the pipeline disables the
+	// mapping (EVENT_SOURCE_AUTHN_ERROR / _AUTHZ_ERROR), as AWS does.
 	return fatal
 }
 
@@ -850,14 +850,25 @@ func commitRespErr(resp *kmsg.OffsetCommitResponse) error {
 	return nil
 }
 
-// denied reports errors that retrying does not fix: authentication and
-// authorization failures.
-func denied(err error) bool {
-	for _, e := range []error{kerr.SaslAuthenticationFailed, kerr.TopicAuthorizationFailed,
-		kerr.GroupAuthorizationFailed, kerr.ClusterAuthorizationFailed} {
-		if errors.Is(err, e) {
-			return true
-		}
+// Reasons Lambda gives in StateTransitionReason when it disables a Kafka
+// mapping whose cluster refuses it.
+const (
+	ReasonAuthN = "EVENT_SOURCE_AUTHN_ERROR"
+	ReasonAuthZ = "EVENT_SOURCE_AUTHZ_ERROR"
+)
+
+// disabling wraps errors that retrying does not fix in an
+// *esm.DisableError, so the pipeline disables the mapping as Lambda does:
+// refused credentials (EVENT_SOURCE_AUTHN_ERROR) and missing ACLs on the
+// topic, group or cluster (EVENT_SOURCE_AUTHZ_ERROR). Other errors are
+// returned as they are (retried).
+func disabling(err error) error {
+	switch {
+	case errors.Is(err, kerr.SaslAuthenticationFailed):
+		return &esm.DisableError{Reason: ReasonAuthN, Err: err}
+	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.GroupAuthorizationFailed),
+		errors.Is(err, kerr.ClusterAuthorizationFailed):
+		return &esm.DisableError{Reason: ReasonAuthZ, Err: err}
 	}
-	return false
+	return err
 }
