@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"reflect"
 	"strings"
 	"sync"
@@ -48,8 +50,22 @@ func start(t *testing.T, opts ...ddbstreams.Option) (*ddbstreams.Server, *dynamo
 		BaseEndpoint: aws.String(s.URL()),
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIAESMDTEST", "secret", ""),
 		Retryer:      aws.NopRetryer{},
+		HTTPClient:   plainBody{&http.Client{}},
 	})
 	return s, c
+}
+
+// plainBody hides the request body's io.WriterTo from net/http, as
+// pollers/dynamodbstreams does (see its plainBody): smithy-go's body answers
+// WriteTo with io.EOF once closed, and net/http then closes the connection
+// under the response of a server as fast as this one.
+type plainBody struct{ *http.Client }
+
+func (c plainBody) Do(r *http.Request) (*http.Response, error) {
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = struct{ io.ReadCloser }{r.Body}
+	}
+	return c.Client.Do(r)
 }
 
 func key(id string) map[string]types.AttributeValue {
