@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -402,4 +408,543 @@ func TestKinesisSIGKILLRestart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kinesisCall is one invocation the function recorder saw.
+type kinesisCall struct {
+	Event    kinesisEvent
+	Response string
+}
+
+// kinesisEvent is a Kinesis event, with the tumbling-window fields.
+type kinesisEvent struct {
+	Records []struct {
+		EventSourceARN string `json:"eventSourceARN"`
+		Kinesis        struct {
+			PartitionKey   string  `json:"partitionKey"`
+			SequenceNumber string  `json:"sequenceNumber"`
+			Data           []byte  `json:"data"`
+			Arrival        float64 `json:"approximateArrivalTimestamp"`
+		} `json:"kinesis"`
+	} `json:"Records"`
+	Window *struct {
+		Start time.Time `json:"start"`
+		End   time.Time `json:"end"`
+	} `json:"window"`
+	State          json.RawMessage `json:"state"`
+	ShardID        string          `json:"shardId"`
+	EventSourceARN string          `json:"eventSourceARN"`
+	IsFinal        bool            `json:"isFinalInvokeForWindow"`
+	IsEarly        bool            `json:"isWindowTerminatedEarly"`
+}
+
+func (e *kinesisEvent) arn() string {
+	if len(e.Records) > 0 {
+		return e.Records[0].EventSourceARN
+	}
+	return e.EventSourceARN
+}
+
+// fnRecorder stands between esmd and the function on RIE and records every
+// invocation with the function's answer.
+type fnRecorder struct {
+	rie   string
+	mu    sync.Mutex
+	calls []kinesisCall
+}
+
+func (f *fnRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	resp, err := http.Post(f.rie+req.URL.Path, "application/json", bytes.NewReader(body))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var ev kinesisEvent
+	if err := json.Unmarshal(body, &ev); err == nil {
+		f.mu.Lock()
+		f.calls = append(f.calls, kinesisCall{Event: ev, Response: string(out)})
+		f.mu.Unlock()
+	}
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	w.Write(out)
+}
+
+// of returns the invocations for a stream.
+func (f *fnRecorder) of(arn string) []kinesisCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []kinesisCall
+	for _, c := range f.calls {
+		if c.Event.arn() == arn {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// agingProxy is kinesis-local seen through a proxy that makes records
+// older: a record whose partition key is "age=N..." has its
+// ApproximateArrivalTimestamp moved N seconds into the past in GetRecords
+// answers. No emulator can backdate a record, and MaximumRecordAgeInSeconds
+// is at least 60.
+func agingProxy(t *testing.T, target string) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
+		http.Error(w, err.Error(), http.StatusBadGateway) // esmd cancels reads when it stops
+	}
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.Header.Get("X-Amz-Target") != "Kinesis_20131202.GetRecords" || resp.StatusCode != http.StatusOK {
+			return nil
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		var m map[string]json.RawMessage
+		var recs []map[string]json.RawMessage
+		if json.Unmarshal(body, &m) == nil && json.Unmarshal(m["Records"], &recs) == nil {
+			for _, r := range recs {
+				var key string
+				var ts float64
+				json.Unmarshal(r["PartitionKey"], &key)
+				var age int
+				if _, err := fmt.Sscanf(key, "age=%d", &age); err == nil && json.Unmarshal(r["ApproximateArrivalTimestamp"], &ts) == nil {
+					r["ApproximateArrivalTimestamp"] = json.RawMessage(strconv.FormatFloat(ts-float64(age), 'f', 3, 64))
+				}
+			}
+			m["Records"], _ = json.Marshal(recs)
+			body, _ = json.Marshal(m)
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.ContentLength = int64(len(body))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		return nil
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// onFailureRecord is the OnFailure record of a Kinesis mapping.
+type onFailureRecord struct {
+	RequestContext struct {
+		Condition              string `json:"condition"`
+		ApproximateInvokeCount int    `json:"approximateInvokeCount"`
+	} `json:"requestContext"`
+	ResponseContext *struct {
+		StatusCode    int     `json:"statusCode"`
+		FunctionError *string `json:"functionError"`
+	} `json:"responseContext"`
+	Info struct {
+		ShardID             string `json:"shardId"`
+		StartSequenceNumber string `json:"startSequenceNumber"`
+		EndSequenceNumber   string `json:"endSequenceNumber"`
+		BatchSize           int    `json:"batchSize"`
+		StreamArn           string `json:"streamArn"`
+	} `json:"KinesisBatchInfo"`
+}
+
+// receiveOne waits for one message on an SQS queue and decodes it.
+func receiveOne(t *testing.T, sc *sqs.Client, qurl string) onFailureRecord {
+	t.Helper()
+	var rec onFailureRecord
+	testenv.Eventually(t, 30*time.Second, func(ctx context.Context) error {
+		m, err := sc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &qurl, WaitTimeSeconds: 1})
+		if err != nil {
+			return err
+		}
+		if len(m.Messages) == 0 {
+			return errors.New("no OnFailure record yet")
+		}
+		body := aws.ToString(m.Messages[0].Body)
+		if err := json.Unmarshal([]byte(body), &rec); err != nil {
+			return fmt.Errorf("OnFailure record %s: %w", body, err)
+		}
+		return nil
+	})
+	return rec
+}
+
+// TestServeKinesisScenarios runs mappings created through esmd serve's
+// API on kinesis-local, with testfn on RIE behind a recorder and OnFailure
+// destinations on fauxqs: the starting positions, the recorded partial
+// batch response and record age cases, and tumbling windows.
+func TestServeKinesisScenarios(t *testing.T) {
+	testenv.Skip(t)
+	ep := testenv.Kinesis(t)
+	fq := testenv.FauxQS(t)
+	t.Setenv("AWS_ENDPOINT_URL_KINESIS", agingProxy(t, ep))
+	t.Setenv("AWS_ENDPOINT_URL_SQS", fq)
+	kc := awskinesis.NewFromConfig(testenv.AWSConfig(ep))
+	sc := sqs.NewFromConfig(testenv.AWSConfig(fq))
+	fn := &fnRecorder{rie: testenv.RIE(t)}
+	fsrv := httptest.NewServer(fn)
+	defer fsrv.Close()
+	dir := t.TempDir()
+	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	c.dataDir = dir
+	c.invokeMode = "rie"
+	c.lambdaEndpoint = fsrv.URL
+	addr, stop := serveWith(t, c)
+	defer stop()
+	cl := client(addr)
+	ctx := context.Background()
+
+	create := func(t *testing.T, arn string, in lambda.CreateEventSourceMappingInput) string {
+		t.Helper()
+		in.FunctionName, in.EventSourceArn = aws.String("function"), aws.String(arn)
+		if in.StartingPosition == "" {
+			in.StartingPosition = types.EventSourcePositionTrimHorizon
+		}
+		out, err := cl.CreateEventSourceMapping(ctx, &in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.DeleteEventSourceMapping(ctx, &lambda.DeleteEventSourceMappingInput{UUID: out.UUID}) })
+		return *out.UUID
+	}
+	onFailure := func(t *testing.T) (string, *types.DestinationConfig) {
+		qurl, qarn := sqsQueue(t, sc, "kinesis-scenario", nil)
+		return qurl, &types.DestinationConfig{OnFailure: &types.OnFailure{Destination: aws.String(qarn)}}
+	}
+	put := func(t *testing.T, stream, key, body string) string {
+		t.Helper()
+		out, err := kc.PutRecord(ctx, &awskinesis.PutRecordInput{StreamName: &stream, PartitionKey: &key, Data: []byte(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(out.SequenceNumber)
+	}
+	bodiesOf := func(calls []kinesisCall) []string {
+		var out []string
+		for _, c := range calls {
+			for _, r := range c.Event.Records {
+				out = append(out, string(r.Kinesis.Data))
+			}
+		}
+		return out
+	}
+
+	t.Run("StartingPositions", func(t *testing.T) {
+		name, arn := kinesisStream(t, kc, "start", 1)
+		put(t, name, "k", "old")
+		time.Sleep(50 * time.Millisecond)
+		mid := time.Now()
+		time.Sleep(50 * time.Millisecond)
+		put(t, name, "k", "mid")
+
+		create(t, arn, lambda.CreateEventSourceMappingInput{StartingPosition: types.EventSourcePositionAtTimestamp,
+			StartingPositionTimestamp: aws.Time(mid)})
+		// LATEST: the iterator is taken when the shard is first read, so
+		// records are put until one arrives; everything delivered must be
+		// a suffix of what was put after the mapping was created.
+		latestName, latestArn := kinesisStream(t, kc, "latest", 1)
+		put(t, latestName, "k", "before")
+		create(t, latestArn, lambda.CreateEventSourceMappingInput{StartingPosition: types.EventSourcePositionLatest})
+		var after []string
+		testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+			if len(fn.of(latestArn)) > 0 {
+				return nil
+			}
+			b := fmt.Sprintf("after-%d", len(after))
+			put(t, latestName, "k", b)
+			after = append(after, b)
+			return errors.New("nothing delivered yet")
+		})
+		testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+			if got := bodiesOf(fn.of(latestArn)); got[len(got)-1] != after[len(after)-1] {
+				return fmt.Errorf("LATEST delivered %v, waiting for %s", got, after[len(after)-1])
+			}
+			return nil
+		})
+		testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+			if got := bodiesOf(fn.of(arn)); len(got) < 1 {
+				return errors.New("AT_TIMESTAMP mapping delivered nothing yet")
+			}
+			return nil
+		})
+		if got := bodiesOf(fn.of(arn)); strings.Join(got, ",") != "mid" {
+			t.Errorf("AT_TIMESTAMP delivered %v, want [mid]", got)
+		}
+		got := bodiesOf(fn.of(latestArn))
+		if len(got) == 0 || slices.Contains(got, "before") || !slices.Equal(got, after[len(after)-len(got):]) {
+			t.Errorf("LATEST delivered %v; put after creation %v", got, after)
+		}
+	})
+
+	t.Run("PartialBatchResponse", func(t *testing.T) {
+		// test_kinesis_report_batch_item_failures: BatchSize 3,
+		// MaximumRetryAttempts 3, one of six records fails by partial
+		// response: only it goes to OnFailure, after 4 invocations.
+		name, arn := kinesisStream(t, kc, "partial", 1)
+		qurl, dest := onFailure(t)
+		last := map[string]string{}
+		var failed string
+		for i := range 6 {
+			b := fmt.Sprintf(`{"n":%d}`, i)
+			if i == 5 {
+				b = `{"testfn":{"mode":"fail-self"}}`
+			}
+			seq := put(t, name, fmt.Sprintf("test_%d", i), b)
+			last["shardId-000000000000"] = seq
+			if i == 5 {
+				failed = seq
+			}
+		}
+		uuid := create(t, arn, lambda.CreateEventSourceMappingInput{BatchSize: aws.Int32(3), MaximumRetryAttempts: aws.Int32(3),
+			FunctionResponseTypes: []types.FunctionResponseType{types.FunctionResponseTypeReportBatchItemFailures}, DestinationConfig: dest})
+		rec := receiveOne(t, sc, qurl)
+		if rec.RequestContext.Condition != "RetryAttemptsExhausted" || rec.RequestContext.ApproximateInvokeCount != 4 ||
+			rec.ResponseContext == nil || rec.ResponseContext.StatusCode != 200 || rec.ResponseContext.FunctionError != nil ||
+			rec.Info.BatchSize != 1 || rec.Info.StartSequenceNumber != failed || rec.Info.EndSequenceNumber != failed || rec.Info.StreamArn != arn {
+			t.Errorf("OnFailure record %+v (response %+v)", rec, rec.ResponseContext)
+		}
+		waitCheckpoints(t, dir, uuid, last)
+		// The second batch once, then three retries of its failed record.
+		n := 0
+		for _, c := range fn.of(arn) {
+			for _, r := range c.Event.Records {
+				if r.Kinesis.SequenceNumber == failed {
+					n++
+				}
+			}
+		}
+		if n != 4 {
+			t.Errorf("the failed record was invoked %d times, want 4", n)
+		}
+	})
+
+	t.Run("ResponseScenarios", func(t *testing.T) {
+		// test_kinesis_report_batch_item_{success,failure}_scenarios:
+		// BatchSize 1, MaximumRetryAttempts 2, ReportBatchItemFailures.
+		type scenario struct {
+			name, directive string
+			fail            bool
+			functionError   *string
+		}
+		unhandled := "Unhandled"
+		ret := func(body string) string { return `{"testfn":{"mode":"return","body":` + body + `}}` }
+		scenarios := []scenario{
+			{name: "empty_string_success", directive: ret(`""`)},
+			{name: "empty_list_success", directive: ret(`[]`)},
+			{name: "null_success", directive: ret(`null`)},
+			{name: "empty_dict_success", directive: ret(`{}`)},
+			{name: "empty_batch_item_failure_success", directive: ret(`{"batchItemFailures":[]}`)},
+			{name: "null_batch_item_failure_success", directive: ret(`{"batchItemFailures":null}`)},
+			{name: "empty_string_item_identifier_failure", directive: ret(`{"batchItemFailures":[{"itemIdentifier":""}]}`), fail: true},
+			{name: "null_item_identifier_failure", directive: ret(`{"batchItemFailures":[{"itemIdentifier":null}]}`), fail: true},
+			{name: "invalid_key_foo_failure", directive: ret(`{"batchItemFailures":[{"foo":"123"}]}`), fail: true},
+			{name: "invalid_key_foo_null_value_failure", directive: ret(`{"batchItemFailures":[{"foo":null}]}`), fail: true},
+			{name: "item_identifier_not_present_failure", directive: ret(`{"batchItemFailures":[{}]}`), fail: true},
+			{name: "unhandled_exception_in_function", directive: `{"testfn":{"mode":"error"}}`, fail: true, functionError: &unhandled},
+		}
+		type running struct {
+			arn, uuid, qurl string
+			last            map[string]string
+			seq             string
+		}
+		runs := make([]running, len(scenarios))
+		for i, sc := range scenarios {
+			name, arn := kinesisStream(t, kc, "scn", 1)
+			qurl, dest := onFailure(t)
+			seq := put(t, name, "test", sc.directive)
+			// A second record after the first: the shard moves on in
+			// every case (past a success, or past the OnFailure record).
+			last := map[string]string{"shardId-000000000000": put(t, name, "test", `{"after":true}`)}
+			uuid := create(t, arn, lambda.CreateEventSourceMappingInput{BatchSize: aws.Int32(1), MaximumRetryAttempts: aws.Int32(2),
+				FunctionResponseTypes: []types.FunctionResponseType{types.FunctionResponseTypeReportBatchItemFailures}, DestinationConfig: dest})
+			runs[i] = running{arn: arn, uuid: uuid, qurl: qurl, last: last, seq: seq}
+		}
+		for i, s := range scenarios {
+			t.Run(s.name, func(t *testing.T) {
+				r := runs[i]
+				waitCheckpoints(t, dir, r.uuid, r.last)
+				n := 0
+				for _, c := range fn.of(r.arn) {
+					if len(c.Event.Records) == 1 && c.Event.Records[0].Kinesis.SequenceNumber == r.seq {
+						n++
+					}
+				}
+				if !s.fail {
+					if n != 1 {
+						t.Errorf("the record was invoked %d times, want once (a success)", n)
+					}
+					m, err := sc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &r.qurl})
+					if err != nil || len(m.Messages) != 0 {
+						t.Errorf("OnFailure messages %v (%v) for a success", m, err)
+					}
+					return
+				}
+				if n != 3 {
+					t.Errorf("the record was invoked %d times, want 3 (MaximumRetryAttempts 2)", n)
+				}
+				rec := receiveOne(t, sc, r.qurl)
+				fe := rec.ResponseContext != nil && (rec.ResponseContext.FunctionError == nil) == (s.functionError == nil) &&
+					(s.functionError == nil || *rec.ResponseContext.FunctionError == *s.functionError)
+				if rec.RequestContext.Condition != "RetryAttemptsExhausted" || rec.RequestContext.ApproximateInvokeCount != 3 || !fe ||
+					rec.ResponseContext.StatusCode != 200 || rec.Info.BatchSize != 1 || rec.Info.StartSequenceNumber != r.seq {
+					t.Errorf("OnFailure record %+v (response %+v)", rec, rec.ResponseContext)
+				}
+			})
+		}
+	})
+
+	t.Run("RecordAge", func(t *testing.T) {
+		// test_kinesis_maximum_record_age_exceeded and
+		// ..._discard_records, MaximumRecordAgeInSeconds 60.
+		type ageCase struct {
+			name      string
+			retries   int32
+			batch     int32
+			keys      []string // partition keys ("age=N": N seconds old), in order
+			bodies    []string
+			discarded []int // indexes of the records in the OnFailure record
+			invokes   func(int) bool
+			delivered []int
+		}
+		cases := []ageCase{
+			{name: "expire-before-ingestion", retries: 0, batch: 1, keys: []string{"age=120"}, bodies: []string{`{"n":0}`},
+				discarded: []int{0}, invokes: func(n int) bool { return n == 1 }},
+			{name: "expire-while-retrying", retries: -1, batch: 1, keys: []string{"age=57"}, bodies: []string{`{"testfn":{"mode":"error"}}`},
+				discarded: []int{0}, invokes: func(n int) bool { return n > 1 }},
+			{name: "discard_records", retries: 0, batch: 10, keys: []string{"age=120", "test", "test"},
+				bodies: []string{"stream-data-0", "stream-data-1", "stream-data-2"}, discarded: []int{0}, invokes: func(n int) bool { return n == 1 },
+				delivered: []int{1, 2}},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				name, arn := kinesisStream(t, kc, "age", 1)
+				qurl, dest := onFailure(t)
+				var seqs []string
+				for i, k := range tc.keys {
+					seqs = append(seqs, put(t, name, k, tc.bodies[i]))
+				}
+				create(t, arn, lambda.CreateEventSourceMappingInput{BatchSize: aws.Int32(tc.batch), MaximumRetryAttempts: aws.Int32(tc.retries),
+					MaximumRecordAgeInSeconds: aws.Int32(60), DestinationConfig: dest})
+				rec := receiveOne(t, sc, qurl)
+				first, lastSeq := seqs[tc.discarded[0]], seqs[tc.discarded[len(tc.discarded)-1]]
+				if rec.RequestContext.Condition != "RecordAgeExceeded" || rec.ResponseContext != nil || !tc.invokes(rec.RequestContext.ApproximateInvokeCount) ||
+					rec.Info.StartSequenceNumber != first || rec.Info.EndSequenceNumber != lastSeq || rec.Info.BatchSize != len(tc.discarded) {
+					t.Errorf("OnFailure record %+v (responseContext %+v)", rec, rec.ResponseContext)
+				}
+				var want []string
+				for _, i := range tc.delivered {
+					want = append(want, tc.bodies[i])
+				}
+				testenv.Eventually(t, 20*time.Second, func(context.Context) error {
+					var got []string
+					for _, b := range bodiesOf(fn.of(arn)) {
+						if !strings.Contains(b, "testfn") {
+							got = append(got, b)
+						}
+					}
+					if !slices.Equal(got, want) {
+						return fmt.Errorf("delivered %v, want %v", got, want)
+					}
+					return nil
+				})
+				if tc.name == "expire-before-ingestion" && len(fn.of(arn)) != 0 {
+					t.Errorf("the expired record reached the function")
+				}
+			})
+		}
+	})
+
+	t.Run("TumblingWindow", func(t *testing.T) {
+		// Records in 5 s windows, BatchSize 2: each invocation of a window
+		// gets the state the previous one returned (testfn's window mode
+		// counts records), a new window starts from {}, and the last
+		// invocation of a window is marked final. The records are put at
+		// once and aged by the proxy into windows 15 s apart, so each
+		// window's end is known (a later window's records are buffered)
+		// when its last batch is cut.
+		name, arn := kinesisStream(t, kc, "window", 1)
+		const w = `{"testfn":{"mode":"window"}}`
+		for _, g := range []struct{ age, n int }{{45, 3}, {30, 3}, {15, 2}, {0, 1}} {
+			for range g.n {
+				put(t, name, fmt.Sprintf("age=%d", g.age), w)
+			}
+		}
+		create(t, arn, lambda.CreateEventSourceMappingInput{BatchSize: aws.Int32(2), TumblingWindowInSeconds: aws.Int32(5)})
+		var calls []kinesisCall
+		testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+			calls = fn.of(arn)
+			finals, recs := 0, 0
+			for _, c := range calls {
+				if c.Event.IsFinal {
+					finals++
+				}
+				recs += len(c.Event.Records)
+			}
+			if finals < 3 || recs < 9 {
+				var b strings.Builder
+				for _, c := range calls {
+					fmt.Fprintf(&b, "\n  %d records window %+v state %s final %v -> %.200s", len(c.Event.Records), c.Event.Window, c.Event.State, c.Event.IsFinal, c.Response)
+				}
+				return fmt.Errorf("%d final invocations:%s", finals, b.String())
+			}
+			return nil
+		})
+		type win struct {
+			count int  // records invoked so far in the window
+			final bool // its final invocation was seen
+		}
+		wins := map[time.Time]*win{}
+		total := 0
+		for i, c := range calls {
+			e := c.Event
+			if e.Window == nil || e.ShardID != "shardId-000000000000" || e.EventSourceARN != arn || e.Window.End.Sub(e.Window.Start) != 5*time.Second {
+				t.Fatalf("invocation %d: window %+v shard %q arn %q", i, e.Window, e.ShardID, e.EventSourceARN)
+			}
+			cur := wins[e.Window.Start]
+			if cur == nil {
+				cur = &win{}
+				wins[e.Window.Start] = cur
+			}
+			if cur.final {
+				t.Fatalf("invocation %d after the final one of window %v", i, e.Window.Start)
+			}
+			var st struct{ Count int }
+			if len(e.State) > 0 {
+				if err := json.Unmarshal(e.State, &st); err != nil {
+					t.Fatalf("invocation %d state %s: %v", i, e.State, err)
+				}
+			}
+			if st.Count != cur.count {
+				t.Fatalf("invocation %d of window %v carries state %s, want count %d", i, e.Window.Start, e.State, cur.count)
+			}
+			for _, r := range e.Records {
+				at := time.UnixMilli(int64(r.Kinesis.Arrival * 1000))
+				if at.Before(e.Window.Start) || !at.Before(e.Window.End) {
+					t.Fatalf("invocation %d: record of %v in window %v", i, at, e.Window.Start)
+				}
+			}
+			cur.count += len(e.Records)
+			total += len(e.Records)
+			cur.final = e.IsFinal
+			if e.IsEarly {
+				t.Errorf("invocation %d terminated early", i)
+			}
+		}
+		if total != 9 || len(wins) < 4 {
+			t.Fatalf("%d records in %d windows, want 9 in at least 4", total, len(wins))
+		}
+		t.Logf("%d invocations over %d windows", len(calls), len(wins))
+	})
 }
