@@ -71,13 +71,20 @@ func fill(b *testing.B, f *fauxqs, url string, n int) {
 }
 
 // noopFunction is a Lambda Invoke endpoint on 127.0.0.1 that answers every
-// invocation with null at once.
-func noopFunction(b *testing.B) dispatcher.Invoker {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// invocation with null at once; calls counts the connections esmd opens to
+// it ("invoke-dial").
+func noopFunction(b *testing.B, calls *callCounter) dispatcher.Invoker {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = r.Body.Read(make([]byte, 0))
 		w.Header().Set("X-Amz-Executed-Version", "$LATEST")
 		_, _ = w.Write([]byte("null"))
 	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			calls.add("invoke-dial")
+		}
+	}
+	srv.Start()
 	b.Cleanup(srv.Close)
 	// The direct Invoke path, as esmd serve uses by default (--invoke-path
 	// direct), signed as for AWS (ModeAWS: SHA-256 of the event).
@@ -126,7 +133,7 @@ func BenchmarkThroughput(b *testing.B) {
 	if v := os.Getenv("ESMD_SQS_BENCH_RUNS"); v != "" {
 		runs = strings.Split(v, ",")
 	}
-	inv := noopFunction(b)
+	inv := noopFunction(b, calls)
 	rates := map[string][]float64{}
 	cpu := map[string]time.Duration{}
 	srvCPU := map[string]time.Duration{}

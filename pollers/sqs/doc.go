@@ -19,6 +19,13 @@
 // counts a receive against the queue's maxReceiveCount if it has to be
 // released, and fauxqs slows down with many messages in flight.
 //
+// The poller's SQS client keeps enough idle connections for its receivers
+// and the deletes that run beside them (the SDK keeps 10 per host; past
+// that every call would dial a new connection, which costs the SQS server
+// more than the call). BenchmarkThroughput measures esmd against a plain
+// ReceiveMessage -> DeleteMessageBatch loop with as many receivers on the
+// same server, and counts the SQS calls and connections of each.
+//
 // Closing the poller stops the receive loops at once, but a long poll
 // already in progress is left to finish (20 s at most) and what it brings
 // is released at once: cancelling it would let SQS hand messages to a
