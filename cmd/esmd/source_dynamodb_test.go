@@ -94,6 +94,7 @@ func (e *ddbEnv) stream(t *testing.T, table string, shards int) string {
 type ddbWrite struct {
 	key       string
 	directive string    // testfn directive JSON, carried in NewImage.testfn.S
+	kind      string    // NewImage.kind.S, when set
 	created   time.Time // zero: now
 }
 
@@ -107,6 +108,9 @@ func (e *ddbEnv) put(t *testing.T, arn string, ws ...ddbWrite) ([]string, []ddbs
 		e.seq++
 		keys := map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: w.key}}
 		img := map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: w.key}, "body": &ddbtypes.AttributeValueMemberS{Value: b}}
+		if w.kind != "" {
+			img["kind"] = &ddbtypes.AttributeValueMemberS{Value: w.kind}
+		}
 		if w.directive != "" {
 			img["testfn"] = &ddbtypes.AttributeValueMemberS{Value: w.directive}
 		}
@@ -427,7 +431,7 @@ func TestServeDynamoDBParallelizationFactor(t *testing.T) {
 	for _, pf := range []int32{1, 2, 10} {
 		t.Run(fmt.Sprint(pf), func(t *testing.T) {
 			arn := e.stream(t, fmt.Sprintf("pf%d", pf), 2)
-			want, _ := e.put(t, arn, keyed(1500, 40)...)
+			want, _ := e.put(t, arn, keyed(2000, 40)...)
 			e.mapping(t, &lambda.CreateEventSourceMappingInput{EventSourceArn: aws.String(arn), BatchSize: aws.Int32(50),
 				ParallelizationFactor: aws.Int32(pf)})
 			e.fn.waitDelivered(t, arn, want)
@@ -490,6 +494,29 @@ func TestServeDynamoDBTumblingWindow(t *testing.T) {
 	})
 	if records != 6 || count != 6 {
 		t.Errorf("window got %d records, state count %d; want 6 and 6", records, count)
+	}
+}
+
+// TestServeDynamoDBFilter: FilterCriteria match the typed images (the
+// "S" key is needed, as recorded); records filtered out are consumed: the
+// checkpoint passes them.
+func TestServeDynamoDBFilter(t *testing.T) {
+	e := newDDBEnv(t)
+	arn := e.stream(t, "filter", 1)
+	uuid := e.mapping(t, &lambda.CreateEventSourceMappingInput{EventSourceArn: aws.String(arn), BatchSize: aws.Int32(10),
+		FilterCriteria: &types.FilterCriteria{Filters: []types.Filter{
+			{Pattern: aws.String(`{"eventName":["INSERT"],"dynamodb":{"NewImage":{"kind":{"S":["keep"]}}}}`)},
+			{Pattern: aws.String(`{"dynamodb":{"NewImage":{"kind":["untyped"]}}}`)}, // never matches: the value is typed
+		}}})
+	bodies, as := e.put(t, arn, ddbWrite{key: "a", kind: "keep"}, ddbWrite{key: "b", kind: "drop"},
+		ddbWrite{key: "c", kind: "untyped"}, ddbWrite{key: "d", kind: "keep"}, ddbWrite{key: "e", kind: "drop"})
+	waitCheckpoints(t, e.dir, uuid, lastPerShard(as))
+	var got []string
+	for _, d := range e.fn.deliveries(arn) {
+		got = append(got, d.body)
+	}
+	if want := []string{bodies[0], bodies[3]}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("delivered %v, want %v", got, want)
 	}
 }
 

@@ -169,6 +169,36 @@ func TestRecordShape(t *testing.T) {
 	}
 }
 
+// TestTTLDeleteAndLag: a TTL delete carries userIdentity, placed as in
+// payload.AppendDynamoDB; Lag (IteratorAge) is the age of the last record
+// read, DynamoDB Streams having no MillisBehindLatest.
+func TestTTLDeleteAndLag(t *testing.T) {
+	s, c := server(t)
+	arn, err := s.CreateStream(ddbstreams.StreamConfig{Table: "t", ViewType: types.StreamViewTypeKeysOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := time.Now().Add(-time.Hour).Truncate(time.Second)
+	keys := map[string]types.AttributeValue{"id": &types.AttributeValueMemberN{Value: "101"}}
+	a, err := s.Put(arn, ddbstreams.Change{EventName: types.OperationTypeRemove, Keys: keys, Created: created,
+		UserIdentity: &types.Identity{Type: aws.String("Service"), PrincipalId: aws.String("dynamodb.amazonaws.com")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := open(t, c, dynamodbstreams.Config{StreamARN: arn, Positions: openStore(t)})
+	r := pollN(t, p, 1)[0]
+	want := `{"eventID":"` + a.EventID + `","eventName":"REMOVE","eventVersion":"1.1","eventSource":"aws:dynamodb","awsRegion":"us-east-1",` +
+		`"userIdentity":{"type":"Service","principalId":"dynamodb.amazonaws.com"},` +
+		`"dynamodb":{"ApproximateCreationDateTime":` + fmt.Sprint(created.Unix()) + `,"Keys":{"id":{"N":"101"}},` +
+		`"SequenceNumber":"` + a.SequenceNumber + `","SizeBytes":4,"StreamViewType":"KEYS_ONLY"},"eventSourceARN":"` + arn + `"}`
+	if string(r.Data) != want {
+		t.Errorf("record\n got %s\nwant %s", r.Data, want)
+	}
+	if lag := p.Lag()[a.ShardID]; lag < 59*time.Minute {
+		t.Errorf("Lag %v, want the age of the record (an hour)", lag)
+	}
+}
+
 func TestAttributeValueEncoding(t *testing.T) {
 	for _, tc := range []struct {
 		name string
