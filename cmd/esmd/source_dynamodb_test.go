@@ -31,13 +31,14 @@ import (
 // as a user would), testfn on RIE behind a recording proxy, and esmd serve
 // on a data directory, restartable.
 type ddbEnv struct {
-	srv *ddbstreams.Server
-	fn  *ddbFunction
-	dir string
-	url string // the function's endpoint (the proxy)
-	cl  *lambda.Client
-	stp func()
-	seq int // bodies are numbered in production order
+	srv  *ddbstreams.Server
+	fn   *ddbFunction
+	dir  string
+	url  string // the function's endpoint (the proxy)
+	addr string // serve's address
+	cl   *lambda.Client
+	stp  func()
+	seq  int // bodies are numbered in production order
 }
 
 func newDDBEnv(t *testing.T) *ddbEnv {
@@ -65,7 +66,7 @@ func (e *ddbEnv) start(t *testing.T) {
 	c.invokeMode = "rie"
 	c.lambdaEndpoint = e.url
 	addr, stop := serveWith(t, c)
-	e.cl, e.stp = client(addr), stop
+	e.addr, e.cl, e.stp = addr, client(addr), stop
 }
 
 func (e *ddbEnv) stop() {
@@ -422,6 +423,23 @@ func TestServeDynamoDBEndToEnd(t *testing.T) {
 	cps = lastPerShard(append(append(first, second...), third...))
 	delete(cps, parent)
 	waitCheckpoints(t, e.dir, uuid, cps)
+
+	// /metrics shows each shard being read with its IteratorAge (the
+	// poller's Lag).
+	testenv.Eventually(t, 10*time.Second, func(context.Context) error {
+		resp, err := http.Get("http://" + e.addr + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, shard := range kids {
+			if !regexp.MustCompile(`(?m)^esmd_iterator_age_milliseconds\{uuid="` + uuid + `",[^}]*lane="` + shard + `"\} \d+$`).Match(b) {
+				return fmt.Errorf("no IteratorAge of shard %s in\n%s", shard, b)
+			}
+		}
+		return nil
+	})
 }
 
 // TestServeDynamoDBParallelizationFactor: ParallelizationFactor 1, 2 and
