@@ -104,16 +104,21 @@ func TestThroughput(t *testing.T) {
 		// endpoint and the consumer) is the steadier figure when other
 		// processes load the machine.
 		var plain, ours, plainCPU, oursCPU []float64
+		var plainInv, oursInv int64
 		for range rounds {
 			if os.Getenv("ESMD_KAFKA_BENCH_ESMD_ONLY") == "" {
-				c := cpuTime()
+				c, i := cpuTime(), invokes.Load()
 				plain = append(plain, plainLoop(t, s, inv, n, batch))
 				plainCPU = append(plainCPU, float64(cpuTime()-c)/float64(time.Microsecond)/float64(n))
+				plainInv += invokes.Load() - i
 			}
-			c := cpuTime()
+			c, i := cpuTime(), invokes.Load()
 			ours = append(ours, esmdRun(t, s, inv, n, batch))
 			oursCPU = append(oursCPU, float64(cpuTime()-c)/float64(time.Microsecond)/float64(n))
+			oursInv += invokes.Load() - i
 		}
+		t.Logf("BatchSize %d: records per invocation esmd %.0f, plain %.0f", batch,
+			float64(n*rounds)/float64(max(oursInv, 1)), float64(n*len(plain))/float64(max(plainInv, 1)))
 		t.Logf("BatchSize %d: esmd %.0f records/s %v, plain franz-go loop %.0f records/s %v, ratio of medians %.2f",
 			batch, median(ours), round(ours), median(plain), round(plain), median(ours)/median(plain))
 		t.Logf("BatchSize %d: CPU per record esmd %.1f us %.1f, plain %.1f us %.1f, ratio of medians %.2f",
