@@ -46,8 +46,10 @@ type API interface {
 
 // Config is what the poller reads and from where.
 type Config struct {
-	// StreamARN is the mapping's EventSourceArn (a stream, or a stream
-	// consumer ARN, read here through the shared throughput).
+	// StreamARN is the mapping's EventSourceArn: a stream, read with
+	// GetRecords on the shared throughput, or a registered stream
+	// consumer, read with SubscribeToShard (enhanced fan-out) when the API
+	// implements SubscribeAPI.
 	StreamARN string
 	// Mapping is the mapping's UUID, the key of its checkpoints.
 	Mapping string
@@ -114,6 +116,16 @@ func StreamARN(arn string) string {
 // Lag (IteratorAge by shard, from MillisBehindLatest).
 type Poller struct {
 	*stream.Poller
+	efo *efo // with a consumer ARN (enhanced fan-out)
+}
+
+// Close stops the readers and closes the enhanced fan-out subscriptions.
+func (p *Poller) Close() error {
+	err := p.Poller.Close()
+	if p.efo != nil {
+		p.efo.close()
+	}
+	return err
 }
 
 // New starts a poller on api. Shards are listed once before New returns,
@@ -127,7 +139,15 @@ func New(ctx context.Context, api API, c Config) (*Poller, error) {
 		return nil, err
 	}
 	cl := &client{api: api, name: name, region: region, srcARN: StreamARN(c.StreamARN), identity: c.InvokeIdentityArn}
-	sp, err := stream.New(ctx, cl, stream.Config{
+	var (
+		scl stream.Client = cl
+		ef  *efo
+	)
+	if sub, ok := api.(SubscribeAPI); ok && strings.Contains(c.StreamARN, "/consumer/") {
+		ef = &efo{client: cl, sub: sub, consumer: c.StreamARN, subs: map[string]*subscription{}}
+		scl = ef
+	}
+	sp, err := stream.New(ctx, scl, stream.Config{
 		Name:               cl.srcARN,
 		Mapping:            c.Mapping,
 		Positions:          c.Positions,
@@ -145,7 +165,7 @@ func New(ctx context.Context, api API, c Config) (*Poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Poller{Poller: sp}, nil
+	return &Poller{Poller: sp, efo: ef}, nil
 }
 
 // Open starts a poller with a client made from cfg (endpoint from the
