@@ -37,15 +37,23 @@ func (p *Poller) take(recs []source.Record) []*message {
 			out = append(out, m)
 		}
 	}
+	if len(out) > 0 {
+		p.roomLocked()
+	}
 	return out
 }
 
-// unholdLocked stops holding m: it leaves the held set (making room for
-// receives) and its FIFO group. p.mu is held.
-func (p *Poller) unholdLocked(m *message) {
-	delete(p.held, m)
+// roomLocked wakes the receivers waiting for held messages to be let go
+// (waitRoom). p.mu is held.
+func (p *Poller) roomLocked() {
 	close(p.room)
 	p.room = make(chan struct{})
+}
+
+// unholdLocked stops holding m: it leaves the held set and its FIFO group.
+// p.mu is held. The caller signals the room made with roomLocked.
+func (p *Poller) unholdLocked(m *message) {
+	delete(p.held, m)
 	if !p.fifo {
 		return
 	}
@@ -144,6 +152,9 @@ func (p *Poller) settle(recs []source.Record, ok bool) (del, back []*message) {
 			p.unholdLocked(m) // may delete the group: g is not read again then
 			del = append(del, m)
 		}
+	}
+	if len(del)+len(back) > 0 {
+		p.roomLocked()
 	}
 	return del, back
 }

@@ -467,7 +467,10 @@ func (p *Poller) records(msgs []types.Message) []source.Record {
 		}
 		h := &message{handle: sm.ReceiptHandle, received: now, deadline: now.Add(p.vt), group: sm.Attributes.MessageGroupID}
 		held[i] = h
-		r := source.Record{ID: sm.MessageID, Data: payload.AppendSQS(nil, &sm), Meta: h}
+		// Sized for the record: body, receipt handle and about 1 KB of
+		// keys and attributes, so the encoding does not grow it.
+		buf := make([]byte, 0, len(sm.Body)+len(sm.ReceiptHandle)+1024)
+		r := source.Record{ID: sm.MessageID, Data: payload.AppendSQS(buf, &sm), Meta: h}
 		if ms, err := strconv.ParseInt(sm.Attributes.SentTimestamp, 10, 64); err == nil {
 			r.Arrival = time.UnixMilli(ms)
 		}
