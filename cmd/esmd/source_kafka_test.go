@@ -16,6 +16,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -75,7 +76,8 @@ func TestServeKafkaEndToEnd(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	api := client(<-addrc)
+	addr := <-addrc
+	api := client(addr)
 	out, err := api.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
 		Topics: []string{topic}, StartingPosition: types.EventSourcePositionTrimHorizon, BatchSize: aws.Int32(10),
 		SelfManagedEventSource: &types.SelfManagedEventSource{Endpoints: map[string][]string{"KAFKA_BOOTSTRAP_SERVERS": seeds}},
@@ -133,6 +135,34 @@ func TestServeKafkaEndToEnd(t *testing.T) {
 	if aws.ToString(got.State) != "Enabled" || aws.ToString(got.LastProcessingResult) != "OK" {
 		t.Errorf("state %s, last processing result %q", aws.ToString(got.State), aws.ToString(got.LastProcessingResult))
 	}
+	// /metrics shows the poller's OffsetLag per partition: 0 once every
+	// record written is processed.
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
+		body, err := httpGet(ctx, "http://"+addr+"/metrics")
+		if err != nil {
+			return err
+		}
+		for pt := range 3 {
+			line := fmt.Sprintf("lane=\"%s-%d\"} 0\n", topic, pt)
+			if !bytes.Contains(body, []byte("esmd_offset_lag{")) || !bytes.Contains(body, []byte(line)) {
+				return fmt.Errorf("no esmd_offset_lag %s in\n%s", line, body)
+			}
+		}
+		return nil
+	})
+}
+
+func httpGet(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
 }
 
 // newKafkaTopic creates a topic of 3 partitions on the cluster and returns
