@@ -34,8 +34,13 @@ type Config struct {
 	// counts in the size of an event, which decides whether a message is
 	// too large to be invoked at all (AWS: EventSourceArn).
 	EventSourceARN string
-	// BatchSize is each consumer's prefetch (AWS: BatchSize; default 100).
+	// BatchSize is the most records one Poll returns (AWS: BatchSize;
+	// default 100).
 	BatchSize int
+	// Prefetch is each consumer's prefetch count, the deliveries it holds
+	// unacked (default BatchSize: a consumer never holds more than a
+	// batch, and more consumers hold more while the backlog lasts).
+	Prefetch int
 	// MaxConsumers bounds the consumers (channels) the poller scales to
 	// while the backlog grows (default 4).
 	MaxConsumers int
@@ -77,6 +82,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = 100
+	}
+	if c.Prefetch <= 0 {
+		c.Prefetch = c.BatchSize
 	}
 	if c.MaxConsumers <= 0 {
 		c.MaxConsumers = 4

@@ -10,7 +10,8 @@
 //     or amqps://;
 //   - manual acknowledgement: a delivery is acked only when the pipeline
 //     reports it done (delivered, or filtered out), with a prefetch of
-//     BatchSize per consumer so a consumer never holds more than a batch;
+//     BatchSize per consumer (Config.Prefetch) so a consumer never holds
+//     more than a batch;
 //   - more consumers (channels) while the queue's backlog is larger than
 //     what the current consumers can hold, as AWS scales MQ pollers (Open
 //     starts as many as the backlog fills), and fewer when it drains;

@@ -83,10 +83,10 @@ func Open(ctx context.Context, cfg Config) (*Poller, error) {
 		conn:     conn,
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	// As many consumers as the backlog fills (each holds BatchSize), so a
+	// As many consumers as the backlog fills (each holds Prefetch), so a
 	// mapping opened on a deep queue does not spend its first seconds
 	// scaling up one consumer per ScaleInterval.
-	for range min(max(1, (ready+cfg.BatchSize-1)/cfg.BatchSize), cfg.MaxConsumers) {
+	for range min(max(1, (ready+cfg.Prefetch-1)/cfg.Prefetch), cfg.MaxConsumers) {
 		c, err := p.startConsumer(conn)
 		if err != nil {
 			p.cancel()
@@ -134,7 +134,7 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 // them again, so invoking the function with them now would only make
 // duplicates.
 func (p *Poller) keep(recs, chunk []source.Record) []source.Record {
-	if h, ok := chunk[0].Meta.(handle); ok && h.c.isDead() {
+	if c, ok := chunk[0].Meta.(*consumer); ok && c.isDead() {
 		return recs
 	}
 	if recs == nil {
@@ -216,14 +216,15 @@ func (p *Poller) settle(recs []source.Record, ack bool) error {
 	var order []*consumer
 	tags := map[*consumer][]uint64{}
 	for _, r := range recs {
-		h, ok := r.Meta.(handle)
-		if !ok {
+		c, ok := r.Meta.(*consumer)
+		tag, err := strconv.ParseUint(r.Seq, 10, 64)
+		if !ok || err != nil {
 			return fmt.Errorf("rabbitmq: record %q was not read by this poller", r.ID)
 		}
-		if _, seen := tags[h.c]; !seen {
-			order = append(order, h.c)
+		if _, seen := tags[c]; !seen {
+			order = append(order, c)
 		}
-		tags[h.c] = append(tags[h.c], h.tag)
+		tags[c] = append(tags[c], tag)
 	}
 	var errs []error
 	for _, c := range order {
@@ -356,7 +357,7 @@ func (p *Poller) scale(conn *amqp.Connection, idle int) int {
 	n := len(p.consumers)
 	saturated := true
 	for _, c := range p.consumers {
-		saturated = saturated && c.outstanding() >= p.cfg.BatchSize
+		saturated = saturated && c.outstanding() >= p.cfg.Prefetch
 	}
 	p.mu.Unlock()
 	switch {
@@ -482,14 +483,14 @@ func (p *Poller) noteUp() {
 	p.mu.Unlock()
 }
 
-// startConsumer opens a channel with a prefetch of BatchSize and starts
-// consuming on it.
+// startConsumer opens a channel with a prefetch of Config.Prefetch and
+// starts consuming on it.
 func (p *Poller) startConsumer(conn *amqp.Connection) (*consumer, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, classify(err)
 	}
-	if err := ch.Qos(p.cfg.BatchSize, 0, false); err != nil {
+	if err := ch.Qos(p.cfg.Prefetch, 0, false); err != nil {
 		ch.Close()
 		return nil, classify(err)
 	}
@@ -509,13 +510,6 @@ func (p *Poller) startConsumer(conn *amqp.Connection) (*consumer, error) {
 	p.wg.Add(1)
 	go c.run(deliveries)
 	return c, nil
-}
-
-// handle is a record's Meta: the consumer (channel) it came on and its
-// delivery tag there.
-type handle struct {
-	c   *consumer
-	tag uint64
 }
 
 // Delivery states in consumer.state.
@@ -617,17 +611,20 @@ func (c *consumer) take(chunk []source.Record, d *amqp.Delivery) []source.Record
 	return append(chunk, rec)
 }
 
+// record encodes a delivery. Its Meta is the consumer (channel) it came
+// on and its Seq the delivery tag there; its ID is "<consumer tag>-<delivery
+// tag>", one allocation that Seq shares.
 func (c *consumer) record(d *amqp.Delivery) source.Record {
 	msg := payload.RabbitMQMessage{Properties: properties(d), Redelivered: d.Redelivered, Data: d.Body}
-	seq := strconv.FormatUint(d.DeliveryTag, 10)
+	id := string(strconv.AppendUint(append(append(make([]byte, 0, len(c.tag)+21), c.tag...), '-'), d.DeliveryTag, 10))
 	return source.Record{
 		Lane:    c.p.cfg.Queue,
-		ID:      c.tag + "-" + seq,
-		Seq:     seq,
+		ID:      id,
+		Seq:     id[len(c.tag)+1:],
 		Arrival: time.Now(),
 		Group:   c.p.group,
 		Data:    payload.AppendRabbitMQ(make([]byte, 0, 420+len(d.Body)*4/3), &msg),
-		Meta:    handle{c: c, tag: d.DeliveryTag},
+		Meta:    c,
 	}
 }
 

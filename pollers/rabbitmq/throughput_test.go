@@ -45,7 +45,11 @@ import (
 //
 // ESMD_RABBITMQ_BENCH_BATCH sets BatchSize (default 100) and
 // ESMD_RABBITMQ_BENCH_ROUNDS the rounds; the two alternate and the medians
-// are compared.
+// are compared. ESMD_RABBITMQ_BENCH_CONSUMERS and
+// ESMD_RABBITMQ_BENCH_ESMD_PREFETCH set esmd's MaxConsumers and Prefetch
+// (defaults 4 and BatchSize), ESMD_RABBITMQ_BENCH_PREFETCH the plain loop's
+// prefetch (default their product), ESMD_RABBITMQ_BENCH_CPUPROFILE a file
+// prefix for CPU profiles of esmd's runs.
 func TestThroughput(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("ESMD_RABBITMQ_BENCH"))
 	if n <= 0 {
@@ -72,14 +76,24 @@ func TestThroughput(t *testing.T) {
 	}
 	defer inv.Close()
 
-	// The plain loop gets the prefetch esmd reaches on a backlog (every
-	// consumer's prefetch of BatchSize, MaxConsumers of them) from its
-	// first message on, where esmd's consumers start at one and scale up:
-	// the comparison favours the plain loop.
-	prefetch := maxConsumers * batch
+	// esmd's poller as configured by default: up to 4 consumers, each
+	// with a prefetch of BatchSize (ESMD_RABBITMQ_BENCH_CONSUMERS and
+	// ESMD_RABBITMQ_BENCH_ESMD_PREFETCH change them). The plain loop gets
+	// the prefetch esmd's consumers reach together on a backlog from its
+	// first message on, where esmd's consumers scale up (Open starts as
+	// many as the backlog fills): the comparison favours the plain loop.
+	consumers, esmdPrefetch := maxConsumers, batch
+	if v, _ := strconv.Atoi(os.Getenv("ESMD_RABBITMQ_BENCH_CONSUMERS")); v > 0 {
+		consumers = v
+	}
+	if v, _ := strconv.Atoi(os.Getenv("ESMD_RABBITMQ_BENCH_ESMD_PREFETCH")); v > 0 {
+		esmdPrefetch = v
+	}
+	prefetch := consumers * esmdPrefetch
 	if v, _ := strconv.Atoi(os.Getenv("ESMD_RABBITMQ_BENCH_PREFETCH")); v > 0 {
 		prefetch = v
 	}
+	t.Logf("esmd: up to %d consumers with a prefetch of %d; plain loop: one consumer with a prefetch of %d", consumers, esmdPrefetch, prefetch)
 	var plain, ours, ratios, plainCPU, oursCPU []float64
 	for i := range rounds {
 		// Each side consumes a queue filled just before it; the side that
@@ -87,7 +101,7 @@ func TestThroughput(t *testing.T) {
 		// just worked through the other's messages.
 		var p, o run
 		runPlain := func() { p = plainLoop(t, b, fill(t, b, n), inv, n, batch, prefetch) }
-		runOurs := func() { o = esmdRun(t, b, fill(t, b, n), inv, n, batch) }
+		runOurs := func() { o = esmdRun(t, b, fill(t, b, n), inv, n, batch, consumers, esmdPrefetch) }
 		if i%2 == 0 {
 			runPlain()
 			runOurs()
@@ -145,7 +159,7 @@ func fill(t *testing.T, b *testenv.RabbitMQBroker, n int) string {
 }
 
 // esmdRun runs the pipeline until n messages were finished.
-func esmdRun(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher.Invoker, n, batch int) run {
+func esmdRun(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher.Invoker, n, batch, consumers, prefetch int) run {
 	m := &esm.Mapping{UUID: "bench", FunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:function", Source: esm.SourceMQ}
 	arn := "arn:aws:mq:us-east-1:000000000000:broker:bench:b-1"
 	m.Config.EventSourceArn = &arn
@@ -165,7 +179,7 @@ func esmdRun(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher.I
 	opened := make(chan *rabbitmq.Poller, 1)
 	r := &pipeline.Runner{Invoker: inv, Open: func(ctx context.Context, _ *esm.Mapping) (pipeline.Poller, error) {
 		cfg := config(b, "/", q)
-		cfg.BatchSize = batch
+		cfg.BatchSize, cfg.MaxConsumers, cfg.Prefetch = batch, consumers, prefetch
 		p, err := rabbitmq.Open(ctx, cfg)
 		if err != nil {
 			return nil, err
