@@ -115,7 +115,17 @@ func (e *efo) Read(ctx context.Context, shard, iter string, _ int) (stream.Page,
 			}
 			page.Next = token(stream.Position{Type: stream.AfterSequenceNumber, Seq: page.Records[n-1].Seq})
 		}
-		if aws.ToString(v.Value.ContinuationSequenceNumber) == "" && len(v.Value.ChildShards) > 0 {
+		end := aws.ToString(v.Value.ContinuationSequenceNumber) == "" && len(v.Value.ChildShards) > 0
+		if !end && len(page.Records) == 0 && e.isClosed(shard) {
+			// An empty event on a shard the listing says is closed: check
+			// its end with GetRecords (kinesis-mock never sends the final
+			// event with ChildShards that Kinesis sends).
+			var err error
+			if page, end, err = e.checkEnd(ctx, shard, iter, page); err != nil {
+				return stream.Page{}, err
+			}
+		}
+		if end {
 			page.Next = "" // the shard is closed and read to its end
 			e.drop(shard)
 			return page, nil
@@ -125,6 +135,37 @@ func (e *efo) Read(ctx context.Context, shard, iter string, _ int) (stream.Page,
 		e.mu.Unlock()
 		return page, nil
 	}
+}
+
+// checkEnd reads a closed shard once with GetRecords from the position
+// iter stands for: no records and no next iterator is its end; records
+// are returned as the page.
+func (e *efo) checkEnd(ctx context.Context, shard, iter string, page stream.Page) (stream.Page, bool, error) {
+	sp, err := parseToken(iter)
+	if err != nil {
+		return page, false, err
+	}
+	it, err := e.client.Iterator(ctx, shard, stream.Position{Type: string(sp.Type), Seq: aws.ToString(sp.SequenceNumber), Timestamp: aws.ToTime(sp.Timestamp)})
+	if err != nil {
+		return page, false, err
+	}
+	p, err := e.client.Read(ctx, shard, it, 10000)
+	if err != nil {
+		return page, false, err
+	}
+	if len(p.Records) > 0 {
+		n := len(p.Records)
+		page.Records = p.Records
+		page.Next = token(stream.Position{Type: stream.AfterSequenceNumber, Seq: p.Records[n-1].Seq})
+	}
+	return page, len(p.Records) == 0 && p.Next == "", nil
+}
+
+// isClosed reports whether the last listing showed the shard closed.
+func (e *efo) isClosed(shard string) bool {
+	e.client.mu.Lock()
+	defer e.client.mu.Unlock()
+	return e.client.closed[shard]
 }
 
 // subscription returns the shard's subscription continuing from iter,
@@ -142,7 +183,14 @@ func (e *efo) subscription(ctx context.Context, shard, iter string) (*subscripti
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	out, err := e.sub.SubscribeToShard(sctx, &awskinesis.SubscribeToShardInput{ConsumerARN: aws.String(e.consumer),
+	sub := e.sub
+	if o, ok := sub.(interface{ Options() awskinesis.Options }); ok {
+		// One client per subscription: smithy-go's event stream codec
+		// (one per client, with a shared buffer) is not safe for
+		// concurrent streams (the race detector shows it, v1.28.9).
+		sub = awskinesis.New(o.Options())
+	}
+	out, err := sub.SubscribeToShard(sctx, &awskinesis.SubscribeToShardInput{ConsumerARN: aws.String(e.consumer),
 		ShardId: aws.String(shard), StartingPosition: sp})
 	if err != nil {
 		cancel()

@@ -94,15 +94,10 @@ func newEFOProxy(t *testing.T, target string) *efoProxy {
 	return p
 }
 
-// A mapping on a registered consumer reads with SubscribeToShard
-// (enhanced fan-out), checkpoints as with GetRecords, and a new poller
-// resumes after the checkpoint.
-func TestEnhancedFanOut(t *testing.T) {
-	proxy := newEFOProxy(t, testenv.Kinesis(t))
-	c := awskinesis.NewFromConfig(testenv.AWSConfig(proxy.URL))
-	name, arn := newStream(t, c, 1)
-	ctx := context.Background()
-	rc, err := c.RegisterStreamConsumer(ctx, &awskinesis.RegisterStreamConsumerInput{StreamARN: &arn, ConsumerName: aws.String("esmd")})
+// newConsumer registers a stream consumer and waits until it is ACTIVE.
+func newConsumer(t *testing.T, c *awskinesis.Client, arn string) string {
+	t.Helper()
+	rc, err := c.RegisterStreamConsumer(context.Background(), &awskinesis.RegisterStreamConsumerInput{StreamARN: &arn, ConsumerName: aws.String("esmd")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +112,18 @@ func TestEnhancedFanOut(t *testing.T) {
 		}
 		return nil
 	})
+	return consumer
+}
+
+// A mapping on a registered consumer reads with SubscribeToShard
+// (enhanced fan-out), checkpoints as with GetRecords, and a new poller
+// resumes after the checkpoint.
+func TestEnhancedFanOut(t *testing.T) {
+	proxy := newEFOProxy(t, testenv.Kinesis(t))
+	c := awskinesis.NewFromConfig(testenv.AWSConfig(proxy.URL))
+	name, arn := newStream(t, c, 1)
+	ctx := context.Background()
+	consumer := newConsumer(t, c, arn)
 	for i := range 5 {
 		put(t, c, name, "k", fmt.Sprintf("r%d", i))
 	}
@@ -160,5 +167,47 @@ func TestEnhancedFanOut(t *testing.T) {
 	})
 	if fmt.Sprint(again) != "[r3 r4 r5]" {
 		t.Fatalf("after the restart got %v, want [r3 r4 r5]", again)
+	}
+}
+
+// A split while a consumer reads: the parent's subscription ends (on
+// Kinesis with its child shards; kinesis-mock never says so, and the end
+// of a shard listed as closed is then checked with GetRecords), the parent is checkpointed at ShardEnd once its records
+// are done, and only then are the children read.
+func TestEnhancedFanOutSplit(t *testing.T) {
+	proxy := newEFOProxy(t, testenv.Kinesis(t))
+	c := awskinesis.NewFromConfig(testenv.AWSConfig(proxy.URL))
+	name, arn := newStream(t, c, 1)
+	consumer := newConsumer(t, c, arn)
+	ctx := context.Background()
+	keys := []string{"k0", "k1", "k2", "k3"}
+	for i, k := range keys {
+		put(t, c, name, k, fmt.Sprintf("a-%d", i))
+	}
+	st := openStore(t)
+	p := open(t, c, kinesis.Config{StreamARN: consumer, Positions: st})
+	parentRecs := pollN(t, p, len(keys), 20*time.Second)
+	parent := parentRecs[0].Lane
+	if _, err := c.SplitShard(ctx, &awskinesis.SplitShardInput{StreamName: &name, ShardToSplit: &parent,
+		NewStartingHashKey: aws.String("170141183460469231731687303715884105728")}); err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, c, name)
+	for i, k := range keys {
+		put(t, c, name, k, fmt.Sprintf("b-%d", i))
+	}
+	pollNone(t, p, time.Second)
+	if err := p.Done(ctx, parentRecs); err != nil {
+		t.Fatal(err)
+	}
+	childRecs := pollN(t, p, len(keys), 30*time.Second)
+	if l := lanes(childRecs); len(l) != 2 || l[0] == parent || l[1] == parent {
+		t.Fatalf("child records on lanes %v (parent %s)", l, parent)
+	}
+	if pos, _, _ := st.Position(ctx, "mapping-1", parent); pos != kinesis.ShardEnd {
+		t.Fatalf("parent checkpoint %q, want %s", pos, kinesis.ShardEnd)
+	}
+	if n := proxy.count("Kinesis_20131202.SubscribeToShard"); n < 3 {
+		t.Fatalf("%d SubscribeToShard calls, want at least 3 (parent, children)", n)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -185,6 +186,9 @@ type client struct {
 	region   string
 	srcARN   string
 	identity string
+
+	mu     sync.Mutex
+	closed map[string]bool // shards the last listing showed closed
 }
 
 func (c *client) Shards(ctx context.Context) ([]stream.Shard, error) {
@@ -197,6 +201,14 @@ func (c *client) Shards(ctx context.Context) ([]stream.Shard, error) {
 		}
 		for _, s := range res.Shards {
 			sh := stream.Shard{ID: aws.ToString(s.ShardId)}
+			if r := s.SequenceNumberRange; r != nil && r.EndingSequenceNumber != nil {
+				c.mu.Lock()
+				if c.closed == nil {
+					c.closed = map[string]bool{}
+				}
+				c.closed[sh.ID] = true
+				c.mu.Unlock()
+			}
 			for _, par := range []*string{s.ParentShardId, s.AdjacentParentShardId} {
 				if par != nil && *par != "" {
 					sh.Parents = append(sh.Parents, *par)
