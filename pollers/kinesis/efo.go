@@ -30,6 +30,10 @@ type SubscribeAPI interface {
 // reader's wait for the next Read is short).
 const efoWait = time.Second
 
+// errShortSubscription is a subscription that ended as soon as it began;
+// it is retried with backoff.
+var errShortSubscription = errors.New("subscription ended at once")
+
 // efo is the stream.Client of a stream read through a registered consumer
 // (enhanced fan-out). Listing is the shared client's; an "iterator" is a
 // position token, and Read takes events from one subscription per shard,
@@ -46,6 +50,7 @@ type efo struct {
 }
 
 type subscription struct {
+	opened time.Time
 	next   string // the token the next Read continues from
 	events *awskinesis.SubscribeToShardEventStream
 	cancel context.CancelFunc
@@ -75,6 +80,10 @@ func parseToken(tok string) (*types.StartingPosition, error) {
 	return sp, nil
 }
 
+// Pushes implements stream.Pusher: Read waits for the subscription's
+// events.
+func (e *efo) Pushes() bool { return true }
+
 func (e *efo) Iterator(_ context.Context, _ string, pos stream.Position) (string, error) {
 	return token(pos), nil
 }
@@ -98,7 +107,11 @@ func (e *efo) Read(ctx context.Context, shard, iter string, _ int) (stream.Page,
 			if err != nil {
 				return stream.Page{}, fmt.Errorf("kinesis: SubscribeToShard %s: %w", shard, err)
 			}
-			return stream.Page{Next: iter}, nil // ended (after 5 minutes): subscribe again
+			if time.Since(s.opened) < efoWait {
+				// Ended at once: back off before subscribing again.
+				return stream.Page{}, fmt.Errorf("kinesis: SubscribeToShard %s: %w", shard, errShortSubscription)
+			}
+			return stream.Page{Next: iter}, nil // ended (after 5 minutes on AWS): subscribe again
 		}
 		v, ok := ev.(*types.SubscribeToShardEventStreamMemberSubscribeToShardEvent)
 		if !ok {
@@ -196,7 +209,7 @@ func (e *efo) subscription(ctx context.Context, shard, iter string) (*subscripti
 		cancel()
 		return nil, fmt.Errorf("kinesis: SubscribeToShard %s: %w", shard, err)
 	}
-	s = &subscription{next: iter, events: out.GetStream(), cancel: cancel}
+	s = &subscription{opened: time.Now(), next: iter, events: out.GetStream(), cancel: cancel}
 	e.mu.Lock()
 	e.subs[shard] = s
 	e.mu.Unlock()
@@ -230,7 +243,7 @@ func (e *efo) close() {
 
 func (e *efo) Classify(err error) stream.ErrorKind {
 	var riu *types.ResourceInUseException
-	if errors.As(err, &riu) {
+	if errors.As(err, &riu) || errors.Is(err, errShortSubscription) {
 		// Another subscription of the consumer on the shard is still
 		// open (AWS allows one): wait and subscribe again.
 		return stream.Throttled

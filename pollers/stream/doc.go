@@ -46,6 +46,13 @@
 //     order; Done moves each shard's checkpoint to the last record such
 //     that it and every record before it are done, never further. Writes
 //     go to Config.Positions (checkpoint.Store) and never go backwards.
+//   - MaxCalls: at most Config.MaxCalls GetShardIterator/GetRecords calls
+//     are in flight over all shards (readers share connections). A Client
+//     that also implements Pusher (records pushed, as with SubscribeToShard)
+//     is not bounded, and its empty pages are read again at once.
+//   - Coalesced checkpoints: with Config.CheckpointInterval > 0, Done only
+//     notes positions; a writer stores the latest of each shard at most
+//     once per interval, ShardEnd at once, and Close flushes.
 //   - MaxPending: a shard stops reading while it has Config.MaxPending
 //     records read but not yet checkpointed.
 //   - Lag: Lag() returns each shard's IteratorAge (lane -> age), from the

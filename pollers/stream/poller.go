@@ -19,6 +19,7 @@ const maxPoll = 10000
 // pipeline.Poller. See the package doc for what it does.
 type Poller struct {
 	cl      Client
+	push    bool // cl pushes (Pusher)
 	c       Config
 	tracker *source.Tracker
 
@@ -68,8 +69,9 @@ func New(ctx context.Context, cl Client, c Config) (*Poller, error) {
 		return nil, errors.New("stream: Config.Positions is required")
 	}
 	c.setDefaults()
+	pu, ok := cl.(Pusher)
 	p := &Poller{
-		cl: cl, c: c,
+		cl: cl, c: c, push: ok && pu.Pushes(),
 		tracker: source.NewTracker(),
 		calls:   make(chan struct{}, c.MaxCalls),
 		out:     make(chan []source.Record, 16),
@@ -256,8 +258,11 @@ func (p *Poller) acquire() bool {
 
 func (p *Poller) release() { <-p.calls }
 
-// readPage is one Read in a call slot.
+// readPage is one Read in a call slot (a pushing source's without).
 func (p *Poller) readPage(sh *shard, iter string) (Page, error) {
+	if p.push {
+		return p.cl.Read(p.ctx, sh.id, iter, p.c.Limit)
+	}
 	if !p.acquire() {
 		return Page{}, p.ctx.Err()
 	}
@@ -361,7 +366,7 @@ func (p *Poller) read(sh *shard) {
 			return
 		}
 		iter = page.Next
-		if len(page.Records) == 0 && !backoff() {
+		if len(page.Records) == 0 && !p.push && !backoff() {
 			return
 		}
 	}

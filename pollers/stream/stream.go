@@ -90,6 +90,15 @@ type Client interface {
 	Classify(err error) ErrorKind
 }
 
+// Pusher is implemented by a Client whose Read waits for records the
+// source pushes (Kinesis enhanced fan-out: SubscribeToShard) instead of
+// polling. When Pushes returns true, its Reads are not bounded by
+// Config.MaxCalls (they mostly wait) and an empty page is followed by the
+// next Read at once (Read itself waited); errors still back off.
+type Pusher interface {
+	Pushes() bool
+}
+
 // Positions is where checkpoints are kept, per mapping and shard;
 // checkpoint.Store implements it.
 type Positions interface {
