@@ -258,10 +258,23 @@ func (c *callCounter) add(op string) {
 }
 
 func (c *callCounter) middleware(st *middleware.Stack) error {
+	// Attempts, retries included.
+	if err := st.Finalize.Add(middleware.FinalizeMiddlewareFunc("countAttempts", func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+		out, md, err := next.HandleFinalize(ctx, in)
+		if err != nil {
+			c.add(awsmiddleware.GetOperationName(ctx) + "-attempt-error")
+		}
+		return out, md, err
+	}), middleware.After); err != nil {
+		return err
+	}
 	return st.Initialize.Add(middleware.InitializeMiddlewareFunc("countCalls", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 		out, md, err := next.HandleInitialize(ctx, in)
 		op := awsmiddleware.GetOperationName(ctx)
 		c.add(op)
+		if err != nil {
+			c.add(op + "-error")
+		}
 		switch r := out.Result.(type) {
 		case *awssqs.ReceiveMessageOutput:
 			if len(r.Messages) < maxMessages {
@@ -334,7 +347,8 @@ func esmdRun(b *testing.B, f *fauxqs, inv dispatcher.Invoker, calls *callCounter
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, m, &reporter{}) }()
+	rep := &benchReporter{}
+	go func() { done <- r.Run(ctx, m, rep) }()
 	for deadline := time.Now().Add(10 * time.Minute); calls.deleted.Load() < int64(n); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			b.Fatalf("%d of %d messages deleted after 10 minutes", calls.deleted.Load(), n)
@@ -344,6 +358,37 @@ func esmdRun(b *testing.B, f *fauxqs, inv dispatcher.Invoker, calls *callCounter
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
+	if n, first := rep.problems(); n > 0 {
+		// A failed batch waits out the visibility timeout: the run's
+		// rate says more about that than about throughput.
+		b.Logf("BatchSize %d: %d failed batches, first: %s", batch, n, first)
+	}
+}
+
+// benchReporter counts the PROBLEM results of a benchmark's mapping.
+type benchReporter struct {
+	mu    sync.Mutex
+	n     int
+	first string
+}
+
+func (r *benchReporter) ProcessingResult(s string) {
+	if strings.HasPrefix(s, "PROBLEM") {
+		r.mu.Lock()
+		if r.n == 0 {
+			r.first = s
+		}
+		r.n++
+		r.mu.Unlock()
+	}
+}
+
+func (r *benchReporter) Disable(string) {}
+
+func (r *benchReporter) problems() (int, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n, r.first
 }
 
 // plainLoop is the reference: benchConcurrency goroutines receiving and

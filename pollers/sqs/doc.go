@@ -14,8 +14,9 @@
 // when the maximum is set). A receiver that has records and nobody to take
 // them waits: the pipeline's buffer is the backpressure. The read-ahead is
 // also bounded by the poller itself: a receiver does not receive while the
-// poller holds two batches (of max(BatchSize, 10)) per receiver, about what
-// AWS's pollers hold. Every message received ahead of its invocation
+// poller holds four batches (of max(BatchSize, 10)) per receiver: the one
+// filling, the one invoking and two to ride out invocations that fall
+// behind. Every message received ahead of its invocation
 // counts a receive against the queue's maxReceiveCount if it has to be
 // released, and fauxqs slows down with many messages in flight.
 //

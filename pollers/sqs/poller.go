@@ -37,6 +37,9 @@ const (
 	// recvTimeout bounds one ReceiveMessage call: the long poll and the
 	// SDK's retries.
 	recvTimeout = waitTimeSeconds*time.Second + 10*time.Second
+	// readAhead is how many batches (of max(BatchSize, 10)) per receiver
+	// the poller holds before its receivers wait (see waitRoom).
+	readAhead = 4
 )
 
 // Option configures a Poller.
@@ -188,12 +191,12 @@ func Open(ctx context.Context, cfg aws.Config, m *esm.Mapping, opts ...Option) (
 		return nil, err
 	}
 	// Connections: every receiver long-polls on its own, and deletes and
-	// visibility changes run beside them (up to two batches per receiver
-	// in flight). The SDK's default pool keeps 10 idle connections per
+	// visibility changes run beside them (up to readAhead batches per
+	// receiver in flight). The SDK's default pool keeps 10 idle connections per
 	// host; past that, connections are closed after each call and dialled
 	// anew (about 40 per 1,000 messages at 8 receivers against fauxqs),
 	// which costs the SQS server more than the calls themselves.
-	idle := 3*o.maxRecv + ackParallel
+	idle := (readAhead+1)*o.maxRecv + ackParallel
 	client := awssqs.NewFromConfig(cfg, func(so *awssqs.Options) {
 		if bc, ok := so.HTTPClient.(*awshttp.BuildableClient); ok {
 			so.HTTPClient = bc.WithTransportOptions(func(tr *http.Transport) {
@@ -396,15 +399,18 @@ func (p *Poller) receive() {
 // receive; false when the poller closed meanwhile.
 //
 // The read-ahead is bounded by what the receivers could feed to
-// invocations, two batches per receiver, as an AWS poller holds only the
-// batch it is filling or invoking. Messages received far ahead of their
-// invocation would only sit invisible (and count a receive each time
-// they are released), and some SQS servers (fauxqs) slow down with many
-// messages in flight.
+// invocations, readAhead (4) batches per receiver: the batch being
+// filled, the one being invoked, and two to cover the moments when
+// invocations fall behind the receives (with two, BenchmarkThroughput's
+// receivers waited here often enough on a loaded machine to leave the SQS
+// server idle, and esmd fell to 0.7 of the plain loop). Messages received
+// far ahead of their invocation would only sit invisible (and count a
+// receive each time they are released), and some SQS servers (fauxqs)
+// slow down with many messages in flight.
 func (p *Poller) waitRoom() bool {
 	for {
 		p.mu.Lock()
-		if len(p.held)+maxMessages <= 2*max(p.receivers, 1)*max(p.batch, maxMessages) {
+		if len(p.held)+maxMessages <= readAhead*max(p.receivers, 1)*max(p.batch, maxMessages) {
 			p.mu.Unlock()
 			return true
 		}
