@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -947,4 +949,115 @@ func TestServeKinesisScenarios(t *testing.T) {
 		}
 		t.Logf("%d invocations over %d windows", len(calls), len(wins))
 	})
+}
+
+// eventFrame encodes one event stream message (string headers only).
+func eventFrame(headers [][2]string, payload []byte) []byte {
+	var h bytes.Buffer
+	for _, kv := range headers {
+		h.WriteByte(byte(len(kv[0])))
+		h.WriteString(kv[0])
+		h.WriteByte(7) // string
+		binary.Write(&h, binary.BigEndian, uint16(len(kv[1])))
+		h.WriteString(kv[1])
+	}
+	total := 12 + h.Len() + len(payload) + 4
+	buf := binary.BigEndian.AppendUint32(nil, uint32(total))
+	buf = binary.BigEndian.AppendUint32(buf, uint32(h.Len()))
+	buf = binary.BigEndian.AppendUint32(buf, crc32.ChecksumIEEE(buf))
+	buf = append(buf, h.Bytes()...)
+	buf = append(buf, payload...)
+	return binary.BigEndian.AppendUint32(buf, crc32.ChecksumIEEE(buf))
+}
+
+// efoProxy puts kinesis-local behind a proxy that counts calls by
+// operation and completes SubscribeToShard with the initial-response event
+// Kinesis sends first and kinesis-local omits (the SDK requires it).
+func efoProxy(t *testing.T, target string) (string, func(op string) int) {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	calls := map[string]int{}
+	initial := eventFrame([][2]string{{":message-type", "event"}, {":event-type", "initial-response"}, {":content-type", "application/json"}}, []byte("{}"))
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.FlushInterval = -1
+	rp.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+	}
+	rp.ModifyResponse = func(resp *http.Response) error {
+		op := strings.TrimPrefix(resp.Request.Header.Get("X-Amz-Target"), "Kinesis_20131202.")
+		mu.Lock()
+		calls[op]++
+		mu.Unlock()
+		if op == "SubscribeToShard" && resp.StatusCode == http.StatusOK {
+			body := resp.Body
+			resp.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(initial), body), body}
+			resp.ContentLength = -1
+			resp.Header.Del("Content-Length")
+		}
+		return nil
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	return srv.URL, func(op string) int { mu.Lock(); defer mu.Unlock(); return calls[op] }
+}
+
+// TestServeKinesisEnhancedFanOut creates a mapping on a registered stream
+// consumer through the API: esmd reads with SubscribeToShard, never
+// GetRecords, and every record reaches the function in order per key.
+func TestServeKinesisEnhancedFanOut(t *testing.T) {
+	testenv.Skip(t)
+	ep, count := efoProxy(t, testenv.Kinesis(t))
+	t.Setenv("AWS_ENDPOINT_URL_KINESIS", ep)
+	kc := awskinesis.NewFromConfig(testenv.AWSConfig(ep))
+	ctx := context.Background()
+	name, arn := kinesisStream(t, kc, "efo", 2)
+	rc, err := kc.RegisterStreamConsumer(ctx, &awskinesis.RegisterStreamConsumerInput{StreamARN: &arn, ConsumerName: aws.String("esmd")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumer := aws.ToString(rc.Consumer.ConsumerARN)
+	testenv.Eventually(t, 20*time.Second, func(ctx context.Context) error {
+		d, err := kc.DescribeStreamConsumer(ctx, &awskinesis.DescribeStreamConsumerInput{ConsumerARN: &consumer})
+		if err != nil {
+			return err
+		}
+		if s := d.ConsumerDescription.ConsumerStatus; s != kintypes.ConsumerStatusActive {
+			return fmt.Errorf("consumer %s", s)
+		}
+		return nil
+	})
+	const keys, perKey = 4, 25
+	kinesisPutKeys(t, kc, name, keys, perKey)
+	rec := &kinesisRecorder{byKey: map[string][]int{}}
+	fn := httptest.NewServer(rec)
+	defer fn.Close()
+	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	c.dataDir = t.TempDir()
+	c.lambdaEndpoint = fn.URL
+	c.functionCheck = "never"
+	addr, stop := serveWith(t, c)
+	defer stop()
+	if _, err := client(addr).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
+		EventSourceArn: aws.String(consumer), StartingPosition: types.EventSourcePositionTrimHorizon, BatchSize: aws.Int32(10)}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		if _, distinct := rec.count(); distinct != keys*perKey {
+			return fmt.Errorf("%d of %d records delivered", distinct, keys*perKey)
+		}
+		return nil
+	})
+	if _, _, err := rec.check(keys, perKey, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("SubscribeToShard"); n < 2 || count("GetRecords") != 0 {
+		t.Fatalf("%d SubscribeToShard and %d GetRecords calls", n, count("GetRecords"))
+	}
 }
