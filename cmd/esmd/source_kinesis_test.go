@@ -307,6 +307,13 @@ func (r *kinesisRecorder) count() (invokes, distinct int) {
 // keys k0..k<keys-1>, in order per key.
 func kinesisPutKeys(t *testing.T, c *awskinesis.Client, stream string, keys, perKey int) {
 	t.Helper()
+	kinesisPutRange(t, c, stream, keys, 0, perKey)
+}
+
+// kinesisPutRange writes records {"n":from}..{"n":to-1} for each of keys
+// partition keys, in order per key.
+func kinesisPutRange(t *testing.T, c *awskinesis.Client, stream string, keys, from, to int) {
+	t.Helper()
 	var entries []kintypes.PutRecordsRequestEntry
 	flush := func() {
 		if len(entries) == 0 {
@@ -321,7 +328,7 @@ func kinesisPutKeys(t *testing.T, c *awskinesis.Client, stream string, keys, per
 		}
 		entries = entries[:0]
 	}
-	for i := range perKey {
+	for i := from; i < to; i++ {
 		for k := range keys {
 			entries = append(entries, kintypes.PutRecordsRequestEntry{PartitionKey: aws.String(fmt.Sprintf("k%d", k)),
 				Data: fmt.Appendf(nil, `{"n":%d}`, i)})
@@ -1060,4 +1067,96 @@ func TestServeKinesisEnhancedFanOut(t *testing.T) {
 	if n := count("SubscribeToShard"); n < 2 || count("GetRecords") != 0 {
 		t.Fatalf("%d SubscribeToShard and %d GetRecords calls", n, count("GetRecords"))
 	}
+}
+
+// waitStreamActive waits until a stream is ACTIVE again after a reshard.
+func waitStreamActive(t *testing.T, c *awskinesis.Client, name string) {
+	t.Helper()
+	testenv.Eventually(t, 20*time.Second, func(ctx context.Context) error {
+		d, err := c.DescribeStreamSummary(ctx, &awskinesis.DescribeStreamSummaryInput{StreamName: &name})
+		if err != nil {
+			return err
+		}
+		if s := d.StreamDescriptionSummary.StreamStatus; s != kintypes.StreamStatusActive {
+			return fmt.Errorf("stream %s", s)
+		}
+		return nil
+	})
+}
+
+// TestServeKinesisReshard splits a stream's shard and merges the children
+// back while a mapping created through the API consumes it: every record
+// reaches the function exactly once, in order per key across the lineage
+// (parent, children, merged shard), and the closed shards end checkpointed
+// at SHARD_END.
+func TestServeKinesisReshard(t *testing.T) {
+	testenv.Skip(t)
+	ep := testenv.Kinesis(t)
+	t.Setenv("AWS_ENDPOINT_URL_KINESIS", ep)
+	kc := awskinesis.NewFromConfig(testenv.AWSConfig(ep))
+	ctx := context.Background()
+	name, arn := kinesisStream(t, kc, "reshard", 1)
+	const keys = 8
+	kinesisPutRange(t, kc, name, keys, 0, 10)
+	rec := &kinesisRecorder{delay: 2 * time.Millisecond, byKey: map[string][]int{}}
+	fn := httptest.NewServer(rec)
+	defer fn.Close()
+	dir := t.TempDir()
+	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	c.dataDir = dir
+	c.lambdaEndpoint = fn.URL
+	c.functionCheck = "never"
+	addr, stop := serveWith(t, c)
+	defer stop()
+	out, err := client(addr).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
+		EventSourceArn: aws.String(arn), StartingPosition: types.EventSourcePositionTrimHorizon, BatchSize: aws.Int32(5),
+		ParallelizationFactor: aws.Int32(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delivered := func(n int) {
+		t.Helper()
+		testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+			if _, d := rec.count(); d < n {
+				return fmt.Errorf("%d of %d records delivered", d, n)
+			}
+			return nil
+		})
+	}
+	delivered(1)
+	parent := "shardId-000000000000"
+	if _, err := kc.SplitShard(ctx, &awskinesis.SplitShardInput{StreamName: &name, ShardToSplit: &parent,
+		NewStartingHashKey: aws.String("170141183460469231731687303715884105728")}); err != nil {
+		t.Fatal(err)
+	}
+	waitStreamActive(t, kc, name)
+	kinesisPutRange(t, kc, name, keys, 10, 20)
+	ls, err := kc.ListShards(ctx, &awskinesis.ListShardsInput{StreamName: &name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var children []string
+	for _, s := range ls.Shards {
+		if aws.ToString(s.ParentShardId) == parent {
+			children = append(children, aws.ToString(s.ShardId))
+		}
+	}
+	if len(children) != 2 {
+		t.Fatalf("children %v", children)
+	}
+	delivered(keys * 11) // some of the children's records
+	if _, err := kc.MergeShards(ctx, &awskinesis.MergeShardsInput{StreamName: &name, ShardToMerge: &children[0], AdjacentShardToMerge: &children[1]}); err != nil {
+		t.Fatal(err)
+	}
+	waitStreamActive(t, kc, name)
+	kinesisPutRange(t, kc, name, keys, 20, 30)
+	delivered(keys * 30)
+	total, distinct, err := rec.check(keys, 30, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != distinct {
+		t.Fatalf("%d deliveries of %d records", total, distinct)
+	}
+	waitCheckpoints(t, dir, *out.UUID, map[string]string{parent: "SHARD_END", children[0]: "SHARD_END", children[1]: "SHARD_END"})
 }
