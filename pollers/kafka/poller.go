@@ -282,6 +282,22 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 	for {
 		p.mu.Lock()
 		out, resume := p.handOut()
+		if len(out) == 0 && p.held > 0 && p.held >= p.holdShare()*len(p.order) {
+			// Enough fetched: kgo stops fetching while it is not polled
+			// (it buffers one fetch per broker), which costs nothing,
+			// unlike a pause that drops what it buffered.
+			ch := p.progress
+			p.mu.Unlock()
+			if len(resume) > 0 {
+				p.cl.ResumeFetchPartitions(resume)
+			}
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			continue
+		}
 		var fctx context.Context
 		cancel := context.CancelFunc(func() {})
 		if len(out) == 0 {
@@ -333,11 +349,16 @@ func (p *Poller) fetchErrors(fs kgo.Fetches) error {
 	return fatal
 }
 
+// holdShare is how many fetched records a partition may hold on average:
+// Poll stops fetching when the partitions hold that many each.
+func (p *Poller) holdShare() int { return max(2*p.cfg.MaxOutstanding, 2000) }
+
 // hold keeps the records of a fetch for handOut and returns the
-// partitions to pause: those holding more than two hand-outs' worth.
+// partitions to pause: those holding twice their share, so that one slow
+// partition does not take all the room and stop the others' fetches.
 func (p *Poller) hold(fs kgo.Fetches) map[string][]int32 {
 	var pause map[string][]int32
-	limit := max(2*p.cfg.MaxOutstanding, 2000)
+	limit := 2 * p.holdShare()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
@@ -440,7 +461,7 @@ func (p *Poller) handOut() ([]source.Record, map[string][]int32) {
 		if p.cfg.MaxPollers > 0 {
 			pt.quota -= n
 		}
-		if pt.paused && len(pt.held) < max(p.cfg.MaxOutstanding, 1000) {
+		if pt.paused && len(pt.held) < p.holdShare() {
 			pt.paused = false
 			if resume == nil {
 				resume = map[string][]int32{}

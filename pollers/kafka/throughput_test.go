@@ -40,7 +40,8 @@ import (
 // equivalent MaximumBatchingWindowInSeconds 0 and a buffer of 16 batches,
 // or with the defaults of esmd serve (500 ms window, 4 batches buffered)
 // when ESMD_KAFKA_BENCH_DEFAULTS=1. ESMD_KAFKA_BENCH_BATCH=n runs one
-// BatchSize, ESMD_KAFKA_BENCH_ESMD_ONLY=1 skips the plain loop.
+// BatchSize, ESMD_KAFKA_BENCH_ESMD_ONLY=1 skips the plain loop,
+// ESMD_KAFKA_BENCH_OUTSTANDING=n sets the poller's MaxOutstanding.
 func TestThroughput(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("ESMD_KAFKA_BENCH"))
 	if n <= 0 {
@@ -144,6 +145,9 @@ func esmdRun(t *testing.T, s []string, inv dispatcher.Invoker, n, batch int) flo
 		t.Fatal(err)
 	}
 	cfg.CommitInterval = 100 * time.Millisecond
+	if o, _ := strconv.Atoi(os.Getenv("ESMD_KAFKA_BENCH_OUTSTANDING")); o > 0 {
+		cfg.MaxOutstanding = o
+	}
 	var finished atomic.Int64
 	all := make(chan struct{})
 	r := &pipeline.Runner{Invoker: inv, Open: func(ctx context.Context, _ *esm.Mapping) (pipeline.Poller, error) {
