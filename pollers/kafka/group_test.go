@@ -20,6 +20,7 @@ import (
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pipeline"
+	"github.com/esmd/esmd/source"
 )
 
 // fnEndpoint is a function behind the Lambda Invoke API: it records every
@@ -339,4 +340,92 @@ func TestOffsetLag(t *testing.T) {
 		t.Fatalf("restart read from %s, want 3", r[0].ID)
 	}
 	lag(12)
+}
+
+// TestSlowPartitionPaused: a partition whose records are not finishing
+// (a slow function) while kgo keeps fetching it is paused once it holds
+// twice its share of fetched records, so the other partitions are still
+// fetched; when its records finish it is resumed and read on from where
+// the poller stopped, without a gap or a duplicate.
+func TestSlowPartitionPaused(t *testing.T) {
+	s := seeds(t)
+	topic := newTopic(t, s, 4)
+	slowLane := topic + "-0"
+	prod := client(t, s, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.MaxBufferedRecords(20000))
+	const slow = 6000 // twice the 2,000-record share and more
+	var recs []*kgo.Record
+	for i := range slow {
+		recs = append(recs, &kgo.Record{Partition: 0, Value: []byte(strconv.Itoa(i))})
+	}
+	produce(t, prod, recs...)
+	p := open(t, Config{Seeds: s, Topics: []string{topic}, Group: topic + ".g", MaxOutstanding: 10})
+	defer p.Close()
+	ctx := context.Background()
+	poll := func() []source.Record {
+		pctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		got, _ := p.Poll(pctx)
+		return got
+	}
+	paused := func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		pt := p.owned[slowLane]
+		return pt != nil && pt.paused
+	}
+	var pending []source.Record // handed out, not done: the slow function
+	testenvEventually(t, 30*time.Second, func() error {
+		pending = append(pending, poll()...)
+		if !paused() {
+			return fmt.Errorf("%s not paused; %d records handed out", slowLane, len(pending))
+		}
+		return nil
+	})
+	if len(pending) != 10 {
+		t.Fatalf("%d records of the slow partition handed out, want MaxOutstanding 10", len(pending))
+	}
+	// The other partitions are still fetched.
+	recs = recs[:0]
+	for pt := int32(1); pt < 4; pt++ {
+		recs = append(recs, &kgo.Record{Partition: pt, Value: []byte("other")})
+	}
+	produce(t, prod, recs...)
+	others := 0
+	testenvEventually(t, 30*time.Second, func() error {
+		for _, r := range poll() {
+			if r.Lane == slowLane {
+				t.Fatalf("the slow partition handed out %s past MaxOutstanding", r.ID)
+			}
+			others++
+		}
+		if others != 3 {
+			return fmt.Errorf("%d of 3 records of the other partitions", others)
+		}
+		return nil
+	})
+	// The function catches up: every record of the slow partition comes,
+	// in order, once.
+	next := int64(0)
+	deadline := time.Now().Add(60 * time.Second)
+	for next < slow {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d records after 60s", next, slow)
+		}
+		for _, r := range pending {
+			if off, _ := strconv.ParseInt(r.Seq, 10, 64); r.Lane != slowLane || off != next {
+				t.Fatalf("%s offset %d, want %s offset %d", r.Lane, off, slowLane, next)
+			}
+			next++
+		}
+		if err := p.Done(ctx, pending); err != nil {
+			t.Fatal(err)
+		}
+		pending = poll()
+	}
+	if len(pending) > 0 {
+		t.Fatalf("%d records past the end", len(pending))
+	}
+	if paused() {
+		t.Errorf("%s still paused", slowLane)
+	}
 }
