@@ -1160,3 +1160,70 @@ func TestServeKinesisReshard(t *testing.T) {
 	}
 	waitCheckpoints(t, dir, *out.UUID, map[string]string{parent: "SHARD_END", children[0]: "SHARD_END", children[1]: "SHARD_END"})
 }
+
+// TestServeKinesisParallelizationFactor runs three mappings created
+// through the API on one two-shard stream of 2,000 records, with
+// ParallelizationFactor 1, 2 and 10, each invoking its own function: every
+// record reaches each function exactly once, in order per partition key.
+func TestServeKinesisParallelizationFactor(t *testing.T) {
+	testenv.Skip(t)
+	ep := testenv.Kinesis(t)
+	t.Setenv("AWS_ENDPOINT_URL_KINESIS", ep)
+	kc := awskinesis.NewFromConfig(testenv.AWSConfig(ep))
+	ctx := context.Background()
+	name, arn := kinesisStream(t, kc, "pf", 2)
+	const keys, perKey = 40, 50
+	kinesisPutKeys(t, kc, name, keys, perKey)
+	pfs := []int32{1, 2, 10}
+	recs := map[string]*kinesisRecorder{}
+	for _, pf := range pfs {
+		recs[fmt.Sprintf("fn-pf%d", pf)] = &kinesisRecorder{delay: time.Millisecond, byKey: map[string][]int{}}
+	}
+	// /2015-03-31/functions/<name>/invocations
+	fn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		parts := strings.Split(req.URL.Path, "/")
+		if len(parts) < 4 {
+			http.Error(w, "no such function", http.StatusNotFound)
+			return
+		}
+		name := parts[3] // a name or an ARN
+		if i := strings.LastIndex(name, ":function:"); i >= 0 {
+			name, _, _ = strings.Cut(name[i+len(":function:"):], ":")
+		}
+		if recs[name] == nil {
+			http.Error(w, "no such function "+name, http.StatusNotFound)
+			return
+		}
+		recs[name].ServeHTTP(w, req)
+	}))
+	defer fn.Close()
+	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	c.dataDir = t.TempDir()
+	c.lambdaEndpoint = fn.URL
+	c.functionCheck = "never"
+	addr, stop := serveWith(t, c)
+	defer stop()
+	for _, pf := range pfs {
+		if _, err := client(addr).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{
+			FunctionName: aws.String(fmt.Sprintf("fn-pf%d", pf)), EventSourceArn: aws.String(arn),
+			StartingPosition: types.EventSourcePositionTrimHorizon, BatchSize: aws.Int32(20), ParallelizationFactor: aws.Int32(pf)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, pf := range pfs {
+		rec := recs[fmt.Sprintf("fn-pf%d", pf)]
+		testenv.Eventually(t, 60*time.Second, func(context.Context) error {
+			if _, d := rec.count(); d != keys*perKey {
+				return fmt.Errorf("PF %d: %d of %d records delivered", pf, d, keys*perKey)
+			}
+			return nil
+		})
+		total, distinct, err := rec.check(keys, perKey, 0)
+		if err != nil {
+			t.Fatalf("PF %d: %v", pf, err)
+		}
+		if total != distinct {
+			t.Fatalf("PF %d: %d deliveries of %d records", pf, total, distinct)
+		}
+	}
+}
