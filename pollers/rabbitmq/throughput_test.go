@@ -70,11 +70,12 @@ func TestThroughput(t *testing.T) {
 		_, _ = io.WriteString(w, "null")
 	}))
 	defer fn.Close()
-	inv, err := dispatcher.NewLambdaInvoker(testenv.AWSConfig(fn.URL), dispatcher.WithDirectHTTP(true))
+	direct, err := dispatcher.NewLambdaInvoker(testenv.AWSConfig(fn.URL), dispatcher.WithDirectHTTP(true))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer inv.Close()
+	defer direct.Close()
+	inv := &timedInvoker{Invoker: direct}
 
 	// esmd's poller as configured by default: up to 4 consumers, each
 	// with a prefetch of BatchSize (ESMD_RABBITMQ_BENCH_CONSUMERS and
@@ -94,7 +95,7 @@ func TestThroughput(t *testing.T) {
 		prefetch = v
 	}
 	t.Logf("esmd: up to %d consumers with a prefetch of %d; plain loop: one consumer with a prefetch of %d", consumers, esmdPrefetch, prefetch)
-	var plain, ours, ratios, plainCPU, oursCPU []float64
+	var plain, ours, ratios, plainCPU, oursCPU, plainGap, oursGap []float64
 	for i := range rounds {
 		// Each side consumes a queue filled just before it; the side that
 		// goes first alternates, so neither always meets a broker that has
@@ -111,12 +112,14 @@ func TestThroughput(t *testing.T) {
 		}
 		plain, ours, ratios = append(plain, p.rate), append(ours, o.rate), append(ratios, o.rate/p.rate)
 		plainCPU, oursCPU = append(plainCPU, p.cpu.Seconds()*1e6), append(oursCPU, o.cpu.Seconds()*1e6)
-		t.Logf("round %d: esmd %.0f msg/s (%v CPU/msg), plain %.0f msg/s (%v CPU/msg), ratio %.2f",
-			i+1, o.rate, o.cpu.Round(100*time.Nanosecond), p.rate, p.cpu.Round(100*time.Nanosecond), o.rate/p.rate)
+		plainGap, oursGap = append(plainGap, p.gap.Seconds()*1e6), append(oursGap, o.gap.Seconds()*1e6)
+		t.Logf("round %d: esmd %.0f msg/s (%v CPU/msg, %v per batch outside Invoke), plain %.0f msg/s (%v CPU/msg, %v per batch outside Invoke), ratio %.2f",
+			i+1, o.rate, o.cpu.Round(100*time.Nanosecond), o.gap.Round(time.Microsecond), p.rate, p.cpu.Round(100*time.Nanosecond), p.gap.Round(time.Microsecond), o.rate/p.rate)
 	}
-	t.Logf("BatchSize %d, %d messages of 1 KB, plain prefetch %d: esmd %.0f msg/s %v, plain amqp091 loop %.0f msg/s %v, ratio of medians %.2f, ratios per round %v, median ratio %.2f; test process CPU per message: esmd %.1f us %v, plain %.1f us %v (%d invocations)",
+	t.Logf("BatchSize %d, %d messages of 1 KB, plain prefetch %d: esmd %.0f msg/s %v, plain amqp091 loop %.0f msg/s %v, ratio of medians %.2f, ratios per round %v, median ratio %.2f; test process CPU per message: esmd %.1f us %v, plain %.1f us %v; per batch outside Invoke: esmd %.0f us %v, plain %.0f us %v (%d invocations)",
 		batch, n, prefetch, median(ours), rounded(ours), median(plain), rounded(plain), median(ours)/median(plain), rounded2(ratios), median(ratios),
-		median(oursCPU), rounded(oursCPU), median(plainCPU), rounded(plainCPU), invokes.Load())
+		median(oursCPU), rounded(oursCPU), median(plainCPU), rounded(plainCPU),
+		median(oursGap), rounded(oursGap), median(plainGap), rounded(plainGap), invokes.Load())
 }
 
 // maxConsumers is the poller's default Config.MaxConsumers.
@@ -159,7 +162,7 @@ func fill(t *testing.T, b *testenv.RabbitMQBroker, n int) string {
 }
 
 // esmdRun runs the pipeline until n messages were finished.
-func esmdRun(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher.Invoker, n, batch, consumers, prefetch int) run {
+func esmdRun(t *testing.T, b *testenv.RabbitMQBroker, q string, inv *timedInvoker, n, batch, consumers, prefetch int) run {
 	m := &esm.Mapping{UUID: "bench", FunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:function", Source: esm.SourceMQ}
 	arn := "arn:aws:mq:us-east-1:000000000000:broker:bench:b-1"
 	m.Config.EventSourceArn = &arn
@@ -201,14 +204,14 @@ func esmdRun(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher.I
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	start, cpu := time.Now(), cpuTime()
+	mk := begin(inv)
 	go func() { done <- r.Run(ctx, m, &reporter{}) }()
 	select {
 	case <-all:
 	case <-time.After(10 * time.Minute):
 		t.Fatalf("esmd finished %d of %d messages", finished.Load(), n)
 	}
-	res := measure(n, start, cpu)
+	res := mk.end(n, inv)
 	t.Logf("esmd: %d consumers at the end", (<-opened).Consumers())
 	cancel()
 	if err := <-done; err != nil {
@@ -221,18 +224,54 @@ func esmdRun(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher.I
 // per message (the function endpoint and the invoker included, the same
 // for both sides), which the load of other processes inflates less than
 // wall time.
+//
+// gap is the wall time per invocation spent outside Invoke: what the side
+// does between one batch's invocation and the next's on the critical path
+// (waiting for deliveries, building the event, acking, handing over
+// between goroutines).
 type run struct {
 	rate float64
 	cpu  time.Duration
+	gap  time.Duration
 }
 
-func measure(n int, start time.Time, cpu time.Duration) run {
-	return run{rate: float64(n) / time.Since(start).Seconds(), cpu: (cpuTime() - cpu) / time.Duration(n)}
+// mark is where a run starts.
+type mark struct {
+	start        time.Time
+	cpu          time.Duration
+	busy, invoke int64
+}
+
+func begin(inv *timedInvoker) mark {
+	return mark{start: time.Now(), cpu: cpuTime(), busy: inv.busy.Load(), invoke: inv.calls.Load()}
+}
+
+func (m mark) end(n int, inv *timedInvoker) run {
+	elapsed := time.Since(m.start)
+	r := run{rate: float64(n) / elapsed.Seconds(), cpu: (cpuTime() - m.cpu) / time.Duration(n)}
+	if calls := inv.calls.Load() - m.invoke; calls > 0 {
+		r.gap = (elapsed - time.Duration(inv.busy.Load()-m.busy)) / time.Duration(calls)
+	}
+	return r
+}
+
+// timedInvoker adds up the time spent in Invoke.
+type timedInvoker struct {
+	dispatcher.Invoker
+	busy, calls atomic.Int64
+}
+
+func (ti *timedInvoker) Invoke(ctx context.Context, fn string, payload []byte) (dispatcher.Result, error) {
+	start := time.Now()
+	res, err := ti.Invoker.Invoke(ctx, fn, payload)
+	ti.busy.Add(int64(time.Since(start)))
+	ti.calls.Add(1)
+	return res, err
 }
 
 // plainLoop consumes with amqp091, invokes batches of what has arrived (up
 // to batch) one at a time, and acks each batch after the invocation.
-func plainLoop(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher.Invoker, n, batch, prefetch int) run {
+func plainLoop(t *testing.T, b *testenv.RabbitMQBroker, q string, inv *timedInvoker, n, batch, prefetch int) run {
 	ch := channel(t, b, "/")
 	if err := ch.Qos(prefetch, 0, false); err != nil {
 		t.Fatal(err)
@@ -246,7 +285,7 @@ func plainLoop(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher
 	group := payload.RabbitMQGroup(q, "/")
 	bld := payload.NewBuilder(env)
 	var buf []amqp.Delivery
-	start, cpu := time.Now(), cpuTime()
+	mk := begin(inv)
 	for done := 0; done < n; {
 		// The queue is pre-filled: every batch but the last is full.
 		for len(buf) < min(batch, n-done) {
@@ -275,7 +314,7 @@ func plainLoop(t *testing.T, b *testenv.RabbitMQBroker, q string, inv dispatcher
 		done += len(buf)
 		buf = buf[:0]
 	}
-	res := measure(n, start, cpu)
+	res := mk.end(n, inv)
 	if err := ch.Cancel("plain", false); err != nil {
 		t.Fatal(err)
 	}
