@@ -61,7 +61,6 @@ func openKinesis(ctx context.Context, env *SourceEnv, m *esm.Mapping) (pipeline.
 			batch = *m.Config.BatchSize
 		}
 		c.MaxPending = int(min(2*batch**pf, 10000))
-		c.Limit = int32(c.MaxPending)
 	}
 	return kinesis.Open(ctx, env.AWS, c)
 }

@@ -259,15 +259,15 @@ func (p *Poller) acquire() bool {
 func (p *Poller) release() { <-p.calls }
 
 // readPage is one Read in a call slot (a pushing source's without).
-func (p *Poller) readPage(sh *shard, iter string) (Page, error) {
+func (p *Poller) readPage(sh *shard, iter string, limit int) (Page, error) {
 	if p.push {
-		return p.cl.Read(p.ctx, sh.id, iter, p.c.Limit)
+		return p.cl.Read(p.ctx, sh.id, iter, limit)
 	}
 	if !p.acquire() {
 		return Page{}, p.ctx.Err()
 	}
 	defer p.release()
-	return p.cl.Read(p.ctx, sh.id, iter, p.c.Limit)
+	return p.cl.Read(p.ctx, sh.id, iter, limit)
 }
 
 // read is the reader of one shard.
@@ -316,7 +316,8 @@ func (p *Poller) read(sh *shard) {
 		p.mu.Lock()
 		room := p.room
 		p.mu.Unlock()
-		if p.tracker.Pending(sh.id) >= p.c.MaxPending {
+		pending := p.tracker.Pending(sh.id)
+		if pending >= p.c.MaxPending {
 			select {
 			case <-room:
 			case <-p.ctx.Done():
@@ -324,7 +325,9 @@ func (p *Poller) read(sh *shard) {
 			}
 			continue
 		}
-		page, err := p.readPage(sh, iter)
+		// Never more than MaxPending records pending: a read asks for
+		// what is left.
+		page, err := p.readPage(sh, iter, min(p.c.Limit, p.c.MaxPending-pending))
 		if err != nil {
 			if p.ctx.Err() != nil {
 				return

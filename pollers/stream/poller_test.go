@@ -403,3 +403,27 @@ func TestLagFromArrival(t *testing.T) {
 		t.Fatalf("IteratorAge %v (%v), want about 1h", age, ok)
 	}
 }
+
+// A shard never has more than MaxPending records read and not done: reads
+// ask for what is left.
+func TestMaxPending(t *testing.T) {
+	f := newFake()
+	f.shard("s")
+	for i := range 25 {
+		f.put("s", fmt.Sprint(i))
+	}
+	p := open(t, f, stream.Config{Positions: &mem{}, MaxPending: 10, Limit: 7})
+	got := pollN(t, p, 10)
+	pollNone(t, p)
+	if len(got) != 10 {
+		t.Fatalf("%d records pending, want 10", len(got))
+	}
+	if err := p.Done(context.Background(), got[:4]); err != nil {
+		t.Fatal(err)
+	}
+	more := pollN(t, p, 4)
+	pollNone(t, p)
+	if b := bodies(more); b != "10,11,12,13" {
+		t.Fatalf("after 4 done: %s", b)
+	}
+}

@@ -132,7 +132,9 @@ type Config struct {
 	// shard about once a second).
 	EmptyWait, MaxWait time.Duration
 	// MaxPending bounds the records of one shard read but not yet
-	// checkpointed (default 10000): reading stops until some are done.
+	// checkpointed (default 10000): a read asks for at most what is left
+	// (a pushing source may exceed it by one event), and reading stops
+	// until some are done.
 	MaxPending int
 	// MaxCalls bounds the GetShardIterator and GetRecords calls in flight
 	// at once over all shards (default 64): with many shards, the readers
