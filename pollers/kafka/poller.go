@@ -108,7 +108,7 @@ type Poller struct {
 	active   int              // partitions holding a poller slot (MaxPollers)
 	held     int              // records fetched and not handed out, all partitions
 	wake     context.CancelFunc
-	progress chan struct{} // closed and replaced when a record is done
+	progress chan struct{} // closed and replaced when a record is done or held records are dropped
 	closing  bool
 
 	stop      chan struct{}
@@ -295,6 +295,8 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 			case <-ch:
 			case <-ctx.Done():
 				return nil, ctx.Err()
+			case <-p.stop:
+				return nil, ErrClosed
 			}
 			continue
 		}
@@ -592,8 +594,7 @@ func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 		moved = pt.advance() || moved
 	}
 	if moved {
-		close(p.progress)
-		p.progress = make(chan struct{})
+		p.signal()
 		if p.held > 0 && p.wake != nil {
 			// Room for held records: stop waiting for a fetch.
 			p.wake()
@@ -826,8 +827,20 @@ func (p *Poller) forget(pt *part) {
 // dropHeld drops the records of pt the pipeline has not seen. Called with
 // p.mu held.
 func (p *Poller) dropHeld(pt *part) {
+	if len(pt.held) == 0 {
+		return
+	}
 	p.held -= len(pt.held)
 	pt.held = nil
+	// A Poll waiting for room may have room now.
+	p.signal()
+}
+
+// signal wakes whoever waits for progress (Poll waiting for room, a
+// revocation waiting for records to finish). Called with p.mu held.
+func (p *Poller) signal() {
+	close(p.progress)
+	p.progress = make(chan struct{})
 }
 
 // waitIdle waits until no record of lanes is unfinished, or RevokeTimeout.
