@@ -62,8 +62,8 @@ type Config struct {
 	MaxOutstanding int
 	// MaxPollers, when positive, bounds how many partitions are consumed at
 	// once, and so the concurrent invocations of this member (one batch in
-	// flight per partition): ProvisionedPollerConfig.MaximumPollers. See
-	// ConfigFor.
+	// flight per partition): ProvisionedPollerConfig.MaximumPollers
+	// (rotate says why partitions). 0: no bound (on-demand mode).
 	MaxPollers int
 	// CommitInterval is how often finished offsets are committed (default
 	// 500 ms; Close and revocations commit at once). A crash loses at most
