@@ -14,6 +14,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -1159,6 +1160,18 @@ func TestServeKinesisReshard(t *testing.T) {
 		t.Fatalf("%d deliveries of %d records", total, distinct)
 	}
 	waitCheckpoints(t, dir, *out.UUID, map[string]string{parent: "SHARD_END", children[0]: "SHARD_END", children[1]: "SHARD_END"})
+
+	// /metrics: an IteratorAge for the merged shard being read, none for
+	// the finished ones.
+	re := regexp.MustCompile(`(?m)^esmd_iterator_age_milliseconds\{uuid="` + *out.UUID + `",[^}]*lane="([^"]+)"\} \d+$`)
+	testenv.Eventually(t, 10*time.Second, func(context.Context) error {
+		m := scrapeMetrics(t, addr)
+		got := re.FindAllStringSubmatch(m, -1)
+		if len(got) != 1 || got[0][1] == parent || got[0][1] == children[0] || got[0][1] == children[1] {
+			return fmt.Errorf("IteratorAge lines %v in\n%s", got, m)
+		}
+		return nil
+	})
 }
 
 // TestServeKinesisParallelizationFactor runs three mappings created

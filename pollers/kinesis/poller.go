@@ -114,7 +114,7 @@ func StreamARN(arn string) string {
 }
 
 // Poller reads one mapping's stream. It implements pipeline.Poller and
-// Lag (IteratorAge by shard, from MillisBehindLatest).
+// Lag (IteratorAge by shard: the age of the last record read).
 type Poller struct {
 	*stream.Poller
 	efo *efo // with a consumer ARN (enhanced fan-out)

@@ -55,11 +55,11 @@
 //     once per interval, ShardEnd at once, and Close flushes.
 //   - MaxPending: a shard stops reading while it has Config.MaxPending
 //     records read but not yet checkpointed.
-//   - Lag: Lag() returns each shard's IteratorAge (lane -> age), from the
-//     page's Behind (Kinesis MillisBehindLatest) when the source knows it,
-//     else the age of the last record of the last read (0 for an empty
-//     read: the reader is at the tip). Shards not yet read and finished
-//     shards are absent.
+//   - Lag: Lag() returns each shard's IteratorAge (lane -> age) as AWS
+//     defines it (spec STR-45): the age of the last record of the last
+//     read, from its Arrival (the page's Behind only for records without
+//     one), and 0 after an empty read (the reader is at the tip). Shards
+//     not yet read and finished shards are absent.
 //   - Errors: Classify == NotFound on the listing, or on GetShardIterator
 //     of a shard, ends the poller: the next Poll returns the error (the
 //     pipeline restarts the poller with backoff, and a shard gone for good

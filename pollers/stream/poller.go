@@ -376,14 +376,18 @@ func (p *Poller) read(sh *shard) {
 }
 
 // observe records the IteratorAge of a read.
+//
+// AWS's IteratorAge is the age of the last record of an event when it is
+// sent (spec STR-45), so the last record's arrival counts, not how far the
+// read is from the tip (MillisBehindLatest): that is used only for records
+// without an arrival time. An empty read is at the tip: 0.
 func (p *Poller) observe(sh *shard, page *Page) {
 	var age time.Duration
-	switch {
-	case page.BehindKnown:
-		age = page.Behind
-	case len(page.Records) > 0:
-		if a := page.Records[len(page.Records)-1].Arrival; !a.IsZero() {
+	if n := len(page.Records); n > 0 {
+		if a := page.Records[n-1].Arrival; !a.IsZero() {
 			age = max(time.Since(a), 0)
+		} else if page.BehindKnown {
+			age = page.Behind
 		}
 	}
 	sh.age.Store(int64(age))

@@ -49,7 +49,8 @@ type Page struct {
 	// closed and read to its end (no NextShardIterator).
 	Next string
 	// Behind is how far the read is behind the tip of the shard (Kinesis
-	// MillisBehindLatest), when BehindKnown.
+	// MillisBehindLatest), when BehindKnown. IteratorAge uses it only for
+	// records without an Arrival.
 	Behind      time.Duration
 	BehindKnown bool
 }
