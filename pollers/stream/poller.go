@@ -553,10 +553,18 @@ func (p *Poller) writeDirty() {
 	p.writeMu.Lock() // before doneMu is released: writes stay in order
 	p.doneMu.Unlock()
 	failed := map[string]string{}
-	for lane, pos := range batch {
-		if err := p.c.Positions.SetPosition(context.WithoutCancel(p.ctx), p.c.Mapping, lane, pos); err != nil {
-			p.c.Log.Warn("stream: checkpoint failed", "stream", p.c.Name, "shard", lane, "err", err)
-			failed[lane] = pos
+	wctx := context.WithoutCancel(p.ctx)
+	if pb, ok := p.c.Positions.(PositionBatcher); ok {
+		if err := pb.SetPositions(wctx, p.c.Mapping, batch); err != nil {
+			p.c.Log.Warn("stream: checkpoint failed", "stream", p.c.Name, "shards", len(batch), "err", err)
+			failed = batch
+		}
+	} else {
+		for lane, pos := range batch {
+			if err := p.c.Positions.SetPosition(wctx, p.c.Mapping, lane, pos); err != nil {
+				p.c.Log.Warn("stream: checkpoint failed", "stream", p.c.Name, "shard", lane, "err", err)
+				failed[lane] = pos
+			}
 		}
 	}
 	p.writeMu.Unlock()

@@ -427,3 +427,60 @@ func TestMaxPending(t *testing.T) {
 		t.Fatalf("after 4 done: %s", b)
 	}
 }
+
+// memBatch is a mem that also stores several lanes in one write.
+type memBatch struct {
+	mem
+	batches []int // lanes per SetPositions
+}
+
+func (m *memBatch) SetPositions(_ context.Context, _ string, pos map[string]string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pos == nil {
+		m.pos = map[string]string{}
+	}
+	for l, p := range pos {
+		m.pos[l] = p
+	}
+	m.batches = append(m.batches, len(pos))
+	return nil
+}
+
+// The coalescing writer stores every shard's position in one write when
+// the store can (PositionBatcher).
+func TestCoalescedBatchWrite(t *testing.T) {
+	f := newFake()
+	for _, s := range []string{"a", "b", "c"} {
+		f.shard(s)
+		f.put(s, s+"1")
+	}
+	st := &memBatch{}
+	p := open(t, f, stream.Config{Positions: st, CheckpointInterval: time.Hour})
+	recs := pollN(t, p, 3)
+	// Hold the writer in its interval with a first write, then finish
+	// the three shards' records: they are written together by Close.
+	if err := p.Done(context.Background(), recs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		st.mu.Lock()
+		n := len(st.batches)
+		st.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first write never came")
+		}
+	}
+	if err := p.Done(context.Background(), recs[1:]); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if fmt.Sprint(st.batches) != "[1 2]" || st.writes != 0 || len(st.pos) != 3 {
+		t.Fatalf("writes of %v lanes, %d single writes, positions %v", st.batches, st.writes, st.pos)
+	}
+}

@@ -107,6 +107,13 @@ type Positions interface {
 	SetPosition(ctx context.Context, mapping, lane, pos string) error
 }
 
+// PositionBatcher is optionally implemented by Positions: it stores the
+// positions of several lanes in one write (one fsync). The coalescing
+// writer (Config.CheckpointInterval) uses it when it is there.
+type PositionBatcher interface {
+	SetPositions(ctx context.Context, mapping string, positions map[string]string) error
+}
+
 // Config is what the Poller reads and how.
 type Config struct {
 	// Name names the stream in errors and logs (for example its ARN).
