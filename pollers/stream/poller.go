@@ -316,8 +316,10 @@ func (p *Poller) read(sh *shard) {
 		p.mu.Lock()
 		room := p.room
 		p.mu.Unlock()
+		// A read waits for a quarter of the room at least (one small
+		// read after each Done would spend the shard's read quota).
 		pending := p.tracker.Pending(sh.id)
-		if pending >= p.c.MaxPending {
+		if left := p.c.MaxPending - pending; left <= 0 || pending > 0 && left < max(1, min(p.c.Limit, p.c.MaxPending)/4) {
 			select {
 			case <-room:
 			case <-p.ctx.Done():

@@ -484,3 +484,24 @@ func TestCoalescedBatchWrite(t *testing.T) {
 		t.Fatalf("writes of %v lanes, %d single writes, positions %v", st.batches, st.writes, st.pos)
 	}
 }
+
+// A read waits until a quarter of MaxPending is free, not for each record.
+func TestMaxPendingQuarter(t *testing.T) {
+	f := newFake()
+	f.shard("s")
+	for i := range 20 {
+		f.put("s", fmt.Sprint(i))
+	}
+	p := open(t, f, stream.Config{Positions: &mem{}, MaxPending: 8, Limit: 8})
+	got := pollN(t, p, 8)
+	if err := p.Done(context.Background(), got[:1]); err != nil {
+		t.Fatal(err)
+	}
+	pollNone(t, p) // one free: less than a quarter
+	if err := p.Done(context.Background(), got[1:2]); err != nil {
+		t.Fatal(err)
+	}
+	if b := bodies(pollN(t, p, 2)); b != "8,9" {
+		t.Fatalf("after 2 done: %s", b)
+	}
+}
