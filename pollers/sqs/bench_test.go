@@ -106,7 +106,11 @@ func noopFunction(b *testing.B, calls *callCounter) dispatcher.Invoker {
 // it reports the median messages per second of each and esmd's ratio to the
 // plain loop, with what each run cost: SQS calls per 1,000 messages (by
 // operation, and receives that came back with fewer than 10 messages), the
-// CPU time of this process and of fauxqs per message. ESMD_SQS_BENCH_RUNS
+// CPU time of this process and of fauxqs per message. fauxqs is CPU-bound,
+// and esmd, the no-op function endpoint and the SDK clients run in this
+// process on the same cores: on a machine shared with other work the rates
+// move a lot between rounds and the ratio mostly says how much CPU each
+// run left to fauxqs (compare the cpu-us/msg figures). ESMD_SQS_BENCH_RUNS
 // (a comma-separated subset of plain,esmd10,esmd100) picks the runs, for
 // profiling one of them.
 //
