@@ -118,13 +118,19 @@ func ConfigFor(ctx context.Context, m *esm.Mapping, env Env) (Config, error) {
 	if c.StartingPosition != nil {
 		cfg.StartingPosition = *c.StartingPosition
 	}
-	// Three batches per partition in the pipeline: one in flight, the next
-	// one complete, and a margin for the hand-out that follows a Done.
+	// Records per partition in the pipeline: at least three batches (one
+	// in flight, the next one complete, a margin for the hand-out that
+	// follows a Done), and up to 1,000 records (20 batches at most) for
+	// small batches, whose invocations are short: with three batches of
+	// 100, partitions waited for the poll loop's refill and esmd ran at
+	// about half the rate it reached with 1,000 (interleaved runs of
+	// TestThroughput). A revocation waits for these records, so the bound
+	// is also how many invocations a handover may wait for.
 	batch := 100 // AWS's default BatchSize for Kafka
 	if c.BatchSize != nil {
 		batch = int(*c.BatchSize)
 	}
-	cfg.MaxOutstanding = max(3*batch, 10)
+	cfg.MaxOutstanding = max(3*batch, min(1000, 20*batch))
 	// Provisioned mode: MaximumPollers bounds the partitions consumed at
 	// once (Poller.rotate says why partitions); on-demand (no config, or
 	// {}) leaves every partition running.

@@ -10,19 +10,21 @@
 // restart or a rebalance re-reads unfinished records and never skips one.
 //
 // Hand-outs: the records kgo fetches are held by the poller and handed to
-// the pipeline a few batches at a time per partition (Config.MaxOutstanding,
-// three batches by default: one in flight, one ready, one margin). A
-// partition holding many fetched records is paused in kgo until the
-// pipeline catches up. Encoding (payload.AppendKafka) happens at hand-out,
-// into one allocation per hand-out.
+// the pipeline a few batches at a time per partition (Config.MaxOutstanding:
+// three batches, or up to 1,000 records when batches are small; one in
+// flight, the next ones ready). When the partitions hold enough fetched
+// records the poller stops polling kgo, and a partition holding twice its
+// share is paused in kgo until the pipeline catches up. Encoding
+// (payload.AppendKafka) happens at hand-out, into one allocation per
+// hand-out.
 //
 // Revoked partitions: the held records are dropped at once (the pipeline
 // never saw them), the poller waits (up to Config.RevokeTimeout) for the
 // few records handed out to finish, commits what finished, and abandons the
 // rest without committing; the new owner reads them again. Because the
 // pipeline holds at most MaxOutstanding records of a partition, the wait
-// is a few invocations long and a revocation normally hands over without
-// any duplicate. Records fetched after the revocation are dropped before
+// is a few invocations long (20 at most) and a revocation normally hands
+// over without any duplicate. Records fetched after the revocation are dropped before
 // the pipeline sees them, and late outcomes of abandoned records are
 // ignored, so a partition that comes back is tracked from scratch.
 //

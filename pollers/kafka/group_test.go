@@ -151,7 +151,7 @@ func runMember(t *testing.T, fn http.Handler, m *esm.Mapping, name string, tune 
 // poller each) in one consumer group over 4 partitions with a slow
 // function; the second joins mid-stream and takes partitions from the
 // first. The first member holds far more fetched records of each
-// partition than its pipeline has (MaxOutstanding: three batches): at the
+// partition than its pipeline has (MaxOutstanding, here three batches): at the
 // revocation the held ones are dropped, the few in the pipeline finish
 // well within RevokeTimeout and are committed, and the new owner starts
 // after them. So no record reaches the function twice. (Before hand-outs
@@ -182,7 +182,10 @@ func TestPipelineRevokeDropsUnseenRecords(t *testing.T) {
 	m.UUID = "revoke-" + topic
 	m.Config.BatchSize = ptr(int64(5))
 	m.Config.MaximumBatchingWindowInSeconds = ptr(int64(0))
-	tune := func(c *Config) { c.RevokeTimeout = time.Second }
+	// Three batches handed out per partition, and a RevokeTimeout that
+	// the records handed out (150 ms of invocations) fit in many times
+	// over, while the backlog of a partition (seconds) does not.
+	tune := func(c *Config) { c.MaxOutstanding, c.RevokeTimeout = 15, time.Second }
 	runMember(t, fn, m, "first", tune)
 	testenvEventually(t, 30*time.Second, func() error {
 		if d, _, _ := fn.counts("first"); d < 40 {

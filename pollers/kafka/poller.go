@@ -57,8 +57,9 @@ type Config struct {
 	MaxPoll int
 	// MaxOutstanding caps, per partition, the records handed to the
 	// pipeline and not yet done (default 2,000; ConfigFor sets three
-	// batches' worth). Enough to keep one batch in flight and the next
-	// one ready; more only lengthens revocations.
+	// batches, or up to 1,000 records for small batches). Enough to keep
+	// one batch in flight and the next ones ready; more only lengthens
+	// revocations.
 	MaxOutstanding int
 	// MaxPollers, when positive, bounds how many partitions are consumed at
 	// once, and so the concurrent invocations of this member (one batch in
