@@ -107,10 +107,7 @@ func TestServeRabbitMQEndToEnd(t *testing.T) {
 		}
 		// Three messages spaced out, all within the 2 s window that starts
 		// with the first: one invocation.
-		for i := range 3 {
-			e.publish(t, "/", q, fmt.Sprintf("late-%d", i))
-			time.Sleep(100 * time.Millisecond)
-		}
+		e.publishPaced(t, "/", q, 100*time.Millisecond, "late-0", "late-1", "late-2")
 		testenv.Eventually(t, 30*time.Second, func(context.Context) error {
 			if n := len(e.fn.messages(q)); n != 28 {
 				return fmt.Errorf("the function saw %d messages", n)
@@ -363,13 +360,20 @@ func (e *rmqE2E) declare(t *testing.T, vhost, prefix string, args amqp.Table) st
 // broker before the next.
 func (e *rmqE2E) publish(t *testing.T, vhost, queue string, bodies ...string) {
 	t.Helper()
+	e.publishPaced(t, vhost, queue, 0, bodies...)
+}
+
+// publishPaced publishes like publish, waiting gap after each message but
+// the last.
+func (e *rmqE2E) publishPaced(t *testing.T, vhost, queue string, gap time.Duration, bodies ...string) {
+	t.Helper()
 	ch := e.channel(t, vhost)
 	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, b := range bodies {
+	for i, b := range bodies {
 		c, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false,
 			amqp.Publishing{DeliveryMode: amqp.Persistent, ContentType: "application/json", Body: []byte(b)})
 		if err != nil {
@@ -377,6 +381,9 @@ func (e *rmqE2E) publish(t *testing.T, vhost, queue string, bodies ...string) {
 		}
 		if ok, err := c.WaitContext(ctx); !ok || err != nil {
 			t.Fatalf("publish not confirmed: %v", err)
+		}
+		if gap > 0 && i < len(bodies)-1 {
+			time.Sleep(gap)
 		}
 	}
 }
