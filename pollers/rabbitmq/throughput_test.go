@@ -41,7 +41,7 @@ import (
 // ESMD_RABBITMQ_BENCH is set to the number of messages (200000 for the
 // issue's figure):
 //
-//	ESMD_RABBITMQ_BENCH=200000 go test -run TestThroughput -v ./pollers/rabbitmq/
+//	ESMD_RABBITMQ_BENCH=200000 ESMD_RABBITMQ_BENCH_ROUNDS=3 go test -run TestThroughput -v -count=1 -timeout 40m ./pollers/rabbitmq/
 //
 // ESMD_RABBITMQ_BENCH_BATCH sets BatchSize (default 100) and
 // ESMD_RABBITMQ_BENCH_ROUNDS the rounds; the two alternate and the medians
