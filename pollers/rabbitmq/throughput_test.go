@@ -30,7 +30,8 @@ import (
 // TestThroughput measures messages/s from a queue pre-filled with 1 KB
 // messages to a no-op Invoke endpoint, through esmd's pipeline with this
 // poller and through a plain amqp091 consume -> invoke -> ack loop with the
-// same batching (full batches of BatchSize; esmd without a window), the same
+// same batching (full batches of BatchSize; esmd with the default 500 ms
+// window, which a backlog never waits for), the same
 // concurrency (one batch in flight: AWS runs one RabbitMQ invocation at a
 // time, spec MQ-3), the same event shape and the same invoker
 // (SigV4-signed direct HTTP). The plain loop acks each batch with one
