@@ -32,7 +32,7 @@ func config(b *testenv.RabbitMQBroker, vhost, queue string) rabbitmq.Config {
 
 // queue declares a new durable queue with a unique name and deletes it when
 // the test ends.
-func queue(t *testing.T, b *testenv.RabbitMQBroker, vhost string, args amqp.Table) string {
+func queue(t testing.TB, b *testenv.RabbitMQBroker, vhost string, args amqp.Table) string {
 	t.Helper()
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
@@ -56,7 +56,7 @@ func queue(t *testing.T, b *testenv.RabbitMQBroker, vhost string, args amqp.Tabl
 }
 
 // channel opens a channel as the test user; it is closed with the test.
-func channel(t *testing.T, b *testenv.RabbitMQBroker, vhost string) *amqp.Channel {
+func channel(t testing.TB, b *testenv.RabbitMQBroker, vhost string) *amqp.Channel {
 	t.Helper()
 	ch, err := b.Dial(t, vhost).Channel()
 	if err != nil {

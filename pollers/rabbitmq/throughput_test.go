@@ -27,7 +27,7 @@ import (
 	"github.com/esmd/esmd/source"
 )
 
-// TestThroughput measures messages/s from a queue pre-filled with 1 KB
+// BenchmarkThroughput measures messages/s from a queue pre-filled with 1 KB
 // messages to a no-op Invoke endpoint, through esmd's pipeline with this
 // poller and through a plain amqp091 consume -> invoke -> ack loop with the
 // same batching (full batches of BatchSize; esmd with the default 500 ms
@@ -38,23 +38,24 @@ import (
 // multiple=true ack, as esmd's poller does (cumulative acks), and has the
 // prefetch esmd's consumers reach together on a backlog (MaxConsumers x
 // BatchSize, ESMD_RABBITMQ_BENCH_PREFETCH overrides it), so it fetches
-// the next batches while one is being invoked. It runs only when
-// ESMD_RABBITMQ_BENCH is set to the number of messages (200000 for the
-// issue's figure):
+// the next batches while one is being invoked. One run of it does every
+// round, whatever b.N:
 //
-//	ESMD_RABBITMQ_BENCH=200000 ESMD_RABBITMQ_BENCH_ROUNDS=3 go test -run TestThroughput -v -count=1 -timeout 40m ./pollers/rabbitmq/
+//	go test -run '^$' -bench Throughput -benchtime 1x -timeout 40m ./pollers/rabbitmq/
 //
-// ESMD_RABBITMQ_BENCH_BATCH sets BatchSize (default 100) and
-// ESMD_RABBITMQ_BENCH_ROUNDS the rounds; the two alternate and the medians
-// are compared. ESMD_RABBITMQ_BENCH_CONSUMERS and
+// ESMD_RABBITMQ_BENCH sets the messages per queue (default 200,000, the
+// issue's figure), ESMD_RABBITMQ_BENCH_BATCH BatchSize (default 100) and
+// ESMD_RABBITMQ_BENCH_ROUNDS the rounds (default 3); the two sides
+// alternate and the medians are compared. ESMD_RABBITMQ_BENCH_CONSUMERS and
 // ESMD_RABBITMQ_BENCH_ESMD_PREFETCH set esmd's MaxConsumers and Prefetch
 // (defaults 4 and BatchSize), ESMD_RABBITMQ_BENCH_PREFETCH the plain loop's
 // prefetch (default their product), ESMD_RABBITMQ_BENCH_CPUPROFILE a file
 // prefix for CPU profiles of esmd's runs.
-func TestThroughput(t *testing.T) {
+func BenchmarkThroughput(bm *testing.B) {
+	var t testing.TB = bm
 	n, _ := strconv.Atoi(os.Getenv("ESMD_RABBITMQ_BENCH"))
 	if n <= 0 {
-		t.Skip("set ESMD_RABBITMQ_BENCH=<messages> to run")
+		n = 200000
 	}
 	b := testenv.RabbitMQ(t)
 	batch := 100
@@ -62,7 +63,9 @@ func TestThroughput(t *testing.T) {
 		batch = v
 	}
 	rounds, _ := strconv.Atoi(os.Getenv("ESMD_RABBITMQ_BENCH_ROUNDS"))
-	rounds = max(rounds, 1)
+	if rounds <= 0 {
+		rounds = 3
+	}
 
 	var invokes atomic.Int64
 	fn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -121,6 +124,10 @@ func TestThroughput(t *testing.T) {
 		batch, n, prefetch, median(ours), rounded(ours), median(plain), rounded(plain), median(ours)/median(plain), rounded2(ratios), median(ratios),
 		median(oursCPU), rounded(oursCPU), median(plainCPU), rounded(plainCPU),
 		median(oursGap), rounded(oursGap), median(plainGap), rounded(plainGap), invokes.Load())
+	bm.ReportMetric(median(ours), "esmd-msg/s")
+	bm.ReportMetric(median(plain), "plain-msg/s")
+	bm.ReportMetric(median(ratios), "ratio")
+	bm.ReportMetric(0, "ns/op") // one op is every round: meaningless
 }
 
 // maxConsumers is the poller's default Config.MaxConsumers.
@@ -128,7 +135,7 @@ const maxConsumers = 4
 
 // fill declares a queue and publishes n transient 1 KB messages to it,
 // with publisher confirms in windows.
-func fill(t *testing.T, b *testenv.RabbitMQBroker, n int) string {
+func fill(t testing.TB, b *testenv.RabbitMQBroker, n int) string {
 	t.Helper()
 	q := queue(t, b, "/", nil)
 	ch := channel(t, b, "/")
@@ -163,7 +170,7 @@ func fill(t *testing.T, b *testenv.RabbitMQBroker, n int) string {
 }
 
 // esmdRun runs the pipeline until n messages were finished.
-func esmdRun(t *testing.T, b *testenv.RabbitMQBroker, q string, inv *timedInvoker, n, batch, consumers, prefetch int) run {
+func esmdRun(t testing.TB, b *testenv.RabbitMQBroker, q string, inv *timedInvoker, n, batch, consumers, prefetch int) run {
 	m := &esm.Mapping{UUID: "bench", FunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:function", Source: esm.SourceMQ}
 	arn := "arn:aws:mq:us-east-1:000000000000:broker:bench:b-1"
 	m.Config.EventSourceArn = &arn
@@ -272,7 +279,7 @@ func (ti *timedInvoker) Invoke(ctx context.Context, fn string, payload []byte) (
 
 // plainLoop consumes with amqp091, invokes batches of what has arrived (up
 // to batch) one at a time, and acks each batch after the invocation.
-func plainLoop(t *testing.T, b *testenv.RabbitMQBroker, q string, inv *timedInvoker, n, batch, prefetch int) run {
+func plainLoop(t testing.TB, b *testenv.RabbitMQBroker, q string, inv *timedInvoker, n, batch, prefetch int) run {
 	ch := channel(t, b, "/")
 	if err := ch.Qos(prefetch, 0, false); err != nil {
 		t.Fatal(err)
