@@ -158,6 +158,8 @@ type run struct {
 	sem     chan struct{}
 	now     func() time.Time
 	mm      *mappingMetrics // nil without Runner.Metrics
+	// filtering is false without FilterCriteria: every record is kept.
+	filtering bool
 }
 
 // Run implements esm.Runner: it polls, filters, batches and invokes until
@@ -180,6 +182,7 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 			pats = append(pats, *f.Pattern)
 		}
 	}
+	x.filtering = len(pats) > 0
 	var err error
 	if x.match, err = filter.Compile(pats, filter.WithSource(x.fsrc), filter.WithMaxFilters(0)); err != nil {
 		return fmt.Errorf("filter criteria: %w", err)
@@ -281,18 +284,9 @@ func (x *run) pollLoop(ctx context.Context, maxBuf int, space <-chan struct{}) e
 			return fmt.Errorf("poll: %w", err)
 		}
 		x.mm.add(cPolled, len(recs))
-		kept := recs[:0:0]
-		var dropped []source.Record
-		for _, rec := range recs {
-			ok, err := x.match.Match(x.fsrc, rec.Data)
-			if err != nil {
-				x.log.Warn("record the filter cannot read is dropped", "lane", rec.Lane, "id", rec.ID, "err", err)
-			}
-			if ok {
-				kept = append(kept, rec)
-			} else {
-				dropped = append(dropped, rec)
-			}
+		kept, dropped := recs, []source.Record(nil)
+		if x.filtering {
+			kept, dropped = x.filter(recs)
 		}
 		// Filtered-out records are consumed, as AWS does: deleted, acked,
 		// checkpointed past (spec 8.5).
@@ -311,6 +305,24 @@ func (x *run) pollLoop(ctx context.Context, maxBuf int, space <-chan struct{}) e
 			}
 		}
 	}
+}
+
+// filter splits records into those the FilterCriteria keep and those they
+// drop; a record the filter cannot read is dropped.
+func (x *run) filter(recs []source.Record) (kept, dropped []source.Record) {
+	kept = make([]source.Record, 0, len(recs))
+	for _, rec := range recs {
+		ok, err := x.match.Match(x.fsrc, rec.Data)
+		if err != nil {
+			x.log.Warn("record the filter cannot read is dropped", "lane", rec.Lane, "id", rec.ID, "err", err)
+		}
+		if ok {
+			kept = append(kept, rec)
+		} else {
+			dropped = append(dropped, rec)
+		}
+	}
+	return kept, dropped
 }
 
 func (x *run) dispatchLoop(ctx context.Context, wg *sync.WaitGroup, space chan<- struct{}) error {
@@ -354,6 +366,10 @@ func (x *run) handle(ctx context.Context, bt *batcher.Batch) []byte {
 		x.handleQueue(ctx, bt)
 		return nil
 	}
+	if bt.Window != nil && len(bt.Records) == 0 {
+		x.windowEnd(ctx, bt)
+		return nil
+	}
 	var state []byte
 	invoke := func(ctx context.Context, recs []source.Record) (dispatcher.Result, error) {
 		ev := x.event(bt, recs)
@@ -380,6 +396,50 @@ func (x *run) handle(ctx context.Context, bt *batcher.Batch) []byte {
 		x.rep.ProcessingResult("OK")
 	}
 	return state
+}
+
+// windowEnd sends the invocation of a window without records: the final
+// one, after the window's records were sent, or the one that ends a window
+// whose state grew too big (STR-31). It is retried like a batch, with the
+// mapping's MaximumRetryAttempts; there are no records to route to the
+// OnFailure destination when it gives up.
+func (x *run) windowEnd(ctx context.Context, bt *batcher.Batch) {
+	delay := x.policy.RetryDelay
+	if delay <= 0 {
+		delay = 100 * time.Millisecond
+	}
+	maxDelay := x.policy.MaxRetryDelay
+	if maxDelay <= 0 {
+		maxDelay = 30 * time.Second
+	}
+	for attempt := 1; ; attempt++ {
+		res, err := x.r.Invoker.Invoke(ctx, x.m.FunctionArn, bt.AppendEvent(make([]byte, 0, bt.Size)))
+		x.countInvoke(nil, res, err)
+		if err == nil && !res.Failed() {
+			x.rep.ProcessingResult("OK")
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		why := "Function call failed"
+		if err != nil {
+			why = err.Error()
+		}
+		x.rep.ProcessingResult("PROBLEM: " + why)
+		if n := x.policy.MaxRetryAttempts; n >= 0 && int64(attempt) > n {
+			x.log.Warn("window invocation without records failed; giving up", "lane", bt.Lane, "attempts", attempt, "err", why)
+			return
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = min(delay*2, maxDelay)
+	}
 }
 
 // event builds the invocation event of records of a batch (all of them, or

@@ -366,3 +366,70 @@ func TestPipelineTumblingWindowState(t *testing.T) {
 		t.Fatalf("states sent: %v", states)
 	}
 }
+
+// A window whose records were all sent before it ended still gets its
+// final invocation, without records (STR-31): the batcher hands it over as
+// a batch of none, which must reach the function.
+func TestPipelineWindowFinalInvocationWithoutRecords(t *testing.T) {
+	log := memsource.NewLog(1)
+	type call struct {
+		records int
+		final   bool
+		start   string
+	}
+	var mu sync.Mutex
+	var calls []call
+	inv := dispatcher.InvokerFunc(func(_ context.Context, _ string, payload []byte) (dispatcher.Result, error) {
+		var ev struct {
+			Records []json.RawMessage `json:"Records"`
+			Window  struct {
+				Start string `json:"start"`
+			} `json:"window"`
+			Final bool `json:"isFinalInvokeForWindow"`
+		}
+		if err := json.Unmarshal(payload, &ev); err != nil {
+			return dispatcher.Result{}, err
+		}
+		mu.Lock()
+		calls = append(calls, call{len(ev.Records), ev.Final, ev.Window.Start})
+		mu.Unlock()
+		return dispatcher.Result{StatusCode: 200, Payload: []byte(`{"state":{}}`)}, nil
+	})
+	m := mapping(func(c *esm.Config) {
+		c.BatchSize = ptr(int64(100))
+		c.TumblingWindowInSeconds = ptr(int64(1))
+	})
+	stop := start(t, log, m, inv, nil)
+	defer stop()
+	produce(log, 3, 1, "a")
+	eventually(t, "the records delivered", func() bool { return log.Checkpoint("lane-0") == 2 })
+	// The next window's records end the first one at once (without them,
+	// AWS waits up to 2 minutes).
+	mu.Lock()
+	first, err := time.Parse(time.RFC3339, calls[0].start)
+	mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(first.Add(time.Second + 10*time.Millisecond)))
+	produce(log, 3, 1, "b")
+	eventually(t, "a final invocation of the first window", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range calls {
+			if c.final && c.start == calls[0].start {
+				return true
+			}
+		}
+		return false
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for _, c := range calls {
+		total += c.records
+	}
+	if total > 6 || calls[0].records != 3 {
+		t.Errorf("invocations %+v", calls)
+	}
+}
