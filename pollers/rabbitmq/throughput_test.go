@@ -41,7 +41,7 @@ import (
 // the next batches while one is being invoked. One run of it does every
 // round, whatever b.N:
 //
-//	go test -run '^$' -bench Throughput -benchtime 1x -timeout 40m ./pollers/rabbitmq/
+//	go test -run '^$' -bench Throughput -benchtime 1x -v -timeout 40m ./pollers/rabbitmq/
 //
 // ESMD_RABBITMQ_BENCH sets the messages per queue (default 200,000, the
 // issue's figure), ESMD_RABBITMQ_BENCH_BATCH BatchSize (default 100) and
@@ -105,8 +105,21 @@ func BenchmarkThroughput(bm *testing.B) {
 		// goes first alternates, so neither always meets a broker that has
 		// just worked through the other's messages.
 		var p, o run
-		runPlain := func() { p = plainLoop(t, b, fill(t, b, n), inv, n, batch, prefetch) }
-		runOurs := func() { o = esmdRun(t, b, fill(t, b, n), inv, n, batch, consumers, esmdPrefetch) }
+		// Each side runs under a pprof label (side=esmd or side=plain),
+		// which the goroutines it starts inherit: go test -cpuprofile and
+		// pprof -tagfocus compare where each side spends its CPU.
+		runPlain := func() {
+			q := fill(t, b, n)
+			pprof.Do(context.Background(), pprof.Labels("side", "plain"), func(context.Context) {
+				p = plainLoop(t, b, q, inv, n, batch, prefetch)
+			})
+		}
+		runOurs := func() {
+			q := fill(t, b, n)
+			pprof.Do(context.Background(), pprof.Labels("side", "esmd"), func(context.Context) {
+				o = esmdRun(t, b, q, inv, n, batch, consumers, esmdPrefetch)
+			})
+		}
 		if i%2 == 0 {
 			runPlain()
 			runOurs()
