@@ -140,6 +140,27 @@ func (s *Store) SetPosition(_ context.Context, mapping, lane, pos string) error 
 	})
 }
 
+// SetPositions stores the checkpoints of several lanes of a mapping in one
+// write (one fsync): the coalescing checkpoint writer of stream pollers
+// uses it (pollers/stream.PositionBatcher).
+func (s *Store) SetPositions(_ context.Context, mapping string, positions map[string]string) error {
+	if len(positions) == 0 {
+		return nil
+	}
+	return s.update("write positions of "+mapping, func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bucketPositions).CreateBucketIfNotExists([]byte(mapping))
+		if err != nil {
+			return err
+		}
+		for lane, pos := range positions {
+			if err := b.Put([]byte(lane), []byte(pos)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Positions returns every lane's checkpoint of a mapping.
 func (s *Store) Positions(_ context.Context, mapping string) (map[string]string, error) {
 	out := map[string]string{}

@@ -48,6 +48,13 @@ func TestMappingsAndPositionsSurviveReopen(t *testing.T) {
 	if len(all) != 1 {
 		t.Errorf("positions %v", all)
 	}
+	// Several lanes in one write, next to the one already stored.
+	if err := s.SetPositions(ctx, "a", map[string]string{"shardId-001": "7", "shardId-002": "SHARD_END"}); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ = s.Positions(ctx, "a"); len(all) != 3 || all["shardId-001"] != "7" || all["shardId-002"] != "SHARD_END" || !strings.HasSuffix(all["shardId-000"], "899") {
+		t.Errorf("positions after SetPositions %v", all)
+	}
 	// Deleting a mapping removes its positions and leases too.
 	if _, err := s.Acquire(ctx, "a", "shardId-000", "w1", time.Minute); err != nil {
 		t.Fatal(err)
