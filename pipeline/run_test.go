@@ -362,6 +362,11 @@ func TestPipelineTumblingWindowState(t *testing.T) {
 		t.Skipf("the records fell in two 15-minute windows (a boundary passed during the test); states %v", states)
 	}
 	// {} -> count 2 (the answer without state failed) -> retried with count 2.
+	// The "b" records are produced one by one, so the poller may hand them
+	// over in two batches: then a fourth invocation carries count 3.
+	if len(states) == 4 && states[3] == `{"count":3}` {
+		states = states[:3]
+	}
 	if len(states) != 3 || states[0] != "{}" || states[1] != `{"count":2}` || states[2] != `{"count":2}` {
 		t.Fatalf("states sent: %v", states)
 	}
