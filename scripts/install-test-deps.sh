@@ -3,6 +3,7 @@
 # the test cache, $ESMD_TEST_CACHE (default <repo>/.cache/testenv):
 #   fauxqs/node_modules/fauxqs   npm fauxqs (SQS + SNS + S3 emulator), pinned
 #   kinesis/node_modules/kinesis-local  npm kinesis-local (kinesis-mock), pinned
+#   kinesalite/node_modules/kinesalite  npm kinesalite, pinned (Kinesis benchmarks only)
 #   bin/aws-lambda-rie           the Lambda Runtime Interface Emulator, built
 #                                from its pinned Go pseudo-version
 # and, system-wide with apt (Debian; as root), rabbitmq-server, which
@@ -13,11 +14,12 @@ set -euo pipefail
 
 FAUXQS_VERSION=1.9.2                                 # keep in sync with internal/testenv
 KINESIS_LOCAL_VERSION=0.6.2                          # internal/testenv KinesisLocalVersion
+KINESALITE_VERSION=3.3.3                             # internal/testenv KinesaliteVersion
 RIE_VERSION=v0.0.0-20261030222936-bef5c4ba774d       # (FauxQSVersion, RIEVersion)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${ESMD_TEST_CACHE:-$ROOT/.cache/testenv}
-mkdir -p "$CACHE/bin" "$CACHE/fauxqs" "$CACHE/kinesis"
+mkdir -p "$CACHE/bin" "$CACHE/fauxqs" "$CACHE/kinesis" "$CACHE/kinesalite"
 
 # fauxqs
 have=$(node -p "require('$CACHE/fauxqs/node_modules/fauxqs/package.json').version" 2>/dev/null || true)
@@ -33,6 +35,14 @@ if [ "$have" != "$KINESIS_LOCAL_VERSION" ]; then
   echo "install-test-deps: npm install kinesis-local@$KINESIS_LOCAL_VERSION into $CACHE/kinesis"
   [ -f "$CACHE/kinesis/package.json" ] || echo '{"name":"esmd-testenv","private":true}' > "$CACHE/kinesis/package.json"
   npm install --prefix "$CACHE/kinesis" --no-audit --no-fund --loglevel=error "kinesis-local@$KINESIS_LOCAL_VERSION"
+fi
+
+# kinesalite (fast Kinesis for the throughput benchmarks; no lineage, no lag)
+have=$(node -p "require('$CACHE/kinesalite/node_modules/kinesalite/package.json').version" 2>/dev/null || true)
+if [ "$have" != "$KINESALITE_VERSION" ]; then
+  echo "install-test-deps: npm install kinesalite@$KINESALITE_VERSION into $CACHE/kinesalite"
+  [ -f "$CACHE/kinesalite/package.json" ] || echo '{"name":"esmd-testenv","private":true}' > "$CACHE/kinesalite/package.json"
+  npm install --prefix "$CACHE/kinesalite" --no-audit --no-fund --loglevel=error "kinesalite@$KINESALITE_VERSION"
 fi
 
 # aws-lambda-rie
