@@ -54,7 +54,16 @@ if [ "${ESMD_SKIP_FUZZ:-}" != "1" ]; then
     for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
       echo "-- $pkg $target"
       if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1); then
-        echo "$out"; exit 1
+        # Go 1.26's fuzz coordinator can report its own -fuzztime deadline as
+        # a failure (golang/go#75804, fixed in Go 1.27): a bare "context
+        # deadline exceeded" with no failing input written. Anything else,
+        # or a written input, is a real finding.
+        if grep -q 'Failing input written to' <<<"$out" || ! grep -qx '    context deadline exceeded' <<<"$out"; then
+          echo "$out"; exit 1
+        fi
+        echo "$out" | tail -n 4
+        echo "(the fuzz coordinator's -fuzztime race, golang/go#75804: no failing input; not a finding)"
+        continue
       fi
       echo "$out" | tail -n 2
     done
