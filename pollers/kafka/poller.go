@@ -224,6 +224,13 @@ func New(ctx context.Context, cfg Config) (*Poller, error) {
 		// crashed (SIGKILL, OOM) holds its partitions until its session
 		// expires, and a restarted esmd should resume within seconds.
 		kgo.SessionTimeout(10 * time.Second),
+		// A fetch in flight names only the partitions not paused when it
+		// was sent; on a broker whose other partitions are drained it
+		// waits out FetchMaxWait (default 5 s) before partitions resumed
+		// meanwhile are fetched. Half a second bounds that stall (AWS's
+		// Kafka pollers also wait at most 500 ms by default, the batching
+		// window).
+		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.ConsumeResetOffset(start),
 		// Commits follow the pipeline's outcomes, never the polls.
 		kgo.DisableAutoCommit(),
