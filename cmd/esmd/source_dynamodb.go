@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/pipeline"
@@ -17,11 +16,6 @@ func init() {
 		struct{ name, usage string }{"dynamodb-checkpoint-interval", "coalesce DynamoDB Streams checkpoint writes: the latest position of each shard is written at most once per `duration` (default 100ms); 0 writes each one before the batch is released"},
 	)
 }
-
-// defaultDynamoDBCheckpointInterval is --dynamodb-checkpoint-interval's
-// default: one fsynced store write per shard per interval instead of one
-// per batch.
-const defaultDynamoDBCheckpointInterval = 100 * time.Millisecond
 
 // openDynamoDB starts the poller of a DynamoDB Streams mapping. The
 // stream's endpoint comes from the SDK configuration
@@ -39,24 +33,11 @@ func openDynamoDB(ctx context.Context, env *SourceEnv, m *esm.Mapping) (pipeline
 	if m.Config.StartingPosition != nil {
 		c.StartingPosition = *m.Config.StartingPosition
 	}
-	c.CheckpointInterval = defaultDynamoDBCheckpointInterval
-	if v := env.Flags["dynamodb-checkpoint-interval"]; len(v) > 0 {
-		d, err := time.ParseDuration(v[len(v)-1])
-		if err != nil || d < 0 {
-			return nil, fmt.Errorf("dynamodbstreams: --dynamodb-checkpoint-interval %q: want a duration >= 0", v[len(v)-1])
-		}
-		c.CheckpointInterval = d
+	var err error
+	if c.CheckpointInterval, err = checkpointInterval(env, "dynamodb-checkpoint-interval"); err != nil {
+		return nil, fmt.Errorf("dynamodbstreams: %w", err)
 	}
-	// With sub-lanes, one slow sub-lane holds the shard's checkpoint while
-	// the others go on, and a restart redelivers everything past it. Bound
-	// what a shard may read past its checkpoint to two batches per
-	// sub-lane, so a crash redelivers at most that.
-	if pf := m.Config.ParallelizationFactor; pf != nil && *pf > 1 {
-		batch := int64(100)
-		if m.Config.BatchSize != nil {
-			batch = *m.Config.BatchSize
-		}
-		c.MaxPending = int(min(2*batch**pf, 10000))
+	if c.MaxPending = maxPending(m); c.MaxPending > 0 {
 		c.Limit = min(c.MaxPending, 1000)
 	}
 	return dynamodbstreams.Open(ctx, env.AWS, c)

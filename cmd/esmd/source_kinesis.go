@@ -43,32 +43,13 @@ func openKinesis(ctx context.Context, env *SourceEnv, m *esm.Mapping) (pipeline.
 	if v := env.Flags["kinesis-invoke-identity-arn"]; len(v) > 0 {
 		c.InvokeIdentityArn = v[len(v)-1]
 	}
-	c.CheckpointInterval = defaultKinesisCheckpointInterval
-	if v := env.Flags["kinesis-checkpoint-interval"]; len(v) > 0 {
-		d, err := time.ParseDuration(v[len(v)-1])
-		if err != nil || d < 0 {
-			return nil, fmt.Errorf("kinesis: --kinesis-checkpoint-interval %q: want a duration >= 0", v[len(v)-1])
-		}
-		c.CheckpointInterval = d
+	var err error
+	if c.CheckpointInterval, err = checkpointInterval(env, "kinesis-checkpoint-interval"); err != nil {
+		return nil, fmt.Errorf("kinesis: %w", err)
 	}
-	// With sub-lanes, one slow sub-lane holds the shard's checkpoint while
-	// the others go on, and a restart redelivers everything past it. Bound
-	// what a shard may read past its checkpoint to two batches per
-	// sub-lane, so a crash redelivers at most that.
-	if pf := m.Config.ParallelizationFactor; pf != nil && *pf > 1 {
-		batch := int64(100)
-		if m.Config.BatchSize != nil {
-			batch = *m.Config.BatchSize
-		}
-		c.MaxPending = int(min(2*batch**pf, 10000))
-	}
+	c.MaxPending = maxPending(m)
 	return kinesis.Open(ctx, env.AWS, c)
 }
-
-// defaultKinesisCheckpointInterval is --kinesis-checkpoint-interval's
-// default: one fsynced store write per shard per interval instead of one
-// per batch.
-const defaultKinesisCheckpointInterval = 100 * time.Millisecond
 
 // kinesisRunner adds the create-time stream check AWS makes ("Stream not
 // found: <arn>") to the pipeline Runner dataPlane builds for Kinesis.
