@@ -238,3 +238,48 @@ func TestDisableError(t *testing.T) {
 		})
 	}
 }
+
+// A partial batch response that fails an item counts the invocation's
+// events as failed (spec 9.2); the retry of the failed item counts again.
+func TestMetricsCountPartialFailures(t *testing.T) {
+	log := memsource.NewLog(1)
+	var mu sync.Mutex
+	failedOnce := false
+	inv := &fakeInvoker{fn: func(bodies []memsource.Body) (dispatcher.Result, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !failedOnce && len(bodies) == 3 {
+			failedOnce = true
+			// The third record (sequence number 2) failed.
+			return dispatcher.Result{StatusCode: 200, Payload: []byte(`{"batchItemFailures":[{"itemIdentifier":"2"}]}`)}, nil
+		}
+		return dispatcher.Result{StatusCode: 200, Payload: []byte(`{"batchItemFailures":[]}`)}, nil
+	}}
+	m := mapping(func(c *esm.Config) {
+		c.BatchSize = ptr(int64(3))
+		c.MaximumBatchingWindowInSeconds = ptr(int64(1))
+		c.FunctionResponseTypes = []string{"ReportBatchItemFailures"}
+	})
+	metrics := NewMetrics()
+	r := &Runner{
+		Open:       func(context.Context, *esm.Mapping) (Poller, error) { return log.NewPoller(7), nil },
+		Invoker:    inv,
+		RetryDelay: time.Millisecond, MaxRetryDelay: time.Millisecond,
+		Metrics:    metrics,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, m, &fakeReporter{}) }()
+	produce(log, 3, 1, "r")
+	eventually(t, "checkpoint at the end", func() bool { return log.Checkpoint("lane-0") == 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	labels := fmt.Sprintf(`{uuid=%q,function=%q,source=%q}`, m.UUID, m.FunctionArn, m.Source)
+	text := scrape(t, metrics)
+	// 3 records with one failed item, then the failed one alone.
+	if value(text, "esmd_invoked_events_total"+labels) != "4" || value(text, "esmd_failed_invoke_events_total"+labels) != "3" {
+		t.Errorf("metrics:\n%s", text)
+	}
+}

@@ -72,6 +72,14 @@ type Handler interface {
 	Retrying(err error)
 }
 
+// AttemptReporter is optionally implemented by a Handler that counts
+// invocations: Attempted is called once per invocation of n records,
+// failed when the Invoke failed, the function failed, or its partial
+// batch response failed any record (AWS's FailedInvokeEventCount).
+type AttemptReporter interface {
+	Attempted(n int, failed bool)
+}
+
 // errFunctionFailed marks a failed attempt in Retrying reports.
 var errFunctionFailed = errors.New("function call failed")
 
@@ -120,6 +128,12 @@ func Process(ctx context.Context, p Policy, batch []source.Record, invoke Invoke
 // run processes one unit until it is done, discarded or split.
 func (p *Policy) run(ctx context.Context, u *unit, invoke InvokeFunc, h Handler) ([]*unit, error) {
 	delay := p.RetryDelay
+	ar, _ := h.(AttemptReporter)
+	attempted := func(failed bool) {
+		if ar != nil {
+			ar.Attempted(len(u.recs), failed)
+		}
+	}
 	for {
 		if err := p.discardAged(ctx, u, h); err != nil || len(u.recs) == 0 {
 			return nil, err
@@ -130,6 +144,7 @@ func (p *Policy) run(ctx context.Context, u *unit, invoke InvokeFunc, h Handler)
 				return nil, ctx.Err()
 			}
 			var ie *dispatcher.InvokeError
+			attempted(true)
 			if !errors.As(err, &ie) || ie.Class != dispatcher.ClassBadBatch {
 				// The batch did not reach the function: not an attempt (STR-15).
 				h.Retrying(err)
@@ -152,8 +167,15 @@ func (p *Policy) run(ctx context.Context, u *unit, invoke InvokeFunc, h Handler)
 		u.attempts++
 		u.last = &res
 		failed := err != nil || res.Failed()
+		var bad []int
+		var perr error
 		if !failed && p.PartialResponses {
-			bad, perr := p.Failures(res.Payload, u.recs)
+			bad, perr = p.Failures(res.Payload, u.recs)
+		}
+		if err == nil { // a bad batch was reported above
+			attempted(failed || perr != nil || len(bad) > 0)
+		}
+		if !failed && p.PartialResponses {
 			switch {
 			case perr != nil:
 				failed = true

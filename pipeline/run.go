@@ -374,7 +374,6 @@ func (x *run) handle(ctx context.Context, bt *batcher.Batch) []byte {
 	invoke := func(ctx context.Context, recs []source.Record) (dispatcher.Result, error) {
 		ev := x.event(bt, recs)
 		res, err := x.r.Invoker.Invoke(ctx, x.m.FunctionArn, ev)
-		x.countInvoke(recs, res, err)
 		if err != nil || res.Failed() || bt.Window == nil {
 			return res, err
 		}
@@ -414,7 +413,6 @@ func (x *run) windowEnd(ctx context.Context, bt *batcher.Batch) {
 	}
 	for attempt := 1; ; attempt++ {
 		res, err := x.r.Invoker.Invoke(ctx, x.m.FunctionArn, bt.AppendEvent(make([]byte, 0, bt.Size)))
-		x.countInvoke(nil, res, err)
 		if err == nil && !res.Failed() {
 			x.rep.ProcessingResult("OK")
 			return
@@ -475,6 +473,14 @@ func (h *streamHandler) Discarded(ctx context.Context, d Discard) error {
 		return err
 	}
 	return h.x.poller.Done(ctx, d.Records)
+}
+
+// Attempted counts an invocation (pipeline.AttemptReporter).
+func (h *streamHandler) Attempted(n int, failed bool) {
+	h.x.mm.add(cInvoked, n)
+	if failed {
+		h.x.mm.add(cFailedInvoke, n)
+	}
 }
 
 func (h *streamHandler) Retrying(err error) {
@@ -596,8 +602,10 @@ func (x *run) oversize(ctx context.Context, bt *batcher.Batch) {
 // after the visibility timeout or a requeue (spec 4.2, 6).
 func (x *run) handleQueue(ctx context.Context, bt *batcher.Batch) {
 	res, err := x.r.Invoker.Invoke(ctx, x.m.FunctionArn, bt.AppendEvent(make([]byte, 0, bt.Size)))
-	x.countInvoke(bt.Records, res, err)
+	n := len(bt.Records)
+	x.mm.add(cInvoked, n)
 	fail := func(recs []source.Record, why string) {
+		x.mm.add(cFailedInvoke, n)
 		x.rep.ProcessingResult("PROBLEM: " + why)
 		if err := x.poller.Failed(ctx, recs); err != nil {
 			x.log.Error("hand back failed records", "err", err)
@@ -645,25 +653,4 @@ func (x *run) handleQueue(ctx context.Context, bt *batcher.Batch) {
 	}
 	x.mm.add(cDeleted, len(bt.Records))
 	x.rep.ProcessingResult("OK")
-}
-
-// countInvoke counts an invocation's events: invoked, and failed when the
-// invocation failed or its response lists failed items (spec 9.2).
-func (x *run) countInvoke(recs []source.Record, res dispatcher.Result, err error) {
-	if x.mm == nil {
-		return
-	}
-	x.mm.add(cInvoked, len(recs))
-	failed := err != nil || res.Failed()
-	if !failed && x.policy.PartialResponses {
-		parse := x.policy.Failures
-		if parse == nil {
-			parse = IDFailures
-		}
-		bad, perr := parse(res.Payload, recs)
-		failed = perr != nil || len(bad) > 0
-	}
-	if failed {
-		x.mm.add(cFailedInvoke, len(recs))
-	}
 }
