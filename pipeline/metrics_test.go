@@ -265,7 +265,7 @@ func TestMetricsCountPartialFailures(t *testing.T) {
 		Open:       func(context.Context, *esm.Mapping) (Poller, error) { return log.NewPoller(7), nil },
 		Invoker:    inv,
 		RetryDelay: time.Millisecond, MaxRetryDelay: time.Millisecond,
-		Metrics:    metrics,
+		Metrics: metrics,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
