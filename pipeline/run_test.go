@@ -430,11 +430,15 @@ func TestPipelineWindowFinalInvocationWithoutRecords(t *testing.T) {
 	})
 	mu.Lock()
 	defer mu.Unlock()
-	total := 0
+	// The "a" records may come in more than one batch (they are produced
+	// one by one), all in the first window; the "b" ones in the next.
+	inFirst := 0
 	for _, c := range calls {
-		total += c.records
+		if c.start == calls[0].start {
+			inFirst += c.records
+		}
 	}
-	if total > 6 || calls[0].records != 3 {
-		t.Errorf("invocations %+v", calls)
+	if inFirst != 3 {
+		t.Errorf("the first window's invocations carry %d records, want 3: %+v", inFirst, calls)
 	}
 }
