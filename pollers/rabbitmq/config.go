@@ -61,6 +61,13 @@ type Config struct {
 	// once). AWS documents no delay; without one a function failing on a
 	// message would be invoked with it as fast as the broker redelivers.
 	RequeueDelay, MaxRequeueDelay time.Duration
+	// Linger is how long Poll waits for a batch to fill once it has
+	// records but fewer than BatchSize (default 1 ms; negative: not at
+	// all). Deliveries arrive one at a time; handing each over on its own
+	// costs a wake-up of the pipeline per message, which on a busy machine
+	// takes CPU from the broker. The batching window (at least the
+	// default 500 ms) dwarfs it.
+	Linger time.Duration
 	// MaxDowntime is how long the poller keeps trying to reconnect
 	// silently; past it Poll returns the last error (default 1 min).
 	MaxDowntime time.Duration
@@ -103,6 +110,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxRequeueDelay <= 0 {
 		c.MaxRequeueDelay = 5 * time.Second
+	}
+	if c.Linger == 0 {
+		c.Linger = time.Millisecond
 	}
 	if c.MaxDowntime <= 0 {
 		c.MaxDowntime = time.Minute

@@ -28,12 +28,15 @@ type Poller struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the supervisor and the consumers
 
-	// out carries encoded records from the consumers to Poll, in chunks
-	// of what a consumer had received (one consumer's records, in
-	// delivery order), so that a batch costs a few channel operations and
-	// wake-ups rather than one per message. Its size does not bound
-	// anything: each consumer's prefetch does.
-	out chan []source.Record
+	// box holds the encoded records the consumers received and Poll has
+	// not taken yet, each consumer's in delivery order. Consumers append
+	// to it without waking Poll except for the first record (ready) and
+	// the BatchSize-th (full), so that a batch costs a few wake-ups rather
+	// than one per message. The consumers' prefetch bounds it.
+	boxMu sync.Mutex
+	box   []source.Record
+	ready chan struct{} // cap 1: box went from empty to not empty
+	full  chan struct{} // cap 1: box reached BatchSize
 
 	// fatal is closed (with err set) when the broker has been unreachable
 	// for longer than MaxDowntime.
@@ -77,7 +80,8 @@ func Open(ctx context.Context, cfg Config) (*Poller, error) {
 		cfg:      cfg,
 		group:    group,
 		overhead: payload.NewBuilder(payload.Envelope{Kind: payload.KindRabbitMQ, EventSourceARN: cfg.EventSourceARN}).SizeWith(group, 0),
-		out:      make(chan []source.Record, cfg.MaxConsumers),
+		ready:    make(chan struct{}, 1),
+		full:     make(chan struct{}, 1),
 		fatal:    make(chan struct{}),
 		lost:     make(chan struct{}, 1),
 		conn:     conn,
@@ -101,46 +105,97 @@ func Open(ctx context.Context, cfg Config) (*Poller, error) {
 	return p, nil
 }
 
-// Poll returns the deliveries that arrived, at least one, waiting for it
-// until ctx is done. It returns an error when the broker has been
-// unreachable for longer than Config.MaxDowntime.
+// Poll returns the deliveries that arrived, at least one and at most
+// BatchSize, waiting for the first until ctx is done and then up to
+// Config.Linger for a full batch. It returns an error when the broker has
+// been unreachable for longer than Config.MaxDowntime.
 func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
-	var recs []source.Record
-	for len(recs) == 0 {
-		select {
-		case chunk := <-p.out:
-			recs = p.keep(recs, chunk)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-p.fatal:
-			return nil, p.fatalErr
-		case <-p.ctx.Done():
-			return nil, errClosed
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
 		}
-	}
-	for len(recs) < p.cfg.BatchSize {
-		select {
-		case chunk := <-p.out:
-			recs = p.keep(recs, chunk)
-		default:
+	}()
+	for {
+		p.boxMu.Lock()
+		n := len(p.box)
+		p.boxMu.Unlock()
+		var wait <-chan struct{}
+		var expired <-chan time.Time
+		switch {
+		case n == 0:
+			wait = p.ready
+		case n < p.cfg.BatchSize && p.cfg.Linger > 0 && linger == nil:
+			linger = time.NewTimer(p.cfg.Linger)
+			wait, expired = p.full, linger.C
+		}
+		if wait != nil {
+			select {
+			case <-wait:
+			case <-expired:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-p.fatal:
+				return nil, p.fatalErr
+			case <-p.ctx.Done():
+				return nil, errClosed
+			}
+			if n == 0 {
+				continue
+			}
+		}
+		if recs := p.take(); len(recs) > 0 {
 			return recs, nil
 		}
 	}
-	return recs, nil
 }
 
-// keep appends a consumer's chunk of records unless its channel has closed
-// since they were delivered: the broker has requeued them and will deliver
-// them again, so invoking the function with them now would only make
-// duplicates.
-func (p *Poller) keep(recs, chunk []source.Record) []source.Record {
-	if c, ok := chunk[0].Meta.(*consumer); ok && c.isDead() {
-		return recs
+// put hands a consumer's record to Poll.
+func (p *Poller) put(rec source.Record) {
+	p.boxMu.Lock()
+	p.box = append(p.box, rec)
+	n := len(p.box)
+	p.boxMu.Unlock()
+	var signal chan struct{}
+	switch n {
+	case 1:
+		signal = p.ready
+	case p.cfg.BatchSize:
+		signal = p.full
+	default:
+		return
 	}
-	if recs == nil {
-		return chunk
+	select {
+	case signal <- struct{}{}:
+	default:
 	}
-	return append(recs, chunk...)
+}
+
+// take removes up to BatchSize records from the box and returns them,
+// without those read on a channel that has closed since they were
+// delivered: the broker has requeued them and will deliver them again, so
+// invoking the function with them now would only make duplicates.
+func (p *Poller) take() []source.Record {
+	p.boxMu.Lock()
+	k := min(len(p.box), p.cfg.BatchSize)
+	recs := make([]source.Record, k)
+	copy(recs, p.box)
+	clear(p.box[:k])
+	p.box = append(p.box[:0], p.box[k:]...)
+	p.boxMu.Unlock()
+	var last *consumer
+	dead := false
+	kept := recs[:0]
+	for _, r := range recs {
+		if c, ok := r.Meta.(*consumer); ok && c != last {
+			last, dead = c, c.isDead()
+		}
+		if !dead {
+			kept = append(kept, r)
+		}
+	}
+	clear(recs[len(kept):])
+	return kept
 }
 
 var errClosed = errors.New("rabbitmq: poller closed")
@@ -534,37 +589,13 @@ type consumer struct {
 	retired bool // cancelled: close the channel once everything is settled
 }
 
-// run forwards deliveries as records until the channel closes or is
-// cancelled: each chunk holds what had arrived (at most BatchSize).
+// run hands deliveries to Poll as records until the channel closes or is
+// cancelled.
 func (c *consumer) run(deliveries <-chan amqp.Delivery) {
 	defer c.p.wg.Done()
-	open := true
-	for open {
-		d, ok := <-deliveries
-		if !ok {
-			break
-		}
-		chunk := c.take(nil, &d)
-	more:
-		for len(chunk) < c.p.cfg.BatchSize {
-			select {
-			case d, ok := <-deliveries:
-				if !ok {
-					open = false
-					break more
-				}
-				chunk = c.take(chunk, &d)
-			default:
-				break more
-			}
-		}
-		if len(chunk) == 0 {
-			continue
-		}
-		select {
-		case c.p.out <- chunk:
-		case <-c.p.ctx.Done():
-			return
+	for d := range deliveries {
+		if rec, ok := c.take(&d); ok {
+			c.p.put(rec)
 		}
 	}
 	// The deliveries channel closes when the channel or connection closes,
@@ -586,9 +617,9 @@ func (c *consumer) run(deliveries <-chan amqp.Delivery) {
 	}
 }
 
-// take tracks a delivery and appends its record to chunk, or acks and
-// drops it when no event could carry it.
-func (c *consumer) take(chunk []source.Record, d *amqp.Delivery) []source.Record {
+// take tracks a delivery and returns its record, or acks and drops it
+// (false) when no event could carry it.
+func (c *consumer) take(d *amqp.Delivery) (source.Record, bool) {
 	rec := c.record(d)
 	c.mu.Lock()
 	c.order = append(c.order, d.DeliveryTag)
@@ -603,12 +634,9 @@ func (c *consumer) take(chunk []source.Record, d *amqp.Delivery) []source.Record
 		if err := c.settle([]uint64{d.DeliveryTag}, true); err != nil {
 			c.p.cfg.Log.Warn("rabbitmq ack", "queue", c.p.cfg.Queue, "err", err)
 		}
-		return chunk
+		return source.Record{}, false
 	}
-	if chunk == nil {
-		chunk = make([]source.Record, 0, min(c.p.cfg.BatchSize, 16))
-	}
-	return append(chunk, rec)
+	return rec, true
 }
 
 // record encodes a delivery. Its Meta is the consumer (channel) it came
