@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -81,9 +82,30 @@ func (d *direct) invoke(ctx context.Context, name, qualifier string, body []byte
 	if qualifier != "" {
 		u += "?Qualifier=" + url.QueryEscape(qualifier)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	// The transport may still read the body after Do returned (an
+	// answer that came before the whole request was written); invoke
+	// waits until it has closed every body it was given, so that the
+	// caller may reuse the payload's memory once Invoke returns.
+	var bodies sync.WaitGroup
+	var req *http.Request
+	sent := false
+	defer func() {
+		if req != nil && !sent {
+			req.Body.Close() // never handed to the transport
+		}
+		bodies.Wait()
+	}()
+	newBody := func() io.ReadCloser {
+		bodies.Add(1)
+		return &releasingBody{Reader: bytes.NewReader(body), done: bodies.Done}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, http.NoBody)
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(body) > 0 {
+		req.Body, req.ContentLength = newBody(), int64(len(body))
+		req.GetBody = func() (io.ReadCloser, error) { return newBody(), nil }
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set("X-Amz-Invocation-Type", "RequestResponse")
@@ -102,6 +124,7 @@ func (d *direct) invoke(ctx context.Context, name, qualifier string, body []byte
 			return nil, nil, fmt.Errorf("sign: %w", err)
 		}
 	}
+	sent = true
 	resp, err := d.hc.Do(req)
 	if err != nil {
 		return nil, nil, err
@@ -113,6 +136,18 @@ func (d *direct) invoke(ctx context.Context, name, qualifier string, body []byte
 		return nil, nil, err
 	}
 	return resp, respBody, nil
+}
+
+// releasingBody is a request body that reports its first Close.
+type releasingBody struct {
+	*bytes.Reader
+	once sync.Once
+	done func()
+}
+
+func (b *releasingBody) Close() error {
+	b.once.Do(b.done)
+	return nil
 }
 
 // directResult turns a direct response into a Result or an *InvokeError.

@@ -266,6 +266,12 @@ func NewLambdaInvoker(cfg aws.Config, opts ...Option) (*LambdaInvoker, error) {
 	return inv, nil
 }
 
+// ReleasesPayload reports whether Invoke reads its payload only until it
+// returns, so that the caller may reuse the payload's memory: true on the
+// direct HTTP path (WithDirectHTTP), which waits for the transport to close
+// the request body. The SDK path makes no such promise.
+func (l *LambdaInvoker) ReleasesPayload() bool { return l.direct != nil }
+
 // Mode returns the invoker's mode.
 func (l *LambdaInvoker) Mode() Mode { return l.opts.mode }
 

@@ -160,6 +160,38 @@ type run struct {
 	mm      *mappingMetrics // nil without Runner.Metrics
 	// filtering is false without FilterCriteria: every record is kept.
 	filtering bool
+	// reuse says the Invoker reads a payload only until Invoke returns
+	// (ReleasesPayload): events are then built in buffers from bufs, and
+	// a batch does not allocate its event (about 180 KB for 100 records
+	// of 1 KB, most of the garbage a queue mapping makes otherwise).
+	reuse bool
+	bufs  sync.Pool // *[]byte
+}
+
+// payloadReleaser is an Invoker that reads a payload only until Invoke
+// returns, as dispatcher.LambdaInvoker does on its direct HTTP path.
+type payloadReleaser interface {
+	ReleasesPayload() bool
+}
+
+// invoke calls the function with the event build appends to an empty
+// buffer of size bytes' capacity.
+func (x *run) invoke(ctx context.Context, size int, build func([]byte) []byte) (dispatcher.Result, error) {
+	if !x.reuse {
+		return x.r.Invoker.Invoke(ctx, x.m.FunctionArn, build(make([]byte, 0, size)))
+	}
+	p, _ := x.bufs.Get().(*[]byte)
+	if p == nil {
+		p = new([]byte)
+	}
+	if cap(*p) < size {
+		*p = make([]byte, 0, size)
+	}
+	ev := build((*p)[:0])
+	res, err := x.r.Invoker.Invoke(ctx, x.m.FunctionArn, ev)
+	*p = ev[:0]
+	x.bufs.Put(p)
+	return res, err
 }
 
 // Run implements esm.Runner: it polls, filters, batches and invokes until
@@ -183,6 +215,9 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 		}
 	}
 	x.filtering = len(pats) > 0
+	if rp, ok := r.Invoker.(payloadReleaser); ok {
+		x.reuse = rp.ReleasesPayload()
+	}
 	var err error
 	if x.match, err = filter.Compile(pats, filter.WithSource(x.fsrc), filter.WithMaxFilters(0)); err != nil {
 		return fmt.Errorf("filter criteria: %w", err)
@@ -372,8 +407,12 @@ func (x *run) handle(ctx context.Context, bt *batcher.Batch) []byte {
 	}
 	var state []byte
 	invoke := func(ctx context.Context, recs []source.Record) (dispatcher.Result, error) {
-		ev := x.event(bt, recs)
-		res, err := x.r.Invoker.Invoke(ctx, x.m.FunctionArn, ev)
+		size, build := bt.Size, bt.AppendEvent
+		if len(recs) != len(bt.Records) { // a bisected or partially retried part
+			b := x.builder(bt, recs)
+			size, build = b.Size(), b.AppendTo
+		}
+		res, err := x.invoke(ctx, size, build)
 		if err != nil || res.Failed() || bt.Window == nil {
 			return res, err
 		}
@@ -412,7 +451,7 @@ func (x *run) windowEnd(ctx context.Context, bt *batcher.Batch) {
 		maxDelay = 30 * time.Second
 	}
 	for attempt := 1; ; attempt++ {
-		res, err := x.r.Invoker.Invoke(ctx, x.m.FunctionArn, bt.AppendEvent(make([]byte, 0, bt.Size)))
+		res, err := x.invoke(ctx, bt.Size, bt.AppendEvent)
 		if err == nil && !res.Failed() {
 			x.rep.ProcessingResult("OK")
 			return
@@ -446,11 +485,16 @@ func (x *run) event(bt *batcher.Batch, recs []source.Record) []byte {
 	if len(recs) == len(bt.Records) {
 		return bt.AppendEvent(make([]byte, 0, bt.Size))
 	}
+	return x.builder(bt, recs).Bytes()
+}
+
+// builder returns a builder holding records of a batch.
+func (x *run) builder(bt *batcher.Batch, recs []source.Record) *payload.Builder {
 	b := payload.NewBuilder(bt.Envelope())
 	for i := range recs {
 		b.Add(recs[i].Group, recs[i].Data)
 	}
-	return b.Bytes()
+	return b
 }
 
 // streamHandler acknowledges the outcomes of an ordered batch.
@@ -601,7 +645,7 @@ func (x *run) oversize(ctx context.Context, bt *batcher.Batch) {
 // to the broker: done records are deleted or acked, failed ones come back
 // after the visibility timeout or a requeue (spec 4.2, 6).
 func (x *run) handleQueue(ctx context.Context, bt *batcher.Batch) {
-	res, err := x.r.Invoker.Invoke(ctx, x.m.FunctionArn, bt.AppendEvent(make([]byte, 0, bt.Size)))
+	res, err := x.invoke(ctx, bt.Size, bt.AppendEvent)
 	n := len(bt.Records)
 	x.mm.add(cInvoked, n)
 	fail := func(recs []source.Record, why string) {

@@ -13,6 +13,7 @@ import (
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/pollers/memsource"
+	"unsafe"
 )
 
 const streamArn = "arn:aws:kinesis:us-east-1:000000000000:stream/s"
@@ -440,5 +441,77 @@ func TestPipelineWindowFinalInvocationWithoutRecords(t *testing.T) {
 	}
 	if inFirst != 3 {
 		t.Errorf("the first window's invocations carry %d records, want 3: %+v", inFirst, calls)
+	}
+}
+
+// releasingInvoker is a fakeInvoker that says it reads a payload only
+// until Invoke returns, and then scribbles over it, as a reuse of the
+// memory by the pipeline would; it counts payloads whose memory it saw
+// before.
+type releasingInvoker struct {
+	fakeInvoker
+	seen   map[*byte]bool
+	reused int
+}
+
+func (r *releasingInvoker) ReleasesPayload() bool { return true }
+
+func (r *releasingInvoker) Invoke(ctx context.Context, fn string, payload []byte) (dispatcher.Result, error) {
+	res, err := r.fakeInvoker.Invoke(ctx, fn, payload)
+	r.mu.Lock()
+	if r.seen == nil {
+		r.seen = map[*byte]bool{}
+	}
+	p := unsafe.SliceData(payload)
+	if r.seen[p] {
+		r.reused++
+	}
+	r.seen[p] = true
+	r.mu.Unlock()
+	for i := range payload {
+		payload[i] = '#'
+	}
+	return res, err
+}
+
+// TestPipelineReusesEventsWithReleasingInvoker: with an Invoker that
+// releases payloads, events are built in reused memory, whole batches and
+// bisected halves alike, and every event is still exact.
+func TestPipelineReusesEventsWithReleasingInvoker(t *testing.T) {
+	log := memsource.NewLog(1)
+	inv := &releasingInvoker{}
+	inv.fn = func(bodies []memsource.Body) (dispatcher.Result, error) {
+		for _, b := range bodies {
+			if b.Body == "r-013" {
+				return dispatcher.Result{StatusCode: 200, FunctionError: "Unhandled"}, nil
+			}
+		}
+		return dispatcher.Result{StatusCode: 200, Payload: []byte("null")}, nil
+	}
+	dest := &fakeSender{}
+	m := mapping(func(c *esm.Config) {
+		c.MaximumRetryAttempts = ptr(int64(0))
+		c.BisectBatchOnFunctionError = ptr(true)
+		c.DestinationConfig = &esm.DestinationConfig{OnFailure: &esm.Destination{Destination: ptr("arn:aws:sqs:us-east-1:000000000000:dlq")}}
+	})
+	stop := start(t, log, m, inv, dest)
+	defer stop()
+	want := produce(log, 200, 1, "r")
+	eventually(t, "checkpoint at the end", func() bool { return log.Checkpoint("lane-0") == 199 })
+	got := inv.delivered()
+	for _, b := range want {
+		if got[b] == 0 && b != "r-013" {
+			t.Errorf("%s was never delivered", b)
+		}
+	}
+	dest.mu.Lock()
+	defer dest.mu.Unlock()
+	if len(dest.recs) != 1 || dest.recs[0].Kinesis.BatchSize != 1 || dest.recs[0].Kinesis.StartSequenceNumber != "13" {
+		t.Fatalf("OnFailure records %+v", dest.recs)
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if inv.reused == 0 {
+		t.Fatalf("no event memory was reused over %d invocations", len(inv.seen))
 	}
 }

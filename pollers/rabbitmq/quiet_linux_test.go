@@ -75,3 +75,37 @@ func cpuStat() (busy, total uint64, ok bool) {
 	}
 	return busy, total, true
 }
+
+// brokerCPU is the CPU time the broker's Erlang VM (beam.smp) has used, to
+// compare what each side costs the broker per message.
+func brokerCPU() time.Duration {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var ticks uint64
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open || s[open+1:end] != "beam.smp" {
+			continue
+		}
+		f := strings.Fields(s[end+1:])
+		if len(f) < 13 {
+			continue
+		}
+		// Fields after the name: state is f[0]; utime and stime are
+		// fields 14 and 15 of stat, f[11] and f[12] here.
+		u, _ := strconv.ParseUint(f[11], 10, 64)
+		st, _ := strconv.ParseUint(f[12], 10, 64)
+		ticks += u + st
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+}

@@ -6,3 +6,6 @@ import "time"
 
 // quiet has no CPU figures to wait on outside Linux.
 func quiet(time.Duration) time.Duration { return 0 }
+
+// brokerCPU is unknown outside Linux.
+func brokerCPU() time.Duration { return 0 }
