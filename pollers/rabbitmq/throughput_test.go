@@ -48,11 +48,13 @@ import (
 // issue's figure), ESMD_RABBITMQ_BENCH_BATCH BatchSize (default 100) and
 // ESMD_RABBITMQ_BENCH_ROUNDS the rounds (default 4). The side that goes
 // first alternates, so with an even number of rounds each side goes first
-// as often as second; and each side starts once the machine is quiet
-// after its queue was filled. (With 3 rounds and no wait, esmd went second
-// in two of them, and the side that goes second, right after the other
-// drained 200,000 messages, measured 5-17% slower.) The medians are
-// compared. ESMD_RABBITMQ_BENCH_CONSUMERS and
+// as often as second (with the former default of 3, esmd went second in
+// two rounds of three); and each side starts once the machine is quiet
+// after its queue was filled. The medians are compared. Each round logs,
+// per side and per message, the test process's CPU time and heap
+// allocations and the broker's CPU time: on a 2-core machine the broker
+// and the test process share the CPUs, so what one side costs the broker
+// shows in its rate. ESMD_RABBITMQ_BENCH_CONSUMERS and
 // ESMD_RABBITMQ_BENCH_ESMD_PREFETCH set esmd's MaxConsumers and Prefetch
 // (defaults 4 and BatchSize), ESMD_RABBITMQ_BENCH_PREFETCH the plain loop's
 // prefetch (default their product), ESMD_RABBITMQ_BENCH_CPUPROFILE a file
