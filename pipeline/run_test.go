@@ -232,22 +232,33 @@ func TestPipelineRoutesExhaustedBatchesToOnFailure(t *testing.T) {
 	}
 }
 
-func TestPipelineBisectIsolatesOneRecord(t *testing.T) {
-	log := memsource.NewLog(1)
-	inv := &fakeInvoker{fn: func(bodies []memsource.Body) (dispatcher.Result, error) {
+// failOn answers like a function that fails on any batch holding body.
+func failOn(body string) func([]memsource.Body) (dispatcher.Result, error) {
+	return func(bodies []memsource.Body) (dispatcher.Result, error) {
 		for _, b := range bodies {
-			if b.Body == "r-003" {
+			if b.Body == body {
 				return dispatcher.Result{StatusCode: 200, FunctionError: "Unhandled"}, nil
 			}
 		}
 		return dispatcher.Result{StatusCode: 200, Payload: []byte("null")}, nil
-	}}
-	dest := &fakeSender{}
-	m := mapping(func(c *esm.Config) {
+	}
+}
+
+// bisectToDLQ is a mapping that bisects failed batches, never retries
+// one, and sends what fails alone to an SQS OnFailure destination.
+func bisectToDLQ() *esm.Mapping {
+	return mapping(func(c *esm.Config) {
 		c.MaximumRetryAttempts = ptr(int64(0))
 		c.BisectBatchOnFunctionError = ptr(true)
 		c.DestinationConfig = &esm.DestinationConfig{OnFailure: &esm.Destination{Destination: ptr("arn:aws:sqs:us-east-1:000000000000:dlq")}}
 	})
+}
+
+func TestPipelineBisectIsolatesOneRecord(t *testing.T) {
+	log := memsource.NewLog(1)
+	inv := &fakeInvoker{fn: failOn("r-003")}
+	dest := &fakeSender{}
+	m := bisectToDLQ()
 	stop := start(t, log, m, inv, dest)
 	defer stop()
 	produce(log, 5, 1, "r")
@@ -480,20 +491,9 @@ func (r *releasingInvoker) Invoke(ctx context.Context, fn string, payload []byte
 func TestPipelineReusesEventsWithReleasingInvoker(t *testing.T) {
 	log := memsource.NewLog(1)
 	inv := &releasingInvoker{}
-	inv.fn = func(bodies []memsource.Body) (dispatcher.Result, error) {
-		for _, b := range bodies {
-			if b.Body == "r-013" {
-				return dispatcher.Result{StatusCode: 200, FunctionError: "Unhandled"}, nil
-			}
-		}
-		return dispatcher.Result{StatusCode: 200, Payload: []byte("null")}, nil
-	}
+	inv.fn = failOn("r-013")
 	dest := &fakeSender{}
-	m := mapping(func(c *esm.Config) {
-		c.MaximumRetryAttempts = ptr(int64(0))
-		c.BisectBatchOnFunctionError = ptr(true)
-		c.DestinationConfig = &esm.DestinationConfig{OnFailure: &esm.Destination{Destination: ptr("arn:aws:sqs:us-east-1:000000000000:dlq")}}
-	})
+	m := bisectToDLQ()
 	stop := start(t, log, m, inv, dest)
 	defer stop()
 	want := produce(log, 200, 1, "r")
