@@ -65,8 +65,9 @@ type Config struct {
 	// records but fewer than BatchSize (default 1 ms; negative: not at
 	// all). Deliveries arrive one at a time; handing each over on its own
 	// costs a wake-up of the pipeline per message, which on a busy machine
-	// takes CPU from the broker. The batching window (at least the
-	// default 500 ms) dwarfs it.
+	// takes CPU from the broker. The default batching window (500 ms)
+	// dwarfs it; with MaximumBatchingWindowInSeconds 0 it is at most 1 ms
+	// more before a batch that is not full is invoked.
 	Linger time.Duration
 	// MaxDowntime is how long the poller keeps trying to reconnect
 	// silently; past it Poll returns the last error (default 1 min).
