@@ -472,7 +472,7 @@ func matchRecorded(t *testing.T, got, rec any, path string) {
 
 func recording(t *testing.T, file, test, key string) map[string]any {
 	t.Helper()
-	data, err := os.ReadFile("../../shared/conformance/aws-recordings/" + file)
+	data, err := os.ReadFile("../testdata/conformance/aws-recordings/" + file)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,8 @@ import (
 	"time"
 )
 
-const recordings = "../../shared/conformance/aws-recordings"
+// recordings holds the real-AWS recordings (see testdata/conformance/SOURCES.md).
+const recordings = "../testdata/conformance/aws-recordings"
 
 // node is a JSON value that keeps object key order.
 type node struct {

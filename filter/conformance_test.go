@@ -10,14 +10,15 @@ import (
 )
 
 // conformanceDirs are searched in order for the conformance data: an
-// explicit directory, the shared tree next to the module (which may hold
-// more cases than the copy), then the copy under testdata.
+// explicit directory ($ESMD_CONFORMANCE_DIR, laid out like
+// testdata/conformance, which may hold more cases), then the copy in the
+// repository (testdata/conformance, see its SOURCES.md).
 func conformanceDirs() []string {
 	var dirs []string
 	if d := os.Getenv("ESMD_CONFORMANCE_DIR"); d != "" {
 		dirs = append(dirs, d)
 	}
-	return append(dirs, "../../shared/conformance", "../testdata/filter/conformance")
+	return append(dirs, "../testdata/conformance")
 }
 
 // sharedPath locates a conformance file or directory.

@@ -18,7 +18,8 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/payload")
 
-const conformanceDir = "../../shared/conformance/aws-lambda-go-events"
+// conformanceDir holds the aws-lambda-go events fixtures (see testdata/conformance/SOURCES.md).
+const conformanceDir = "../testdata/conformance/aws-lambda-go-events"
 
 func b64(t testing.TB, s string) []byte {
 	t.Helper()

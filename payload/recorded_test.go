@@ -10,7 +10,8 @@ import (
 	"time"
 )
 
-const recordingsDir = "../../shared/conformance/aws-recordings"
+// recordingsDir holds the real-AWS recordings (see testdata/conformance/SOURCES.md).
+const recordingsDir = "../testdata/conformance/aws-recordings"
 
 // keyOrder returns every object key path of a JSON value in document order
 // ("$.a.b", arrays as [i]).
