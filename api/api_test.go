@@ -611,6 +611,14 @@ func FuzzRequestDecoder(f *testing.F) {
 // compilePatterns is the validator cmd/esmd wires: the real filter compiler
 // with the source's create-time checks; the engine counts filters itself.
 func compilePatterns(src esm.Source, p []string) error {
-	_, err := filter.Compile(p, filter.WithSource(filter.Source(src.FilterSource())), filter.WithMaxFilters(0))
+	_, err := filter.Compile(p, filter.WithSource(mustParseSource(src)), filter.WithMaxFilters(0))
 	return err
+}
+
+func mustParseSource(src esm.Source) filter.Source {
+	fs, err := filter.ParseSource(string(src))
+	if err != nil {
+		panic(err)
+	}
+	return fs
 }

@@ -214,8 +214,8 @@ func New(policy Policy, env payload.Envelope, opts ...Option) (*Batcher, error) 
 		}
 	}
 	cfg.set = nil
-	if policy.TumblingWindow > 0 && env.Kind != payload.KindKinesis && env.Kind != payload.KindDynamoDB {
-		return nil, fmt.Errorf("batcher: tumbling windows need a Kinesis or DynamoDB envelope, not %v", env.Kind)
+	if policy.TumblingWindow > 0 && !env.Windows {
+		return nil, fmt.Errorf("batcher: tumbling windows need an envelope with window fields (Kinesis, DynamoDB Streams)")
 	}
 	pf := max(policy.ParallelizationFactor, 1)
 	policy.ParallelizationFactor = pf

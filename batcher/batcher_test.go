@@ -22,8 +22,8 @@ func TestPolicyValidate(t *testing.T) {
 		p    Policy
 		ok   bool
 	}{
-		{"defaults sqs", DefaultPolicy(payload.KindSQS), true},
-		{"defaults kafka", DefaultPolicy(payload.KindMSK), true},
+		{"sqs default", Policy{BatchSize: 10}, true},
+		{"kafka default", Policy{BatchSize: 100, Window: 500 * time.Millisecond, WindowStart: FirstRecord}, true},
 		{"max", Policy{BatchSize: 10000, Window: 300 * time.Second, ParallelizationFactor: 10, TumblingWindow: 900 * time.Second}, true},
 		{"batch size 0", Policy{BatchSize: 0}, false},
 		{"batch size 10001", Policy{BatchSize: 10001}, false},
@@ -40,7 +40,7 @@ func TestPolicyValidate(t *testing.T) {
 			if (err == nil) != tt.ok {
 				t.Fatalf("Validate() = %v, want ok=%v", err, tt.ok)
 			}
-			_, err = New(tt.p, payload.Envelope{Kind: payload.KindKinesis})
+			_, err = New(tt.p, payload.StreamRecords(""))
 			if (err == nil) != tt.ok {
 				t.Fatalf("New() = %v, want ok=%v", err, tt.ok)
 			}
@@ -58,30 +58,6 @@ func TestNewRejects(t *testing.T) {
 	}
 	if _, err := New(Policy{BatchSize: 1}, sqsEnv, WithMaxPayloadSize(0)); err == nil {
 		t.Error("max payload 0 accepted")
-	}
-}
-
-func TestDefaultPolicy(t *testing.T) {
-	tests := []struct {
-		kind   payload.Kind
-		size   int
-		window time.Duration
-		start  WindowStart
-	}{
-		{payload.KindSQS, 10, 0, AfterInvoke},
-		{payload.KindKinesis, 100, 0, AfterInvoke},
-		{payload.KindDynamoDB, 100, 0, AfterInvoke},
-		{payload.KindMSK, 100, 500 * time.Millisecond, FirstRecord},
-		{payload.KindSelfManagedKafka, 100, 500 * time.Millisecond, FirstRecord},
-		{payload.KindRabbitMQ, 100, 500 * time.Millisecond, FirstRecord},
-		{payload.KindActiveMQ, 100, 500 * time.Millisecond, FirstRecord},
-		{payload.KindDocumentDB, 100, 500 * time.Millisecond, FirstRecord},
-	}
-	for _, tt := range tests {
-		p := DefaultPolicy(tt.kind)
-		if p.BatchSize != tt.size || p.Window != tt.window || p.WindowStart != tt.start {
-			t.Errorf("%v: got %+v", tt.kind, p)
-		}
 	}
 }
 
@@ -319,16 +295,16 @@ func TestOversize(t *testing.T) {
 // grouped by topic-partition or queue) are exact, with several groups in a
 // lane, and that the cut holds on them.
 func TestGroupedSizes(t *testing.T) {
-	envs := []payload.Envelope{
-		{Kind: payload.KindMSK, EventSourceARN: "arn:aws:kafka:us-east-1:000000000000:cluster/c/1", BootstrapServers: "b-1:9092"},
-		{Kind: payload.KindSelfManagedKafka, BootstrapServers: "b-1:9092"},
-		{Kind: payload.KindRabbitMQ, EventSourceARN: "arn:aws:mq:us-east-1:000000000000:broker:b:b-1"},
-		{Kind: payload.KindActiveMQ, EventSourceARN: "arn:aws:mq:us-east-1:000000000000:broker:b:b-1"},
-		{Kind: payload.KindDocumentDB, EventSourceARN: "arn:aws:rds:us-east-1:000000000000:cluster:c"},
-		{Kind: payload.KindKinesis, EventSourceARN: "arn:aws:kinesis:us-east-1:000000000000:stream/s"},
+	envs := map[string]payload.Envelope{
+		"msk":              payload.MSK("arn:aws:kafka:us-east-1:000000000000:cluster/c/1", "b-1:9092"),
+		"selfmanagedkafka": payload.SelfManagedKafka("b-1:9092"),
+		"rabbitmq":         payload.RabbitMQ("arn:aws:mq:us-east-1:000000000000:broker:b:b-1"),
+		"activemq":         payload.ActiveMQ("arn:aws:mq:us-east-1:000000000000:broker:b:b-1"),
+		"documentdb":       payload.DocumentDB("arn:aws:rds:us-east-1:000000000000:cluster:c"),
+		"kinesis":          payload.StreamRecords("arn:aws:kinesis:us-east-1:000000000000:stream/s"),
 	}
-	for _, env := range envs {
-		t.Run(env.Kind.String(), func(t *testing.T) {
+	for name, env := range envs {
+		t.Run(name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
 			const limit = 5000
 			b := newB(t, Policy{BatchSize: 50}, env, WithMaxPayloadSize(limit))
@@ -440,7 +416,7 @@ func TestSubLane(t *testing.T) {
 // flight, one per sub-lane, and each key's records stay in order.
 func TestParallelization(t *testing.T) {
 	const pf = 4
-	b := newB(t, Policy{BatchSize: 3, ParallelizationFactor: pf}, payload.Envelope{Kind: payload.KindKinesis})
+	b := newB(t, Policy{BatchSize: 3, ParallelizationFactor: pf}, payload.Records(""))
 	var recs []source.Record
 	for i := range 60 {
 		recs = append(recs, rec("shard-0", "k"+strconv.Itoa(i%7), i, 10))
@@ -503,7 +479,7 @@ func TestManyLanes(t *testing.T) {
 		producers = 4
 		workers   = 8
 	)
-	b := newB(t, Policy{BatchSize: 7, ParallelizationFactor: 2}, payload.Envelope{Kind: payload.KindKinesis})
+	b := newB(t, Policy{BatchSize: 7, ParallelizationFactor: 2}, payload.Records(""))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -661,7 +637,7 @@ func TestNextWakes(t *testing.T) {
 // window and is forgotten when done.
 func TestEndLane(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := newB(t, Policy{BatchSize: 2, Window: time.Minute}, payload.Envelope{Kind: payload.KindKinesis})
+		b := newB(t, Policy{BatchSize: 2, Window: time.Minute}, payload.Records(""))
 		mustAdd(t, b, rec("s", "", 1, 10), rec("s", "", 2, 10), rec("s", "", 3, 10))
 		bt := tryNext(b)
 		if ids(bt) != "1,2" {

@@ -28,7 +28,7 @@ func BenchmarkBatch(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			const batch, size = 100, 1024
-			bt, err := New(Policy{BatchSize: batch, ParallelizationFactor: bc.pf}, payload.Envelope{Kind: payload.KindKinesis})
+			bt, err := New(Policy{BatchSize: batch, ParallelizationFactor: bc.pf}, payload.Records(""))
 			if err != nil {
 				b.Fatal(err)
 			}

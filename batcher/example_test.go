@@ -12,9 +12,8 @@ import (
 // A dispatcher loop: take a batch, invoke it (here: print it), report it
 // done so the lane's next batch can go.
 func Example() {
-	env := payload.Envelope{Kind: payload.KindSQS, EventSourceARN: "arn:aws:sqs:us-east-1:123456789012:q"}
-	policy := batcher.DefaultPolicy(payload.KindSQS) // BatchSize 10, no window
-	policy.BatchSize = 2
+	env := payload.Records("arn:aws:sqs:us-east-1:123456789012:q")
+	policy := batcher.Policy{BatchSize: 2} // SQS batches after each invocation, no window
 	b, err := batcher.New(policy, env)
 	if err != nil {
 		panic(err)

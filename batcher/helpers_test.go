@@ -46,7 +46,7 @@ func leaked(timeout time.Duration) string {
 	}
 }
 
-var sqsEnv = payload.Envelope{Kind: payload.KindSQS, EventSourceARN: "arn:aws:sqs:us-east-1:000000000000:q"}
+var sqsEnv = payload.Records("arn:aws:sqs:us-east-1:000000000000:q")
 
 // rec returns a record whose Data is a JSON string of exactly size bytes
 // (size >= 2) and whose ID is id.

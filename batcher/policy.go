@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/esmd/esmd/payload"
 )
 
 // WindowStart says when the batching window (MaximumBatchingWindowInSeconds)
@@ -65,20 +63,6 @@ type Policy struct {
 
 // MaxParallelizationFactor is the largest ParallelizationFactor AWS accepts.
 const MaxParallelizationFactor = 10
-
-// DefaultPolicy returns AWS's defaults for a source kind: BatchSize, the
-// batching window and when it starts. Only BatchSize and Window of a mapping
-// override them.
-func DefaultPolicy(kind payload.Kind) Policy {
-	switch kind {
-	case payload.KindSQS:
-		return Policy{BatchSize: 10, WindowStart: AfterInvoke}
-	case payload.KindKinesis, payload.KindDynamoDB:
-		return Policy{BatchSize: 100, WindowStart: AfterInvoke}
-	default: // Kafka, Amazon MQ, DocumentDB
-		return Policy{BatchSize: 100, Window: 500 * time.Millisecond, WindowStart: FirstRecord}
-	}
-}
 
 // Validate reports the first field out of the ranges the batcher supports.
 // The ranges are AWS's, except that Window is not limited to whole seconds

@@ -12,7 +12,7 @@ import (
 	"github.com/esmd/esmd/source"
 )
 
-var kinEnv = payload.Envelope{Kind: payload.KindKinesis, EventSourceARN: "arn:aws:kinesis:us-east-1:000000000000:stream/s"}
+var kinEnv = payload.StreamRecords("arn:aws:kinesis:us-east-1:000000000000:stream/s")
 
 func arec(id int, arrival time.Time) source.Record {
 	r := rec("shardId-000000000006", "", id, 12)

@@ -32,9 +32,34 @@ type ResponseContext struct {
 	FunctionError string
 }
 
+// BatchInfo is a source's part of an OnFailure record: the discarded
+// records as the source describes them. A source's descriptor builds it
+// (source.Descriptor.FailureInfo); the shapes AWS writes for streams and
+// Kafka are below.
+type BatchInfo interface {
+	// AppendMember appends the member, name and value:
+	// "KinesisBatchInfo":{...}.
+	AppendMember(dst []byte) []byte
+	// Lane returns the S3 key's shard component: the shard id, or the
+	// "<topic>-<partition>" of the first partition.
+	Lane() string
+}
+
+// Members of BatchInfo.
+const (
+	KinesisBatchInfo   = "KinesisBatchInfo"
+	DDBStreamBatchInfo = "DDBStreamBatchInfo"
+)
+
 // StreamBatchInfo is KinesisBatchInfo / DDBStreamBatchInfo: the discarded
 // range of one shard.
 type StreamBatchInfo struct {
+	// Member is the member name (KinesisBatchInfo, DDBStreamBatchInfo).
+	Member string
+	// Seconds writes the arrival times with second precision (DynamoDB
+	// Streams) rather than milliseconds (Kinesis).
+	Seconds bool
+
 	ShardID                         string
 	StartSequenceNumber             string
 	EndSequenceNumber               string
@@ -74,8 +99,35 @@ type KafkaRecordInfo struct {
 	Timestamp time.Time
 }
 
-// Record is one OnFailure invocation record. Exactly one of Kinesis,
-// DynamoDB and Kafka is set.
+// AppendMember implements BatchInfo.
+func (b *StreamBatchInfo) AppendMember(dst []byte) []byte {
+	dst = payload.AppendString(dst, b.Member)
+	dst = append(dst, ':')
+	ts := payload.AppendISOMillis
+	if b.Seconds {
+		ts = payload.AppendISOSeconds
+	}
+	return appendStreamInfo(dst, b, ts)
+}
+
+// Lane implements BatchInfo.
+func (b *StreamBatchInfo) Lane() string { return b.ShardID }
+
+// AppendMember implements BatchInfo.
+func (k *KafkaBatchInfo) AppendMember(dst []byte) []byte {
+	dst = append(dst, `"KafkaBatchInfo":`...)
+	return appendKafkaInfo(dst, k)
+}
+
+// Lane implements BatchInfo.
+func (k *KafkaBatchInfo) Lane() string {
+	if len(k.RecordsInfo) > 0 {
+		return k.RecordsInfo[0].Partition
+	}
+	return ""
+}
+
+// Record is one OnFailure invocation record.
 type Record struct {
 	RequestID              string
 	FunctionARN            string
@@ -90,9 +142,8 @@ type Record struct {
 	NullResponse bool
 	Timestamp    time.Time
 
-	Kinesis  *StreamBatchInfo
-	DynamoDB *StreamBatchInfo
-	Kafka    *KafkaBatchInfo
+	// Info is the source's description of the records (nil: none).
+	Info BatchInfo
 
 	// Payload is the invocation event of the discarded records. Only the S3
 	// destination (and the Kafka topic destination) carries it.
@@ -156,16 +207,9 @@ func (r *Record) AppendJSON(dst []byte, mode PayloadMode) []byte {
 	}
 	dst = append(dst, `,"version":"1.0","timestamp":`...)
 	dst = payload.AppendISOMillis(dst, r.Timestamp)
-	switch {
-	case r.Kinesis != nil:
-		dst = append(dst, `,"KinesisBatchInfo":`...)
-		dst = appendStreamInfo(dst, r.Kinesis, payload.AppendISOMillis)
-	case r.DynamoDB != nil:
-		dst = append(dst, `,"DDBStreamBatchInfo":`...)
-		dst = appendStreamInfo(dst, r.DynamoDB, payload.AppendISOSeconds)
-	case r.Kafka != nil:
-		dst = append(dst, `,"KafkaBatchInfo":`...)
-		dst = appendKafkaInfo(dst, r.Kafka)
+	if r.Info != nil {
+		dst = append(dst, ',')
+		dst = r.Info.AppendMember(dst)
 	}
 	switch mode {
 	case PayloadString:
@@ -243,15 +287,11 @@ func appendKafkaInfo(dst []byte, k *KafkaBatchInfo) []byte {
 
 // lane returns the S3 key's shard component.
 func (r *Record) lane() string {
-	switch {
-	case r.Lane != "":
+	if r.Lane != "" {
 		return r.Lane
-	case r.Kinesis != nil:
-		return r.Kinesis.ShardID
-	case r.DynamoDB != nil:
-		return r.DynamoDB.ShardID
-	case r.Kafka != nil && len(r.Kafka.RecordsInfo) > 0:
-		return r.Kafka.RecordsInfo[0].Partition
+	}
+	if r.Info != nil && r.Info.Lane() != "" {
+		return r.Info.Lane()
 	}
 	return "unknown"
 }

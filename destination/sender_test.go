@@ -28,7 +28,7 @@ func fauxClients(t *testing.T) Clients {
 func sampleRecord() *Record {
 	return &Record{RequestID: uuid.NewString(), FunctionARN: fnArn, Condition: RetryAttemptsExhausted, ApproximateInvokeCount: 2,
 		Response:  &ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled"},
-		Timestamp: time.Date(2026, 11, 25, 1, 2, 3, 456e6, time.UTC), Kinesis: kinesisInfo(1),
+		Timestamp: time.Date(2026, 11, 25, 1, 2, 3, 456e6, time.UTC), Info: kinesisInfo(1),
 		Payload: []byte(`{"Records":[{"kinesis":{"data":"aGVsbG8="}}]}`)}
 }
 
@@ -202,7 +202,7 @@ func TestKafkaSender(t *testing.T) {
 	}
 	r := &Record{RequestID: "r", FunctionARN: fnArn, Condition: RetryAttemptsExhausted, ApproximateInvokeCount: 3,
 		Response: &ResponseContext{StatusCode: 200, FunctionError: "Unhandled"}, Timestamp: at,
-		Kafka:   &KafkaBatchInfo{BatchSize: 1, BootstrapServers: strings.Join(seeds, ","), PayloadSize: 10, RecordInfo: &KafkaRecordInfo{Offset: 7, Timestamp: at}},
+		Info:    &KafkaBatchInfo{BatchSize: 1, BootstrapServers: strings.Join(seeds, ","), PayloadSize: 10, RecordInfo: &KafkaRecordInfo{Offset: 7, Timestamp: at}},
 		Payload: []byte(`{"eventSource":"SelfManagedKafka","bootstrapServers":"x","records":{}}`), Key: []byte("k1")}
 	if err := s.Send(ctx, r); err != nil {
 		t.Fatal(err)

@@ -77,7 +77,7 @@ func benchDispatch(b *testing.B, n int, opts ...Option) {
 	for i := range data {
 		data[i] = 'a' + byte(i%26)
 	}
-	builder := payload.NewBuilder(payload.Envelope{Kind: payload.KindKinesis})
+	builder := payload.NewBuilder(payload.Records(""))
 	ids := make([]string, n)
 	for i := range n {
 		ids[i] = "49590338271490256608559692538361571095921575989136" + strconv.Itoa(100000+i)

@@ -30,7 +30,7 @@ func rieInvoker(t *testing.T, opts ...Option) *LambdaInvoker {
 
 func kinesisEvent(t *testing.T, datas ...string) ([]byte, []string) {
 	t.Helper()
-	b := payload.NewBuilder(payload.Envelope{Kind: payload.KindKinesis})
+	b := payload.NewBuilder(payload.Records(""))
 	var ids []string
 	for i, d := range datas {
 		seq := fmt.Sprintf("4959033827149025660855969253836157109592157598913658%04d", i)
@@ -174,8 +174,8 @@ func testRIE(t *testing.T, path Option) {
 		}
 	})
 	t.Run("tumbling window state", func(t *testing.T) {
-		env := payload.Envelope{Kind: payload.KindKinesis, EventSourceARN: "arn:aws:kinesis:us-east-1:000000000000:stream/s",
-			Window: &payload.Window{Start: time.Unix(0, 0), End: time.Unix(60, 0), ShardID: "shardId-000000000000"}}
+		env := payload.StreamRecords("arn:aws:kinesis:us-east-1:000000000000:stream/s")
+		env.Window = &payload.Window{Start: time.Unix(0, 0), End: time.Unix(60, 0), ShardID: "shardId-000000000000"}
 		var state json.RawMessage
 		for range 3 {
 			env.Window.State = state

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,7 +54,7 @@ func BenchmarkEncode(b *testing.B) {
 					ApproximateFirstReceiveTimestamp: "1545082649185"},
 				EventSourceARN: "arn:aws:sqs:us-east-2:123456789012:my-queue", AWSRegion: "us-east-2"}
 		}
-		benchEncode(b, Envelope{Kind: KindSQS}, msgs, AppendSQS, func() any {
+		benchEncode(b, Records(""), msgs, AppendSQS, func() any {
 			ev := events.SQSEvent{}
 			for _, m := range msgs {
 				ev.Records = append(ev.Records, events.SQSMessage{MessageId: m.MessageID, ReceiptHandle: m.ReceiptHandle, Body: m.Body,
@@ -72,7 +73,7 @@ func BenchmarkEncode(b *testing.B) {
 				ApproximateArrivalTimestamp: now, InvokeIdentityArn: "arn:aws:iam::123456789012:role/lambda-role",
 				AWSRegion: "us-east-2", EventSourceARN: "arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream"}
 		}
-		benchEncode(b, Envelope{Kind: KindKinesis}, recs, AppendKinesis, func() any {
+		benchEncode(b, Records(""), recs, AppendKinesis, func() any {
 			ev := events.KinesisEvent{}
 			for _, r := range recs {
 				ev.Records = append(ev.Records, events.KinesisEventRecord{AwsRegion: r.AWSRegion, EventID: r.ShardID + ":" + r.SequenceNumber,
@@ -95,7 +96,7 @@ func BenchmarkEncode(b *testing.B) {
 				SequenceNumber: "4421584500000000017450439091", SizeBytes: 1050, StreamViewType: "NEW_IMAGE",
 				EventSourceARN: "arn:aws:dynamodb:us-east-1:123456789012:table/ExampleTableWithStream/stream/2015-06-27T00:48:05.899"}
 		}
-		benchEncode(b, Envelope{Kind: KindDynamoDB}, recs, AppendDynamoDB, func() any {
+		benchEncode(b, Records(""), recs, AppendDynamoDB, func() any {
 			ev := events.DynamoDBEvent{}
 			for i, r := range recs {
 				ev.Records = append(ev.Records, events.DynamoDBEventRecord{AWSRegion: r.AWSRegion, EventID: r.EventID, EventName: r.EventName,
@@ -113,9 +114,10 @@ func BenchmarkEncode(b *testing.B) {
 			recs[i] = KafkaRecord{Topic: "mytopic", Partition: 0, Offset: int64(i), Timestamp: now, Key: []byte("key-" + strconv.Itoa(i)),
 				Value: benchData(uint64(i)), Headers: []KafkaHeader{{Key: "headerKey", Value: []byte("headerValue")}}}
 		}
-		env := Envelope{Kind: KindMSK, EventSourceARN: "arn:aws:kafka:us-east-1:123456789012:cluster/demo/751d2973", BootstrapServers: "b-1:9092,b-2:9092"}
+		arn, servers := "arn:aws:kafka:us-east-1:123456789012:cluster/demo/751d2973", "b-1:9092,b-2:9092"
+		env := MSK(arn, servers)
 		benchEncode(b, env, recs, AppendKafka, func() any {
-			ev := events.KafkaEvent{EventSource: "aws:kafka", EventSourceARN: env.EventSourceARN, BootstrapServers: env.BootstrapServers,
+			ev := events.KafkaEvent{EventSource: "aws:kafka", EventSourceARN: arn, BootstrapServers: servers,
 				Records: map[string][]events.KafkaRecord{}}
 			for _, r := range recs {
 				hv := events.JSONNumberBytes(r.Headers[0].Value)
@@ -132,9 +134,10 @@ func BenchmarkEncode(b *testing.B) {
 			recs[i] = RabbitMQMessage{Properties: RabbitMQProperties{ContentType: "text/plain", DeliveryMode: u8(1), Priority: u8(34),
 				Expiration: "60000", Timestamp: time.Unix(2021, 0), UserID: "AIDACKCEVSQ6C2EXAMPLE"}, Data: benchData(uint64(i))}
 		}
-		env := Envelope{Kind: KindRabbitMQ, EventSourceARN: "arn:aws:mq:us-east-2:111122223333:broker:pizzaBroker:b-9bcfa592"}
+		arn := "arn:aws:mq:us-east-2:111122223333:broker:pizzaBroker:b-9bcfa592"
+		env := RabbitMQ(arn)
 		benchEncode(b, env, recs, AppendRabbitMQ, func() any {
-			ev := events.RabbitMQEvent{EventSource: "aws:rmq", EventSourceARN: env.EventSourceARN, MessagesByQueue: map[string][]events.RabbitMQMessage{}}
+			ev := events.RabbitMQEvent{EventSource: "aws:rmq", EventSourceARN: arn, MessagesByQueue: map[string][]events.RabbitMQMessage{}}
 			for _, r := range recs {
 				ev.MessagesByQueue["q::/"] = append(ev.MessagesByQueue["q::/"], events.RabbitMQMessage{
 					BasicProperties: events.RabbitMQBasicProperties{ContentType: "text/plain", DeliveryMode: 1, Priority: 34, Expiration: "60000",
@@ -148,10 +151,10 @@ func BenchmarkEncode(b *testing.B) {
 
 func benchEncode[T any](b *testing.B, env Envelope, recs []T, enc func([]byte, *T) []byte, baseline func() any) {
 	group := ""
-	switch env.Kind {
-	case KindMSK:
+	switch {
+	case strings.Contains(env.Head, "aws:kafka"):
 		group = "mytopic-0"
-	case KindRabbitMQ:
+	case strings.Contains(env.Head, "aws:rmq"):
 		group = "q::/"
 	}
 	b.Run("esmd", func(b *testing.B) {

@@ -5,48 +5,75 @@ import (
 	"time"
 )
 
-// Kind is the event source kind of an envelope.
-type Kind uint8
-
-// Source kinds.
-const (
-	KindSQS Kind = iota + 1
-	KindKinesis
-	KindDynamoDB
-	KindMSK              // Amazon MSK, eventSource "aws:kafka"
-	KindSelfManagedKafka // eventSource "SelfManagedKafka", no eventSourceArn
-	KindActiveMQ
-	KindRabbitMQ
-	KindDocumentDB
-)
-
-var kindNames = [...]string{"", "sqs", "kinesis", "dynamodb", "msk", "selfmanagedkafka", "activemq", "rabbitmq", "documentdb"}
-
-func (k Kind) String() string {
-	if int(k) < len(kindNames) {
-		return kindNames[k]
-	}
-	return "unknown"
-}
-
-// Grouped reports whether records of this kind are grouped under a key in
-// the event (Kafka by "<topic>-<partition>", RabbitMQ by "<queue>::<vhost>").
-func (k Kind) Grouped() bool {
-	return k == KindMSK || k == KindSelfManagedKafka || k == KindRabbitMQ
-}
-
-// Envelope is the per-invocation part of an event that is not a record.
+// Envelope is the per-invocation part of an event that is not a record:
+// the bytes before the first record, those after the last, and how records
+// are laid out between them. Each source's descriptor makes its own (the
+// constructors below serve the sources whose records this package encodes);
+// the batcher and the pipeline only write it.
 type Envelope struct {
-	Kind Kind
-	// EventSourceARN is the mapping's event source ARN (queue, stream,
-	// cluster, broker). Not written for self-managed Kafka.
+	// Head is written before the first record (or group), Tail after the
+	// last one.
+	Head, Tail string
+	// Grouped lays records out in arrays under a key of a JSON object
+	// ("<topic>-<partition>":[...] for Kafka, "<queue>::<vhost>":[...] for
+	// RabbitMQ) instead of one array.
+	Grouped bool
+	// Windows says the event can carry the tumbling-window fields (the
+	// Records events of Kinesis and DynamoDB Streams).
+	Windows bool
+	// EventSourceARN is the mapping's event source ARN, written in the
+	// tumbling-window fields.
 	EventSourceARN string
-	// BootstrapServers is the Kafka "bootstrapServers" value,
-	// comma-separated host:port.
-	BootstrapServers string
-	// Window, for Kinesis and DynamoDB mappings with
+	// Window, for envelopes with Windows and mappings with
 	// TumblingWindowInSeconds, adds the tumbling-window fields.
 	Window *Window
+}
+
+// Records returns the envelope of SQS events: {"Records":[...]}.
+func Records(arn string) Envelope {
+	return Envelope{Head: `{"Records":[`, Tail: `]}`, EventSourceARN: arn}
+}
+
+// StreamRecords returns the envelope of Kinesis and DynamoDB Streams
+// events: {"Records":[...]}, with the tumbling-window fields when Window is
+// set. arn is written in those fields.
+func StreamRecords(arn string) Envelope {
+	e := Records(arn)
+	e.Windows = true
+	return e
+}
+
+// MSK returns the envelope of Amazon MSK events.
+func MSK(arn, bootstrapServers string) Envelope {
+	head := AppendString([]byte(`{"eventSource":"aws:kafka","eventSourceArn":`), arn)
+	head = append(head, `,"bootstrapServers":`...)
+	head = AppendString(head, bootstrapServers)
+	return Envelope{Head: string(append(head, `,"records":{`...)), Tail: `}}`, Grouped: true}
+}
+
+// SelfManagedKafka returns the envelope of self-managed Kafka events, which
+// have no eventSourceArn.
+func SelfManagedKafka(bootstrapServers string) Envelope {
+	head := AppendString([]byte(`{"eventSource":"SelfManagedKafka","bootstrapServers":`), bootstrapServers)
+	return Envelope{Head: string(append(head, `,"records":{`...)), Tail: `}}`, Grouped: true}
+}
+
+// RabbitMQ returns the envelope of Amazon MQ for RabbitMQ events.
+func RabbitMQ(arn string) Envelope {
+	head := AppendString([]byte(`{"eventSource":"aws:rmq","eventSourceArn":`), arn)
+	return Envelope{Head: string(append(head, `,"rmqMessagesByQueue":{`...)), Tail: `}}`, Grouped: true}
+}
+
+// ActiveMQ returns the envelope of Amazon MQ for ActiveMQ events.
+func ActiveMQ(arn string) Envelope {
+	head := AppendString([]byte(`{"eventSource":"aws:mq","eventSourceArn":`), arn)
+	return Envelope{Head: string(append(head, `,"messages":[`...)), Tail: `]}`}
+}
+
+// DocumentDB returns the envelope of DocumentDB change stream events.
+func DocumentDB(arn string) Envelope {
+	head := AppendString([]byte(`{"eventSourceArn":`), arn)
+	return Envelope{Head: string(append(head, `,"events":[`...)), Tail: `],"eventSource":"aws:docdb"}`}
 }
 
 // Window holds the tumbling-window fields of a stream event (spec 1.3).
@@ -62,75 +89,41 @@ type Window struct {
 
 // prefix returns the bytes before the first record (or group) and suffix
 // those after the last.
-func (e *Envelope) prefix(dst []byte) []byte {
-	switch e.Kind {
-	case KindSQS, KindKinesis, KindDynamoDB:
-		return append(dst, `{"Records":[`...)
-	case KindMSK, KindSelfManagedKafka:
-		if e.Kind == KindMSK {
-			dst = append(dst, `{"eventSource":"aws:kafka","eventSourceArn":`...)
-			dst = AppendString(dst, e.EventSourceARN)
-		} else {
-			dst = append(dst, `{"eventSource":"SelfManagedKafka"`...)
-		}
-		dst = append(dst, `,"bootstrapServers":`...)
-		dst = AppendString(dst, e.BootstrapServers)
-		return append(dst, `,"records":{`...)
-	case KindRabbitMQ:
-		dst = append(dst, `{"eventSource":"aws:rmq","eventSourceArn":`...)
-		dst = AppendString(dst, e.EventSourceARN)
-		return append(dst, `,"rmqMessagesByQueue":{`...)
-	case KindActiveMQ:
-		dst = append(dst, `{"eventSource":"aws:mq","eventSourceArn":`...)
-		dst = AppendString(dst, e.EventSourceARN)
-		return append(dst, `,"messages":[`...)
-	case KindDocumentDB:
-		dst = append(dst, `{"eventSourceArn":`...)
-		dst = AppendString(dst, e.EventSourceARN)
-		return append(dst, `,"events":[`...)
-	}
-	panic("payload: unknown envelope kind")
-}
+func (e *Envelope) prefix(dst []byte) []byte { return append(dst, e.Head...) }
 
 func (e *Envelope) suffix(dst []byte) []byte {
-	switch e.Kind {
-	case KindKinesis, KindDynamoDB:
-		if w := e.Window; w != nil {
-			dst = append(dst, `],"window":{"start":`...)
-			dst = AppendISOSeconds(dst, w.Start)
-			dst = append(dst, `,"end":`...)
-			dst = AppendISOSeconds(dst, w.End)
-			dst = append(dst, `},"state":`...)
-			if len(w.State) == 0 {
-				dst = append(dst, '{', '}')
-			} else {
-				dst = append(dst, w.State...)
-			}
-			dst = append(dst, `,"shardId":`...)
-			dst = AppendString(dst, w.ShardID)
-			dst = append(dst, `,"eventSourceARN":`...)
-			dst = AppendString(dst, e.EventSourceARN)
-			dst = append(dst, `,"isFinalInvokeForWindow":`...)
-			dst = appendBool(dst, w.IsFinalInvokeForWindow)
-			dst = append(dst, `,"isWindowTerminatedEarly":`...)
-			dst = appendBool(dst, w.IsWindowTerminatedEarly)
-			return append(dst, '}')
-		}
-		return append(dst, ']', '}')
-	case KindSQS, KindActiveMQ:
-		return append(dst, ']', '}')
-	case KindMSK, KindSelfManagedKafka, KindRabbitMQ:
-		return append(dst, '}', '}')
-	case KindDocumentDB:
-		return append(dst, `],"eventSource":"aws:docdb"}`...)
+	w := e.Window
+	if w == nil || !e.Windows {
+		return append(dst, e.Tail...)
 	}
-	panic("payload: unknown envelope kind")
+	dst = append(dst, `],"window":{"start":`...)
+	dst = AppendISOSeconds(dst, w.Start)
+	dst = append(dst, `,"end":`...)
+	dst = AppendISOSeconds(dst, w.End)
+	dst = append(dst, `},"state":`...)
+	if len(w.State) == 0 {
+		dst = append(dst, '{', '}')
+	} else {
+		dst = append(dst, w.State...)
+	}
+	dst = append(dst, `,"shardId":`...)
+	dst = AppendString(dst, w.ShardID)
+	dst = append(dst, `,"eventSourceARN":`...)
+	dst = AppendString(dst, e.EventSourceARN)
+	dst = append(dst, `,"isFinalInvokeForWindow":`...)
+	dst = appendBool(dst, w.IsFinalInvokeForWindow)
+	dst = append(dst, `,"isWindowTerminatedEarly":`...)
+	dst = appendBool(dst, w.IsWindowTerminatedEarly)
+	return append(dst, '}')
 }
 
 // Overhead returns the size of the event with no records: the bytes of the
 // envelope itself. For ungrouped kinds an event of n records whose encoded
 // sizes add up to total is exactly Overhead()+total+max(n-1,0) bytes.
 func (e *Envelope) Overhead() int {
+	if e.Window == nil || !e.Windows {
+		return len(e.Head) + len(e.Tail)
+	}
 	var buf [512]byte
 	b := e.prefix(buf[:0])
 	b = e.suffix(b)
@@ -144,7 +137,7 @@ func (e *Envelope) Overhead() int {
 // empty array (or map).
 func (e *Envelope) Append(dst []byte, group string, records [][]byte) []byte {
 	dst = e.prefix(dst)
-	grouped := e.Kind.Grouped()
+	grouped := e.Grouped
 	if grouped && len(records) > 0 {
 		dst = AppendString(dst, group)
 		dst = append(dst, ':', '[')
@@ -223,7 +216,7 @@ func (b *Builder) SizeWith(group string, n int) int {
 }
 
 func (b *Builder) delta(group string, n int) int {
-	if !b.env.Kind.Grouped() {
+	if !b.env.Grouped {
 		if len(b.recs) > 0 {
 			return n + 1
 		}
@@ -260,7 +253,7 @@ func (b *Builder) Add(group string, data []byte) {
 	b.size += b.delta(group, len(data))
 	ri := int32(len(b.recs))
 	b.recs = append(b.recs, builderRec{data: data, next: -1})
-	if b.env.Kind.Grouped() {
+	if b.env.Grouped {
 		gi, ok := b.lookup(group)
 		if !ok {
 			gi = len(b.groups)
@@ -291,7 +284,7 @@ func (b *Builder) Add(group string, data []byte) {
 // bytes.
 func (b *Builder) AppendTo(dst []byte) []byte {
 	dst = b.env.prefix(dst)
-	if !b.env.Kind.Grouped() {
+	if !b.env.Grouped {
 		for i := range b.recs {
 			if i > 0 {
 				dst = append(dst, ',')

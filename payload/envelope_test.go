@@ -9,21 +9,23 @@ import (
 )
 
 func TestBuilderSize(t *testing.T) {
-	envs := []Envelope{
-		{Kind: KindSQS},
-		{Kind: KindKinesis},
-		{Kind: KindKinesis, EventSourceARN: "arn:aws:kinesis:us-east-1:1:stream/s", Window: &Window{
-			Start: time.Unix(60, 0), End: time.Unix(120, 0), State: json.RawMessage(`{"n":1}`), ShardID: "shardId-1"}},
-		{Kind: KindDynamoDB, Window: &Window{}},
-		{Kind: KindMSK, EventSourceARN: "arn", BootstrapServers: "b:9092"},
-		{Kind: KindSelfManagedKafka, BootstrapServers: "b:9092"},
-		{Kind: KindRabbitMQ, EventSourceARN: "arn"},
-		{Kind: KindActiveMQ, EventSourceARN: "arn"},
-		{Kind: KindDocumentDB, EventSourceARN: "arn"},
+	windowed := StreamRecords("arn:aws:kinesis:us-east-1:1:stream/s")
+	windowed.Window = &Window{Start: time.Unix(60, 0), End: time.Unix(120, 0), State: json.RawMessage(`{"n":1}`), ShardID: "shardId-1"}
+	emptyWindow := StreamRecords("")
+	emptyWindow.Window = &Window{}
+	envs := map[string]Envelope{
+		"records":         Records(""),
+		"records-window":  windowed,
+		"records-window0": emptyWindow,
+		"msk":             MSK("arn", "b:9092"),
+		"selfmanaged":     SelfManagedKafka("b:9092"),
+		"rabbitmq":        RabbitMQ("arn"),
+		"activemq":        ActiveMQ("arn"),
+		"documentdb":      DocumentDB("arn"),
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, env := range envs {
-		t.Run(env.Kind.String(), func(t *testing.T) {
+	for name, env := range envs {
+		t.Run(name, func(t *testing.T) {
 			b := NewBuilder(env)
 			for n := 0; n < 40; n++ {
 				if got := len(b.Bytes()); got != b.Size() {
@@ -41,7 +43,7 @@ func TestBuilderSize(t *testing.T) {
 					t.Fatalf("SizeWith predicted %d, Size after Add %d", want, b.Size())
 				}
 			}
-			if !env.Kind.Grouped() {
+			if !env.Grouped {
 				// Overhead + sum + commas.
 				var recs [][]byte
 				total := 0

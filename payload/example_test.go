@@ -20,7 +20,7 @@ func ExampleBuilder() {
 		AWSRegion:                   "us-east-2",
 		EventSourceARN:              "arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream",
 	})
-	b := payload.NewBuilder(payload.Envelope{Kind: payload.KindKinesis})
+	b := payload.NewBuilder(payload.Records(""))
 	if b.SizeWith("", len(rec)) <= payload.MaxPayloadSize {
 		b.Add("", rec)
 	}

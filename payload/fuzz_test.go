@@ -29,7 +29,7 @@ func FuzzKafkaEvent(f *testing.F) {
 	f.Add("topic", int32(0), []byte("key"), []byte("value"), "h", []byte{0x80, 0x7f})
 	f.Fuzz(func(t *testing.T, topic string, part int32, key, value []byte, hk string, hv []byte) {
 		r := KafkaRecord{Topic: topic, Partition: part, Key: key, Value: value, Headers: []KafkaHeader{{hk, hv}}}
-		b := NewBuilder(Envelope{Kind: KindSelfManagedKafka, BootstrapServers: "b"})
+		b := NewBuilder(SelfManagedKafka("b"))
 		b.Add(KafkaGroup(topic, part), AppendKafka(nil, &r))
 		out := b.Bytes()
 		if len(out) != b.Size() || !json.Valid(out) {

@@ -150,7 +150,7 @@ func goldenCases() []goldenCase {
 			oracle: func() any { return new(events.SQSEvent) },
 			build: func(t testing.TB) []byte {
 				m := sqsConformanceMessage()
-				env := Envelope{Kind: KindSQS}
+				env := Records("")
 				return env.Append(nil, "", [][]byte{AppendSQS(nil, &m)})
 			},
 		},
@@ -172,7 +172,7 @@ func goldenCases() []goldenCase {
 					},
 					EventSourceARN: "arn:aws:sqs:us-east-1:111111111111:queue", AWSRegion: "us-east-1",
 				}
-				env := Envelope{Kind: KindSQS}
+				env := Records("")
 				return env.Append(nil, "", [][]byte{AppendSQS(nil, &m)})
 			},
 		},
@@ -189,7 +189,7 @@ func goldenCases() []goldenCase {
 						MessageDeduplicationID: "1", ApproximateFirstReceiveTimestamp: "1573251510774"},
 					EventSourceARN: "arn:aws:sqs:us-east-2:123456789012:fifo.fifo", AWSRegion: "us-east-2",
 				}
-				env := Envelope{Kind: KindSQS}
+				env := Records("")
 				return env.Append(nil, "", [][]byte{AppendSQS(nil, &m)})
 			},
 		},
@@ -197,7 +197,7 @@ func goldenCases() []goldenCase {
 			name: "kinesis", conformance: "kinesis-event.json",
 			oracle: func() any { return new(events.KinesisEvent) },
 			build: func(t testing.TB) []byte {
-				env := Envelope{Kind: KindKinesis}
+				env := Records("")
 				return env.Append(nil, "", encodeAll(kinesisConformanceRecords(), AppendKinesis))
 			},
 		},
@@ -214,10 +214,11 @@ func goldenCases() []goldenCase {
 					AWSRegion:                   "us-east-1",
 					EventSourceARN:              "arn:aws:kinesis:us-east-1:123456789012:stream/lambda-stream",
 				}
-				env := Envelope{Kind: KindKinesis, EventSourceARN: r.EventSourceARN, Window: &Window{
+				env := StreamRecords(r.EventSourceARN)
+				env.Window = &Window{
 					Start: time.Date(2020, 12, 9, 7, 4, 0, 0, time.UTC), End: time.Date(2020, 12, 9, 7, 6, 0, 0, time.UTC),
 					State: json.RawMessage(`{"1":"state 1","2":"state 2"}`), ShardID: "shardId-000000000006",
-				}}
+				}
 				return env.Append(nil, "", [][]byte{AppendKinesis(nil, &r)})
 			},
 		},
@@ -225,7 +226,7 @@ func goldenCases() []goldenCase {
 			name: "dynamodb", conformance: "dynamodb-event.json",
 			oracle: func() any { return new(events.DynamoDBEvent) },
 			build: func(t testing.TB) []byte {
-				env := Envelope{Kind: KindDynamoDB}
+				env := Records("")
 				return env.Append(nil, "", encodeAll(ddbConformanceRecords(t), AppendDynamoDB))
 			},
 		},
@@ -237,10 +238,11 @@ func goldenCases() []goldenCase {
 				recs[0].UserIdentity = nil
 				recs[0].EventName = "MODIFY"
 				recs[0].OldImage = json.RawMessage(`{"key":{"S":"binary"},"val":{"S":"old"}}`)
-				env := Envelope{Kind: KindDynamoDB, EventSourceARN: recs[0].EventSourceARN, Window: &Window{
+				env := StreamRecords(recs[0].EventSourceARN)
+				env.Window = &Window{
 					Start: time.Date(2020, 12, 9, 7, 4, 0, 0, time.UTC), End: time.Date(2020, 12, 9, 7, 6, 0, 0, time.UTC),
 					ShardID: "shardId-00000001573689847184-864758bb", IsFinalInvokeForWindow: true, IsWindowTerminatedEarly: true,
-				}}
+				}
 				return env.Append(nil, "", encodeAll(recs, AppendDynamoDB))
 			},
 		},
@@ -252,9 +254,8 @@ func goldenCases() []goldenCase {
 				r := KafkaRecord{Topic: "AWSKafkaTopic", Partition: 0, Offset: 0, Timestamp: ms(1595035749700),
 					TimestampType: "CREATE_TIME", Key: k, Value: k,
 					Headers: []KafkaHeader{{Key: "headerKey", Value: []byte{118, 0xDC, 0, 127, 0x80}}}}
-				b := NewBuilder(Envelope{Kind: KindMSK,
-					EventSourceARN:   "arn:aws:kafka:us-west-2:012345678901:cluster/ExampleMSKCluster/e9f754c6-d29a-4430-a7db-958a19fd2c54-4",
-					BootstrapServers: "b-2.demo-cluster-1.a1bcde.c1.kafka.us-east-1.amazonaws.com:9092,b-1.demo-cluster-1.a1bcde.c1.kafka.us-east-1.amazonaws.com:9092"})
+				b := NewBuilder(MSK("arn:aws:kafka:us-west-2:012345678901:cluster/ExampleMSKCluster/e9f754c6-d29a-4430-a7db-958a19fd2c54-4",
+					"b-2.demo-cluster-1.a1bcde.c1.kafka.us-east-1.amazonaws.com:9092,b-1.demo-cluster-1.a1bcde.c1.kafka.us-east-1.amazonaws.com:9092"))
 				b.Add(KafkaGroup(r.Topic, r.Partition), AppendKafka(nil, &r))
 				return b.Bytes()
 			},
@@ -265,7 +266,7 @@ func goldenCases() []goldenCase {
 			name:   "kafka-self-managed",
 			oracle: func() any { return new(events.KafkaEvent) },
 			build: func(t testing.TB) []byte {
-				b := NewBuilder(Envelope{Kind: KindSelfManagedKafka, BootstrapServers: "127.0.0.1:9092,127.0.0.1:9093"})
+				b := NewBuilder(SelfManagedKafka("127.0.0.1:9092,127.0.0.1:9093"))
 				recs := []KafkaRecord{
 					{Topic: "orders", Partition: 1, Offset: 41, Timestamp: ms(1749116692330), Key: []byte("k1"), Value: []byte(`{"a":1}`),
 						Headers: []KafkaHeader{{Key: "h", Value: []byte("\u00eb")}, {Key: "h", Value: nil}}},
@@ -283,7 +284,7 @@ func goldenCases() []goldenCase {
 			// drops them: omitempty), a nil key is left out.
 			name: "kafka-empty",
 			build: func(t testing.TB) []byte {
-				b := NewBuilder(Envelope{Kind: KindSelfManagedKafka, BootstrapServers: "127.0.0.1:9092"})
+				b := NewBuilder(SelfManagedKafka("127.0.0.1:9092"))
 				r := KafkaRecord{Topic: "t", Partition: 3, Offset: 1, Timestamp: ms(1), Key: []byte{}, Value: []byte{}}
 				b.Add(KafkaGroup(r.Topic, r.Partition), AppendKafka(nil, &r))
 				return b.Bytes()
@@ -306,7 +307,7 @@ func goldenCases() []goldenCase {
 					},
 					Data: b64(t, "eyJ0aW1lb3V0IjowLCJkYXRhIjoiQ1pybWYwR3c4T3Y0YnFMUXhENEUifQ=="),
 				}
-				env := Envelope{Kind: KindRabbitMQ, EventSourceARN: "arn:aws:mq:us-west-2:112556298976:broker:test:b-9bcfa592-423a-4942-879d-eb284b418fc8"}
+				env := RabbitMQ("arn:aws:mq:us-west-2:112556298976:broker:test:b-9bcfa592-423a-4942-879d-eb284b418fc8")
 				return env.Append(nil, RabbitMQGroup("test", "/"), [][]byte{AppendRabbitMQ(nil, &m)})
 			},
 		},
@@ -322,7 +323,7 @@ func goldenCases() []goldenCase {
 					Timestamp: ms(1598827811958), BrokerInTime: ms(1598827811958), BrokerOutTime: ms(1598827811959),
 					Properties: []ActiveMQProperty{{"index", "1"}, {"doAlarm", "false"}, {"myCustomProperty", "value"}},
 				}
-				env := Envelope{Kind: KindActiveMQ, EventSourceARN: "arn:aws:mq:us-east-2:111122223333:broker:test:b-9bcfa592-423a-4942-879d-eb284b418fc8"}
+				env := ActiveMQ("arn:aws:mq:us-east-2:111122223333:broker:test:b-9bcfa592-423a-4942-879d-eb284b418fc8")
 				return env.Append(nil, "", [][]byte{AppendActiveMQ(nil, &m)})
 			},
 		},
@@ -331,7 +332,7 @@ func goldenCases() []goldenCase {
 			name: "documentdb",
 			build: func(t testing.TB) []byte {
 				ev := json.RawMessage(`{"_id":{"_data":"0163eeb6e7000000090100000009000041e1"},"clusterTime":{"$timestamp":{"t":1676588775,"i":9}},"documentKey":{"_id":{"$oid":"63eeb6e7d418cd98afb1c1d7"}},"fullDocument":{"_id":{"$oid":"63eeb6e7d418cd98afb1c1d7"},"anyField":"sampleValue"},"ns":{"db":"test_database","coll":"test_collection"},"operationType":"insert"}`)
-				env := Envelope{Kind: KindDocumentDB, EventSourceARN: "arn:aws:rds:us-east-1:123456789012:cluster:canaryclusterb2a659a2-qo5tcmqkcl03"}
+				env := DocumentDB("arn:aws:rds:us-east-1:123456789012:cluster:canaryclusterb2a659a2-qo5tcmqkcl03")
 				return env.Append(nil, "", [][]byte{AppendDocumentDB(nil, ev)})
 			},
 		},

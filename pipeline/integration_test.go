@@ -16,6 +16,7 @@ import (
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/pollers/memsource"
+	"github.com/esmd/esmd/source"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -59,7 +60,8 @@ func TestPipelineAgainstRealRuntimeAndDestination(t *testing.T) {
 		c.DestinationConfig = &esm.DestinationConfig{OnFailure: &esm.Destination{Destination: ptr(dlqArn)}}
 	})
 	r := &Runner{
-		Open:       func(context.Context, *esm.Mapping) (Poller, error) { return log.NewPoller(100), nil },
+		Source:     descriptorFor(esm.SourceKinesis),
+		Open:       func(context.Context, *esm.Mapping) (source.Poller, error) { return log.NewPoller(100), nil },
 		Invoker:    inv,
 		RetryDelay: time.Millisecond, MaxRetryDelay: 10 * time.Millisecond,
 		Destination: func(dest string, m *esm.Mapping) (destination.Sender, error) {

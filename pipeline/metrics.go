@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/source"
 )
 
 // Metrics counts, per mapping, the events AWS reports in its opt-in event
@@ -34,13 +35,13 @@ type Metrics struct {
 // NewMetrics returns an empty Metrics.
 func NewMetrics() *Metrics { return &Metrics{maps: map[string]*mappingMetrics{}} }
 
-// Lagger is implemented by stream pollers: per lane (shard), the
+// Lagger is optionally implemented by a source.Poller: per lane (shard), the
 // IteratorAge, the age of the last record read when it was handed out.
 type Lagger interface {
 	Lag() map[string]time.Duration
 }
 
-// OffsetLagger is implemented by Kafka pollers: per lane (topic-partition),
+// OffsetLagger is optionally implemented by a source.Poller: per lane (topic-partition),
 // the records written to the partition but not yet processed.
 type OffsetLagger interface {
 	OffsetLag() map[string]int64
@@ -74,7 +75,7 @@ type mappingMetrics struct {
 	c      [nCounters]atomic.Int64
 
 	mu     sync.Mutex
-	poller Poller // nil while not running
+	poller source.Poller // nil while not running
 }
 
 func (mm *mappingMetrics) add(i int, n int) {
@@ -99,7 +100,7 @@ func (ms *Metrics) mapping(m *esm.Mapping) *mappingMetrics {
 	return mm
 }
 
-func (mm *mappingMetrics) attach(p Poller) {
+func (mm *mappingMetrics) attach(p source.Poller) {
 	if mm == nil {
 		return
 	}
@@ -108,7 +109,7 @@ func (mm *mappingMetrics) attach(p Poller) {
 	mm.mu.Unlock()
 }
 
-func (mm *mappingMetrics) detach(p Poller) {
+func (mm *mappingMetrics) detach(p source.Poller) {
 	if mm == nil {
 		return
 	}

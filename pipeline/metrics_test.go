@@ -72,7 +72,8 @@ func TestMetricsCountEvents(t *testing.T) {
 	})
 	metrics := NewMetrics()
 	r := &Runner{
-		Open:        func(context.Context, *esm.Mapping) (Poller, error) { return lagPoller{log.NewPoller(7)}, nil },
+		Source:      descriptorFor(esm.SourceKinesis),
+		Open:        func(context.Context, *esm.Mapping) (source.Poller, error) { return lagPoller{log.NewPoller(7)}, nil },
 		Invoker:     inv,
 		Destination: func(string, *esm.Mapping) (destination.Sender, error) { return dest, nil },
 		RetryDelay:  time.Millisecond, MaxRetryDelay: time.Millisecond,
@@ -143,7 +144,7 @@ func TestMetricsCountDeletedForQueues(t *testing.T) {
 		mu.Unlock()
 		return dispatcher.Result{StatusCode: 200, Payload: []byte("null")}, nil
 	})
-	r := &Runner{Open: func(context.Context, *esm.Mapping) (Poller, error) { return log.NewPoller(7), nil }, Invoker: inv, Metrics: metrics}
+	r := &Runner{Source: descriptorFor(esm.SourceSQS), Open: func(context.Context, *esm.Mapping) (source.Poller, error) { return log.NewPoller(7), nil }, Invoker: inv, Metrics: metrics}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -187,10 +188,9 @@ type failingPoller struct {
 	err error
 }
 
-func (p *failingPoller) Poll(context.Context) ([]source.Record, error) { return nil, p.err }
-func (p *failingPoller) Done(context.Context, []source.Record) error   { return nil }
-func (p *failingPoller) Failed(context.Context, []source.Record) error { return nil }
-func (p *failingPoller) Close() error                                  { return nil }
+func (p *failingPoller) Poll(context.Context) ([]source.Record, error)     { return nil, p.err }
+func (p *failingPoller) Ack(context.Context, []source.Record, error) error { return nil }
+func (p *failingPoller) Close() error                                      { return nil }
 
 // A source that refuses the mapping for good (wrong credentials) disables
 // it with the reason, whether Open or a later Poll finds out; any other
@@ -215,7 +215,8 @@ func TestDisableError(t *testing.T) {
 			defer cancel()
 			rep := &disableReporter{cancel: cancel}
 			r := &Runner{
-				Open: func(context.Context, *esm.Mapping) (Poller, error) {
+				Source: descriptorFor(esm.SourceKinesis),
+				Open: func(context.Context, *esm.Mapping) (source.Poller, error) {
 					if tc.open != nil {
 						return nil, tc.open
 					}
@@ -262,7 +263,8 @@ func TestMetricsCountPartialFailures(t *testing.T) {
 	})
 	metrics := NewMetrics()
 	r := &Runner{
-		Open:       func(context.Context, *esm.Mapping) (Poller, error) { return log.NewPoller(7), nil },
+		Source:     descriptorFor(esm.SourceKinesis),
+		Open:       func(context.Context, *esm.Mapping) (source.Poller, error) { return log.NewPoller(7), nil },
 		Invoker:    inv,
 		RetryDelay: time.Millisecond, MaxRetryDelay: time.Millisecond,
 		Metrics: metrics,

@@ -3,11 +3,10 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"slices"
-	"strconv"
 	"time"
 
 	"github.com/esmd/esmd/dispatcher"
+	"github.com/esmd/esmd/internal/backoff"
 	"github.com/esmd/esmd/source"
 )
 
@@ -28,12 +27,12 @@ type Policy struct {
 	Bisect bool
 	// PartialResponses is FunctionResponseTypes [ReportBatchItemFailures].
 	PartialResponses bool
-	// Failures reads a partial batch response and returns the indexes in
-	// recs of the records it reports failed, or an error wrapping
+	// Failures reads a partial batch response and returns the records of
+	// recs it reports failed (nil: none), or an error wrapping
 	// dispatcher.ErrInvalidBatchResponse when the whole batch failed. Nil
 	// reads the SQS/Kinesis/DynamoDB shape, whose itemIdentifier is
-	// Record.ID; KafkaFailures reads Kafka's.
-	Failures func(body []byte, recs []source.Record) ([]int, error)
+	// Record.ID (source.IDFailures); the source's descriptor gives others.
+	Failures func(body []byte, recs []source.Record) (*source.BatchError, error)
 	// RetryDelay is the first delay before a batch is sent again, doubling
 	// up to MaxRetryDelay. Errors before the function ran use it too; a
 	// Retry-After from the endpoint wins when longer.
@@ -167,20 +166,20 @@ func (p *Policy) run(ctx context.Context, u *unit, invoke InvokeFunc, h Handler)
 		u.attempts++
 		u.last = &res
 		failed := err != nil || res.Failed()
-		var bad []int
+		var bad *source.BatchError
 		var perr error
 		if !failed && p.PartialResponses {
 			bad, perr = p.Failures(res.Payload, u.recs)
 		}
 		if err == nil { // a bad batch was reported above
-			attempted(failed || perr != nil || len(bad) > 0)
+			attempted(failed || perr != nil || bad.Len() > 0)
 		}
 		if !failed && p.PartialResponses {
 			switch {
 			case perr != nil:
 				failed = true
-			case len(bad) > 0:
-				k := slices.Min(bad)
+			case bad.Len() > 0:
+				k := bad.Indexes()[0]
 				if err := h.Delivered(ctx, u.recs[:k]); err != nil {
 					return nil, err
 				}
@@ -246,52 +245,6 @@ func (p *Policy) discard(ctx context.Context, u *unit, condition string, h Handl
 	return h.Discarded(ctx, d)
 }
 
-// IDFailures reads the partial batch response of SQS, Kinesis and
-// DynamoDB Streams, whose itemIdentifier is the record's ID.
-func IDFailures(body []byte, recs []source.Record) ([]int, error) {
-	ids := make([]string, len(recs))
-	for i, r := range recs {
-		ids[i] = r.ID
-	}
-	bad, err := dispatcher.ParseBatchResponse(body, ids)
-	if err != nil || len(bad) == 0 {
-		return nil, err
-	}
-	set := make(map[string]bool, len(bad))
-	for _, id := range bad {
-		set[id] = true
-	}
-	var out []int
-	for i, r := range recs {
-		if set[r.ID] {
-			out = append(out, i)
-		}
-	}
-	return out, nil
-}
-
-// KafkaFailures reads Kafka's partial batch response, whose itemIdentifier
-// is {"partition":"<topic>-<n>","offset":<n>}: a record is named by its
-// Group and its Seq (the offset).
-func KafkaFailures(body []byte, recs []source.Record) ([]int, error) {
-	index := make(map[dispatcher.KafkaItem]int, len(recs))
-	for i, r := range recs {
-		off, err := strconv.ParseInt(r.Seq, 10, 64)
-		if err == nil {
-			index[dispatcher.KafkaItem{Partition: r.Group, Offset: off}] = i
-		}
-	}
-	bad, err := dispatcher.ParseKafkaBatchResponse(body, func(k dispatcher.KafkaItem) bool { _, ok := index[k]; return ok })
-	if err != nil || len(bad) == 0 {
-		return nil, err
-	}
-	out := make([]int, len(bad))
-	for i, k := range bad {
-		out[i] = index[k]
-	}
-	return out, nil
-}
-
 func (p *Policy) defaults() {
 	if p.Now == nil {
 		p.Now = time.Now
@@ -300,7 +253,7 @@ func (p *Policy) defaults() {
 		p.Sleep = sleep
 	}
 	if p.Failures == nil {
-		p.Failures = IDFailures
+		p.Failures = source.IDFailures
 	}
 	if p.RetryDelay <= 0 {
 		p.RetryDelay = 100 * time.Millisecond
@@ -310,13 +263,4 @@ func (p *Policy) defaults() {
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+func sleep(ctx context.Context, d time.Duration) error { return backoff.Sleep(ctx, d) }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/esmd/esmd/dispatcher"
+	"github.com/esmd/esmd/pollers/kafka"
 	"github.com/esmd/esmd/source"
 )
 
@@ -278,7 +279,7 @@ func TestKafkaPartialResponse(t *testing.T) {
 	batch := []source.Record{
 		{Group: "orders-0", Seq: "10", ID: "10"}, {Group: "orders-0", Seq: "11", ID: "11"}, {Group: "orders-0", Seq: "12", ID: "12"},
 	}
-	p := Policy{MaxRetryAttempts: 0, PartialResponses: true, Failures: KafkaFailures}
+	p := Policy{MaxRetryAttempts: 0, PartialResponses: true, Failures: kafka.Failures}
 	r := runPolicy(t, p, batch, func([]string, int) (dispatcher.Result, error) {
 		return dispatcher.Result{StatusCode: 200, Payload: []byte(`{"batchItemFailures":[{"itemIdentifier":{"partition":"orders-0","offset":11}}]}`)}, nil
 	})

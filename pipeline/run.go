@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,17 +16,24 @@ import (
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/filter"
+	"github.com/esmd/esmd/internal/backoff"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
 )
 
-// Runner runs the data plane of mappings of one source kind: it implements
-// esm.Runner. Open makes the source's poller; everything after it
-// (filtering, batching, invoking, retries, OnFailure, acknowledgement) is
-// the same for every source.
+// Runner runs the data plane of the mappings of one source: it implements
+// esm.Runner (and esm.SourceChecker when the source has a create-time
+// check). The source's Descriptor says everything that is specific to it;
+// everything after the poller (filtering, batching, invoking, retries,
+// OnFailure, acknowledgement) is the same for every source.
 type Runner struct {
-	// Open starts a poller for a mapping.
-	Open func(ctx context.Context, m *esm.Mapping) (Poller, error)
+	// Source describes the source. Required.
+	Source *source.Descriptor
+	// Env is what the source's Open and Check may use.
+	Env *source.Env
+	// Open, when set, replaces Source.Open (tests run in-memory pollers
+	// through it).
+	Open func(ctx context.Context, m *esm.Mapping) (source.Poller, error)
 	// Invoker calls the function.
 	Invoker dispatcher.Invoker
 	// Destination returns the sender for an OnFailure destination; nil
@@ -47,6 +52,12 @@ type Runner struct {
 	// RetryDelay and MaxRetryDelay bound the backoff between attempts
 	// (defaults 100 ms and 30 s).
 	RetryDelay, MaxRetryDelay time.Duration
+	// DrainTimeout bounds the second phase of a stop (disable, update,
+	// delete, shutdown): polling stops at once, then invocations in flight
+	// may finish and be acknowledged for up to DrainTimeout before they are
+	// cancelled. Retries do not start once the stop began. Default 10 s;
+	// negative cancels at once.
+	DrainTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Metrics, when set, counts the mapping's events and shows its
@@ -54,52 +65,30 @@ type Runner struct {
 	Metrics *Metrics
 }
 
-// Kind returns the payload kind of a mapping's events.
-func Kind(m *esm.Mapping) payload.Kind {
-	switch m.Source {
-	case esm.SourceSQS:
-		return payload.KindSQS
-	case esm.SourceKinesis:
-		return payload.KindKinesis
-	case esm.SourceDynamoDB:
-		return payload.KindDynamoDB
-	case esm.SourceMSK:
-		return payload.KindMSK
-	case esm.SourceKafka:
-		return payload.KindSelfManagedKafka
-	case esm.SourceDocumentDB:
-		return payload.KindDocumentDB
+// CheckSource implements esm.SourceChecker with the source's create-time
+// check.
+func (r *Runner) CheckSource(ctx context.Context, src esm.Source, cfg *esm.Config) error {
+	if r.Source == nil || r.Source.Check == nil || src != r.Source.Source {
+		return nil
 	}
-	return payload.KindRabbitMQ
+	return r.Source.Check(ctx, r.env(), cfg)
 }
 
-// ordered reports whether failures go through the retry policy (streams,
-// Kafka, DocumentDB) rather than back to a broker (SQS, MQ).
-func ordered(k payload.Kind) bool {
-	switch k {
-	case payload.KindSQS, payload.KindRabbitMQ, payload.KindActiveMQ:
-		return false
+func (r *Runner) env() *source.Env {
+	if r.Env != nil {
+		return r.Env
 	}
-	return true
+	return &source.Env{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Flags: map[string][]string{}}
 }
 
-// Envelope returns the envelope of a mapping's events.
-func Envelope(m *esm.Mapping) payload.Envelope {
-	env := payload.Envelope{Kind: Kind(m)}
-	if m.Config.EventSourceArn != nil {
-		env.EventSourceARN = *m.Config.EventSourceArn
-	}
-	if s := m.Config.SelfManagedEventSource; s != nil {
-		env.BootstrapServers = strings.Join(s.Endpoints["KAFKA_BOOTSTRAP_SERVERS"], ",")
-	}
-	return env
-}
-
-// BatchPolicy returns the batching policy of a mapping: AWS's defaults for
-// its kind with the mapping's BatchSize, window, ParallelizationFactor and
+// BatchPolicy returns the batching policy of a mapping: its source's
+// defaults with the mapping's BatchSize, window, ParallelizationFactor and
 // tumbling window.
-func BatchPolicy(m *esm.Mapping) batcher.Policy {
-	p := batcher.DefaultPolicy(Kind(m))
+func BatchPolicy(d *source.Descriptor, m *esm.Mapping) batcher.Policy {
+	p := batcher.Policy{BatchSize: d.Batching.BatchSize, Window: d.Batching.Window, WindowStart: batcher.AfterInvoke}
+	if d.Batching.FromFirstRecord {
+		p.WindowStart = batcher.FirstRecord
+	}
 	c := &m.Config
 	if c.BatchSize != nil {
 		p.BatchSize = int(*c.BatchSize)
@@ -130,13 +119,13 @@ func (r *Runner) RetryPolicy(m *esm.Mapping) Policy {
 	for _, t := range c.FunctionResponseTypes {
 		p.PartialResponses = p.PartialResponses || t == "ReportBatchItemFailures"
 	}
-	if k := Kind(m); k == payload.KindMSK || k == payload.KindSelfManagedKafka {
-		p.Failures = KafkaFailures
-		// KAF-10: with infinite retries and an OnFailure destination,
-		// Lambda caps Kafka retries at 10.
-		if d := c.DestinationConfig; p.MaxRetryAttempts < 0 && d != nil && d.OnFailure != nil &&
-			d.OnFailure.Destination != nil && *d.OnFailure.Destination != "" {
-			p.MaxRetryAttempts = 10
+	p.Failures = source.IDFailures
+	if d := r.Source; d != nil {
+		if d.Failures != nil {
+			p.Failures = d.Failures
+		}
+		if d.MaxRetryAttempts != nil {
+			p.MaxRetryAttempts = d.MaxRetryAttempts(m, p.MaxRetryAttempts)
 		}
 	}
 	return p
@@ -148,11 +137,13 @@ type run struct {
 	m       *esm.Mapping
 	rep     esm.Reporter
 	log     *slog.Logger
-	kind    payload.Kind
+	src     *source.Descriptor
+	stop    context.Context // done when the stop begins: no more retries
+	queue   bool            // Delivery Queue: failures go back to the broker
 	fsrc    filter.Source
 	match   *filter.Matcher
 	batches *batcher.Batcher
-	poller  Poller
+	poller  source.Poller
 	policy  Policy
 	sender  destination.Sender
 	sem     chan struct{}
@@ -199,7 +190,13 @@ func (x *run) invoke(ctx context.Context, size int, build func([]byte) []byte) (
 // (their records are acknowledged only if they finished) and closes the
 // poller.
 func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) error {
-	x := &run{r: r, m: m, rep: rep, kind: Kind(m), fsrc: filter.Source(m.Source.FilterSource()), now: r.Now}
+	if r.Source == nil {
+		return errors.New("pipeline: Runner without a source descriptor")
+	}
+	if err := r.Source.Validate(); err != nil {
+		return err
+	}
+	x := &run{r: r, m: m, rep: rep, src: r.Source, queue: r.Source.Delivery == source.Queue, fsrc: r.Source.Filter, now: r.Now}
 	if x.now == nil {
 		x.now = time.Now
 	}
@@ -222,14 +219,19 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 	if x.match, err = filter.Compile(pats, filter.WithSource(x.fsrc), filter.WithMaxFilters(0)); err != nil {
 		return fmt.Errorf("filter criteria: %w", err)
 	}
-	policy := BatchPolicy(m)
-	if x.batches, err = batcher.New(policy, Envelope(m)); err != nil {
+	policy := BatchPolicy(x.src, m)
+	if x.batches, err = batcher.New(policy, x.src.Envelope(m)); err != nil {
 		return err
 	}
 	x.policy = r.RetryPolicy(m)
 	if d := m.Config.DestinationConfig; d != nil && d.OnFailure != nil && d.OnFailure.Destination != nil && *d.OnFailure.Destination != "" && r.Destination != nil {
 		if x.sender, err = r.Destination(*d.OnFailure.Destination, m); err != nil {
 			return fmt.Errorf("OnFailure destination: %w", err)
+		}
+		// A sender that owns a client (a Kafka producer) is closed with the
+		// pipeline.
+		if c, ok := x.sender.(io.Closer); ok {
+			defer c.Close()
 		}
 	}
 	inflight := r.MaxInFlight
@@ -244,36 +246,49 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 	if maxBuf <= 0 {
 		maxBuf = max(4*policy.BatchSize, 10000)
 	}
-	if x.poller, err = r.Open(ctx, m); err != nil {
+	open := r.Open
+	if open == nil {
+		open = func(ctx context.Context, m *esm.Mapping) (source.Poller, error) { return x.src.Open(ctx, r.env(), m) }
+	}
+	if x.poller, err = open(ctx, m); err != nil {
 		return x.disableOr(ctx, fmt.Errorf("open source: %w", err))
 	}
 	x.mm = r.Metrics.mapping(m)
 	x.mm.attach(x.poller)
 	defer x.mm.detach(x.poller)
 
-	ctx, cancel := context.WithCancel(ctx)
+	// Two contexts make the two-phase stop: stop (ctx, cancelled by the
+	// engine or a loop's error) ends polling, dispatching and retries;
+	// work (cancelled DrainTimeout later) bounds the invocations and
+	// acknowledgements already under way, which may finish in between.
+	stop, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	x.stop = stop
+	x.policy.Sleep = func(_ context.Context, d time.Duration) error { return sleep(stop, d) }
+	var loops, handlers sync.WaitGroup
 	errc := make(chan error, 2)
 	space := make(chan struct{}, 1) // signalled when a batch completes
-	wg.Add(2)
+	loops.Add(2)
 	go func() {
-		defer wg.Done()
-		if err := x.pollLoop(ctx, maxBuf, space); err != nil && ctx.Err() == nil {
+		defer loops.Done()
+		if err := x.pollLoop(stop, maxBuf, space); err != nil && stop.Err() == nil {
 			errc <- err
 			cancel()
 		}
 	}()
 	go func() {
-		defer wg.Done()
-		if err := x.dispatchLoop(ctx, &wg, space); err != nil && ctx.Err() == nil {
+		defer loops.Done()
+		if err := x.dispatchLoop(stop, work, &handlers, space); err != nil && stop.Err() == nil {
 			errc <- err
 			cancel()
 		}
 	}()
-	<-ctx.Done()
+	<-stop.Done()
 	x.batches.Close()
-	wg.Wait()
+	loops.Wait()
+	x.drain(&handlers, cancelWork)
 	cerr := x.poller.Close()
 	if cerr != nil {
 		x.log.Warn("closing the source", "err", cerr)
@@ -284,6 +299,33 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 	default:
 	}
 	return nil
+}
+
+// drain is the second phase of a stop: it waits for the batches in flight
+// to finish and be acknowledged, for up to DrainTimeout, then cancels what
+// is left and waits for it.
+func (x *run) drain(handlers *sync.WaitGroup, cancelWork context.CancelFunc) {
+	d := x.r.DrainTimeout
+	if d == 0 {
+		d = 10 * time.Second
+	}
+	done := make(chan struct{})
+	go func() {
+		handlers.Wait()
+		close(done)
+	}()
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			x.log.Warn("invocations still in flight after the drain timeout are cancelled", "timeout", d)
+		}
+	}
+	cancelWork()
+	<-done
 }
 
 // disableOr returns err, unless it is an *esm.DisableError: then the
@@ -327,10 +369,10 @@ func (x *run) pollLoop(ctx context.Context, maxBuf int, space <-chan struct{}) e
 		// checkpointed past (spec 8.5).
 		if len(dropped) > 0 {
 			x.mm.add(cFilteredOut, len(dropped))
-			if err := x.poller.Done(ctx, dropped); err != nil {
+			if err := x.poller.Ack(ctx, dropped, nil); err != nil {
 				return fmt.Errorf("acknowledge filtered records: %w", err)
 			}
-			if !ordered(x.kind) {
+			if x.queue {
 				x.mm.add(cDeleted, len(dropped))
 			}
 		}
@@ -360,25 +402,28 @@ func (x *run) filter(recs []source.Record) (kept, dropped []source.Record) {
 	return kept, dropped
 }
 
-func (x *run) dispatchLoop(ctx context.Context, wg *sync.WaitGroup, space chan<- struct{}) error {
+// dispatchLoop takes batches from the batcher until stop is done and
+// handles each in its own goroutine (counted in handlers) with the work
+// context.
+func (x *run) dispatchLoop(stop, work context.Context, handlers *sync.WaitGroup, space chan<- struct{}) error {
 	for {
-		bt, err := x.batches.Next(ctx)
+		bt, err := x.batches.Next(stop)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, batcher.ErrClosed) {
+			if stop.Err() != nil || errors.Is(err, batcher.ErrClosed) {
 				return nil
 			}
 			return err
 		}
 		select {
 		case x.sem <- struct{}{}:
-		case <-ctx.Done():
+		case <-stop.Done():
 			return nil
 		}
-		wg.Add(1)
+		handlers.Add(1)
 		go func() {
-			defer wg.Done()
+			defer handlers.Done()
 			defer func() { <-x.sem }()
-			state := x.handle(ctx, bt)
+			state := x.handle(work, bt)
 			if err := x.batches.Done(bt, state); err != nil && !errors.Is(err, batcher.ErrClosed) {
 				x.log.Error("release batch", "err", err)
 			}
@@ -391,13 +436,15 @@ func (x *run) dispatchLoop(ctx context.Context, wg *sync.WaitGroup, space chan<-
 }
 
 // handle takes one batch to its outcome and returns the tumbling-window
-// state for the next invocation of its window (nil without windows).
+// state for the next invocation of its window (nil without windows). ctx
+// is the work context: invocations and acknowledgements use it, and the
+// retry backoff ends when the stop begins (x.stop).
 func (x *run) handle(ctx context.Context, bt *batcher.Batch) []byte {
 	if bt.Oversize {
 		x.oversize(ctx, bt)
 		return nil
 	}
-	if !ordered(x.kind) {
+	if x.queue {
 		x.handleQueue(ctx, bt)
 		return nil
 	}
@@ -428,7 +475,7 @@ func (x *run) handle(ctx context.Context, bt *batcher.Batch) []byte {
 	}
 	h := &streamHandler{x: x, bt: bt}
 	if err := Process(ctx, x.policy, bt.Records, invoke, h); err != nil {
-		return nil // cancelled: the records stay unfinished and are read again
+		return nil // stopped: the records stay unfinished and are read again
 	}
 	if !h.failed {
 		x.rep.ProcessingResult("OK")
@@ -442,14 +489,7 @@ func (x *run) handle(ctx context.Context, bt *batcher.Batch) []byte {
 // mapping's MaximumRetryAttempts; there are no records to route to the
 // OnFailure destination when it gives up.
 func (x *run) windowEnd(ctx context.Context, bt *batcher.Batch) {
-	delay := x.policy.RetryDelay
-	if delay <= 0 {
-		delay = 100 * time.Millisecond
-	}
-	maxDelay := x.policy.MaxRetryDelay
-	if maxDelay <= 0 {
-		maxDelay = 30 * time.Second
-	}
+	bo := backoff.New(x.policy.RetryDelay, x.policy.MaxRetryDelay)
 	for attempt := 1; ; attempt++ {
 		res, err := x.invoke(ctx, bt.Size, bt.AppendEvent)
 		if err == nil && !res.Failed() {
@@ -468,24 +508,10 @@ func (x *run) windowEnd(ctx context.Context, bt *batcher.Batch) {
 			x.log.Warn("window invocation without records failed; giving up", "lane", bt.Lane, "attempts", attempt, "err", why)
 			return
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if bo.Wait(x.stop) != nil {
 			return
-		case <-t.C:
 		}
-		delay = min(delay*2, maxDelay)
 	}
-}
-
-// event builds the invocation event of records of a batch (all of them, or
-// a bisected or partially retried part).
-func (x *run) event(bt *batcher.Batch, recs []source.Record) []byte {
-	if len(recs) == len(bt.Records) {
-		return bt.AppendEvent(make([]byte, 0, bt.Size))
-	}
-	return x.builder(bt, recs).Bytes()
 }
 
 // builder returns a builder holding records of a batch.
@@ -495,6 +521,15 @@ func (x *run) builder(bt *batcher.Batch, recs []source.Record) *payload.Builder 
 		b.Add(recs[i].Group, recs[i].Data)
 	}
 	return b
+}
+
+// event builds the invocation event of records of a batch (all of them, or
+// a bisected or partially retried part).
+func (x *run) event(bt *batcher.Batch, recs []source.Record) []byte {
+	if len(recs) == len(bt.Records) {
+		return bt.AppendEvent(make([]byte, 0, bt.Size))
+	}
+	return x.builder(bt, recs).Bytes()
 }
 
 // streamHandler acknowledges the outcomes of an ordered batch.
@@ -508,7 +543,7 @@ func (h *streamHandler) Delivered(ctx context.Context, recs []source.Record) err
 	if len(recs) == 0 {
 		return nil
 	}
-	return h.x.poller.Done(ctx, recs)
+	return h.x.poller.Ack(ctx, recs, nil)
 }
 
 func (h *streamHandler) Discarded(ctx context.Context, d Discard) error {
@@ -516,7 +551,7 @@ func (h *streamHandler) Discarded(ctx context.Context, d Discard) error {
 	if err := h.x.sendFailure(ctx, h.bt, d); err != nil {
 		return err
 	}
-	return h.x.poller.Done(ctx, d.Records)
+	return h.x.poller.Ack(ctx, d.Records, nil)
 }
 
 // Attempted counts an invocation (pipeline.AttemptReporter).
@@ -540,7 +575,8 @@ func problem(err error) string {
 }
 
 // sendFailure routes discarded records to the OnFailure destination,
-// retrying until it accepts them (records are not done before that).
+// retrying until it accepts them (records are not done before that) or the
+// stop begins.
 func (x *run) sendFailure(ctx context.Context, bt *batcher.Batch, d Discard) error {
 	if x.sender == nil {
 		x.log.Warn("records discarded without an OnFailure destination", "lane", bt.Lane, "condition", d.Condition, "records", len(d.Records))
@@ -548,7 +584,7 @@ func (x *run) sendFailure(ctx context.Context, bt *batcher.Batch, d Discard) err
 		return nil
 	}
 	rec := x.failureRecord(bt, d)
-	delay := 100 * time.Millisecond
+	bo := backoff.New(100*time.Millisecond, 30*time.Second)
 	for {
 		err := x.sender.Send(ctx, rec)
 		if err == nil {
@@ -557,14 +593,9 @@ func (x *run) sendFailure(ctx context.Context, bt *batcher.Batch, d Discard) err
 		}
 		x.log.Warn("OnFailure destination refused a record; retrying", "err", err)
 		x.rep.ProcessingResult("PROBLEM: OnFailure destination: " + err.Error())
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := bo.Wait(x.stop); err != nil {
+			return err
 		}
-		delay = min(delay*2, 30*time.Second)
 	}
 }
 
@@ -582,37 +613,8 @@ func (x *run) failureRecord(bt *batcher.Batch, d Discard) *destination.Record {
 	if d.Last != nil {
 		rec.Response = &destination.ResponseContext{StatusCode: d.Last.StatusCode, ExecutedVersion: d.Last.ExecutedVersion, FunctionError: d.Last.FunctionError}
 	}
-	first, last := d.Records[0], d.Records[len(d.Records)-1]
-	arn := ""
-	if x.m.Config.EventSourceArn != nil {
-		arn = *x.m.Config.EventSourceArn
-	}
-	switch x.kind {
-	case payload.KindKinesis, payload.KindDynamoDB:
-		info := &destination.StreamBatchInfo{ShardID: bt.Lane, StartSequenceNumber: first.Seq, EndSequenceNumber: last.Seq,
-			ApproximateArrivalOfFirstRecord: first.Arrival, ApproximateArrivalOfLastRecord: last.Arrival,
-			BatchSize: len(d.Records), StreamARN: arn}
-		if x.kind == payload.KindKinesis {
-			rec.Kinesis = info
-		} else {
-			rec.DynamoDB = info
-		}
-	case payload.KindMSK, payload.KindSelfManagedKafka:
-		env := Envelope(x.m)
-		info := &destination.KafkaBatchInfo{BatchSize: len(d.Records), EventSourceARN: env.EventSourceARN,
-			BootstrapServers: env.BootstrapServers, PayloadSize: len(rec.Payload)}
-		for _, r := range d.Records {
-			off, _ := strconv.ParseInt(r.Seq, 10, 64)
-			n := len(info.RecordsInfo)
-			if n == 0 || info.RecordsInfo[n-1].Partition != r.Group {
-				info.RecordsInfo = append(info.RecordsInfo, destination.KafkaPartitionInfo{Partition: r.Group,
-					FirstRecordOffset: off, FirstRecordTimestamp: r.Arrival})
-				n++
-			}
-			info.RecordsInfo[n-1].LastRecordOffset = off
-			info.RecordsInfo[n-1].LastRecordTimestamp = r.Arrival
-		}
-		rec.Kafka = info
+	if x.src.FailureInfo != nil {
+		rec.Info = x.src.FailureInfo(x.m, bt.Lane, d.Records, len(rec.Payload))
 	}
 	return rec
 }
@@ -626,8 +628,8 @@ func (x *run) oversize(ctx context.Context, bt *batcher.Batch) {
 		return
 	}
 	x.log.Warn("record larger than the invocation payload limit", "lane", bt.Lane, "id", bt.Records[0].ID, "size", bt.Size)
-	if !ordered(x.kind) {
-		if err := x.poller.Failed(ctx, bt.Records); err != nil {
+	if x.queue {
+		if err := x.poller.Ack(ctx, bt.Records, errOversize); err != nil {
 			x.log.Error("hand back oversize record", "err", err)
 		}
 		return
@@ -636,10 +638,13 @@ func (x *run) oversize(ctx context.Context, bt *batcher.Batch) {
 	if err := x.sendFailure(ctx, bt, d); err != nil {
 		return
 	}
-	if err := x.poller.Done(ctx, bt.Records); err != nil {
+	if err := x.poller.Ack(ctx, bt.Records, nil); err != nil {
 		x.log.Error("acknowledge oversize record", "err", err)
 	}
 }
+
+// errOversize is the outcome of a queue record too big for any invocation.
+var errOversize = errors.New("record larger than the invocation payload limit")
 
 // handleQueue invokes a batch of a queue source once and hands the outcome
 // to the broker: done records are deleted or acked, failed ones come back
@@ -648,53 +653,36 @@ func (x *run) handleQueue(ctx context.Context, bt *batcher.Batch) {
 	res, err := x.invoke(ctx, bt.Size, bt.AppendEvent)
 	n := len(bt.Records)
 	x.mm.add(cInvoked, n)
-	fail := func(recs []source.Record, why string) {
-		x.mm.add(cFailedInvoke, n)
-		x.rep.ProcessingResult("PROBLEM: " + why)
-		if err := x.poller.Failed(ctx, recs); err != nil {
-			x.log.Error("hand back failed records", "err", err)
-		}
-	}
+	var outcome error
 	switch {
 	case err != nil:
-		fail(bt.Records, err.Error())
-		return
+		outcome = err
 	case res.Failed():
-		fail(bt.Records, "Function call failed")
-		return
-	}
-	if x.policy.PartialResponses {
-		bad, perr := IDFailures(res.Payload, bt.Records)
-		if perr != nil {
-			fail(bt.Records, "Function call failed")
-			return
-		}
-		if len(bad) > 0 {
-			set := make(map[int]bool, len(bad))
-			for _, i := range bad {
-				set[i] = true
-			}
-			var ok, failed []source.Record
-			for i, r := range bt.Records {
-				if set[i] {
-					failed = append(failed, r)
-				} else {
-					ok = append(ok, r)
-				}
-			}
-			if err := x.poller.Done(ctx, ok); err != nil {
-				x.log.Error("acknowledge records", "err", err)
-			} else {
-				x.mm.add(cDeleted, len(ok))
-			}
-			fail(failed, "Function call failed")
-			return
+		outcome = source.ErrFailed
+	case x.policy.PartialResponses:
+		be, perr := x.policy.Failures(res.Payload, bt.Records)
+		switch {
+		case perr != nil:
+			outcome = source.ErrFailed
+		case be != nil && be.Len() > 0:
+			outcome = be
 		}
 	}
-	if err := x.poller.Done(ctx, bt.Records); err != nil {
+	if outcome != nil {
+		x.mm.add(cFailedInvoke, n)
+		why := "Function call failed"
+		if err != nil {
+			why = err.Error()
+		}
+		x.rep.ProcessingResult("PROBLEM: " + why)
+	}
+	done, _ := source.Split(bt.Records, outcome)
+	if err := x.poller.Ack(ctx, bt.Records, outcome); err != nil {
 		x.log.Error("acknowledge records", "err", err)
 		return
 	}
-	x.mm.add(cDeleted, len(bt.Records))
-	x.rep.ProcessingResult("OK")
+	x.mm.add(cDeleted, len(done))
+	if outcome == nil {
+		x.rep.ProcessingResult("OK")
+	}
 }

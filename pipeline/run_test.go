@@ -12,7 +12,12 @@ import (
 	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/pollers/dynamodbstreams"
+	"github.com/esmd/esmd/pollers/kafka"
+	"github.com/esmd/esmd/pollers/kinesis"
 	"github.com/esmd/esmd/pollers/memsource"
+	"github.com/esmd/esmd/pollers/sqs"
+	"github.com/esmd/esmd/source"
 	"unsafe"
 )
 
@@ -95,7 +100,8 @@ func ptr[T any](v T) *T { return &v }
 func start(t *testing.T, log *memsource.Log, m *esm.Mapping, inv dispatcher.Invoker, dest destination.Sender) (stop func()) {
 	t.Helper()
 	r := &Runner{
-		Open:       func(context.Context, *esm.Mapping) (Poller, error) { return log.NewPoller(7), nil },
+		Source:     descriptorFor(esm.SourceKinesis),
+		Open:       func(context.Context, *esm.Mapping) (source.Poller, error) { return log.NewPoller(7), nil },
 		Invoker:    inv,
 		RetryDelay: time.Millisecond, MaxRetryDelay: 5 * time.Millisecond,
 	}
@@ -223,12 +229,12 @@ func TestPipelineRoutesExhaustedBatchesToOnFailure(t *testing.T) {
 	// the one holding r-007, whole.
 	r := dest.recs[0]
 	var start, end int
-	fmt.Sscan(r.Kinesis.StartSequenceNumber, &start)
-	fmt.Sscan(r.Kinesis.EndSequenceNumber, &end)
-	if r.Condition != "RetryAttemptsExhausted" || r.ApproximateInvokeCount != 2 || r.Kinesis == nil ||
-		start > 7 || end < 7 || r.Kinesis.BatchSize != end-start+1 || r.Kinesis.StreamARN != streamArn ||
+	fmt.Sscan(kinesisInfo(t, r).StartSequenceNumber, &start)
+	fmt.Sscan(kinesisInfo(t, r).EndSequenceNumber, &end)
+	if r.Condition != "RetryAttemptsExhausted" || r.ApproximateInvokeCount != 2 || r.Info == nil ||
+		start > 7 || end < 7 || kinesisInfo(t, r).BatchSize != end-start+1 || kinesisInfo(t, r).StreamARN != streamArn ||
 		r.Response == nil || r.Response.FunctionError != "Unhandled" || r.FunctionARN != m.FunctionArn {
-		t.Errorf("record %+v %+v", r, r.Kinesis)
+		t.Errorf("record %+v %+v", r, r.Info)
 	}
 }
 
@@ -265,7 +271,7 @@ func TestPipelineBisectIsolatesOneRecord(t *testing.T) {
 	eventually(t, "checkpoint at the end", func() bool { return log.Checkpoint("lane-0") == 4 })
 	dest.mu.Lock()
 	defer dest.mu.Unlock()
-	if len(dest.recs) != 1 || dest.recs[0].Kinesis.BatchSize != 1 || dest.recs[0].Kinesis.StartSequenceNumber != "3" {
+	if len(dest.recs) != 1 || kinesisInfo(t, dest.recs[0]).BatchSize != 1 || kinesisInfo(t, dest.recs[0]).StartSequenceNumber != "3" {
 		t.Fatalf("OnFailure records %+v", dest.recs)
 	}
 }
@@ -299,7 +305,6 @@ func TestPipelineRestartDeliversAtLeastOnce(t *testing.T) {
 }
 
 func TestRetryPolicyFromMapping(t *testing.T) {
-	r := &Runner{}
 	dest := &esm.DestinationConfig{OnFailure: &esm.Destination{Destination: ptr("kafka://dlq")}}
 	cases := []struct {
 		name  string
@@ -317,6 +322,7 @@ func TestRetryPolicyFromMapping(t *testing.T) {
 	for _, tc := range cases {
 		m := mapping(func(c *esm.Config) { c.MaximumRetryAttempts = ptr(tc.retry); c.DestinationConfig = tc.dest })
 		m.Source = tc.src
+		r := &Runner{Source: descriptorFor(tc.src)}
 		if got := r.RetryPolicy(m).MaxRetryAttempts; got != tc.want {
 			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
 		}
@@ -506,7 +512,7 @@ func TestPipelineReusesEventsWithReleasingInvoker(t *testing.T) {
 	}
 	dest.mu.Lock()
 	defer dest.mu.Unlock()
-	if len(dest.recs) != 1 || dest.recs[0].Kinesis.BatchSize != 1 || dest.recs[0].Kinesis.StartSequenceNumber != "13" {
+	if len(dest.recs) != 1 || kinesisInfo(t, dest.recs[0]).BatchSize != 1 || kinesisInfo(t, dest.recs[0]).StartSequenceNumber != "13" {
 		t.Fatalf("OnFailure records %+v", dest.recs)
 	}
 	inv.mu.Lock()
@@ -514,4 +520,31 @@ func TestPipelineReusesEventsWithReleasingInvoker(t *testing.T) {
 	if inv.reused == 0 {
 		t.Fatalf("no event memory was reused over %d invocations", len(inv.seen))
 	}
+}
+
+// descriptorFor returns the real descriptor of a source, so that the
+// pipeline is tested with what each source tells it (envelope, delivery,
+// partial responses, OnFailure batch info, retry limits).
+func descriptorFor(src esm.Source) *source.Descriptor {
+	switch src {
+	case esm.SourceSQS:
+		return sqs.Descriptor()
+	case esm.SourceKafka:
+		return kafka.SelfManagedDescriptor()
+	case esm.SourceMSK:
+		return kafka.MSKDescriptor()
+	case esm.SourceDynamoDB:
+		return dynamodbstreams.Descriptor()
+	}
+	return kinesis.Descriptor()
+}
+
+// kinesisInfo returns the KinesisBatchInfo of an OnFailure record.
+func kinesisInfo(t *testing.T, r *destination.Record) *destination.StreamBatchInfo {
+	t.Helper()
+	info, ok := r.Info.(*destination.StreamBatchInfo)
+	if !ok || info.Member != destination.KinesisBatchInfo {
+		t.Fatalf("OnFailure record without KinesisBatchInfo: %+v", r.Info)
+	}
+	return info
 }

@@ -1,10 +1,21 @@
-// Package source is the contract between pollers and the rest of the data
-// plane: the Record a poller hands out, already encoded as the JSON element
-// AWS puts in the function's event, with what the core needs to batch,
-// order, retry, checkpoint and acknowledge it.
+// Package source is the contract between a source (one package under
+// pollers/) and the rest of the data plane. It holds:
 //
-// A poller never needs to know about batching, invoking or retries, and the
-// core never needs to know how a source acknowledges.
+//   - Record, what a poller hands out: one source record already encoded as
+//     the JSON element AWS puts in the function's event, with what the core
+//     needs to batch, order, retry and acknowledge it;
+//   - Poller, how the pipeline reads records and reports their outcome
+//     (Ack, with per-record failures as one *BatchError value, in the style
+//     of benthos's batch.Error);
+//   - Descriptor, everything the core needs to know about a source: its
+//     event envelope, filter decoding, AWS's default batching, how a partial
+//     batch response names records, its OnFailure batch info, its
+//     create-time check, and how a mapping becomes a poller;
+//   - Tracker, stream checkpoints over out-of-order completion.
+//
+// A poller never knows about batching, invoking or retries, and the core
+// never knows how a source acknowledges or what its kind is: it asks the
+// Descriptor.
 package source
 
 import "time"

@@ -14,8 +14,8 @@ import (
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/payload"
-	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/memsource"
+	"github.com/esmd/esmd/source"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -32,14 +32,13 @@ func TestServeRunsMappingsEndToEnd(t *testing.T) {
 	log := memsource.NewLog(2)
 	// Stand memsource in for the Kinesis poller (and its stream check) for
 	// this test only.
-	prevPoller, prevRunner := sourcePollers[esm.SourceKinesis], sourceRunners[esm.SourceKinesis]
-	sourcePollers[esm.SourceKinesis] = func(context.Context, *SourceEnv, *esm.Mapping) (pipeline.Poller, error) {
-		return log.NewPoller(50), nil
-	}
-	delete(sourceRunners, esm.SourceKinesis)
-	defer func() { sourcePollers[esm.SourceKinesis], sourceRunners[esm.SourceKinesis] = prevPoller, prevRunner }()
-
 	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	for _, d := range c.sources {
+		if d.Source == esm.SourceKinesis {
+			d.Check = nil
+			d.Open = func(context.Context, *source.Env, *esm.Mapping) (source.Poller, error) { return log.NewPoller(50), nil }
+		}
+	}
 	c.dataDir = t.TempDir()
 	c.invokeMode = "rie"
 	c.lambdaEndpoint = rie

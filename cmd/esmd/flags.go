@@ -8,6 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/esmd/esmd/source"
 )
 
 // common holds the flags serve and run share.
@@ -25,14 +28,13 @@ type common struct {
 	functionCheck  string
 	maxFilters     int
 	secretsFile    string
-	// source holds the flags source files add (see sourceFlags).
+	drainTimeout   time.Duration
+	// sources are the sources this esmd reads (sources()).
+	sources []*source.Descriptor
+	// source holds the values of the flags the sources add
+	// (source.Descriptor.Flags), by name.
 	source map[string]*listFlag
 }
-
-// sourceFlags lets a source's own file in this package add repeatable
-// string flags (for example --mq-broker ARN=amqp://host:port): name and
-// usage. Their values reach the source's Opener in SourceEnv.Flags.
-var sourceFlags []struct{ name, usage string }
 
 // listFlag is a repeatable string flag.
 type listFlag []string
@@ -56,11 +58,18 @@ func newCommon(name string, out io.Writer, defaultAddr string) *common {
 	fs.StringVar(&c.functionCheck, "function-check", "auto", "look functions up with GetFunction on create: always, never, or auto (when a Lambda endpoint or AWS credentials are configured)")
 	fs.IntVar(&c.maxFilters, "max-filters", 5, "FilterCriteria filters allowed per mapping (AWS: 5, up to 10 with a quota increase)")
 	fs.StringVar(&c.secretsFile, "secrets-file", "", "JSON object from secret ARN to the secret's fields ({\"username\": ..., \"password\": ...}), answering for AWS Secrets Manager")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "when a mapping stops (disable, update, delete, shutdown): how long invocations in flight may finish and be acknowledged before they are cancelled")
+	c.sources = sources()
 	c.source = map[string]*listFlag{}
-	for _, f := range sourceFlags {
-		v := &listFlag{}
-		c.source[f.name] = v
-		fs.Var(v, f.name, f.usage)
+	for _, d := range c.sources {
+		for _, f := range d.Flags {
+			if c.source[f.Name] != nil {
+				continue // a flag several sources share (MSK and self-managed Kafka)
+			}
+			v := &listFlag{}
+			c.source[f.Name] = v
+			fs.Var(v, f.Name, f.Usage)
+		}
 	}
 	return c
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/esmd/esmd/filter"
 	"github.com/esmd/esmd/internal/awsconfig"
 	"github.com/esmd/esmd/pipeline"
+	"github.com/esmd/esmd/source"
 )
 
 var errHelp = errors.New("help")
@@ -67,7 +68,7 @@ func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Eng
 		esm.WithStore(store),
 		esm.WithLogger(log),
 		esm.WithMaxFilters(c.maxFilters),
-		esm.WithPatternValidator(compilePatterns),
+		esm.WithPatternValidator(patternValidator(c.sources)),
 	}
 	check := c.functionCheck == "always" || c.functionCheck == "auto" && c.invokeMode == "aws" && c.lambdaEndpointConfigured()
 	if check {
@@ -167,12 +168,24 @@ func (f *functionChecker) FunctionExists(ctx context.Context, arn string) (bool,
 	return err == nil, err
 }
 
-// compilePatterns validates FilterCriteria patterns with the filter
-// package, including the source's create-time checks; the engine enforces
-// the filter-count quota itself (--max-filters).
-func compilePatterns(src esm.Source, p []string) error {
-	_, err := filter.Compile(p, filter.WithSource(filter.Source(src.FilterSource())), filter.WithMaxFilters(0))
-	return err
+// patternValidator validates FilterCriteria patterns with the filter
+// package, including the source's create-time checks, with the record
+// layout its descriptor names (a source without one is matched by its
+// name); the engine enforces the filter-count quota itself (--max-filters).
+func patternValidator(sources []*source.Descriptor) func(src esm.Source, p []string) error {
+	return func(src esm.Source, p []string) error {
+		fs, err := filter.ParseSource(string(src))
+		if err != nil {
+			return err
+		}
+		for _, d := range sources {
+			if d.Source == src {
+				fs = d.Filter
+			}
+		}
+		_, err = filter.Compile(p, filter.WithSource(fs), filter.WithMaxFilters(0))
+		return err
+	}
 }
 
 // withMetrics serves GET /metrics (the mappings' event counts and lane

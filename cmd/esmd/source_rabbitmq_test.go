@@ -27,6 +27,8 @@ import (
 
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
+	"github.com/esmd/esmd/pollers/rabbitmq"
+	"github.com/esmd/esmd/source"
 )
 
 // TestServeRabbitMQEndToEnd drives esmd serve as a user does, with a real
@@ -602,7 +604,7 @@ func TestDescribeBroker(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	env, err := rabbitmqEnv(&SourceEnv{AWS: testenv.AWSConfig(srv.URL), Flags: map[string][]string{}})
+	env, err := rabbitmq.EnvFor(&source.Env{AWS: testenv.AWSConfig(srv.URL), Flags: map[string][]string{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -618,7 +620,7 @@ func TestDescribeBroker(t *testing.T) {
 		t.Error("missing broker: no error")
 	}
 	// --mq-broker wins over DescribeBroker.
-	env, err = rabbitmqEnv(&SourceEnv{AWS: testenv.AWSConfig(srv.URL), Flags: map[string][]string{
+	env, err = rabbitmq.EnvFor(&source.Env{AWS: testenv.AWSConfig(srv.URL), Flags: map[string][]string{
 		"mq-broker": {"arn:aws:mq:us-east-1:000000000000:broker:rabbit:b-rabbit=amqp://127.0.0.1:5672"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -628,7 +630,7 @@ func TestDescribeBroker(t *testing.T) {
 	if err != nil || cfg.URL != "amqp://127.0.0.1:5672" || cfg.VHost != "/" || cfg.Queue != "q" {
 		t.Errorf("config %+v, %v", cfg, err)
 	}
-	if _, err := rabbitmqEnv(&SourceEnv{Flags: map[string][]string{"mq-broker": {"arn=ssl://activemq:61617"}}}); err == nil {
+	if _, err := rabbitmq.EnvFor(&source.Env{Flags: map[string][]string{"mq-broker": {"arn=ssl://activemq:61617"}}}); err == nil {
 		t.Error("an ActiveMQ endpoint in --mq-broker is accepted")
 	}
 }

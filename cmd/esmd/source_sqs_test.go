@@ -29,6 +29,7 @@ import (
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pipeline"
 	sqspoller "github.com/esmd/esmd/pollers/sqs"
+	"github.com/esmd/esmd/source"
 )
 
 // sqsQueue creates a queue on fauxqs and returns its URL and ARN.
@@ -384,27 +385,23 @@ func TestServeSQSEndToEnd(t *testing.T) {
 
 // TestCreateRefusesMissingQueue: CreateEventSourceMapping on a queue that
 // does not exist answers AWS's 400 (test_esm_with_not_existing_sqs_queue),
-// through the API, with the SQS runner sqsRunner builds (as serve's
-// dataPlane does); an existing queue is accepted.
+// through the API, with the pipeline Runner of the SQS descriptor (as
+// serve's dataPlane builds it); an existing queue is accepted.
 func TestCreateRefusesMissingQueue(t *testing.T) {
 	testenv.Skip(t)
 	fq := testenv.FauxQS(t)
 	cfg := testenv.AWSConfig(fq)
 	_, arn := sqsQueue(t, sqs.NewFromConfig(cfg), "exists", nil)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	env := &SourceEnv{AWS: cfg, Log: log}
-	r, err := sqsRunner(&pipeline.Runner{
-		Open: func(ctx context.Context, m *esm.Mapping) (pipeline.Poller, error) { return openSQS(ctx, env, m) },
+	env := &source.Env{AWS: cfg, Log: log}
+	r := &pipeline.Runner{Source: sqspoller.Descriptor(), Env: env,
 		Invoker: dispatcher.InvokerFunc(func(context.Context, string, []byte) (dispatcher.Result, error) {
 			return dispatcher.Result{StatusCode: 200}, nil
 		}),
-	}, env)
-	if err != nil {
-		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	e, err := esm.New(ctx, esm.WithRunner(esm.SourceSQS, r), esm.WithPatternValidator(compilePatterns))
+	e, err := esm.New(ctx, esm.WithRunner(esm.SourceSQS, r), esm.WithPatternValidator(patternValidator(sources())))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/esmd/esmd/internal/ddbstreams"
 	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/dynamodbstreams"
+	"github.com/esmd/esmd/source"
 )
 
 // The benchmarks run on the in-repo DynamoDB Streams server, in the
@@ -157,7 +158,7 @@ func runPipeline(b *testing.B, c *ddbs.Client, arn, uuid string, interval time.D
 	m := &esm.Mapping{UUID: uuid, FunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:function",
 		Source: esm.SourceDynamoDB, Config: esm.Config{EventSourceArn: &arn, BatchSize: aws.Int64(100),
 			ParallelizationFactor: aws.Int64(1), StartingPosition: aws.String("TRIM_HORIZON")}}
-	r := &pipeline.Runner{Invoker: inv, Open: func(ctx context.Context, m *esm.Mapping) (pipeline.Poller, error) {
+	r := &pipeline.Runner{Source: dynamodbstreams.Descriptor(), Invoker: inv, Open: func(ctx context.Context, m *esm.Mapping) (source.Poller, error) {
 		return dynamodbstreams.New(ctx, c, dynamodbstreams.Config{StreamARN: arn, Mapping: m.UUID, Positions: st,
 			EmptyWait: 10 * time.Millisecond, MaxWait: 50 * time.Millisecond, CheckpointInterval: interval})
 	}}

@@ -2,47 +2,87 @@ package dynamodbstreams
 
 import (
 	"context"
-	"net/http"
+	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddbs "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
+	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/esm"
-	"github.com/esmd/esmd/pipeline"
+	"github.com/esmd/esmd/filter"
+	"github.com/esmd/esmd/payload"
+	"github.com/esmd/esmd/pollers/stream"
+	"github.com/esmd/esmd/source"
 )
 
-// StreamNotFoundMessage is the message of the InvalidParameterValueException
-// AWS answers CreateEventSourceMapping with when the stream does not exist
-// (test_esm_with_not_existing_dynamodb_stream): "Stream not found: " and
-// the EventSourceArn.
-const StreamNotFoundMessage = "Stream not found: "
+// StreamNotFoundMessage is the message AWS refuses a mapping of a stream
+// that does not exist with, followed by the EventSourceArn.
+const StreamNotFoundMessage = stream.StreamNotFoundMessage
 
-// Runner is the pipeline Runner of DynamoDB Streams mappings with the
-// check AWS makes when a mapping is created: it implements
-// esm.SourceChecker.
-type Runner struct {
-	*pipeline.Runner
-	// AWS is the SDK configuration the stream is looked up with.
-	AWS aws.Config
+// Descriptor describes DynamoDB Streams to the pipeline: Records events,
+// ordered shards, BatchSize 100 with no window by default,
+// DDBStreamBatchInfo, and the create-time "Stream not found" check.
+func Descriptor() *source.Descriptor {
+	return &source.Descriptor{
+		Source:   esm.SourceDynamoDB,
+		Delivery: source.Ordered,
+		Envelope: func(m *esm.Mapping) payload.Envelope {
+			arn := ""
+			if m.Config.EventSourceArn != nil {
+				arn = *m.Config.EventSourceArn
+			}
+			return payload.StreamRecords(arn)
+		},
+		Filter:      filter.SourceDynamoDB,
+		Batching:    source.Batching{BatchSize: 100},
+		FailureInfo: stream.FailureInfo(destination.DDBStreamBatchInfo, true),
+		Check:       check,
+		Open: func(ctx context.Context, env *source.Env, m *esm.Mapping) (source.Poller, error) {
+			c, err := ConfigFor(env, m)
+			if err != nil {
+				return nil, err
+			}
+			return Open(ctx, env.AWS, c)
+		},
+		Flags: []source.Flag{
+			{Name: "dynamodb-checkpoint-interval", Usage: "coalesce DynamoDB Streams checkpoint writes: the latest position of each shard is written at most once per `duration` (default 100ms); 0 writes each one before the batch is released"},
+		},
+	}
 }
 
-// CheckSource implements esm.SourceChecker: a stream that does not exist
-// refuses the mapping with AWS's 400 and message. Other failures do not
-// refuse it: the poller retries them.
-func (r *Runner) CheckSource(ctx context.Context, src esm.Source, cfg *esm.Config) error {
-	if src != esm.SourceDynamoDB || cfg.EventSourceArn == nil {
-		return nil
+// ConfigFor translates a mapping into the poller's configuration. The
+// stream's endpoint comes from the SDK configuration
+// (AWS_ENDPOINT_URL_DYNAMODB_STREAMS, AWS_ENDPOINT_URL); checkpoints live
+// in the embedded store, beside the mapping.
+func ConfigFor(env *source.Env, m *esm.Mapping) (Config, error) {
+	if m.Config.EventSourceArn == nil {
+		return Config{}, fmt.Errorf("dynamodbstreams: mapping %s has no EventSourceArn", m.UUID)
 	}
-	arn := *cfg.EventSourceArn
-	if _, _, err := ParseARN(arn); err != nil {
-		return nil // the engine validated the ARN's shape already
+	if env.Store == nil {
+		return Config{}, fmt.Errorf("dynamodbstreams: no checkpoint store")
 	}
-	_, err := NewClient(r.AWS, arn).DescribeStream(ctx, &ddbs.DescribeStreamInput{StreamArn: aws.String(arn), Limit: aws.Int32(1)})
-	if IsStreamNotFound(err) {
-		return &esm.Error{Type: esm.ErrTypeInvalidParameterValue, Status: http.StatusBadRequest, Message: StreamNotFoundMessage + arn}
+	c := Config{StreamARN: *m.Config.EventSourceArn, Mapping: m.UUID, Positions: env.Store, Log: env.Log}
+	if m.Config.StartingPosition != nil {
+		c.StartingPosition = *m.Config.StartingPosition
 	}
-	if err != nil && r.Log != nil {
-		r.Log.Warn("dynamodbstreams: could not check that the stream exists; the mapping is accepted", "stream", arn, "err", err)
+	var err error
+	if c.CheckpointInterval, err = stream.CheckpointInterval(env, "dynamodb-checkpoint-interval"); err != nil {
+		return Config{}, fmt.Errorf("dynamodbstreams: %w", err)
 	}
-	return nil
+	if c.MaxPending = stream.MaxPending(m); c.MaxPending > 0 {
+		c.Limit = min(c.MaxPending, 1000)
+	}
+	return c, nil
+}
+
+// check refuses a mapping of a stream that does not exist, with AWS's 400
+// and message.
+func check(ctx context.Context, env *source.Env, cfg *esm.Config) error {
+	return stream.Check(ctx, env, cfg, func(ctx context.Context, arn string) error {
+		if _, _, err := ParseARN(arn); err != nil {
+			return nil // the engine validated the ARN's shape already
+		}
+		_, err := NewClient(env.AWS, arn).DescribeStream(ctx, &ddbs.DescribeStreamInput{StreamArn: aws.String(arn), Limit: aws.Int32(1)})
+		return err
+	}, IsStreamNotFound)
 }

@@ -99,7 +99,7 @@ func ParseARN(arn string) (table, region string, err error) {
 	return table, parts[3], nil
 }
 
-// Poller reads one mapping's stream. It implements pipeline.Poller and
+// Poller reads one mapping's stream. It implements source.Poller (half of Ack) and
 // Lag (IteratorAge by shard: the age of the last record read).
 type Poller struct {
 	*stream.Poller

@@ -15,7 +15,6 @@ import (
 	"github.com/esmd/esmd/checkpoint"
 	"github.com/esmd/esmd/internal/ddbstreams"
 	"github.com/esmd/esmd/internal/testenv"
-	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/dynamodbstreams"
 	"github.com/esmd/esmd/pollers/pollertest"
 	"github.com/esmd/esmd/source"
@@ -100,7 +99,7 @@ func open(t *testing.T, c *ddbs.Client, cfg dynamodbstreams.Config) *dynamodbstr
 }
 
 // pollN polls until n records came, failing after a generous deadline.
-func pollN(t *testing.T, p pipeline.Poller, n int) []source.Record {
+func pollN(t *testing.T, p source.Poller, n int) []source.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -123,7 +122,7 @@ func TestConformance(t *testing.T) {
 			arn := newStream(t, s, 2)
 			st := openStore(t)
 			return pollertest.Source{
-				Open: func(t *testing.T) pipeline.Poller {
+				Open: func(t *testing.T) source.Poller {
 					return open(t, c, dynamodbstreams.Config{StreamARN: arn, Positions: st})
 				},
 				Produce: func(t *testing.T, key, b string) { put(t, s, arn, key, b) },

@@ -134,8 +134,8 @@ func runMember(t *testing.T, fn http.Handler, m *esm.Mapping, name string, tune 
 	}
 	mm := *m
 	mm.FunctionArn = "arn:aws:lambda:us-east-1:000000000000:function:" + name
-	r := &pipeline.Runner{Invoker: inv, RetryDelay: time.Millisecond, MaxRetryDelay: 10 * time.Millisecond,
-		Open: func(ctx context.Context, _ *esm.Mapping) (pipeline.Poller, error) { return New(ctx, cfg) }}
+	r := &pipeline.Runner{Source: SelfManagedDescriptor(), Invoker: inv, RetryDelay: time.Millisecond, MaxRetryDelay: 10 * time.Millisecond,
+		Open: func(ctx context.Context, _ *esm.Mapping) (source.Poller, error) { return New(ctx, cfg) }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, &mm, &reporter{}) }()

@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/esmd/esmd/internal/testenv"
-	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/pollertest"
 	"github.com/esmd/esmd/source"
 )
@@ -122,7 +121,7 @@ func TestConformance(t *testing.T) {
 			topic := newTopic(t, s, 3)
 			prod := client(t, s, kgo.DefaultProduceTopic(topic))
 			return pollertest.Source{
-				Open: func(t *testing.T) pipeline.Poller {
+				Open: func(t *testing.T) source.Poller {
 					return open(t, Config{Seeds: s, Topics: []string{topic}, Group: topic + ".group"})
 				},
 				Produce: func(t *testing.T, key, body string) {

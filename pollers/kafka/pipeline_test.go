@@ -18,6 +18,7 @@ import (
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pipeline"
+	"github.com/esmd/esmd/source"
 )
 
 // recorder wraps the real invoker and keeps every event the function got.
@@ -90,8 +91,8 @@ func TestPipelineOnFailureToKafkaTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.CommitInterval = 50 * time.Millisecond
-	r := &pipeline.Runner{
-		Open:       func(ctx context.Context, _ *esm.Mapping) (pipeline.Poller, error) { return New(ctx, cfg) },
+	r := &pipeline.Runner{Source: SelfManagedDescriptor(),
+		Open:       func(ctx context.Context, _ *esm.Mapping) (source.Poller, error) { return New(ctx, cfg) },
 		Invoker:    rec,
 		RetryDelay: time.Millisecond, MaxRetryDelay: 10 * time.Millisecond,
 		Destination: func(d string, m *esm.Mapping) (destination.Sender, error) {
@@ -217,8 +218,8 @@ func TestPipelinePartialBatchResponse(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.CommitInterval = 50 * time.Millisecond
-	r := &pipeline.Runner{Invoker: rec, RetryDelay: time.Millisecond, MaxRetryDelay: 10 * time.Millisecond,
-		Open: func(ctx context.Context, _ *esm.Mapping) (pipeline.Poller, error) { return New(ctx, cfg) }}
+	r := &pipeline.Runner{Source: SelfManagedDescriptor(), Invoker: rec, RetryDelay: time.Millisecond, MaxRetryDelay: 10 * time.Millisecond,
+		Open: func(ctx context.Context, _ *esm.Mapping) (source.Poller, error) { return New(ctx, cfg) }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, m, &reporter{}) }()

@@ -82,7 +82,7 @@ type Config struct {
 }
 
 // Poller reads a mapping's topics as a member of its consumer group. It
-// implements pipeline.Poller; Failed is never called for Kafka (an ordered
+// implements source.Poller (half of Ack); Failed is never called for Kafka (an ordered
 // source) and is a no-op.
 //
 // Records fetched by kgo are held by the poller and handed to the pipeline
@@ -282,7 +282,7 @@ func startOffset(pos string, ts time.Time) (kgo.Offset, error) {
 // producing to a kafka:// OnFailure destination in the same cluster).
 func (p *Poller) Client() *kgo.Client { return p.cl }
 
-// Poll implements pipeline.Poller: it returns the next records of the
+// Poll implements source.Poller (half of Ack): it returns the next records of the
 // partitions this member owns, each partition in offset order, and never
 // more than Config.MaxOutstanding unfinished records of a partition. It
 // blocks while there is nothing to hand out.
@@ -572,7 +572,15 @@ func (p *Poller) OffsetLag() map[string]int64 {
 	return out
 }
 
-// Done implements pipeline.Poller: the partition's commit mark moves to
+// Ack implements source.Poller: finished records move their partition's
+// commit mark (Done). Kafka is an ordered source: the pipeline retries or
+// discards failed records itself, and a failure outcome leaves them
+// uncommitted.
+func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) error {
+	return source.AckSplit(ctx, recs, outcome, p.Done, nil)
+}
+
+// Done implements source.Poller (half of Ack): the partition's commit mark moves to
 // just after the last record such that it and every record before it are
 // done. The commit itself follows within CommitInterval. Records of an
 // assignment that is gone (revoked, lost) are ignored: the new owner
@@ -612,7 +620,7 @@ func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 	return nil
 }
 
-// Failed implements pipeline.Poller. Kafka is an ordered source: the
+// Failed implements source.Poller (half of Ack). Kafka is an ordered source: the
 // pipeline retries or discards failed records itself and never calls it.
 func (p *Poller) Failed(ctx context.Context, recs []source.Record) error { return nil }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/payload"
-	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/source"
 )
 
@@ -40,7 +39,7 @@ func TestRecordShape(t *testing.T) {
 	recs := pollN(t, p, 2, 20*time.Second)
 
 	m := &esm.Mapping{Source: esm.SourceMSK, Config: esm.Config{EventSourceArn: ptr("arn:aws:kafka:us-east-1:000000000000:cluster/c/1")}}
-	b := payload.NewBuilder(pipeline.Envelope(m))
+	b := payload.NewBuilder(envelope(m))
 	for _, r := range recs {
 		b.Add(r.Group, r.Data)
 	}

@@ -156,7 +156,7 @@ func esmdRun(t *testing.T, s []string, inv dispatcher.Invoker, n, batch int) flo
 	}
 	var finished atomic.Int64
 	all := make(chan struct{})
-	r := &pipeline.Runner{Invoker: inv, Open: func(ctx context.Context, _ *esm.Mapping) (pipeline.Poller, error) {
+	r := &pipeline.Runner{Source: SelfManagedDescriptor(), Invoker: inv, Open: func(ctx context.Context, _ *esm.Mapping) (source.Poller, error) {
 		p, err := New(ctx, cfg)
 		if err != nil {
 			return nil, err
@@ -196,7 +196,7 @@ func plainLoop(t *testing.T, s []string, inv dispatcher.Invoker, n, batch int) f
 	var closeOnce sync.Once
 	chans := map[int32]chan []*kgo.Record{}
 	var wg sync.WaitGroup
-	env := payload.Envelope{Kind: payload.KindSelfManagedKafka, BootstrapServers: s[0]}
+	env := payload.SelfManagedKafka(s[0])
 	for pt := range int32(8) {
 		// A few fetches per partition, like kgo's own buffering: reading
 		// the whole topic into memory ahead of the invokes costs more

@@ -20,6 +20,7 @@ import (
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/kinesis"
+	"github.com/esmd/esmd/source"
 )
 
 // The benchmarks run on kinesalite (testenv.Kinesalite), about ten times
@@ -167,7 +168,7 @@ func runPipeline(b *testing.B, c *awskinesis.Client, arn, uuid string, interval 
 	m := &esm.Mapping{UUID: uuid, FunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:function",
 		Source: esm.SourceKinesis, Config: esm.Config{EventSourceArn: &arn, BatchSize: aws.Int64(100),
 			ParallelizationFactor: aws.Int64(1), StartingPosition: aws.String("TRIM_HORIZON")}}
-	r := &pipeline.Runner{Invoker: inv, Open: func(ctx context.Context, m *esm.Mapping) (pipeline.Poller, error) {
+	r := &pipeline.Runner{Source: kinesis.Descriptor(), Invoker: inv, Open: func(ctx context.Context, m *esm.Mapping) (source.Poller, error) {
 		return kinesis.New(ctx, c, kinesis.Config{StreamARN: arn, Mapping: m.UUID, Positions: st,
 			EmptyWait: 10 * time.Millisecond, MaxWait: 50 * time.Millisecond, CheckpointInterval: interval})
 	}}

@@ -2,51 +2,100 @@ package kinesis
 
 import (
 	"context"
-	"net/http"
+	"fmt"
+	"math"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
 
+	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/esm"
-	"github.com/esmd/esmd/pipeline"
+	"github.com/esmd/esmd/filter"
+	"github.com/esmd/esmd/payload"
+	"github.com/esmd/esmd/pollers/stream"
+	"github.com/esmd/esmd/source"
 )
 
-// StreamNotFoundMessage is the message of the InvalidParameterValueException
-// AWS answers CreateEventSourceMapping with when the stream does not exist
-// (test_esm_with_not_existing_kinesis_stream): "Stream not found: " and the
-// EventSourceArn.
-const StreamNotFoundMessage = "Stream not found: "
+// StreamNotFoundMessage is the message AWS refuses a mapping of a stream
+// that does not exist with, followed by the EventSourceArn.
+const StreamNotFoundMessage = stream.StreamNotFoundMessage
 
-// Runner is the pipeline Runner of Kinesis mappings with the check AWS
-// makes when a mapping is created: it implements esm.SourceChecker.
-type Runner struct {
-	*pipeline.Runner
-	// AWS is the SDK configuration the stream is looked up with.
-	AWS aws.Config
+// Descriptor describes Kinesis to the pipeline: Records events, ordered
+// shards, BatchSize 100 with no window by default, KinesisBatchInfo, and
+// the create-time "Stream not found" check.
+func Descriptor() *source.Descriptor {
+	return &source.Descriptor{
+		Source:      esm.SourceKinesis,
+		Delivery:    source.Ordered,
+		Envelope:    func(m *esm.Mapping) payload.Envelope { return payload.StreamRecords(arnOf(m)) },
+		Filter:      filter.SourceKinesis,
+		Batching:    source.Batching{BatchSize: 100},
+		FailureInfo: stream.FailureInfo(destination.KinesisBatchInfo, false),
+		Check:       check,
+		Open: func(ctx context.Context, env *source.Env, m *esm.Mapping) (source.Poller, error) {
+			c, err := ConfigFor(env, m)
+			if err != nil {
+				return nil, err
+			}
+			return Open(ctx, env.AWS, c)
+		},
+		Flags: []source.Flag{
+			{Name: "kinesis-invoke-identity-arn", Usage: "invokeIdentityArn of Kinesis events (the function's execution role ARN); empty by default"},
+			{Name: "kinesis-checkpoint-interval", Usage: "coalesce Kinesis checkpoint writes: the latest position of each shard is written at most once per `duration` (default 100ms); 0 writes each one before the batch is released (a crash then redelivers only the batches in flight)"},
+		},
+	}
 }
 
-// CheckSource implements esm.SourceChecker: a stream that does not exist
-// refuses the mapping with AWS's 400 and message. Other failures do not
-// refuse it: the poller retries them.
-func (r *Runner) CheckSource(ctx context.Context, src esm.Source, cfg *esm.Config) error {
-	if src != esm.SourceKinesis || cfg.EventSourceArn == nil {
-		return nil
+func arnOf(m *esm.Mapping) string {
+	if m.Config.EventSourceArn == nil {
+		return ""
 	}
-	arn := *cfg.EventSourceArn
-	name, region, err := StreamName(arn)
-	if err != nil {
-		return nil // the engine validated the ARN's shape already
+	return *m.Config.EventSourceArn
+}
+
+// ConfigFor translates a mapping into the poller's configuration. The
+// stream's endpoint comes from the SDK configuration
+// (AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL); checkpoints live in the
+// embedded store, beside the mapping, so a restart resumes exactly where the
+// last run stopped.
+func ConfigFor(env *source.Env, m *esm.Mapping) (Config, error) {
+	if m.Config.EventSourceArn == nil {
+		return Config{}, fmt.Errorf("kinesis: mapping %s has no EventSourceArn", m.UUID)
 	}
-	c := r.AWS.Copy()
-	if region != "" {
-		c.Region = region
+	if env.Store == nil {
+		return Config{}, fmt.Errorf("kinesis: no checkpoint store")
 	}
-	_, err = awskinesis.NewFromConfig(c).DescribeStreamSummary(ctx, &awskinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
-	if isNotFound(err) {
-		return &esm.Error{Type: esm.ErrTypeInvalidParameterValue, Status: http.StatusBadRequest, Message: StreamNotFoundMessage + arn}
+	c := Config{StreamARN: *m.Config.EventSourceArn, Mapping: m.UUID, Positions: env.Store, Log: env.Log}
+	if m.Config.StartingPosition != nil {
+		c.StartingPosition = *m.Config.StartingPosition
 	}
-	if err != nil && r.Log != nil {
-		r.Log.Warn("kinesis: could not check that the stream exists; the mapping is accepted", "stream", arn, "err", err)
+	if ts := m.Config.StartingPositionTimestamp; ts != nil {
+		sec, frac := math.Modf(*ts)
+		c.Timestamp = time.Unix(int64(sec), int64(frac*1e9))
 	}
-	return nil
+	c.InvokeIdentityArn = env.Flag("kinesis-invoke-identity-arn")
+	var err error
+	if c.CheckpointInterval, err = stream.CheckpointInterval(env, "kinesis-checkpoint-interval"); err != nil {
+		return Config{}, fmt.Errorf("kinesis: %w", err)
+	}
+	c.MaxPending = stream.MaxPending(m)
+	return c, nil
+}
+
+// check refuses a mapping of a stream that does not exist, with AWS's 400
+// and message.
+func check(ctx context.Context, env *source.Env, cfg *esm.Config) error {
+	return stream.Check(ctx, env, cfg, func(ctx context.Context, arn string) error {
+		name, region, err := StreamName(arn)
+		if err != nil {
+			return nil // the engine validated the ARN's shape already
+		}
+		c := env.AWS.Copy()
+		if region != "" {
+			c.Region = region
+		}
+		_, err = awskinesis.NewFromConfig(c).DescribeStreamSummary(ctx, &awskinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+		return err
+	}, isNotFound)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/kinesis"
+	"github.com/esmd/esmd/source"
 )
 
 type reporter struct{}
@@ -99,7 +100,7 @@ func TestParallelizationFactorKeyOrder(t *testing.T) {
 			m := &esm.Mapping{UUID: fmt.Sprintf("pf-%d", pf), FunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:function",
 				Source: esm.SourceKinesis, Config: esm.Config{EventSourceArn: &arn, BatchSize: aws.Int64(20),
 					ParallelizationFactor: aws.Int64(pf), StartingPosition: aws.String("TRIM_HORIZON")}}
-			r := &pipeline.Runner{Invoker: inv, Open: func(ctx context.Context, m *esm.Mapping) (pipeline.Poller, error) {
+			r := &pipeline.Runner{Source: kinesis.Descriptor(), Invoker: inv, Open: func(ctx context.Context, m *esm.Mapping) (source.Poller, error) {
 				return kinesis.New(ctx, c, kinesis.Config{StreamARN: arn, Mapping: m.UUID, Positions: st,
 					EmptyWait: 20 * time.Millisecond, MaxWait: 100 * time.Millisecond})
 			}}
@@ -169,7 +170,7 @@ func TestStopMidStreamAndResume(t *testing.T) {
 		Source: esm.SourceKinesis, Config: esm.Config{EventSourceArn: &arn, BatchSize: aws.Int64(batch),
 			ParallelizationFactor: aws.Int64(pf), StartingPosition: aws.String("TRIM_HORIZON")}}
 	run := func(inv *orderInvoker) (stop func()) {
-		r := &pipeline.Runner{Invoker: inv, Open: func(ctx context.Context, m *esm.Mapping) (pipeline.Poller, error) {
+		r := &pipeline.Runner{Source: kinesis.Descriptor(), Invoker: inv, Open: func(ctx context.Context, m *esm.Mapping) (source.Poller, error) {
 			return kinesis.New(ctx, c, kinesis.Config{StreamARN: arn, Mapping: m.UUID, Positions: st,
 				EmptyWait: 20 * time.Millisecond, MaxWait: 100 * time.Millisecond})
 		}}

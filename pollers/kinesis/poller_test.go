@@ -16,7 +16,6 @@ import (
 
 	"github.com/esmd/esmd/checkpoint"
 	"github.com/esmd/esmd/internal/testenv"
-	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/kinesis"
 	"github.com/esmd/esmd/pollers/pollertest"
 	"github.com/esmd/esmd/source"
@@ -126,7 +125,7 @@ func TestConformance(t *testing.T) {
 			name, arn := newStream(t, c, 2)
 			st := openStore(t)
 			return pollertest.Source{
-				Open: func(t *testing.T) pipeline.Poller {
+				Open: func(t *testing.T) source.Poller {
 					return open(t, c, kinesis.Config{StreamARN: arn, Positions: st})
 				},
 				Produce: func(t *testing.T, key, b string) { put(t, c, name, key, b) },
@@ -137,7 +136,7 @@ func TestConformance(t *testing.T) {
 }
 
 // pollN polls until n records arrived.
-func pollN(t *testing.T, p pipeline.Poller, n int, wait time.Duration) []source.Record {
+func pollN(t *testing.T, p source.Poller, n int, wait time.Duration) []source.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -153,7 +152,7 @@ func pollN(t *testing.T, p pipeline.Poller, n int, wait time.Duration) []source.
 }
 
 // pollNone checks that nothing arrives within d.
-func pollNone(t *testing.T, p pipeline.Poller, d time.Duration) {
+func pollNone(t *testing.T, p source.Poller, d time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()

@@ -1,7 +1,7 @@
 // Package memsource is an in-memory ordered source for tests: lanes of
 // records kept in a Log that outlives pollers (as a stream outlives a
 // crashed consumer), and a Poller that reads them from the checkpoint a
-// previous poller left. It implements the pipeline.Poller contract with
+// previous poller left. It implements the source.Poller contract with
 // stream semantics: a checkpoint per lane, written only below every
 // unfinished record (source.Tracker).
 package memsource
@@ -136,6 +136,17 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 	}
 }
 
+// Ack implements source.Poller: finished records move each lane's
+// checkpoint up to its first unfinished record. An ordered source is never
+// told of failures: the retry policy owns them, so any outcome other than
+// nil is an error.
+func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) error {
+	if outcome != nil {
+		return fmt.Errorf("memsource: failure outcome on an ordered source: %w", outcome)
+	}
+	return p.Done(ctx, recs)
+}
+
 // Done checkpoints each lane below its unfinished records.
 func (p *Poller) Done(_ context.Context, recs []source.Record) error {
 	for _, r := range recs {
@@ -147,12 +158,6 @@ func (p *Poller) Done(_ context.Context, recs []source.Record) error {
 		}
 	}
 	return nil
-}
-
-// Failed is not part of an ordered source's life: the retry policy owns
-// failures. It is an error to call it.
-func (p *Poller) Failed(context.Context, []source.Record) error {
-	return fmt.Errorf("memsource: Failed called on an ordered source")
 }
 
 // Close stops the poller; unfinished records are read again by the next one.

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/pollertest"
 	"github.com/esmd/esmd/source"
 )
@@ -15,7 +14,7 @@ func TestConformance(t *testing.T) {
 		Setup: func(t *testing.T) pollertest.Source {
 			log := NewLog(3)
 			return pollertest.Source{
-				Open:    func(t *testing.T) pipeline.Poller { return log.NewPoller(5) },
+				Open:    func(t *testing.T) source.Poller { return log.NewPoller(5) },
 				Produce: func(t *testing.T, key, body string) { log.Produce(key, body) },
 				Body: func(t *testing.T, r source.Record) string {
 					var b Body

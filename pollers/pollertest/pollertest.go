@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/source"
 )
 
@@ -42,7 +41,7 @@ type Harness struct {
 // Source is one empty source made by Harness.Setup.
 type Source struct {
 	// Open starts a poller: the first, or a new one after a "restart".
-	Open func(t *testing.T) pipeline.Poller
+	Open func(t *testing.T) source.Poller
 	// Produce writes one record with a partition key (FIFO group, Kafka
 	// key) and a unique body.
 	Produce func(t *testing.T, key, body string)
@@ -74,7 +73,7 @@ func produce(t *testing.T, s Source, n int, prefix string) []string {
 
 // pollUntil polls until want bodies were seen (or the deadline), returning
 // the records in poll order.
-func pollUntil(t *testing.T, p pipeline.Poller, s Source, want int, wait time.Duration) []source.Record {
+func pollUntil(t *testing.T, p source.Poller, s Source, want int, wait time.Duration) []source.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -129,7 +128,7 @@ func allInOrder(t *testing.T, h Harness) {
 			last[r.Key] = b
 		}
 	}
-	if err := p.Done(context.Background(), got); err != nil {
+	if err := p.Ack(context.Background(), got, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -139,7 +138,7 @@ func doneNotRedelivered(t *testing.T, h Harness) {
 	first := produce(t, s, 10, "old")
 	p := s.Open(t)
 	got := pollUntil(t, p, s, len(first), 30*time.Second)
-	if err := p.Done(context.Background(), got); err != nil {
+	if err := p.Ack(context.Background(), got, nil); err != nil {
 		t.Fatal(err)
 	}
 	p.Close()
@@ -172,7 +171,7 @@ func unfinishedRedelivered(t *testing.T, h Harness) {
 			unfinished[s.Body(t, r)] = true
 		}
 	}
-	if err := p.Done(context.Background(), done); err != nil {
+	if err := p.Ack(context.Background(), done, nil); err != nil {
 		t.Fatal(err)
 	}
 	p.Close()
@@ -212,7 +211,7 @@ func noCheckpointPastUnfinished(t *testing.T, h Harness) {
 		}
 		done = append([]source.Record{r}, done...)
 	}
-	if err := p.Done(context.Background(), done); err != nil {
+	if err := p.Ack(context.Background(), done, nil); err != nil {
 		t.Fatal(err)
 	}
 	p.Close()

@@ -35,7 +35,7 @@ func TestCreateTimeChecks(t *testing.T) {
 	}
 	idle := esm.RunnerFunc(func(ctx context.Context, _ *esm.Mapping, _ esm.Reporter) error { <-ctx.Done(); return nil })
 	ctx := context.Background()
-	e, err := esm.New(ctx, esm.WithRunner(esm.SourceMQ, rabbitmq.CheckingRunner{Runner: idle, Env: env}))
+	e, err := esm.New(ctx, esm.WithRunner(esm.SourceMQ, checkingRunner{Runner: idle, env: env}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,4 +104,15 @@ func TestPollFailsWhenBrokerStaysDown(t *testing.T) {
 	b.Start(t)
 	p2 := open(t, cfg) // the pipeline's next attempt
 	p2.Close()
+}
+
+// checkingRunner is an esm.Runner that checks RabbitMQ sources when a
+// mapping is created, as the pipeline Runner does through the descriptor.
+type checkingRunner struct {
+	esm.Runner
+	env *rabbitmq.Env
+}
+
+func (r checkingRunner) CheckSource(ctx context.Context, src esm.Source, c *esm.Config) error {
+	return r.env.CheckSource(ctx, src, c)
 }

@@ -1,6 +1,6 @@
 // Package rabbitmq reads the queue of an Amazon MQ for RabbitMQ event source
 // mapping (or any AMQP 0-9-1 broker) with github.com/rabbitmq/amqp091-go and
-// implements pipeline.Poller for it.
+// implements source.Poller (half of Ack) for it.
 //
 // What it reproduces (spec sections 1.7 and 6):
 //

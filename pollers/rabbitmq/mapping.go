@@ -131,16 +131,3 @@ func (e *Env) CheckSource(ctx context.Context, src esm.Source, c *esm.Config) er
 	}
 	return nil
 }
-
-// CheckingRunner is an esm.Runner that also checks RabbitMQ sources when a
-// mapping is created (pipeline.Runner does not: the check needs a broker
-// connection, which only this package knows how to make).
-type CheckingRunner struct {
-	esm.Runner
-	Env *Env
-}
-
-// CheckSource implements esm.SourceChecker.
-func (r CheckingRunner) CheckSource(ctx context.Context, src esm.Source, c *esm.Config) error {
-	return r.Env.CheckSource(ctx, src, c)
-}

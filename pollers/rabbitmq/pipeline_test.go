@@ -17,6 +17,7 @@ import (
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/rabbitmq"
+	"github.com/esmd/esmd/source"
 )
 
 // function is an in-process function for the pipeline tests: it decodes
@@ -101,8 +102,8 @@ func runPipeline(t *testing.T, b *testenv.RabbitMQBroker, vhost, q string, fn di
 			return testenv.RabbitMQUser, testenv.RabbitMQPassword, nil
 		},
 	}
-	r := &pipeline.Runner{
-		Open: func(ctx context.Context, m *esm.Mapping) (pipeline.Poller, error) {
+	r := &pipeline.Runner{Source: rabbitmq.Descriptor(),
+		Open: func(ctx context.Context, m *esm.Mapping) (source.Poller, error) {
 			cfg, err := env.Config(ctx, &m.Config, m.UUID)
 			if err != nil {
 				return nil, err

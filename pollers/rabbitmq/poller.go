@@ -16,7 +16,7 @@ import (
 	"github.com/esmd/esmd/source"
 )
 
-// Poller consumes one queue and implements pipeline.Poller. Make it with
+// Poller consumes one queue and implements source.Poller (half of Ack). Make it with
 // Open; it is safe for concurrent use.
 type Poller struct {
 	cfg   Config
@@ -79,7 +79,7 @@ func Open(ctx context.Context, cfg Config) (*Poller, error) {
 	p := &Poller{
 		cfg:      cfg,
 		group:    group,
-		overhead: payload.NewBuilder(payload.Envelope{Kind: payload.KindRabbitMQ, EventSourceARN: cfg.EventSourceARN}).SizeWith(group, 0),
+		overhead: payload.NewBuilder(payload.RabbitMQ(cfg.EventSourceARN)).SizeWith(group, 0),
 		ready:    make(chan struct{}, 1),
 		full:     make(chan struct{}, 1),
 		fatal:    make(chan struct{}),
@@ -202,6 +202,12 @@ var errClosed = errors.New("rabbitmq: poller closed")
 
 // consumerSeq numbers consumers (channels) across every poller.
 var consumerSeq atomic.Int64
+
+// Ack implements source.Poller: finished messages are acked (Done), failed
+// ones nacked with requeue (Failed).
+func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) error {
+	return source.AckSplit(ctx, recs, outcome, p.Done, p.Failed)
+}
 
 // Done acks records: delivered, or filtered out. Acks of records read on a
 // channel that has closed since are dropped: the broker has requeued those

@@ -16,7 +16,6 @@ import (
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/payload"
-	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/pollertest"
 	"github.com/esmd/esmd/pollers/rabbitmq"
 	"github.com/esmd/esmd/source"
@@ -41,7 +40,7 @@ func TestConformance(t *testing.T) {
 			q := queue(t, b, "/", nil)
 			pub := newPublisher(t, b, "/")
 			return pollertest.Source{
-				Open: func(t *testing.T) pipeline.Poller {
+				Open: func(t *testing.T) source.Poller {
 					// AWS's default BatchSize: the suite reads 40 records
 					// before it finishes any, and a consumer never holds
 					// more than its prefetch.
@@ -103,7 +102,7 @@ func TestMessageShape(t *testing.T) {
 
 	// The event as the function receives it.
 	arn := "arn:aws:mq:us-east-1:000000000000:broker:b:b-1"
-	bld := payload.NewBuilder(payload.Envelope{Kind: payload.KindRabbitMQ, EventSourceARN: arn})
+	bld := payload.NewBuilder(payload.RabbitMQ(arn))
 	for _, r := range recs {
 		bld.Add(r.Group, r.Data)
 	}

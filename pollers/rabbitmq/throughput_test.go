@@ -212,7 +212,7 @@ func esmdRun(t testing.TB, b *testenv.RabbitMQBroker, q string, inv *timedInvoke
 	var finished atomic.Int64
 	all := make(chan struct{})
 	opened := make(chan *rabbitmq.Poller, 1)
-	r := &pipeline.Runner{Invoker: inv, Open: func(ctx context.Context, _ *esm.Mapping) (pipeline.Poller, error) {
+	r := &pipeline.Runner{Source: rabbitmq.Descriptor(), Invoker: inv, Open: func(ctx context.Context, _ *esm.Mapping) (source.Poller, error) {
 		cfg := config(b, "/", q)
 		cfg.BatchSize, cfg.MaxConsumers, cfg.Prefetch = batch, consumers, prefetch
 		p, err := rabbitmq.Open(ctx, cfg)
@@ -331,7 +331,7 @@ func plainLoop(t testing.TB, b *testenv.RabbitMQBroker, q string, inv *timedInvo
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	env := payload.Envelope{Kind: payload.KindRabbitMQ, EventSourceARN: "arn:aws:mq:us-east-1:000000000000:broker:bench:b-1"}
+	env := payload.RabbitMQ("arn:aws:mq:us-east-1:000000000000:broker:bench:b-1")
 	group := payload.RabbitMQGroup(q, "/")
 	bld := payload.NewBuilder(env)
 	var buf []amqp.Delivery

@@ -166,7 +166,13 @@ func (p *Poller) ackContext(ctx context.Context) (context.Context, context.Cance
 	return context.WithTimeout(context.WithoutCancel(ctx), p.o.ackTimeout)
 }
 
-// Done implements pipeline.Poller: it deletes the messages, retrying the
+// Ack implements source.Poller: finished messages are deleted (Done),
+// failed ones go back to the queue (Failed).
+func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) error {
+	return source.AckSplit(ctx, recs, outcome, p.Done, p.Failed)
+}
+
+// Done implements source.Poller (half of Ack): it deletes the messages, retrying the
 // entries SQS could not delete for reasons of its own. On a FIFO queue a
 // message that follows a held or failed message of its group waits for it
 // or goes back with it (see settle).
@@ -184,7 +190,7 @@ func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 	return errors.Join(err, p.handBack(ctx, actx, back))
 }
 
-// Failed implements pipeline.Poller: the messages are left to reappear
+// Failed implements source.Poller (half of Ack): the messages are left to reappear
 // after their visibility timeout, counted from their receive as on AWS (see
 // the package doc). When ctx is done the pipeline is stopping and the
 // failure is the stop's: the messages are released at once. On a FIFO
@@ -228,7 +234,7 @@ func (p *Poller) handBack(ctx, actx context.Context, msgs []*message) error {
 	return p.changeVisibility(actx, change, vis)
 }
 
-// Close implements pipeline.Poller: it stops receiving and releases every
+// Close implements source.Poller (half of Ack): it stops receiving and releases every
 // message still held (visibility 0), so none waits out its timeout. Long
 // polls already in progress end by themselves and release what they get
 // (see receive).

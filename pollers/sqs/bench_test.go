@@ -27,6 +27,7 @@ import (
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pipeline"
+	"github.com/esmd/esmd/source"
 )
 
 // benchMessages is how many 1 KB messages each benchmark drains
@@ -342,7 +343,7 @@ func esmdRun(b *testing.B, f *fauxqs, inv dispatcher.Invoker, calls *callCounter
 	if batch > 10 {
 		m.Config.MaximumBatchingWindowInSeconds = aws.Int64(1)
 	}
-	r := &pipeline.Runner{Invoker: inv, Open: func(ctx context.Context, m *esm.Mapping) (pipeline.Poller, error) {
+	r := &pipeline.Runner{Source: Descriptor(), Invoker: inv, Open: func(ctx context.Context, m *esm.Mapping) (source.Poller, error) {
 		p, err := Open(ctx, f.cfg, m, WithReceivers(benchConcurrency, benchConcurrency, benchConcurrency))
 		if err != nil {
 			return nil, err

@@ -3,6 +3,7 @@ package sqs
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -13,7 +14,6 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/esmd/esmd/esm"
-	"github.com/esmd/esmd/pipeline"
 )
 
 // NonExistentQueueMessage is the message of the InvalidParameterValueException
@@ -39,11 +39,10 @@ func IsNonExistentQueue(err error) bool {
 	return false
 }
 
-// Runner is the pipeline Runner of SQS mappings with the check AWS makes
-// when a mapping is created: it implements esm.SourceChecker, which
-// pipeline.Runner does not.
-type Runner struct {
-	*pipeline.Runner
+// Checker is the check AWS makes when an SQS mapping is created.
+type Checker struct {
+	// Log receives the warnings of checks that do not refuse a mapping.
+	Log *slog.Logger
 	// AWS is the SDK configuration the queue is looked up with (the same
 	// the pollers use).
 	AWS aws.Config
@@ -59,7 +58,7 @@ type Runner struct {
 // CheckSource implements esm.SourceChecker: a queue that does not exist
 // refuses the mapping with AWS's 400 and message. Other failures (SQS
 // unreachable, throttled) do not refuse it: the poller retries them.
-func (r *Runner) CheckSource(ctx context.Context, src esm.Source, cfg *esm.Config) error {
+func (r *Checker) CheckSource(ctx context.Context, src esm.Source, cfg *esm.Config) error {
 	if src != esm.SourceSQS || cfg.EventSourceArn == nil {
 		return nil
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pipeline"
+	"github.com/esmd/esmd/source"
 )
 
 // The tests in this file run mappings through the real pipeline
@@ -100,8 +101,8 @@ func run(t *testing.T, f *fauxqs, inv dispatcher.Invoker, m *esm.Mapping) (stop 
 	if m.FunctionArn == "" {
 		m.FunctionArn = functionArn
 	}
-	r := &pipeline.Runner{
-		Open: func(ctx context.Context, m *esm.Mapping) (pipeline.Poller, error) {
+	r := &pipeline.Runner{Source: Descriptor(),
+		Open: func(ctx context.Context, m *esm.Mapping) (source.Poller, error) {
 			p, err := Open(ctx, f.cfg, m, WithBackoff(20*time.Millisecond, 500*time.Millisecond))
 			if err != nil {
 				return nil, err

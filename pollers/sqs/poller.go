@@ -107,7 +107,7 @@ func ParseARN(arn string) (Queue, error) {
 	return Queue{ARN: arn, Region: p[3], Account: p[4], Name: p[5]}, nil
 }
 
-// Poller reads one queue for one mapping. It implements pipeline.Poller.
+// Poller reads one queue for one mapping. It implements source.Poller (half of Ack).
 type Poller struct {
 	client  *awssqs.Client
 	q       Queue
@@ -508,7 +508,7 @@ func (p *Poller) records(msgs []types.Message) []source.Record {
 	return recs
 }
 
-// Poll implements pipeline.Poller: it waits for a receive and returns its
+// Poll implements source.Poller (half of Ack): it waits for a receive and returns its
 // records with those of every other receive already waiting.
 func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 	var recs []source.Record

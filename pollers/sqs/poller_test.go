@@ -20,7 +20,6 @@ import (
 
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
-	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/pollertest"
 	"github.com/esmd/esmd/source"
 )
@@ -34,7 +33,7 @@ func conformanceSource(t *testing.T, fifo bool) pollertest.Source {
 	f := newFauxqs(t)
 	url, arn := f.queue(t, fifo, map[string]string{"VisibilityTimeout": testVT})
 	return pollertest.Source{
-		Open: func(t *testing.T) pipeline.Poller { return f.open(t, mapping(arn, 10)) },
+		Open: func(t *testing.T) source.Poller { return f.open(t, mapping(arn, 10)) },
 		Produce: func(t *testing.T, key, body string) {
 			group := ""
 			if fifo {
@@ -310,7 +309,7 @@ func TestCheckSource(t *testing.T) {
 	_, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "5"})
 	var logs strings.Builder
 	var mu sync.Mutex
-	r := &Runner{Runner: &pipeline.Runner{Log: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))}, AWS: f.cfg,
+	r := &Checker{Log: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil)), AWS: f.cfg,
 		FunctionTimeout: func(context.Context, string) (time.Duration, error) { return 10 * time.Second, nil }}
 	missing := "arn:aws:sqs:us-east-1:000000000000:no-such-queue"
 	err := r.CheckSource(context.Background(), esm.SourceSQS, &esm.Config{FunctionName: aws.String("f"), EventSourceArn: &missing})

@@ -72,7 +72,7 @@
 // to its own handle; records whose Meta is not the Poller's are ignored by
 // Done.
 //
-// The Poller implements pipeline.Poller (Poll, Done, Failed, Close) and
+// The Poller implements source.Poller (half of Ack) (Poll, Done, Failed, Close) and
 // Lag; a source wraps it, for example
 //
 //	type Poller struct{ *stream.Poller }

@@ -469,6 +469,13 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 	}
 }
 
+// Ack implements source.Poller: finished records move their shard's
+// checkpoint (Done). Streams are ordered: the pipeline retries or discards
+// failed records itself, and a failure outcome leaves them unfinished.
+func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) error {
+	return source.AckSplit(ctx, recs, outcome, p.Done, nil)
+}
+
 // Done checkpoints each shard at its last record such that it and every
 // record before it are done, and finishes shards read to their end. With
 // a CheckpointInterval the positions are written by the writer, later.

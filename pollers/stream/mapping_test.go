@@ -1,10 +1,11 @@
-package main
+package stream
 
 import (
 	"testing"
 	"time"
 
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/source"
 )
 
 func TestCheckpointInterval(t *testing.T) {
@@ -13,15 +14,15 @@ func TestCheckpointInterval(t *testing.T) {
 		want  time.Duration
 		err   bool
 	}{
-		{nil, defaultCheckpointInterval, false},
+		{nil, DefaultCheckpointInterval, false},
 		{[]string{"0"}, 0, false},
 		{[]string{"1s", "250ms"}, 250 * time.Millisecond, false}, // the last one wins
 		{[]string{"-1s"}, 0, true},
 		{[]string{"soon"}, 0, true},
 	}
 	for _, tc := range cases {
-		env := &SourceEnv{Flags: map[string][]string{"kinesis-checkpoint-interval": tc.flags}}
-		got, err := checkpointInterval(env, "kinesis-checkpoint-interval")
+		env := &source.Env{Flags: map[string][]string{"kinesis-checkpoint-interval": tc.flags}}
+		got, err := CheckpointInterval(env, "kinesis-checkpoint-interval")
 		if (err != nil) != tc.err || got != tc.want {
 			t.Errorf("%q: %v, %v; want %v (error %v)", tc.flags, got, err, tc.want, tc.err)
 		}
@@ -42,7 +43,7 @@ func TestMaxPending(t *testing.T) {
 	}
 	for _, tc := range cases {
 		m := &esm.Mapping{Config: esm.Config{BatchSize: tc.batch, ParallelizationFactor: tc.pf}}
-		if got := maxPending(m); got != tc.want {
+		if got := MaxPending(m); got != tc.want {
 			t.Errorf("BatchSize %v PF %v: %d, want %d", tc.batch, tc.pf, got, tc.want)
 		}
 	}

@@ -17,52 +17,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	kafkasvc "github.com/aws/aws-sdk-go-v2/service/kafka"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/esmd/esmd/esm"
-	"github.com/esmd/esmd/pipeline"
-	"github.com/esmd/esmd/pollers/kafka"
 )
-
-func init() {
-	sourcePollers[esm.SourceKafka] = openKafka
-	sourcePollers[esm.SourceMSK] = openKafka
-	kafkaProducer = kafkaDestinationClient
-	sourceFlags = append(sourceFlags, struct{ name, usage string }{"msk-cluster",
-		"bootstrap brokers of an Amazon MSK cluster, ARN=host:port[,host:port] (repeatable; other clusters are looked up with kafka:GetBootstrapBrokers)"})
-}
-
-// openKafka starts the poller of an MSK or self-managed Kafka mapping.
-func openKafka(ctx context.Context, env *SourceEnv, m *esm.Mapping) (pipeline.Poller, error) {
-	cfg, err := kafkaConfig(ctx, env, m)
-	if err != nil {
-		return nil, err
-	}
-	return kafka.New(ctx, cfg)
-}
-
-// kafkaDestinationClient is the producer of a kafka:// OnFailure
-// destination: a topic of the mapping's own cluster, reached with the
-// mapping's own authentication.
-func kafkaDestinationClient(ctx context.Context, env *SourceEnv, m *esm.Mapping) (*kgo.Client, error) {
-	cfg, err := kafkaConfig(ctx, env, m)
-	if err != nil {
-		return nil, err
-	}
-	return kafka.NewProducer(ctx, cfg)
-}
-
-func kafkaConfig(ctx context.Context, env *SourceEnv, m *esm.Mapping) (kafka.Config, error) {
-	clusters, err := kafka.ParseClusters(env.Flags["msk-cluster"])
-	if err != nil {
-		return kafka.Config{}, err
-	}
-	return kafka.ConfigFor(ctx, m, kafka.Env{Secrets: env.Secrets, Clusters: clusters, Log: env.Log.With("uuid", m.UUID),
-		MSK: kafkasvc.NewFromConfig(env.AWS), Credentials: env.AWS.Credentials})
-}
 
 // demoTopic is the demo's topic; demoFilter keeps paid orders.
 const (

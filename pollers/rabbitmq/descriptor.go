@@ -1,0 +1,110 @@
+package rabbitmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/mq"
+	mqtypes "github.com/aws/aws-sdk-go-v2/service/mq/types"
+
+	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/filter"
+	"github.com/esmd/esmd/payload"
+	"github.com/esmd/esmd/source"
+)
+
+// Descriptor describes Amazon MQ for RabbitMQ to the pipeline: events
+// grouped by "<queue>::<vhost>", a queue source (acked when done, requeued
+// when failed), BatchSize 100 and a 500 ms window from the first record by
+// default, and the create-time virtual host and queue check. Brokers come
+// from --mq-broker ARN=URL, else Amazon MQ's DescribeBroker; credentials
+// from --secrets-file, else Secrets Manager.
+func Descriptor() *source.Descriptor {
+	return &source.Descriptor{
+		Source:   esm.SourceMQ,
+		Delivery: source.Queue,
+		Envelope: func(m *esm.Mapping) payload.Envelope {
+			arn := ""
+			if m.Config.EventSourceArn != nil {
+				arn = *m.Config.EventSourceArn
+			}
+			return payload.RabbitMQ(arn)
+		},
+		Filter:   filter.SourceMQ,
+		Batching: source.Batching{BatchSize: 100, Window: 500 * time.Millisecond, FromFirstRecord: true},
+		Check: func(ctx context.Context, env *source.Env, cfg *esm.Config) error {
+			e, err := EnvFor(env)
+			if err != nil {
+				return err
+			}
+			return e.CheckSource(ctx, esm.SourceMQ, cfg)
+		},
+		Open: func(ctx context.Context, env *source.Env, m *esm.Mapping) (source.Poller, error) {
+			e, err := EnvFor(env)
+			if err != nil {
+				return nil, err
+			}
+			cfg, err := e.Config(ctx, &m.Config, m.UUID)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Log = env.Log.With("uuid", m.UUID)
+			return Open(ctx, cfg)
+		},
+		Flags: []source.Flag{{Name: "mq-broker",
+			Usage: "`ARN=URL`: the AMQP endpoint (amqp://host:port, or amqps://host:port for TLS) of an Amazon MQ for RabbitMQ broker; repeatable"}},
+	}
+}
+
+// EnvFor is where RabbitMQ mappings find their broker (--mq-broker, else
+// Amazon MQ's DescribeBroker) and credentials (--secrets-file, else Secrets
+// Manager).
+func EnvFor(env *source.Env) (*Env, error) {
+	brokers, err := ParseBrokers(env.Flags["mq-broker"])
+	if err != nil {
+		return nil, err
+	}
+	client := mq.NewFromConfig(env.AWS)
+	return &Env{
+		Brokers: brokers,
+		Describe: func(ctx context.Context, arn string) (string, error) {
+			return describeBroker(ctx, client, arn)
+		},
+		Secret: func(ctx context.Context, arn string) (string, string, error) {
+			s, err := env.Secrets.Get(ctx, arn)
+			if err != nil {
+				return "", "", err
+			}
+			if s.Username() == "" {
+				return "", "", fmt.Errorf("secret %s has no username", arn)
+			}
+			return s.Username(), s.Password(), nil
+		},
+	}, nil
+}
+
+// describeBroker returns the AMQPS endpoint of an Amazon MQ for RabbitMQ
+// broker, as AWS's poller finds it: DescribeBroker's first instance
+// endpoint with the amqps scheme (amqps://b-<id>.mq.<region>.amazonaws.com:5671).
+func describeBroker(ctx context.Context, client *mq.Client, arn string) (string, error) {
+	// DescribeBroker takes the broker id, the ARN's last field.
+	id := arn[strings.LastIndex(arn, ":")+1:]
+	out, err := client.DescribeBroker(ctx, &mq.DescribeBrokerInput{BrokerId: &id})
+	if err != nil {
+		return "", err
+	}
+	if out.EngineType != "" && out.EngineType != mqtypes.EngineTypeRabbitmq {
+		return "", fmt.Errorf("the broker's engine is %s: esmd reads RabbitMQ brokers only", out.EngineType)
+	}
+	for _, in := range out.BrokerInstances {
+		for _, e := range in.Endpoints {
+			if strings.HasPrefix(e, "amqps://") || strings.HasPrefix(e, "amqp://") {
+				return e, nil
+			}
+		}
+	}
+	return "", errors.New("the broker has no AMQP endpoint (is it still being created?)")
+}

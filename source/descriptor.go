@@ -1,0 +1,157 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/esmd/esmd/checkpoint"
+	"github.com/esmd/esmd/destination"
+	"github.com/esmd/esmd/dispatcher"
+	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/filter"
+	"github.com/esmd/esmd/internal/secrets"
+	"github.com/esmd/esmd/payload"
+)
+
+// Descriptor is everything the core needs to know about one source. The
+// source's package owns it (pollers/<source>.Descriptor) and cmd/esmd
+// registers it in one explicit list; the pipeline, batcher, dispatcher and
+// destination read it and never name a source kind themselves.
+//
+// Required: Source, Envelope, Batching.BatchSize and Open. The rest has a
+// documented default.
+type Descriptor struct {
+	// Source is the API's source kind the descriptor serves (esm.Source:
+	// what esm.DetectSource finds in the EventSourceArn, or "kafka" for a
+	// SelfManagedEventSource).
+	Source esm.Source
+	// Delivery says how records are finished: Ordered (checkpoint, commit)
+	// or Queue (delete, ack, requeue). Default Ordered.
+	Delivery Delivery
+	// Envelope returns the event envelope of a mapping's events.
+	Envelope func(m *esm.Mapping) payload.Envelope
+	// Filter is the record layout FilterCriteria are matched against (the
+	// per-source decoding of "body", "data", "value"). Default
+	// filter.SourceNone: the record as is.
+	Filter filter.Source
+	// Batching is AWS's default batching for the source; a mapping's
+	// BatchSize and MaximumBatchingWindowInSeconds override it.
+	Batching Batching
+	// Failures reads a ReportBatchItemFailures response: the records of
+	// recs it names failed, nil when none. An error wrapping
+	// dispatcher.ErrInvalidBatchResponse fails the whole batch. Default
+	// IDFailures (itemIdentifier is Record.ID: SQS, Kinesis, DynamoDB).
+	Failures func(body []byte, recs []Record) (*BatchError, error)
+	// FailureInfo builds the source's part of an OnFailure record
+	// ("KinesisBatchInfo", "KafkaBatchInfo", ...) for records of one lane
+	// that were discarded; eventSize is the size of their invocation
+	// event. Nil: the record carries no batch info (queue sources, whose
+	// failures go back to the broker).
+	FailureInfo func(m *esm.Mapping, lane string, recs []Record, eventSize int) destination.BatchInfo
+	// MaxRetryAttempts, when set, returns the retry limit the source uses
+	// for a mapping whose MaximumRetryAttempts is n (-1: infinite). Kafka
+	// caps infinite retries at 10 when there is an OnFailure destination.
+	MaxRetryAttempts func(m *esm.Mapping, n int64) int64
+	// Check is the create-time check that the source exists (AWS answers
+	// "Stream not found: <arn>" or SQS's NonExistentQueue). It returns an
+	// *esm.Error to refuse the mapping; any other error does not refuse it
+	// (the poller retries). Nil: no check.
+	Check func(ctx context.Context, env *Env, cfg *esm.Config) error
+	// Open translates a mapping into the poller's configuration and starts
+	// the poller. An *esm.DisableError disables the mapping.
+	Open func(ctx context.Context, env *Env, m *esm.Mapping) (Poller, error)
+	// Destination, when set, returns a sender for an OnFailure destination
+	// that the source itself provides (Kafka's kafka://topic in the
+	// mapping's own cluster), or ok false for the standard destinations.
+	Destination func(ctx context.Context, env *Env, m *esm.Mapping, dest string) (s destination.Sender, ok bool, err error)
+	// Flags are the repeatable string flags the source adds to serve and
+	// run (for example --mq-broker ARN=URL); their values reach Open and
+	// Check in Env.Flags.
+	Flags []Flag
+}
+
+// Flag is a repeatable string flag of a source.
+type Flag struct {
+	Name, Usage string
+}
+
+// Batching is a source's default batching (spec section 2).
+type Batching struct {
+	// BatchSize: 10 for SQS, 100 for the other sources.
+	BatchSize int
+	// Window is MaximumBatchingWindowInSeconds' default: 0 for Kinesis,
+	// DynamoDB Streams and SQS, 500 ms for Kafka, Amazon MQ and DocumentDB.
+	Window time.Duration
+	// FromFirstRecord opens a lane's window at the first record of the next
+	// batch (Amazon MQ, DocumentDB, Kafka) instead of after the lane's
+	// previous invocation (Kinesis, DynamoDB Streams, SQS).
+	FromFirstRecord bool
+}
+
+// Validate reports what a descriptor lacks.
+func (d *Descriptor) Validate() error {
+	switch {
+	case d.Source == "":
+		return fmt.Errorf("source: descriptor without a Source")
+	case d.Envelope == nil:
+		return fmt.Errorf("source %s: descriptor without an Envelope", d.Source)
+	case d.Open == nil:
+		return fmt.Errorf("source %s: descriptor without Open", d.Source)
+	case d.Batching.BatchSize < 1:
+		return fmt.Errorf("source %s: descriptor without a default BatchSize", d.Source)
+	}
+	return nil
+}
+
+// Env is what a source's Open and Check may use.
+type Env struct {
+	// AWS is the AWS SDK configuration esmd runs with.
+	AWS aws.Config
+	// Secrets resolves SourceAccessConfigurations secret ARNs
+	// (--secrets-file, then AWS Secrets Manager).
+	Secrets *secrets.Resolver
+	// Flags holds the values of the source's Flags, by name.
+	Flags map[string][]string
+	// Log is esmd's logger.
+	Log *slog.Logger
+	// Store is the embedded store, where ordered sources keep their
+	// checkpoints (Position / SetPosition per mapping and lane).
+	Store *checkpoint.Store
+}
+
+// Flag returns the last value given for a source flag, or "".
+func (e *Env) Flag(name string) string {
+	v := e.Flags[name]
+	if len(v) == 0 {
+		return ""
+	}
+	return v[len(v)-1]
+}
+
+// IDFailures reads the partial batch response of SQS, Kinesis and DynamoDB
+// Streams, whose itemIdentifier is the record's ID.
+func IDFailures(body []byte, recs []Record) (*BatchError, error) {
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		ids[i] = r.ID
+	}
+	bad, err := dispatcher.ParseBatchResponse(body, ids)
+	if err != nil || len(bad) == 0 {
+		return nil, err
+	}
+	set := make(map[string]bool, len(bad))
+	for _, id := range bad {
+		set[id] = true
+	}
+	be := NewBatchError(nil)
+	for i, r := range recs {
+		if set[r.ID] {
+			be.Failed(i, nil)
+		}
+	}
+	return be, nil
+}
