@@ -3,7 +3,6 @@ package checkpoint
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,11 +16,10 @@ import (
 var (
 	bucketMappings  = []byte("mappings")
 	bucketPositions = []byte("positions")
-	bucketLeases    = []byte("leases")
+	// bucketLeases held per-lane leases in stores written by earlier
+	// versions. Nothing used them; Open drops the bucket.
+	bucketLeases = []byte("leases")
 )
-
-// ErrLeaseHeld is returned by Acquire when another owner holds an unexpired lease.
-var ErrLeaseHeld = errors.New("checkpoint: lease held by another owner")
 
 // ErrInUse is returned by Open when another process has the store open.
 var ErrInUse = errors.New("checkpoint: store is in use by another process")
@@ -30,7 +28,6 @@ var ErrInUse = errors.New("checkpoint: store is in use by another process")
 type Store struct {
 	db   *bolt.DB
 	path string
-	now  func() time.Time
 }
 
 // FileName is the store's file name inside the data directory.
@@ -50,12 +47,15 @@ func Open(dir string) (*Store, error) {
 		}
 		return nil, fmt.Errorf("checkpoint: open store %s: %w (the file is not a valid esmd store; move it away to start with an empty one)", path, err)
 	}
-	s := &Store{db: db, path: path, now: time.Now}
+	s := &Store{db: db, path: path}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMappings, bucketPositions, bucketLeases} {
+		for _, b := range [][]byte{bucketMappings, bucketPositions} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if err := tx.DeleteBucket(bucketLeases); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+			return err
 		}
 		return nil
 	})
@@ -79,16 +79,14 @@ func (s *Store) SaveMapping(_ context.Context, uuid string, data []byte) error {
 	})
 }
 
-// DeleteMapping removes a mapping and every position and lease it owns.
+// DeleteMapping removes a mapping and every position it owns.
 func (s *Store) DeleteMapping(_ context.Context, uuid string) error {
 	return s.update("delete mapping "+uuid, func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketMappings).Delete([]byte(uuid)); err != nil {
 			return err
 		}
-		for _, name := range [][]byte{bucketPositions, bucketLeases} {
-			if err := tx.Bucket(name).DeleteBucket([]byte(uuid)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
-				return err
-			}
+		if err := tx.Bucket(bucketPositions).DeleteBucket([]byte(uuid)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+			return err
 		}
 		return nil
 	})
@@ -180,64 +178,8 @@ func (s *Store) Positions(_ context.Context, mapping string) (map[string]string,
 	return out, nil
 }
 
-// Lease is the right of one owner to process one lane until Expires.
-type Lease struct {
-	Owner   string    `json:"owner"`
-	Expires time.Time `json:"expires"`
-	// Counter grows on every acquisition or renewal, KCL-style, so a stale
-	// holder can tell it lost the lease.
-	Counter uint64 `json:"counter"`
-}
-
-// Acquire takes or renews the lease on a lane for owner for ttl. It fails
-// with ErrLeaseHeld while another owner's lease has not expired.
-func (s *Store) Acquire(_ context.Context, mapping, lane, owner string, ttl time.Duration) (Lease, error) {
-	var l Lease
-	err := s.update("acquire lease "+mapping+"/"+lane, func(tx *bolt.Tx) error {
-		b, err := tx.Bucket(bucketLeases).CreateBucketIfNotExists([]byte(mapping))
-		if err != nil {
-			return err
-		}
-		now := s.now()
-		if v := b.Get([]byte(lane)); v != nil {
-			if err := json.Unmarshal(v, &l); err != nil {
-				return fmt.Errorf("corrupt lease record: %w", err)
-			}
-			if l.Owner != owner && now.Before(l.Expires) {
-				return ErrLeaseHeld
-			}
-		}
-		l.Owner, l.Expires, l.Counter = owner, now.Add(ttl), l.Counter+1
-		data, err := json.Marshal(l)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(lane), data)
-	})
-	return l, err
-}
-
-// Release gives up owner's lease on a lane; releasing a lease one does not
-// hold is a no-op.
-func (s *Store) Release(_ context.Context, mapping, lane, owner string) error {
-	return s.update("release lease "+mapping+"/"+lane, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketLeases).Bucket([]byte(mapping))
-		if b == nil {
-			return nil
-		}
-		var l Lease
-		if v := b.Get([]byte(lane)); v == nil || json.Unmarshal(v, &l) != nil || l.Owner != owner {
-			return nil
-		}
-		return b.Delete([]byte(lane))
-	})
-}
-
 func (s *Store) update(what string, fn func(*bolt.Tx) error) error {
 	if err := s.db.Update(fn); err != nil {
-		if errors.Is(err, ErrLeaseHeld) {
-			return err
-		}
 		return fmt.Errorf("checkpoint: %s in %s: %w", what, s.path, err)
 	}
 	return nil

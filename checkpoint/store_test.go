@@ -7,7 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestMappingsAndPositionsSurviveReopen(t *testing.T) {
@@ -55,58 +56,75 @@ func TestMappingsAndPositionsSurviveReopen(t *testing.T) {
 	if all, _ = s.Positions(ctx, "a"); len(all) != 3 || all["shardId-001"] != "7" || all["shardId-002"] != "SHARD_END" || !strings.HasSuffix(all["shardId-000"], "899") {
 		t.Errorf("positions after SetPositions %v", all)
 	}
-	// Deleting a mapping removes its positions and leases too.
-	if _, err := s.Acquire(ctx, "a", "shardId-000", "w1", time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	// Deleting a mapping removes its positions.
 	if err := s.DeleteMapping(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, _ := s.Position(ctx, "a", "shardId-000"); ok {
 		t.Error("position survived mapping deletion")
 	}
-	if _, err := s.Acquire(ctx, "a", "shardId-000", "w2", time.Minute); err != nil {
-		t.Errorf("lease survived mapping deletion: %v", err)
+	if ms, _ := s.LoadMappings(ctx); len(ms) != 0 {
+		t.Errorf("mappings after deletion %v", ms)
 	}
 }
 
-func TestLeases(t *testing.T) {
+// TestOpenStoreWithLeases: a store written by an earlier version, with a
+// "leases" bucket, opens with its mappings and positions, and the unused
+// leases bucket is dropped.
+func TestOpenStoreWithLeases(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(t.TempDir())
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	now := time.Unix(1000, 0)
-	s.now = func() time.Time { return now }
-	l1, err := s.Acquire(ctx, "m", "p0", "w1", 10*time.Second)
-	if err != nil || l1.Counter != 1 {
-		t.Fatalf("acquire: %+v %v", l1, err)
-	}
-	if _, err := s.Acquire(ctx, "m", "p0", "w2", 10*time.Second); !errors.Is(err, ErrLeaseHeld) {
-		t.Fatalf("second owner: %v", err)
-	}
-	l2, err := s.Acquire(ctx, "m", "p0", "w1", 10*time.Second)
-	if err != nil || l2.Counter != 2 {
-		t.Fatalf("renew: %+v %v", l2, err)
-	}
-	now = now.Add(11 * time.Second)
-	l3, err := s.Acquire(ctx, "m", "p0", "w2", 10*time.Second)
-	if err != nil || l3.Owner != "w2" || l3.Counter != 3 {
-		t.Fatalf("take over expired lease: %+v %v", l3, err)
-	}
-	if err := s.Release(ctx, "m", "p0", "w1"); err != nil {
+	err = db.Update(func(tx *bolt.Tx) error {
+		put := func(path ...string) error {
+			b, err := tx.CreateBucketIfNotExists([]byte(path[0]))
+			if err != nil {
+				return err
+			}
+			for _, p := range path[1 : len(path)-2] {
+				if b, err = b.CreateBucketIfNotExists([]byte(p)); err != nil {
+					return err
+				}
+			}
+			return b.Put([]byte(path[len(path)-2]), []byte(path[len(path)-1]))
+		}
+		return errors.Join(
+			put("mappings", "a", `{"x":1}`),
+			put("positions", "a", "shardId-000", "42"),
+			put("leases", "a", "shardId-000", `{"owner":"w1","expires":"2030-01-01T00:00:00Z","counter":1}`),
+		)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Acquire(ctx, "m", "p0", "w1", 10*time.Second); !errors.Is(err, ErrLeaseHeld) {
-		t.Fatalf("release by a non-owner freed the lease: %v", err)
-	}
-	if err := s.Release(ctx, "m", "p0", "w2"); err != nil {
+	db.Close()
+
+	s, err := Open(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Acquire(ctx, "m", "p0", "w1", 10*time.Second); err != nil {
-		t.Fatalf("after release: %v", err)
+	if ms, err := s.LoadMappings(ctx); err != nil || string(ms["a"]) != `{"x":1}` {
+		t.Fatalf("mappings %v %v", ms, err)
 	}
+	if pos, ok, err := s.Position(ctx, "a", "shardId-000"); err != nil || !ok || pos != "42" {
+		t.Fatalf("position %q %v %v", pos, ok, err)
+	}
+	if err := s.DeleteMapping(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketLeases) != nil {
+			return errors.New("leases bucket still there")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	s.Close()
 }
 
 func TestCorruptFileIsReportedNotReset(t *testing.T) {
