@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/esmd/esmd/internal/backoff"
 )
 
 // Engine holds the mappings, persists them, and runs one pipeline per
@@ -593,7 +595,7 @@ func (e *Engine) startLocked(en *entry, r Runner) *pipeline {
 	go func() {
 		defer e.wg.Done()
 		defer close(p.done)
-		backoff := e.o.retryMin
+		bo := backoff.New(e.o.retryMin, e.o.retryMax)
 		for {
 			err := r.Run(ctx, m.Clone(), rep)
 			if ctx.Err() != nil {
@@ -602,16 +604,12 @@ func (e *Engine) startLocked(en *entry, r Runner) *pipeline {
 			if err == nil {
 				err = errors.New("pipeline stopped unexpectedly")
 			}
-			e.o.log.Warn("pipeline failed; restarting", "uuid", m.UUID, "source", m.Source, "err", err, "backoff", backoff)
+			wait := bo.Next()
+			e.o.log.Warn("pipeline failed; restarting", "uuid", m.UUID, "source", m.Source, "err", err, "backoff", wait)
 			rep.ProcessingResult("PROBLEM: " + err.Error())
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if backoff.Sleep(ctx, wait) != nil {
 				return
-			case <-t.C:
 			}
-			backoff = min(backoff*2, e.o.retryMax)
 		}
 	}()
 	return p

@@ -107,7 +107,9 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 func WithMaxFilters(n int) Option { return func(o *options) { o.maxFilters = n } }
 
 // WithRunnerBackoff sets the delay before a failed Runner is started again,
-// doubling from min to max (default 1s to 1m).
+// doubling from min to max (default 1s to 1m). As in backoff.New, a min of
+// zero or less means backoff.DefaultInitial and a max below min means
+// backoff.DefaultMax.
 func WithRunnerBackoff(min, max time.Duration) Option {
 	return func(o *options) { o.retryMin, o.retryMax = min, max }
 }
