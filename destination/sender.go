@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/esmd/esmd/esm"
 )
 
 // Sender delivers one invocation record to a destination. A non-nil error
@@ -62,11 +64,11 @@ func New(dest, esmUUID string, c Clients) (Sender, error) {
 		}
 		return NewKafkaSender(c.Kafka, topic), nil
 	}
-	parts := strings.SplitN(dest, ":", 6)
-	if len(parts) != 6 || parts[0] != "arn" {
+	arn, ok := esm.ParseARN(dest)
+	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnsupported, dest)
 	}
-	switch parts[2] {
+	switch arn.Service {
 	case "sqs":
 		if c.SQS == nil {
 			return nil, fmt.Errorf("destination %s: no SQS client", dest)
@@ -108,13 +110,13 @@ func (s *SQSSender) queueURL(ctx context.Context) (string, error) {
 	if s.url != "" {
 		return s.url, nil
 	}
-	parts := strings.SplitN(s.queueARN, ":", 6)
-	if len(parts) != 6 {
+	arn, ok := esm.ParseARN(s.queueARN)
+	if !ok {
 		return "", fmt.Errorf("sqs destination: bad queue ARN %q", s.queueARN)
 	}
-	in := &sqs.GetQueueUrlInput{QueueName: aws.String(parts[5])}
-	if parts[4] != "" {
-		in.QueueOwnerAWSAccountId = aws.String(parts[4])
+	in := &sqs.GetQueueUrlInput{QueueName: aws.String(arn.Resource)}
+	if arn.Account != "" {
+		in.QueueOwnerAWSAccountId = aws.String(arn.Account)
 	}
 	out, err := s.client.GetQueueUrl(ctx, in)
 	if err != nil {

@@ -1,17 +1,21 @@
 package dispatcher
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/esmd/esmd/esm"
+)
 
 // SplitFunction splits a FunctionArn into the function (unqualified ARN)
 // and its qualifier (version, alias or $LATEST; "" when unqualified).
 // Names and partial ARNs are split the same way: "my-fn:PROD" gives
 // ("my-fn", "PROD").
 func SplitFunction(fn string) (name, qualifier string) {
-	// arn:partition:lambda:region:account:function:name[:qualifier]
 	if strings.HasPrefix(fn, "arn:") {
-		parts := strings.SplitN(fn, ":", 8)
-		if len(parts) == 8 {
-			return strings.Join(parts[:7], ":"), parts[7]
+		// Resource: function:name[:qualifier]
+		a, ok := esm.ParseARN(fn)
+		if res := strings.SplitN(a.Resource, ":", 3); ok && len(res) == 3 {
+			return fn[:len(fn)-len(res[2])-1], res[2]
 		}
 		return fn, ""
 	}

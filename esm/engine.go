@@ -798,11 +798,12 @@ func (e *Engine) entryByArnLocked(arn string) (*entry, error) {
 		v.add(quote(arn), "resource", "Member must satisfy regular expression pattern: "+patResource)
 		return nil, v.err()
 	}
-	i := strings.Index(arn, ":event-source-mapping:")
-	if i < 0 {
+	a, _ := ParseARN(arn) // an ARN: it matched reResource
+	id, ok := strings.CutPrefix(a.Resource, "event-source-mapping:")
+	if !ok {
 		return nil, &Error{Type: ErrTypeResourceNotFound, Status: http.StatusNotFound, Message: "Function not found: " + arn}
 	}
-	en, ok := e.mappings[arn[i+len(":event-source-mapping:"):]]
+	en, ok := e.mappings[id]
 	if !ok || en.m.Arn != arn {
 		return nil, &Error{Type: ErrTypeResourceNotFound, Status: http.StatusNotFound, Message: "Event source mapping not found: " + arn}
 	}

@@ -146,7 +146,7 @@ func checkShape(cfg *Config) *Error {
 		fn := *cfg.FunctionName
 		// The model allows 256 characters, but a bare name is limited to 64
 		// (spec 11): AWS reports it as a length violation.
-		if _, ok := ParseARN(fn); !ok && !strings.Contains(fn, ":") && len(fn) > 64 {
+		if !strings.Contains(fn, ":") && len(fn) > 64 {
 			c.v.add(quote(fn), "functionName", "Member must have length less than or equal to 64")
 		} else {
 			c.str(cfg.FunctionName, "functionName", 1, 256, functionNameRe, patFunctionName)
