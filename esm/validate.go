@@ -329,31 +329,72 @@ func unsupported(name string) *Error {
 // checkSource applies the semantic rules of one source to the effective
 // (merged, defaulted) configuration. arn is the event source ARN ("" for
 // self-managed Kafka). now is used for the StartingPositionTimestamp check.
+//
+// AWS reports only the first rule broken, so the rule groups run in AWS's
+// order and the first error wins.
 func checkSource(src Source, cfg *Config, arn string, maxFilters int, now time.Time) *Error {
-	// DestinationConfig first: AWS answers it before the function lookup
-	// (test_event_source_mapping_exceptions).
-	if d := cfg.DestinationConfig; d != nil {
-		if d.OnSuccess != nil {
-			return unsupported("DestinationConfig")
-		}
-		if d.OnFailure != nil && d.OnFailure.Destination != nil && *d.OnFailure.Destination != "" {
-			if !src.Stream() && !src.IsKafka() {
-				return unsupported("DestinationConfig")
-			}
-			if strings.HasPrefix(*d.OnFailure.Destination, "kafka://") && !src.IsKafka() {
-				return invalidParam("Unsupported destination type for given event source mapping type: %s", *d.OnFailure.Destination)
-			}
+	sc := sourceCheck{src: src, cfg: cfg, arn: arn, maxFilters: maxFilters, now: now}
+	for _, rule := range []func() *Error{
+		sc.destination,
+		sc.applicable,
+		sc.startingPosition,
+		sc.recordAge,
+		sc.sqs,
+		sc.pollers,
+		sc.required,
+		sc.access,
+		sc.filters,
+	} {
+		if err := rule(); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// sourceCheck is the input of checkSource's rule groups.
+type sourceCheck struct {
+	src        Source
+	cfg        *Config
+	arn        string
+	maxFilters int
+	now        time.Time
+}
+
+// destination comes first: AWS answers it before the function lookup
+// (test_event_source_mapping_exceptions).
+func (sc sourceCheck) destination() *Error {
+	d := sc.cfg.DestinationConfig
+	if d == nil {
+		return nil
+	}
+	if d.OnSuccess != nil {
+		return unsupported("DestinationConfig")
+	}
+	if d.OnFailure != nil && d.OnFailure.Destination != nil && *d.OnFailure.Destination != "" {
+		if !sc.src.Stream() && !sc.src.IsKafka() {
+			return unsupported("DestinationConfig")
+		}
+		if strings.HasPrefix(*d.OnFailure.Destination, "kafka://") && !sc.src.IsKafka() {
+			return invalidParam("Unsupported destination type for given event source mapping type: %s", *d.OnFailure.Destination)
+		}
+	}
+	return nil
+}
+
+// applicable refuses parameters, and values of them, that the source does
+// not take.
+func (sc sourceCheck) applicable() *Error {
+	src, cfg := sc.src, sc.cfg
 	if cfg.StartingPosition != nil && !(src.Stream() || src.IsKafka() || src == SourceDocumentDB) {
 		// Wording reported from AWS for SQS; the same sentence is used for MQ.
 		return invalidParam("StartingPosition is not valid for %s event sources.", sourceLabel(src))
 	}
-	if cfg.MaximumBatchingWindowInSeconds != nil && src == SourceSQS && IsFIFOQueue(arn) && *cfg.MaximumBatchingWindowInSeconds != 0 {
+	if cfg.MaximumBatchingWindowInSeconds != nil && src == SourceSQS && IsFIFOQueue(sc.arn) && *cfg.MaximumBatchingWindowInSeconds != 0 {
 		return unsupported("MaximumBatchingWindowInSeconds")
 	}
 	if src == SourceDynamoDB && cfg.StartingPosition != nil && *cfg.StartingPosition == "AT_TIMESTAMP" {
-		return invalidParam("Unsupported starting position for arn type: %s", arn)
+		return invalidParam("Unsupported starting position for arn type: %s", sc.arn)
 	}
 	for _, f := range sourceFields {
 		if f.present(cfg) && !slices.Contains(f.sources, src) {
@@ -367,60 +408,86 @@ func checkSource(src Source, cfg *Config, arn string, maxFilters int, now time.T
 			}
 		}
 	}
+	return nil
+}
 
-	switch src {
+// startingPosition: required by streams, MSK and DocumentDB, and
+// StartingPositionTimestamp goes with AT_TIMESTAMP only. (DynamoDB's refusal
+// of AT_TIMESTAMP comes earlier, in applicable.)
+func (sc sourceCheck) startingPosition() *Error {
+	cfg := sc.cfg
+	switch sc.src {
 	case SourceKinesis, SourceDynamoDB, SourceMSK, SourceDocumentDB:
 		if cfg.StartingPosition == nil {
 			return invalidParam("1 validation error detected: Value null at 'startingPosition' failed to satisfy constraint: Member must not be null.")
 		}
 	}
 	if cfg.StartingPosition != nil && *cfg.StartingPosition == "AT_TIMESTAMP" {
-		if src == SourceDynamoDB {
-			return invalidParam("Unsupported starting position for arn type: %s", arn)
-		}
 		if cfg.StartingPositionTimestamp == nil {
 			return invalidParam("StartingPositionTimestamp must be set when StartingPosition is AT_TIMESTAMP.")
 		}
-		if ts := epochToTime(*cfg.StartingPositionTimestamp); ts.After(now) {
+		if ts := epochToTime(*cfg.StartingPositionTimestamp); ts.After(sc.now) {
 			return invalidParam("StartingPositionTimestamp cannot be in the future.")
 		}
 	} else if cfg.StartingPositionTimestamp != nil {
 		return invalidParam("StartingPositionTimestamp can only be set when StartingPosition is AT_TIMESTAMP.")
 	}
-	if a := cfg.MaximumRecordAgeInSeconds; a != nil && *a >= 0 && *a < 60 {
+	return nil
+}
+
+func (sc sourceCheck) recordAge() *Error {
+	if a := sc.cfg.MaximumRecordAgeInSeconds; a != nil && *a >= 0 && *a < 60 {
 		// The model declares -1..604800, but AWS refuses 0..59 (spec 3, 13).
 		return invalidParam("MaximumRecordAgeInSeconds must be -1 or between 60 and 604800.")
 	}
+	return nil
+}
 
-	if src == SourceSQS {
-		fifo := IsFIFOQueue(arn)
-		if fifo && cfg.BatchSize != nil && *cfg.BatchSize > 10 {
-			return invalidParam("Batch size must be between 1 and 10 for FIFO queues.")
-		}
-		// Recorded on create and update (TestSQSEventSourceMapping).
-		if !fifo && cfg.BatchSize != nil && *cfg.BatchSize > 10 &&
-			(cfg.MaximumBatchingWindowInSeconds == nil || *cfg.MaximumBatchingWindowInSeconds < 1) {
-			return invalidParam("Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10")
-		}
-		if cfg.ScalingConfig != nil && cfg.ProvisionedPollerConfig != nil {
-			return invalidParam("ScalingConfig and ProvisionedPollerConfig cannot be used together.")
+// sqs: batch size limits of FIFO and standard queues, and one way to scale.
+func (sc sourceCheck) sqs() *Error {
+	cfg := sc.cfg
+	if sc.src != SourceSQS {
+		return nil
+	}
+	fifo := IsFIFOQueue(sc.arn)
+	if fifo && cfg.BatchSize != nil && *cfg.BatchSize > 10 {
+		return invalidParam("Batch size must be between 1 and 10 for FIFO queues.")
+	}
+	// Recorded on create and update (TestSQSEventSourceMapping).
+	if !fifo && cfg.BatchSize != nil && *cfg.BatchSize > 10 &&
+		(cfg.MaximumBatchingWindowInSeconds == nil || *cfg.MaximumBatchingWindowInSeconds < 1) {
+		return invalidParam("Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10")
+	}
+	if cfg.ScalingConfig != nil && cfg.ProvisionedPollerConfig != nil {
+		return invalidParam("ScalingConfig and ProvisionedPollerConfig cannot be used together.")
+	}
+	return nil
+}
+
+// pollers checks ProvisionedPollerConfig.
+func (sc sourceCheck) pollers() *Error {
+	p := sc.cfg.ProvisionedPollerConfig
+	if p == nil {
+		return nil
+	}
+	if p.MinimumPollers != nil && p.MaximumPollers != nil && *p.MinimumPollers > *p.MaximumPollers {
+		return invalidParam("MinimumPollers must be less than or equal to MaximumPollers.")
+	}
+	if sc.src == SourceSQS {
+		if p.MinimumPollers != nil && *p.MinimumPollers < 2 || p.MaximumPollers != nil && *p.MaximumPollers < 2 {
+			return invalidParam("MinimumPollers and MaximumPollers must be at least 2 for Amazon SQS event sources.")
 		}
 	}
-	if p := cfg.ProvisionedPollerConfig; p != nil {
-		if p.MinimumPollers != nil && p.MaximumPollers != nil && *p.MinimumPollers > *p.MaximumPollers {
-			return invalidParam("MinimumPollers must be less than or equal to MaximumPollers.")
-		}
-		if src == SourceSQS {
-			if p.MinimumPollers != nil && *p.MinimumPollers < 2 || p.MaximumPollers != nil && *p.MaximumPollers < 2 {
-				return invalidParam("MinimumPollers and MaximumPollers must be at least 2 for Amazon SQS event sources.")
-			}
-		}
-		if p.PollerGroupName != nil && !src.IsKafka() {
-			return unsupported("PollerGroupName")
-		}
+	if p.PollerGroupName != nil && !sc.src.IsKafka() {
+		return unsupported("PollerGroupName")
 	}
+	return nil
+}
 
-	switch src {
+// required: what the source reads (topics, queues, database).
+func (sc sourceCheck) required() *Error {
+	cfg := sc.cfg
+	switch sc.src {
 	case SourceMSK, SourceKafka:
 		if len(cfg.Topics) == 0 {
 			return invalidParam("Required 'topics' parameter is missing.")
@@ -434,13 +501,21 @@ func checkSource(src Source, cfg *Config, arn string, maxFilters int, now time.T
 			return invalidParam("Required 'documentDBEventSourceConfig.databaseName' parameter is missing.")
 		}
 	}
+	return nil
+}
+
+// access checks SourceAccessConfigurations: present where required, each
+// complete and of a type the source uses, with the credentials MQ and
+// DocumentDB need.
+func (sc sourceCheck) access() *Error {
+	src, sacs := sc.src, sc.cfg.SourceAccessConfigurations
 	switch src {
 	case SourceKafka, SourceMQ, SourceDocumentDB:
-		if len(cfg.SourceAccessConfigurations) == 0 {
+		if len(sacs) == 0 {
 			return invalidParam("Required 'sourceAccessConfigurations' parameter is missing.")
 		}
 	}
-	for _, s := range cfg.SourceAccessConfigurations {
+	for _, s := range sacs {
 		if s.Type == nil || s.URI == nil {
 			return invalidParam("Required 'sourceAccessConfigurations.type' and 'sourceAccessConfigurations.uri' parameters are missing.")
 		}
@@ -449,18 +524,26 @@ func checkSource(src Source, cfg *Config, arn string, maxFilters int, now time.T
 		}
 	}
 	if src == SourceMQ || src == SourceDocumentDB {
-		if !hasSAC(cfg.SourceAccessConfigurations, "BASIC_AUTH") {
+		if !hasSAC(sacs, "BASIC_AUTH") {
 			return invalidParam("Required 'sourceAccessConfigurations' of type BASIC_AUTH is missing.")
 		}
 	}
-	if f := cfg.FilterCriteria; f != nil {
-		if len(f.Filters) > maxFilters {
-			return invalidParam("The number of filters exceeds the limit. The maximum number of filters is %d.", maxFilters)
-		}
-		for _, flt := range f.Filters {
-			if flt.Pattern == nil {
-				return invalidParam("Invalid filter pattern definition.")
-			}
+	return nil
+}
+
+// filters checks the number of filters against the quota, and that each
+// has a pattern.
+func (sc sourceCheck) filters() *Error {
+	f := sc.cfg.FilterCriteria
+	if f == nil {
+		return nil
+	}
+	if len(f.Filters) > sc.maxFilters {
+		return invalidParam("The number of filters exceeds the limit. The maximum number of filters is %d.", sc.maxFilters)
+	}
+	for _, flt := range f.Filters {
+		if flt.Pattern == nil {
+			return invalidParam("Invalid filter pattern definition.")
 		}
 	}
 	return nil
