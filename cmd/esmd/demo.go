@@ -38,24 +38,16 @@ const (
 // records produced, filtered out, delivered, invocations, batch sizes and
 // lag until Ctrl-C (or --duration), then a summary line.
 func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("esmd demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	duration := fs.Duration("duration", 0, "stop after this long and print the summary (default: run until Ctrl-C)")
-	rate := fs.Int("rate", 20, "records produced per second")
-	addr := fs.String("addr", "127.0.0.1:0", "address of the event-source-mapping API during the demo")
-	quiet := fs.Bool("quiet", false, "do not print each invocation, only the status lines")
-	if err := parse(fs, args); err != nil {
+	o, err := parseDemoFlags(args, stderr)
+	if err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
 		}
 		return err
 	}
-	if *rate < 1 {
-		return fmt.Errorf("--rate must be at least 1")
-	}
-	if *duration > 0 {
+	if o.duration > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *duration)
+		ctx, cancel = context.WithTimeout(ctx, o.duration)
 		defer cancel()
 	}
 	dir, err := os.MkdirTemp("", "esmd-demo-*")
@@ -64,64 +56,146 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer os.RemoveAll(dir)
 
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, demoTopic))
+	cluster, cl, err := startDemoKafka()
 	if err != nil {
-		return fmt.Errorf("demo Kafka: %w", err)
+		return err
 	}
 	defer cluster.Close()
+	defer cl.Close()
 	seeds := cluster.ListenAddrs()
-	d := &demo{out: stdout, quiet: *quiet, skipped: map[int32][]int64{}}
+	d := &demo{out: stdout, quiet: o.quiet, skipped: map[int32][]int64{}}
+	fnURL, closeFn, err := d.serveFunction()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	eng, err := startDemoEngine(o.addr, dir, fnURL, seeds, stderr)
+	if err != nil {
+		return err
+	}
+	defer eng.stop()
+	d.group = eng.uuid
+	printDemoIntro(stdout, seeds, o.rate, eng.apiAddr)
+	return d.run(ctx, cl, o.rate, eng)
+}
+
+// demoOpts are the flags of esmd demo.
+type demoOpts struct {
+	duration time.Duration
+	rate     int
+	addr     string
+	quiet    bool
+}
+
+// parseDemoFlags parses esmd demo's flags; -h gives errHelp.
+func parseDemoFlags(args []string, stderr io.Writer) (*demoOpts, error) {
+	fs := flag.NewFlagSet("esmd demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &demoOpts{}
+	fs.DurationVar(&o.duration, "duration", 0, "stop after this long and print the summary (default: run until Ctrl-C)")
+	fs.IntVar(&o.rate, "rate", 20, "records produced per second")
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:0", "address of the event-source-mapping API during the demo")
+	fs.BoolVar(&o.quiet, "quiet", false, "do not print each invocation, only the status lines")
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	if o.rate < 1 {
+		return nil, fmt.Errorf("--rate must be at least 1")
+	}
+	return o, nil
+}
+
+// startDemoKafka starts the in-process Kafka, with demoTopic in 3
+// partitions, and a client that produces to demoTopic.
+func startDemoKafka() (*kfake.Cluster, *kgo.Client, error) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, demoTopic))
+	if err != nil {
+		return nil, nil, fmt.Errorf("demo Kafka: %w", err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic(demoTopic))
+	if err != nil {
+		cluster.Close()
+		return nil, nil, err
+	}
+	return cluster, cl, nil
+}
+
+// serveFunction starts the demo's function endpoint (d.invoke) on a local
+// port; it returns the endpoint's URL and the function that stops it.
+func (d *demo) serveFunction() (url string, stop func(), err error) {
 	fn := &http.Server{Handler: http.HandlerFunc(d.invoke), ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	go func() { _ = fn.Serve(ln) }()
-	defer fn.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(demoTopic))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
+	return "http://" + ln.Addr().String(), func() { fn.Close() }, nil
+}
 
-	c := newCommon("esmd demo", io.Discard, *addr)
+// demoEngine is esmd (engine and API) serving in the demo's process, with
+// the demo's mapping created.
+type demoEngine struct {
+	apiAddr string
+	uuid    string // the mapping's, also its Kafka consumer group
+	// served receives serve's result once it returns.
+	served <-chan error
+	// stop stops serve; the demo then waits on served.
+	stop context.CancelFunc
+}
+
+// startDemoEngine runs serve with a store in dir and the function endpoint
+// fnURL, and creates the demo's mapping on the brokers seeds once the API
+// listens. It returns when the mapping exists, or with serve's error.
+func startDemoEngine(addr, dir, fnURL string, seeds []string, stderr io.Writer) (*demoEngine, error) {
+	c := newCommon("esmd demo", io.Discard, addr)
 	c.dataDir = dir
-	c.lambdaEndpoint = "http://" + ln.Addr().String()
+	c.lambdaEndpoint = fnURL
 	c.functionCheck = "never"
 	c.logLevel = "warn"
 	if err := c.validate(); err != nil {
-		return err
+		return nil, err
 	}
 	sctx, stop := context.WithCancel(context.Background())
-	defer stop()
 	served := make(chan error, 1)
-	ready := make(chan string, 1)
+	ready := make(chan demoEngine, 1)
 	go func() {
 		served <- serve(sctx, c, c.logger(stderr), func(e *esm.Engine, apiAddr string) error {
-			m, err := e.Create(sctx, &esm.Config{
-				FunctionName: ptrTo("demo-function"), Topics: []string{demoTopic}, StartingPosition: ptrTo("TRIM_HORIZON"),
-				BatchSize:              ptrTo(int64(10)),
-				SelfManagedEventSource: &esm.SelfManagedEventSource{Endpoints: map[string][]string{"KAFKA_BOOTSTRAP_SERVERS": seeds}},
-				// AWS requires the VPC of an unauthenticated cluster; esmd
-				// accepts it and connects directly.
-				SourceAccessConfigurations: []esm.SourceAccessConfiguration{{Type: ptrTo("VPC_SUBNET"), URI: ptrTo("subnet:subnet-demo")}},
-				FilterCriteria:             &esm.FilterCriteria{Filters: []esm.Filter{{Pattern: ptrTo(demoFilter)}}},
-			})
+			m, err := e.Create(sctx, demoMapping(seeds))
 			if err != nil {
 				return fmt.Errorf("demo mapping: %w", err)
 			}
-			d.group = m.UUID
-			ready <- apiAddr
+			ready <- demoEngine{apiAddr: apiAddr, uuid: m.UUID}
 			return nil
 		})
 	}()
-	var apiAddr string
 	select {
-	case apiAddr = <-ready:
+	case eng := <-ready:
+		eng.served, eng.stop = served, stop
+		return &eng, nil
 	case err := <-served:
-		return err
+		stop()
+		return nil, err
 	}
-	fmt.Fprintf(stdout, `esmd demo: in one process, a Kafka broker (kfake, %s) with topic %q (3 partitions),
+}
+
+// demoMapping is the demo's mapping: self-managed Kafka on seeds, from the
+// start of demoTopic, batches of 10, paid orders only.
+func demoMapping(seeds []string) *esm.Config {
+	return &esm.Config{
+		FunctionName: ptrTo("demo-function"), Topics: []string{demoTopic}, StartingPosition: ptrTo("TRIM_HORIZON"),
+		BatchSize:              ptrTo(int64(10)),
+		SelfManagedEventSource: &esm.SelfManagedEventSource{Endpoints: map[string][]string{"KAFKA_BOOTSTRAP_SERVERS": seeds}},
+		// AWS requires the VPC of an unauthenticated cluster; esmd
+		// accepts it and connects directly.
+		SourceAccessConfigurations: []esm.SourceAccessConfiguration{{Type: ptrTo("VPC_SUBNET"), URI: ptrTo("subnet:subnet-demo")}},
+		FilterCriteria:             &esm.FilterCriteria{Filters: []esm.Filter{{Pattern: ptrTo(demoFilter)}}},
+	}
+}
+
+// printDemoIntro says what runs where, and how to run the same mapping
+// against a real broker and function.
+func printDemoIntro(w io.Writer, seeds []string, rate int, apiAddr string) {
+	fmt.Fprintf(w, `esmd demo: in one process, a Kafka broker (kfake, %s) with topic %q (3 partitions),
 a producer writing %d sample orders/s, a mapping (BatchSize 10, filter %s) and a local
 function that prints what it receives. Ctrl-C stops.
   API: http://%s (aws lambda list-event-source-mappings --endpoint-url http://%s)
@@ -134,47 +208,59 @@ To run the same mapping against a real broker and function:
     --source-access-configurations Type=VPC_SUBNET,URI=subnet:subnet-0 \
     --filter-criteria '{"Filters":[{"Pattern":"{\"value\":{\"status\":[\"paid\"]}}"}]}'
 
-`, strings.Join(seeds, ","), demoTopic, *rate, demoFilter, apiAddr, apiAddr, demoTopic)
+`, strings.Join(seeds, ","), demoTopic, rate, demoFilter, apiAddr, apiAddr, demoTopic)
+}
 
-	tick := time.NewTicker(time.Second / time.Duration(*rate))
+// run produces rate records a second and prints a status line every 2s
+// until ctx is done; then it stops the engine and prints the summary.
+func (d *demo) run(ctx context.Context, cl *kgo.Client, rate int, eng *demoEngine) error {
+	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	status := time.NewTicker(2 * time.Second)
 	defer status.Stop()
-	statuses := []string{"paid", "paid", "pending", "refunded"}
 	for n := 0; ; {
 		select {
 		case <-ctx.Done():
-			stop()
-			if err := <-served; err != nil {
+			eng.stop()
+			if err := <-eng.served; err != nil {
 				return err
 			}
 			d.status(ctx, cl)
-			fmt.Fprintf(stdout, "demo: produced %d records, filtered out %d, delivered %d to the function in %d invocations\n",
+			fmt.Fprintf(d.out, "demo: produced %d records, filtered out %d, delivered %d to the function in %d invocations\n",
 				d.produced.Load(), d.filtered, d.delivered.Load(), d.invocations.Load())
 			return nil
-		case <-served:
+		case <-eng.served:
 			return errors.New("esmd stopped")
 		case <-status.C:
 			d.status(ctx, cl)
-			fmt.Fprintf(stdout, "produced %d  filtered out %d  delivered %d  invocations %d  batch size last %d max %d  lag %d\n",
+			fmt.Fprintf(d.out, "produced %d  filtered out %d  delivered %d  invocations %d  batch size last %d max %d  lag %d\n",
 				d.produced.Load(), d.filtered, d.delivered.Load(), d.invocations.Load(), d.lastBatch.Load(), d.maxBatch.Load(), d.lag)
 		case <-tick.C:
-			st := statuses[n%len(statuses)]
-			v := fmt.Appendf(nil, `{"order":%d,"status":%q,"amount":%d.%02d}`, n, st, 5+n%95, n%100)
+			d.produce(ctx, cl, n)
 			n++
-			cl.Produce(ctx, &kgo.Record{Key: fmt.Appendf(nil, "customer-%d", n%7), Value: v}, func(r *kgo.Record, err error) {
-				if err != nil {
-					return
-				}
-				d.produced.Add(1)
-				if st != "paid" {
-					d.mu.Lock()
-					d.skipped[r.Partition] = append(d.skipped[r.Partition], r.Offset)
-					d.mu.Unlock()
-				}
-			})
 		}
 	}
+}
+
+// demoStatuses are the statuses of sample orders, in turn: half are paid.
+var demoStatuses = []string{"paid", "paid", "pending", "refunded"}
+
+// produce writes sample order n, and remembers where the records the
+// filter drops landed.
+func (d *demo) produce(ctx context.Context, cl *kgo.Client, n int) {
+	st := demoStatuses[n%len(demoStatuses)]
+	v := fmt.Appendf(nil, `{"order":%d,"status":%q,"amount":%d.%02d}`, n, st, 5+n%95, n%100)
+	cl.Produce(ctx, &kgo.Record{Key: fmt.Appendf(nil, "customer-%d", (n+1)%7), Value: v}, func(r *kgo.Record, err error) {
+		if err != nil {
+			return
+		}
+		d.produced.Add(1)
+		if st != "paid" {
+			d.mu.Lock()
+			d.skipped[r.Partition] = append(d.skipped[r.Partition], r.Offset)
+			d.mu.Unlock()
+		}
+	})
 }
 
 // demo is the demo's function endpoint and its counters.
