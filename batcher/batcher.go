@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -124,6 +125,71 @@ type Batcher struct {
 	touched   []*queue
 	idle      []*queue // sub-lanes that went idle, oldest first (roughly), see sweep
 	idleCount int
+	deal      dealer // Policy.Lanes
+}
+
+// dealer deals records to the batcher's own lanes (Policy.Lanes).
+type dealer struct {
+	names []string          // lane names, made on first use
+	cur   int               // lane of the current run
+	used  int               // records dealt to it in this run
+	keys  map[string]*dealt // keys with records held, and their lane
+}
+
+// dealt is what the dealer knows of a key while records of it are held.
+type dealt struct {
+	lane string
+	n    int // records held: buffered or in flight
+}
+
+// startRun makes the next record start a new run when there is no
+// batching window: one receive is one batch (spec SQS-1).
+func (b *Batcher) startRun() {
+	if b.policy.Lanes > 0 && b.policy.Window == 0 && b.deal.used > 0 {
+		b.deal.used = b.policy.BatchSize
+	}
+}
+
+// dealLane sets rec.Lane to the lane it is dealt to.
+func (b *Batcher) dealLane(rec *source.Record) {
+	d := &b.deal
+	if rec.Key != "" {
+		if k := d.keys[rec.Key]; k != nil {
+			k.n++
+			rec.Lane = k.lane
+			return
+		}
+	}
+	if d.names == nil {
+		d.names = make([]string, b.policy.Lanes)
+		for i := range d.names {
+			d.names[i] = "lane-" + strconv.Itoa(i)
+		}
+		d.keys = map[string]*dealt{}
+	}
+	if d.used >= b.policy.BatchSize {
+		d.cur = (d.cur + 1) % len(d.names)
+		d.used = 0
+	}
+	d.used++
+	rec.Lane = d.names[d.cur]
+	if rec.Key != "" {
+		d.keys[rec.Key] = &dealt{lane: rec.Lane, n: 1}
+	}
+}
+
+// undeal forgets the records of a finished batch in the dealer's keys.
+func (b *Batcher) undeal(recs []source.Record) {
+	if b.policy.Lanes == 0 {
+		return
+	}
+	for i := range recs {
+		if k := b.deal.keys[recs[i].Key]; k != nil {
+			if k.n--; k.n <= 0 {
+				delete(b.deal.keys, recs[i].Key)
+			}
+		}
+	}
 }
 
 // Idle sub-lanes (nothing buffered or in flight, no open tumbling window)
@@ -255,6 +321,7 @@ func (b *Batcher) Add(rec source.Record) error {
 		return ErrClosed
 	}
 	now := time.Now()
+	b.startRun()
 	b.add(&rec, now)
 	b.settle(now)
 	return nil
@@ -275,6 +342,7 @@ func (b *Batcher) AddAll(recs []source.Record) error {
 		return ErrClosed
 	}
 	now := time.Now()
+	b.startRun()
 	for i := range recs {
 		b.add(&recs[i], now)
 	}
@@ -283,6 +351,9 @@ func (b *Batcher) AddAll(recs []source.Record) error {
 }
 
 func (b *Batcher) add(rec *source.Record, now time.Time) {
+	if b.policy.Lanes > 0 {
+		b.dealLane(rec)
+	}
 	l := b.last
 	if l == nil || l.name != rec.Lane {
 		l = b.lanes[rec.Lane]
@@ -445,7 +516,7 @@ func (b *Batcher) status(q *queue, now time.Time) (bool, time.Time) {
 	if b.policy.WindowStart == AfterInvoke && q.lastDone.After(at) {
 		at = q.lastDone
 	}
-	at = at.Add(b.policy.Window)
+	at = at.Add(max(b.policy.Window, b.policy.Linger))
 	return !now.Before(at), at
 }
 
@@ -708,6 +779,7 @@ func (b *Batcher) Done(bt *Batch, state json.RawMessage) error {
 	}
 	q.inflight = nil
 	b.inflight--
+	b.undeal(bt.Records)
 	now := time.Now()
 	q.lastDone = now
 	if c := q.cur; c != nil && bt.Window != nil && !bt.Oversize {
@@ -867,6 +939,27 @@ func (b *Batcher) Close() {
 	b.timers = nil
 	b.buffered = 0
 	b.broadcast()
+}
+
+// Abandon closes the Batcher like Close and returns the records it held
+// buffered (not in a batch), lane by lane, so that the caller can hand them
+// back at once (a stopping pipeline: source.ErrStopped).
+func (b *Batcher) Abandon() []source.Record {
+	b.mu.Lock()
+	var out []source.Record
+	if !b.closed {
+		out = make([]source.Record, 0, b.buffered)
+		for _, l := range b.lanes {
+			for _, q := range l.subs {
+				if q != nil {
+					out = append(out, q.recs...)
+				}
+			}
+		}
+	}
+	b.mu.Unlock()
+	b.Close()
+	return out
 }
 
 // The timer heap is a plain binary min-heap: container/heap would box each

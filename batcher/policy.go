@@ -53,6 +53,23 @@ type Policy struct {
 	// ParallelizationFactor (1 to 10, default 1; Kinesis and DynamoDB
 	// Streams). Zero means 1.
 	ParallelizationFactor int
+	// Linger is the least time a lane's batch that is not full waits for
+	// more records, even with a Window of 0: records that arrive one at a
+	// time (RabbitMQ deliveries) then make fuller batches. Default 0; not an
+	// AWS parameter (esmd uses 1 ms for Amazon MQ).
+	Linger time.Duration
+	// Lanes, above 0, makes the batcher deal records to this many lanes of
+	// its own, for a source whose records have no lanes (an SQS queue):
+	// Record.Lane is overwritten. Records are dealt in runs of BatchSize,
+	// and with a Window of 0 each Add or AddAll (one receive) starts a new
+	// run, since AWS invokes with what one receive returned (spec SQS-1). A
+	// record with a Key (an SQS FIFO message group) goes to the lane of its
+	// key's records while the batcher holds any of them, buffered or in
+	// flight, so one key never has two batches in flight and its records
+	// reach the function in order; a run may hold several keys, as an AWS
+	// FIFO batch does (spec SQS-20). AWS: min(1,000,
+	// ScalingConfig.MaximumConcurrency) concurrent invocations.
+	Lanes int
 	// TumblingWindow groups the records of a lane into windows of this
 	// length aligned on the Unix epoch, by Record.Arrival, and carries the
 	// function's state from one invocation of a window to the next. AWS:
@@ -77,6 +94,15 @@ func (p Policy) Validate() error {
 	}
 	if p.WindowStart > FirstRecord {
 		errs = append(errs, fmt.Errorf("unknown %v", p.WindowStart))
+	}
+	if p.Linger < 0 || p.Linger > 300*time.Second {
+		errs = append(errs, fmt.Errorf("linger %v is outside 0..300s", p.Linger))
+	}
+	if p.Lanes < 0 {
+		errs = append(errs, fmt.Errorf("negative lanes %d", p.Lanes))
+	}
+	if p.Lanes > 0 && (p.ParallelizationFactor > 1 || p.TumblingWindow > 0) {
+		errs = append(errs, errors.New("dealt lanes (SQS) take no ParallelizationFactor or tumbling window"))
 	}
 	if p.ParallelizationFactor < 0 || p.ParallelizationFactor > MaxParallelizationFactor {
 		errs = append(errs, fmt.Errorf("ParallelizationFactor %d is outside 1..10", p.ParallelizationFactor))

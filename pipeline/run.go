@@ -85,7 +85,7 @@ func (r *Runner) env() *source.Env {
 // defaults with the mapping's BatchSize, window, ParallelizationFactor and
 // tumbling window.
 func BatchPolicy(d *source.Descriptor, m *esm.Mapping) batcher.Policy {
-	p := batcher.Policy{BatchSize: d.Batching.BatchSize, Window: d.Batching.Window, WindowStart: batcher.AfterInvoke}
+	p := batcher.Policy{BatchSize: d.Batching.BatchSize, Window: d.Batching.Window, WindowStart: batcher.AfterInvoke, Linger: d.Batching.Linger}
 	if d.Batching.FromFirstRecord {
 		p.WindowStart = batcher.FirstRecord
 	}
@@ -219,10 +219,6 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 	if x.match, err = filter.Compile(pats, filter.WithSource(x.fsrc), filter.WithMaxFilters(0)); err != nil {
 		return fmt.Errorf("filter criteria: %w", err)
 	}
-	policy := BatchPolicy(x.src, m)
-	if x.batches, err = batcher.New(policy, x.src.Envelope(m)); err != nil {
-		return err
-	}
 	x.policy = r.RetryPolicy(m)
 	if d := m.Config.DestinationConfig; d != nil && d.OnFailure != nil && d.OnFailure.Destination != nil && *d.OnFailure.Destination != "" && r.Destination != nil {
 		if x.sender, err = r.Destination(*d.OnFailure.Destination, m); err != nil {
@@ -242,6 +238,13 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 		inflight = int(*sc.MaximumConcurrency)
 	}
 	x.sem = make(chan struct{}, inflight)
+	policy := BatchPolicy(x.src, m)
+	if x.src.Batching.Deal {
+		policy.Lanes = inflight // one batch in flight per lane
+	}
+	if x.batches, err = batcher.New(policy, x.src.Envelope(m)); err != nil {
+		return err
+	}
 	maxBuf := r.MaxBuffered
 	if maxBuf <= 0 {
 		maxBuf = max(4*policy.BatchSize, 10000)
@@ -286,8 +289,16 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 		}
 	}()
 	<-stop.Done()
-	x.batches.Close()
+	// Phase one: nothing new starts. What was never invoked goes back to
+	// the source at once (a queue makes it visible again; an ordered source
+	// reads it again after its checkpoint).
+	abandoned := x.batches.Abandon()
 	loops.Wait()
+	if len(abandoned) > 0 {
+		if err := x.poller.Ack(work, abandoned, source.ErrStopped); err != nil {
+			x.log.Warn("hand back records never invoked", "err", err)
+		}
+	}
 	x.drain(&handlers, cancelWork)
 	cerr := x.poller.Close()
 	if cerr != nil {
@@ -345,6 +356,7 @@ func (x *run) disableOr(ctx context.Context, err error) error {
 }
 
 func (x *run) pollLoop(ctx context.Context, maxBuf int, space <-chan struct{}) error {
+	ender, _ := x.poller.(source.LaneEnder)
 	for {
 		for x.batches.Len() >= maxBuf {
 			select {
@@ -379,6 +391,11 @@ func (x *run) pollLoop(ctx context.Context, maxBuf int, space <-chan struct{}) e
 		if len(kept) > 0 {
 			if err := x.batches.AddAll(kept); err != nil {
 				return nil // closed
+			}
+		}
+		if ender != nil {
+			for _, lane := range ender.EndedLanes() {
+				x.batches.EndLane(lane)
 			}
 		}
 	}
@@ -619,18 +636,26 @@ func (x *run) failureRecord(bt *batcher.Batch, d Discard) *destination.Record {
 	return rec
 }
 
-// oversize handles a record whose event alone passes the 6 MB limit: it is
-// routed to the OnFailure destination where there is one and consumed, so
-// its lane is never stuck (spec 2.3). Queue sources hand it back to the
-// broker, whose redrive policy ends its life.
+// oversize handles a record whose event alone passes the 6 MB limit, as
+// its source's descriptor says (Oversize): routed to the OnFailure
+// destination where there is one and consumed, so its lane is never stuck
+// (spec 2.3); handed back to the broker, whose redrive policy ends its life
+// (SQS); or dropped (Amazon MQ).
 func (x *run) oversize(ctx context.Context, bt *batcher.Batch) {
 	if len(bt.Records) == 0 {
 		return
 	}
 	x.log.Warn("record larger than the invocation payload limit", "lane", bt.Lane, "id", bt.Records[0].ID, "size", bt.Size)
-	if x.queue {
+	switch x.src.Oversize {
+	case source.OversizeRedeliver:
 		if err := x.poller.Ack(ctx, bt.Records, errOversize); err != nil {
 			x.log.Error("hand back oversize record", "err", err)
+		}
+		return
+	case source.OversizeDrop:
+		x.mm.add(cDropped, len(bt.Records))
+		if err := x.poller.Ack(ctx, bt.Records, nil); err != nil {
+			x.log.Error("acknowledge oversize record", "err", err)
 		}
 		return
 	}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -547,4 +548,110 @@ func kinesisInfo(t *testing.T, r *destination.Record) *destination.StreamBatchIn
 		t.Fatalf("OnFailure record without KinesisBatchInfo: %+v", r.Info)
 	}
 	return info
+}
+
+// TestPipelineLaneEnd: a lane whose poller reports it ended (a shard read
+// to its end, source.LaneEnder) has its buffered records invoked at once
+// instead of after the batching window.
+func TestPipelineLaneEnd(t *testing.T) {
+	log := memsource.NewLog(1)
+	inv := &fakeInvoker{}
+	m := mapping(func(c *esm.Config) {
+		c.BatchSize = ptr(int64(100))
+		c.MaximumBatchingWindowInSeconds = ptr(int64(300))
+	})
+	want := produce(log, 3, 1, "end")
+	stop := start(t, log, m, inv, nil)
+	defer stop()
+	time.Sleep(50 * time.Millisecond)
+	if n := len(inv.delivered()); n != 0 {
+		t.Fatalf("%d records invoked before the 300 s window or the lane's end", n)
+	}
+	log.End("lane-0")
+	eventually(t, "the ended lane's records invoked", func() bool { return len(inv.delivered()) == len(want) })
+	eventually(t, "checkpoint at the lane's last record", func() bool { return log.Checkpoint("lane-0") == len(want)-1 })
+}
+
+// blockingInvoker holds every invocation until release is closed or its
+// context ends, and says when the first one started.
+type blockingInvoker struct {
+	started chan struct{}
+	once    sync.Once
+	release chan struct{}
+	mu      sync.Mutex
+	err     error // the context error an invocation saw
+}
+
+func newBlockingInvoker() *blockingInvoker {
+	return &blockingInvoker{started: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (b *blockingInvoker) Invoke(ctx context.Context, _ string, _ []byte) (dispatcher.Result, error) {
+	b.once.Do(func() { close(b.started) })
+	select {
+	case <-b.release:
+		return dispatcher.Result{StatusCode: 200, Payload: []byte("null")}, nil
+	case <-ctx.Done():
+		b.mu.Lock()
+		b.err = ctx.Err()
+		b.mu.Unlock()
+		return dispatcher.Result{}, ctx.Err()
+	}
+}
+
+// TestPipelineStopDrainsInFlight: a stop (disable, update, delete,
+// shutdown) stops polling at once but lets the invocation in flight finish
+// and be acknowledged before Run returns.
+func TestPipelineStopDrainsInFlight(t *testing.T) {
+	log := memsource.NewLog(1)
+	want := produce(log, 5, 1, "drain")
+	inv := newBlockingInvoker()
+	r := &Runner{Source: descriptorFor(esm.SourceKinesis), Invoker: inv, DrainTimeout: time.Minute,
+		Open: func(context.Context, *esm.Mapping) (source.Poller, error) { return log.NewPoller(7), nil }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, mapping(nil), &fakeReporter{}) }()
+	<-inv.started
+	cancel()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned (%v) while an invocation was in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(inv.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if cp := log.Checkpoint("lane-0"); cp != len(want)-1 {
+		t.Fatalf("checkpoint %d after the drained batch, want %d", cp, len(want)-1)
+	}
+	if inv.err != nil {
+		t.Fatalf("the drained invocation was cancelled: %v", inv.err)
+	}
+}
+
+// TestPipelineStopDrainTimeout: an invocation still running when the drain
+// timeout passes is cancelled, and its records are not acknowledged.
+func TestPipelineStopDrainTimeout(t *testing.T) {
+	log := memsource.NewLog(1)
+	produce(log, 5, 1, "slow")
+	inv := newBlockingInvoker()
+	r := &Runner{Source: descriptorFor(esm.SourceKinesis), Invoker: inv, DrainTimeout: 20 * time.Millisecond,
+		Open: func(context.Context, *esm.Mapping) (source.Poller, error) { return log.NewPoller(7), nil }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, mapping(nil), &fakeReporter{}) }()
+	<-inv.started
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if !errors.Is(inv.err, context.Canceled) {
+		t.Fatalf("the invocation past the drain timeout saw %v, want it cancelled", inv.err)
+	}
+	if cp := log.Checkpoint("lane-0"); cp != -1 {
+		t.Fatalf("checkpoint %d: records of a cancelled invocation were acknowledged", cp)
+	}
 }

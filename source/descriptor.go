@@ -41,6 +41,9 @@ type Descriptor struct {
 	// Batching is AWS's default batching for the source; a mapping's
 	// BatchSize and MaximumBatchingWindowInSeconds override it.
 	Batching Batching
+	// Oversize says what becomes of a record too big for any event.
+	// Default OversizeDiscard.
+	Oversize Oversize
 	// Failures reads a ReportBatchItemFailures response: the records of
 	// recs it names failed, nil when none. An error wrapping
 	// dispatcher.ErrInvalidBatchResponse fails the whole batch. Default
@@ -90,7 +93,34 @@ type Batching struct {
 	// batch (Amazon MQ, DocumentDB, Kafka) instead of after the lane's
 	// previous invocation (Kinesis, DynamoDB Streams, SQS).
 	FromFirstRecord bool
+	// Linger is the least time a batch that is not full waits for more
+	// records, even with a window of 0 (batcher.Policy.Linger): Amazon MQ's
+	// deliveries come one at a time. Default 0.
+	Linger time.Duration
+	// Deal says the source's records have no lanes of their own (an SQS
+	// queue): the batcher deals them to as many lanes as the mapping may
+	// have invocations in flight, keeping a Record.Key (FIFO message group)
+	// on one lane while any of its records is held (batcher.Policy.Lanes).
+	// The poller hands out one receive per Poll.
+	Deal bool
 }
+
+// Oversize says what becomes of a record whose event alone passes the
+// invocation payload limit (6 MB): no batch can carry it.
+type Oversize uint8
+
+const (
+	// OversizeDiscard routes it to the OnFailure destination (condition
+	// MaximumPayloadSizeExceeded) and then finishes it, so its lane is never
+	// stuck (ordered sources, spec 2.3).
+	OversizeDiscard Oversize = iota
+	// OversizeRedeliver hands it back to the broker, whose redrive policy
+	// ends its life (SQS).
+	OversizeRedeliver
+	// OversizeDrop finishes it without invoking and counts it dropped
+	// (Amazon MQ, spec MQ-6; DocumentDB).
+	OversizeDrop
+)
 
 // Validate reports what a descriptor lacks.
 func (d *Descriptor) Validate() error {

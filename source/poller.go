@@ -66,6 +66,13 @@ func (d Delivery) String() string {
 // more specific reason (a function error).
 var ErrFailed = errors.New("function call failed")
 
+// ErrStopped is the outcome of records the pipeline gives up because it is
+// stopping (disable, update, delete, shutdown): never invoked, or invoked
+// past the stop's drain timeout. A queue source makes them visible again
+// at once rather than after a failure's delay; an ordered source leaves
+// them unfinished, to be read again.
+var ErrStopped = errors.New("the mapping is stopping")
+
 // BatchError marks records of a batch failed by their index in it, in the
 // style of benthos's batch.Error: one value for the outcome of every
 // record. The records it does not mark succeeded.
@@ -169,4 +176,20 @@ func AckSplit(ctx context.Context, recs []Record, outcome error,
 		errs = append(errs, failed(ctx, bad))
 	}
 	return errors.Join(errs...)
+}
+
+// LaneEnder is optionally implemented by a Poller whose lanes end: a shard
+// closed by a split or merge and read to its end, a Kafka partition
+// revoked. Told of it, the batcher releases the lane's buffered records
+// without waiting for the batching window, gives its open tumbling windows
+// their final invocation (isWindowTerminatedEarly when before the window's
+// end; windows do not carry across resharding, spec STR-30), and forgets
+// the lane once its last batch is done.
+type LaneEnder interface {
+	// EndedLanes returns the lanes that ended since the last call and whose
+	// last records were handed out by a Poll that has returned. The
+	// pipeline calls it after it has added each Poll's records to the
+	// batcher, so a lane never ends before its last records are in; it
+	// must be cheap when no lane ended.
+	EndedLanes() []string
 }

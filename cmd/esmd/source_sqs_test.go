@@ -760,16 +760,24 @@ func TestServeSQSFIFOOrderUnderFailures(t *testing.T) {
 
 // TestServeSQSDisableReleases: disabling a mapping through the API while
 // its function is still running (the invocation is held) and other
-// messages wait in esmd stops it and makes every message visible again at
-// once, not after the queue's 60 s visibility timeout.
+// messages wait in esmd stops it in two phases: polling stops, the
+// invocation in flight gets --drain-timeout (2 s here) to finish, then it
+// is cancelled, and every message is visible again at once, not after the
+// queue's 60 s visibility timeout.
 func TestServeSQSDisableReleases(t *testing.T) {
 	testenv.Skip(t)
 	fq := testenv.FauxQS(t)
 	t.Setenv("AWS_ENDPOINT_URL_SQS", fq)
 	sc := sqs.NewFromConfig(testenv.AWSConfig(fq))
 	fn := newSQSFunction(t)
-	cl, stop := startSQSServe(t, t.TempDir(), fn.url)
+	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	c.dataDir = t.TempDir()
+	c.invokeMode = "rie"
+	c.lambdaEndpoint = fn.url
+	c.drainTimeout = 2 * time.Second
+	addr, stop := serveWith(t, c)
 	defer stop()
+	cl := client(addr)
 
 	url, arn := sqsQueue(t, sc, "disable", map[string]string{"VisibilityTimeout": "60"})
 	var bodies []string

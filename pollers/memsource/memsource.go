@@ -23,6 +23,7 @@ type Log struct {
 	lanes       map[string][]source.Record
 	order       []string
 	checkpoints map[string]int // lane -> index of the last done record
+	ended       map[string]bool
 	changed     chan struct{}
 	// Lanes spreads produced records over this many lanes by key (default 1).
 	Lanes int
@@ -30,7 +31,18 @@ type Log struct {
 
 // NewLog returns an empty log with n lanes.
 func NewLog(n int) *Log {
-	return &Log{lanes: map[string][]source.Record{}, checkpoints: map[string]int{}, changed: make(chan struct{}), Lanes: n}
+	return &Log{lanes: map[string][]source.Record{}, checkpoints: map[string]int{}, ended: map[string]bool{}, changed: make(chan struct{}), Lanes: n}
+}
+
+// End closes a lane, as a split closes a shard: it gets no more records,
+// and a poller reports it ended (source.LaneEnder) once it handed out the
+// lane's last record.
+func (l *Log) End(lane string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ended[lane] = true
+	close(l.changed)
+	l.changed = make(chan struct{})
 }
 
 // Body is the JSON element memsource produces for a record: {"key":..,"body":..}.
@@ -93,6 +105,8 @@ type Poller struct {
 	tracker *source.Tracker
 	mu      sync.Mutex
 	next    map[string]int // lane -> next index to read
+	ended   []string       // lanes ended and read to their end, not yet reported
+	told    map[string]bool
 }
 
 // NewPoller starts reading log after its checkpoints, at most max records
@@ -101,7 +115,7 @@ func (l *Log) NewPoller(max int) *Poller {
 	if max <= 0 {
 		max = 100
 	}
-	return &Poller{log: l, max: max, tracker: source.NewTracker(), next: map[string]int{}}
+	return &Poller{log: l, max: max, tracker: source.NewTracker(), next: map[string]int{}, told: map[string]bool{}}
 }
 
 // Poll returns unread records, lane by lane, waiting for new ones.
@@ -122,11 +136,16 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 				out = append(out, r)
 			}
 			p.next[lane] = i
+			if p.log.ended[lane] && i == len(p.log.lanes[lane]) && !p.told[lane] {
+				p.told[lane] = true
+				p.ended = append(p.ended, lane)
+			}
 		}
+		ended := len(p.ended) > 0
 		p.mu.Unlock()
 		p.log.mu.Unlock()
-		if len(out) > 0 {
-			return out, nil
+		if len(out) > 0 || ended {
+			return out, nil // an ended lane is reported at once
 		}
 		select {
 		case <-ctx.Done():
@@ -134,6 +153,16 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 		case <-changed:
 		}
 	}
+}
+
+// EndedLanes implements source.LaneEnder: lanes closed with Log.End whose
+// last record a Poll has handed out.
+func (p *Poller) EndedLanes() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.ended
+	p.ended = nil
+	return out
 }
 
 // Ack implements source.Poller: finished records move each lane's

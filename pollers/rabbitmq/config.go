@@ -30,12 +30,11 @@ type Config struct {
 	VHost string
 	// Queue is the queue to consume (AWS: Queues[0]).
 	Queue string
-	// EventSourceARN is the broker's ARN, the event's eventSourceArn: it
-	// counts in the size of an event, which decides whether a message is
-	// too large to be invoked at all (AWS: EventSourceArn).
+	// EventSourceARN is the broker's ARN, the event's eventSourceArn (AWS:
+	// EventSourceArn).
 	EventSourceARN string
-	// BatchSize is the most records one Poll returns (AWS: BatchSize;
-	// default 100).
+	// BatchSize is the mapping's BatchSize, which sizes the prefetch
+	// (AWS: BatchSize; default 100). Batching itself is the batcher's.
 	BatchSize int
 	// Prefetch is each consumer's prefetch count, the deliveries it holds
 	// unacked (default BatchSize: a consumer never holds more than a
@@ -61,14 +60,6 @@ type Config struct {
 	// once). AWS documents no delay; without one a function failing on a
 	// message would be invoked with it as fast as the broker redelivers.
 	RequeueDelay, MaxRequeueDelay time.Duration
-	// Linger is how long Poll waits for a batch to fill once it has
-	// records but fewer than BatchSize (default 1 ms; negative: not at
-	// all). Deliveries arrive one at a time; handing each over on its own
-	// costs a wake-up of the pipeline per message, which on a busy machine
-	// takes CPU from the broker. The default batching window (500 ms)
-	// dwarfs it; with MaximumBatchingWindowInSeconds 0 it is at most 1 ms
-	// more before a batch that is not full is invoked.
-	Linger time.Duration
 	// MaxDowntime is how long the poller keeps trying to reconnect
 	// silently; past it Poll returns the last error (default 1 min).
 	MaxDowntime time.Duration
@@ -111,9 +102,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxRequeueDelay <= 0 {
 		c.MaxRequeueDelay = 5 * time.Second
-	}
-	if c.Linger == 0 {
-		c.Linger = time.Millisecond
 	}
 	if c.MaxDowntime <= 0 {
 		c.MaxDowntime = time.Minute

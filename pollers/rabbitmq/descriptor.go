@@ -33,8 +33,12 @@ func Descriptor() *source.Descriptor {
 			}
 			return payload.RabbitMQ(arn)
 		},
-		Filter:   filter.SourceMQ,
-		Batching: source.Batching{BatchSize: 100, Window: 500 * time.Millisecond, FromFirstRecord: true},
+		Filter: filter.SourceMQ,
+		// Deliveries come one at a time: a batch that is not full waits
+		// 1 ms for more even with a window of 0, so that the pipeline is
+		// not woken per message.
+		Batching: source.Batching{BatchSize: 100, Window: 500 * time.Millisecond, FromFirstRecord: true, Linger: time.Millisecond},
+		Oversize: source.OversizeDrop,
 		Check: func(ctx context.Context, env *source.Env, cfg *esm.Config) error {
 			e, err := EnvFor(env)
 			if err != nil {

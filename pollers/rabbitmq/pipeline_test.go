@@ -381,3 +381,31 @@ func TestPipelineBatchesAndWindow(t *testing.T) {
 	}
 	assertAllAcked(t, b, "/", q)
 }
+
+// TestPipelineDropsOversizeMessage: a message whose event would pass the
+// 6 MB invocation limit is acked without an invocation (spec MQ-6: the
+// descriptor's OversizeDrop), and the next one is invoked.
+func TestPipelineDropsOversizeMessage(t *testing.T) {
+	b := testenv.RabbitMQ(t)
+	q := queue(t, b, "/", nil)
+	pub := newPublisher(t, b, "/")
+	pub.publish(q, amqp.Publishing{Body: make([]byte, 5<<20)}) // 6.7 MB in base64
+	pub.text(q, "small")
+	fn := &function{}
+	t.Run("run", func(t *testing.T) { // the pipeline stops when the subtest ends
+		runPipeline(t, b, "/", q, fn, nil)
+		testenv.Eventually(t, 20*time.Second, func(context.Context) error {
+			if got := len(fn.messages()); got != 1 {
+				return fmt.Errorf("function saw %d messages", got)
+			}
+			return nil
+		})
+	})
+	if m := fn.messages(); len(m) != 1 || m[0].Body != "small" {
+		t.Fatalf("function got %v", m)
+	}
+	// Unacked messages are back in the queue once the pipeline stopped.
+	if n := ready(t, b, "/", q); n != 0 {
+		t.Fatalf("%d messages left: the oversize one was not acked", n)
+	}
+}

@@ -21,8 +21,6 @@ import (
 type Poller struct {
 	cfg   Config
 	group string
-	// overhead is the size of a one-message event without the message.
-	overhead int
 
 	ctx    context.Context // ends with Close
 	cancel context.CancelFunc
@@ -30,13 +28,12 @@ type Poller struct {
 
 	// box holds the encoded records the consumers received and Poll has
 	// not taken yet, each consumer's in delivery order. Consumers append
-	// to it without waking Poll except for the first record (ready) and
-	// the BatchSize-th (full), so that a batch costs a few wake-ups rather
-	// than one per message. The consumers' prefetch bounds it.
+	// to it without waking Poll except for the first record (ready), so a
+	// busy queue costs a wake-up per Poll rather than one per message. The
+	// consumers' prefetch bounds it.
 	boxMu sync.Mutex
 	box   []source.Record
 	ready chan struct{} // cap 1: box went from empty to not empty
-	full  chan struct{} // cap 1: box reached BatchSize
 
 	// fatal is closed (with err set) when the broker has been unreachable
 	// for longer than MaxDowntime.
@@ -77,14 +74,12 @@ func Open(ctx context.Context, cfg Config) (*Poller, error) {
 	}
 	group := payload.RabbitMQGroup(cfg.Queue, cfg.VHost)
 	p := &Poller{
-		cfg:      cfg,
-		group:    group,
-		overhead: payload.NewBuilder(payload.RabbitMQ(cfg.EventSourceARN)).SizeWith(group, 0),
-		ready:    make(chan struct{}, 1),
-		full:     make(chan struct{}, 1),
-		fatal:    make(chan struct{}),
-		lost:     make(chan struct{}, 1),
-		conn:     conn,
+		cfg:   cfg,
+		group: group,
+		ready: make(chan struct{}, 1),
+		fatal: make(chan struct{}),
+		lost:  make(chan struct{}, 1),
+		conn:  conn,
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	// As many consumers as the backlog fills (each holds Prefetch), so a
@@ -105,47 +100,24 @@ func Open(ctx context.Context, cfg Config) (*Poller, error) {
 	return p, nil
 }
 
-// Poll returns the deliveries that arrived, at least one and at most
-// BatchSize, waiting for the first until ctx is done and then up to
-// Config.Linger for a full batch. It returns an error when the broker has
-// been unreachable for longer than Config.MaxDowntime.
+// Poll returns the deliveries that arrived, at least one, waiting for the
+// first until ctx is done. Batching them (BatchSize, the window, the linger
+// that keeps a window of 0 from invoking per message) is the batcher's. It
+// returns an error when the broker has been unreachable for longer than
+// Config.MaxDowntime.
 func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
-	var linger *time.Timer
-	defer func() {
-		if linger != nil {
-			linger.Stop()
-		}
-	}()
 	for {
-		p.boxMu.Lock()
-		n := len(p.box)
-		p.boxMu.Unlock()
-		var wait <-chan struct{}
-		var expired <-chan time.Time
-		switch {
-		case n == 0:
-			wait = p.ready
-		case n < p.cfg.BatchSize && p.cfg.Linger > 0 && linger == nil:
-			linger = time.NewTimer(p.cfg.Linger)
-			wait, expired = p.full, linger.C
-		}
-		if wait != nil {
-			select {
-			case <-wait:
-			case <-expired:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-p.fatal:
-				return nil, p.fatalErr
-			case <-p.ctx.Done():
-				return nil, errClosed
-			}
-			if n == 0 {
-				continue
-			}
-		}
 		if recs := p.take(); len(recs) > 0 {
 			return recs, nil
+		}
+		select {
+		case <-p.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-p.fatal:
+			return nil, p.fatalErr
+		case <-p.ctx.Done():
+			return nil, errClosed
 		}
 	}
 }
@@ -156,32 +128,25 @@ func (p *Poller) put(rec source.Record) {
 	p.box = append(p.box, rec)
 	n := len(p.box)
 	p.boxMu.Unlock()
-	var signal chan struct{}
-	switch n {
-	case 1:
-		signal = p.ready
-	case p.cfg.BatchSize:
-		signal = p.full
-	default:
+	if n != 1 {
 		return
 	}
 	select {
-	case signal <- struct{}{}:
+	case p.ready <- struct{}{}:
 	default:
 	}
 }
 
-// take removes up to BatchSize records from the box and returns them,
-// without those read on a channel that has closed since they were
-// delivered: the broker has requeued them and will deliver them again, so
-// invoking the function with them now would only make duplicates.
+// take removes the records from the box and returns them, without those
+// read on a channel that has closed since they were delivered: the broker
+// has requeued them and will deliver them again, so invoking the function
+// with them now would only make duplicates.
 func (p *Poller) take() []source.Record {
 	p.boxMu.Lock()
-	k := min(len(p.box), p.cfg.BatchSize)
-	recs := make([]source.Record, k)
+	recs := make([]source.Record, len(p.box))
 	copy(recs, p.box)
-	clear(p.box[:k])
-	p.box = append(p.box[:0], p.box[k:]...)
+	clear(p.box)
+	p.box = p.box[:0]
 	p.boxMu.Unlock()
 	var last *consumer
 	dead := false
@@ -206,6 +171,9 @@ var consumerSeq atomic.Int64
 // Ack implements source.Poller: finished messages are acked (Done), failed
 // ones nacked with requeue (Failed).
 func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) error {
+	if errors.Is(outcome, source.ErrStopped) {
+		return p.settle(recs, false) // requeued at once, without the failure delay
+	}
 	return source.AckSplit(ctx, recs, outcome, p.Done, p.Failed)
 }
 
@@ -600,9 +568,7 @@ type consumer struct {
 func (c *consumer) run(deliveries <-chan amqp.Delivery) {
 	defer c.p.wg.Done()
 	for d := range deliveries {
-		if rec, ok := c.take(&d); ok {
-			c.p.put(rec)
-		}
+		c.p.put(c.take(&d))
 	}
 	// The deliveries channel closes when the channel or connection closes,
 	// or when the consumer is cancelled (by retire, or by the broker when
@@ -623,26 +589,16 @@ func (c *consumer) run(deliveries <-chan amqp.Delivery) {
 	}
 }
 
-// take tracks a delivery and returns its record, or acks and drops it
-// (false) when no event could carry it.
-func (c *consumer) take(d *amqp.Delivery) (source.Record, bool) {
+// take tracks a delivery and returns its record. A message no event can
+// carry (over 6 MB) goes on too: the pipeline drops it, acked, as AWS does
+// (spec MQ-6; the descriptor's Oversize).
+func (c *consumer) take(d *amqp.Delivery) source.Record {
 	rec := c.record(d)
 	c.mu.Lock()
 	c.order = append(c.order, d.DeliveryTag)
 	c.state[d.DeliveryTag] = pending
 	c.mu.Unlock()
-	if c.p.overhead+len(rec.Data) > payload.MaxPayloadSize {
-		// No event can carry it: AWS drops such a message (spec MQ-6).
-		// Acked here, since handing it back to the broker would only
-		// bring it back forever.
-		c.p.cfg.Log.Warn("rabbitmq message larger than the invocation payload limit is dropped",
-			"queue", c.p.cfg.Queue, "bodySize", len(d.Body), "eventSize", c.p.overhead+len(rec.Data))
-		if err := c.settle([]uint64{d.DeliveryTag}, true); err != nil {
-			c.p.cfg.Log.Warn("rabbitmq ack", "queue", c.p.cfg.Queue, "err", err)
-		}
-		return source.Record{}, false
-	}
-	return rec, true
+	return rec
 }
 
 // record encodes a delivery. Its Meta is the consumer (channel) it came

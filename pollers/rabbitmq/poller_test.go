@@ -489,30 +489,3 @@ func TestRecoversFromClosedConnectionAndDeletedQueue(t *testing.T) {
 	pub.text(q, "after-redeclare")
 	get("after-redeclare")
 }
-
-// TestOversizeMessageIsDropped: a message whose event would pass the 6 MB
-// invocation limit is acked and never handed to the pipeline (spec MQ-6);
-// the next one is.
-func TestOversizeMessageIsDropped(t *testing.T) {
-	b := testenv.RabbitMQ(t)
-	q := queue(t, b, "/", nil)
-	pub := newPublisher(t, b, "/")
-	pub.publish(q, amqp.Publishing{Body: make([]byte, 5<<20)}) // 6.7 MB in base64
-	pub.text(q, "small")
-	cfg := config(b, "/", q)
-	cfg.EventSourceARN = "arn:aws:mq:us-east-1:000000000000:broker:b:b-1"
-	p := open(t, cfg)
-	defer p.Close()
-	var recs []source.Record
-	pollFor(t, p, 10*time.Second, func(r []source.Record) bool { recs = append(recs, r...); return len(recs) >= 1 })
-	if len(recs) != 1 || body(t, recs[0]) != "small" {
-		t.Fatalf("got %d records, first of %d bytes", len(recs), len(recs[0].Data))
-	}
-	if err := p.Done(context.Background(), recs); err != nil {
-		t.Fatal(err)
-	}
-	p.Close()
-	if n := ready(t, b, "/", q); n != 0 {
-		t.Fatalf("%d messages left: the oversize one was not acked", n)
-	}
-}

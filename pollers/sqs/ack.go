@@ -169,6 +169,9 @@ func (p *Poller) ackContext(ctx context.Context) (context.Context, context.Cance
 // Ack implements source.Poller: finished messages are deleted (Done),
 // failed ones go back to the queue (Failed).
 func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) error {
+	if errors.Is(outcome, source.ErrStopped) {
+		return p.failed(ctx, recs, true)
+	}
 	return source.AckSplit(ctx, recs, outcome, p.Done, p.Failed)
 }
 
@@ -187,7 +190,7 @@ func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 	if len(del) > 0 {
 		err = p.chunked(actx, del, p.deleteBatch)
 	}
-	return errors.Join(err, p.handBack(ctx, actx, back))
+	return errors.Join(err, p.handBack(actx, back, ctx.Err() != nil))
 }
 
 // Failed implements source.Poller (half of Ack): the messages are left to reappear
@@ -196,24 +199,28 @@ func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 // failure is the stop's: the messages are released at once. On a FIFO
 // queue the later messages of their groups go back with them (see settle).
 func (p *Poller) Failed(ctx context.Context, recs []source.Record) error {
+	return p.failed(ctx, recs, ctx.Err() != nil)
+}
+
+// failed hands recs back, at once when stopping.
+func (p *Poller) failed(ctx context.Context, recs []source.Record, stopping bool) error {
 	_, back := p.settle(recs, false)
 	if len(back) == 0 {
 		return nil
 	}
 	actx, cancel := p.ackContext(ctx)
 	defer cancel()
-	return p.handBack(ctx, actx, back)
+	return p.handBack(actx, back, stopping)
 }
 
 // handBack returns messages to the queue: visible again when their
 // visibility timeout, counted from their receive, ends (a call only for
-// messages whose visibility esmd extended), or at once when ctx is done
-// (the pipeline is stopping). SQS calls are made under actx.
-func (p *Poller) handBack(ctx, actx context.Context, msgs []*message) error {
+// messages whose visibility esmd extended), or at once when stopping (the
+// pipeline is stopping). SQS calls are made under actx.
+func (p *Poller) handBack(actx context.Context, msgs []*message, stopping bool) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	stopping := ctx.Err() != nil
 	now := p.o.now()
 	var change []*message
 	var vis []int32

@@ -11,7 +11,9 @@ import (
 
 // Descriptor describes SQS to the pipeline: Records events, a queue source
 // (deleted when done, back after the visibility timeout when failed),
-// BatchSize 10 with no window by default, and the create-time
+// BatchSize 10 with no window by default, records dealt to lanes by the
+// batcher (a FIFO message group keeps its lane while any of its messages
+// is held), and the create-time
 // NonExistentQueue check. The queue's endpoint comes from the SDK
 // configuration (AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL).
 func Descriptor() *source.Descriptor {
@@ -26,7 +28,8 @@ func Descriptor() *source.Descriptor {
 			return payload.Records(arn)
 		},
 		Filter:   filter.SourceSQS,
-		Batching: source.Batching{BatchSize: 10},
+		Batching: source.Batching{BatchSize: 10, Deal: true},
+		Oversize: source.OversizeRedeliver,
 		Check: func(ctx context.Context, env *source.Env, cfg *esm.Config) error {
 			return (&Checker{AWS: env.AWS, Log: env.Log}).CheckSource(ctx, esm.SourceSQS, cfg)
 		},

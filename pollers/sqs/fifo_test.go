@@ -19,20 +19,16 @@ import (
 // fifoPoller is a FIFO poller with no receivers and no SQS client, for the
 // bookkeeping of settle and deal alone: messages are handed to records as
 // a receive would, and settle's answers are read directly.
-func fifoPoller(batch, lanes int) *Poller {
+func fifoPoller(batch int) *Poller {
 	p := &Poller{fifo: true, batch: batch, held: map[*message]struct{}{}, room: make(chan struct{}),
 		groups: map[string]*fifoGroup{}, o: options{now: time.Now},
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	p.ctx = context.Background()
-	for i := range lanes {
-		p.laneNames = append(p.laneNames, fmt.Sprint("groups-", i))
-	}
 	return p
 }
 
 // receiveFIFO hands records one receive of messages named "<group><n>" (A1,
-// B1, A2...), the name doubling as message id and receipt handle, and
-// deals them.
+// B1, A2...), the name doubling as message id and receipt handle.
 func receiveFIFO(p *Poller, names ...string) map[string]source.Record {
 	msgs := make([]types.Message, len(names))
 	for i, n := range names {
@@ -40,7 +36,6 @@ func receiveFIFO(p *Poller, names ...string) map[string]source.Record {
 			Attributes: map[string]string{"MessageGroupId": n[:1], "SequenceNumber": fmt.Sprint(i)}}
 	}
 	recs := p.records(msgs)
-	p.deal(recs)
 	out := map[string]source.Record{}
 	for _, r := range recs {
 		out[r.ID] = r
@@ -108,7 +103,7 @@ func TestFIFOSettle(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p := fifoPoller(10, 4)
+			p := fifoPoller(10)
 			recs := receiveFIFO(p, c.receive...)
 			for i, s := range c.steps {
 				var in []source.Record
@@ -127,39 +122,5 @@ func TestFIFOSettle(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestFIFODeal: a receive's groups share a batch (a lane) as on AWS, and a
-// group whose messages are still held keeps its lane in later receives,
-// so it never has two batches in flight; once it has none held it may move.
-func TestFIFODeal(t *testing.T) {
-	p := fifoPoller(10, 4)
-	first := receiveFIFO(p, "A1", "B1", "C1")
-	if l := first["A1"].Lane; first["B1"].Lane != l || first["C1"].Lane != l {
-		t.Fatalf("one receive dealt to lanes %q %q %q, want one", first["A1"].Lane, first["B1"].Lane, first["C1"].Lane)
-	}
-	second := receiveFIFO(p, "D1", "A2")
-	if second["A2"].Lane != first["A1"].Lane {
-		t.Errorf("A2 on lane %q while A1 is held on %q", second["A2"].Lane, first["A1"].Lane)
-	}
-	if second["D1"].Lane == first["A1"].Lane {
-		t.Errorf("a new receive's group D joined the previous receive's lane %q", second["D1"].Lane)
-	}
-	// B done: B has nothing held and goes where the next run goes.
-	p.settle([]source.Record{first["B1"]}, true)
-	third := receiveFIFO(p, "B2", "C2")
-	if third["C2"].Lane != first["C1"].Lane {
-		t.Errorf("C2 on lane %q while C1 is held on %q", third["C2"].Lane, first["C1"].Lane)
-	}
-	if third["B2"].Lane == first["B1"].Lane {
-		t.Errorf("B2 kept lane %q with nothing of B held", third["B2"].Lane)
-	}
-
-	// BatchSize 1: one message per run, each group still on one lane.
-	p = fifoPoller(1, 4)
-	r := receiveFIFO(p, "A1", "A2", "B1")
-	if r["A1"].Lane != r["A2"].Lane || r["B1"].Lane == r["A1"].Lane {
-		t.Errorf("BatchSize 1: lanes A1 %q A2 %q B1 %q", r["A1"].Lane, r["A2"].Lane, r["B1"].Lane)
 	}
 }

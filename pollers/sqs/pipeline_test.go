@@ -452,3 +452,56 @@ func fifoGroupOrder(t *testing.T, f *fauxqs, rie *recorder, rbif bool) {
 		}
 	}
 }
+
+// concurrency is an Invoker that holds each invocation a little and
+// records how many were in flight at once.
+type concurrency struct {
+	mu        sync.Mutex
+	now, most int
+	records   int
+}
+
+func (c *concurrency) Invoke(_ context.Context, _ string, payload []byte) (dispatcher.Result, error) {
+	var ev struct{ Records []json.RawMessage }
+	_ = json.Unmarshal(payload, &ev)
+	c.mu.Lock()
+	c.now++
+	c.most = max(c.most, c.now)
+	c.mu.Unlock()
+	time.Sleep(20 * time.Millisecond)
+	c.mu.Lock()
+	c.now--
+	c.records += len(ev.Records)
+	c.mu.Unlock()
+	return dispatcher.Result{StatusCode: 200, Payload: []byte("null")}, nil
+}
+
+// TestPipelineMaximumConcurrency: with ScalingConfig.MaximumConcurrency 2
+// the batcher deals a backlog to two lanes, so two invocations are in
+// flight at once and never more.
+func TestPipelineMaximumConcurrency(t *testing.T) {
+	f := newFauxqs(t)
+	url, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "30"})
+	var bodies []string
+	for i := range 200 {
+		bodies = append(bodies, fmt.Sprint(i))
+	}
+	f.sendBatch(t, url, bodies)
+	m := mapping(arn, 10)
+	m.Config.ScalingConfig = &esm.ScalingConfig{MaximumConcurrency: aws.Int64(2)}
+	c := &concurrency{}
+	run(t, f, c, m)
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.records < len(bodies) {
+			return fmt.Errorf("%d of %d records invoked", c.records, len(bodies))
+		}
+		return nil
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.most != 2 {
+		t.Fatalf("at most %d invocations in flight, want 2", c.most)
+	}
+}

@@ -50,7 +50,6 @@ type options struct {
 	minRecv    int
 	startRecv  int
 	maxRecv    int
-	lanes      int
 	growEvery  time.Duration
 	ackTimeout time.Duration
 	backoffMin time.Duration
@@ -69,13 +68,6 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 func WithReceivers(floor, start, ceiling int) Option {
 	return func(o *options) { o.minRecv, o.startRecv, o.maxRecv = floor, start, ceiling }
 }
-
-// WithLanes sets how many lanes the records are dealt to, that is how many
-// batches may be in flight at once (default
-// ScalingConfig.MaximumConcurrency, or 1,000, the pipeline's own cap). On a
-// FIFO queue a message group stays on one lane while esmd holds any of its
-// messages.
-func WithLanes(n int) Option { return func(o *options) { o.lanes = n } }
 
 // WithAckTimeout bounds how long Done, Failed and Close keep retrying SQS
 // (default 30 s).
@@ -116,8 +108,7 @@ type Poller struct {
 	o       options
 	log     *slog.Logger
 	fifo    bool
-	batch   int  // BatchSize: the run of records dealt to one lane
-	window  bool // MaximumBatchingWindowInSeconds > 0
+	batch   int // BatchSize: the read-ahead is counted in batches
 	recvIn  awssqs.ReceiveMessageInput
 	maxRecv int
 	minRecv int
@@ -134,10 +125,7 @@ type Poller struct {
 	receivers int
 	lastGrow  time.Time
 	held      map[*message]struct{}
-	room      chan struct{} // closed (and replaced) when held messages are let go
-	lane      int           // current lane and records dealt to it
-	laneUsed  int
-	laneNames []string
+	room      chan struct{}         // closed (and replaced) when held messages are let go
 	order     uint64                // FIFO: receive order of the last message held
 	groups    map[string]*fifoGroup // FIFO: the groups with held messages
 }
@@ -145,8 +133,6 @@ type Poller struct {
 // fifoGroup is what a FIFO poller knows of one message group while it holds
 // some of its messages.
 type fifoGroup struct {
-	// lane is the lane the group's records are dealt to ("" until dealt).
-	lane string
 	// msgs are the group's held messages in receive order.
 	msgs []*message
 	// failedAt is the order of the group's first failed message since
@@ -175,7 +161,7 @@ type message struct {
 // QueueOwnerAWSAccountId from the ARN, endpoint from cfg), reads its
 // VisibilityTimeout and starts the receivers. Close stops them.
 func Open(ctx context.Context, cfg aws.Config, m *esm.Mapping, opts ...Option) (*Poller, error) {
-	o := options{minRecv: 2, startRecv: 5, maxRecv: 100, lanes: 1000, growEvery: 200 * time.Millisecond,
+	o := options{minRecv: 2, startRecv: 5, maxRecv: 100, growEvery: 200 * time.Millisecond,
 		ackTimeout: 30 * time.Second, backoffMin: 100 * time.Millisecond, backoffMax: 10 * time.Second, now: time.Now, wait: waitTimeSeconds}
 	for _, opt := range opts {
 		opt(&o)
@@ -222,29 +208,17 @@ func Open(ctx context.Context, cfg aws.Config, m *esm.Mapping, opts ...Option) (
 	if m.Config.BatchSize != nil {
 		p.batch = int(*m.Config.BatchSize)
 	}
-	if w := m.Config.MaximumBatchingWindowInSeconds; w != nil && *w > 0 {
-		p.window = true
-	}
 	p.minRecv, p.maxRecv = o.minRecv, o.maxRecv
-	start, lanes := o.startRecv, o.lanes
+	start := o.startRecv
 	if sc := m.Config.ScalingConfig; sc != nil && sc.MaximumConcurrency != nil && *sc.MaximumConcurrency > 0 {
 		mc := int(*sc.MaximumConcurrency)
 		p.maxRecv = min(p.maxRecv, mc)
-		lanes = min(lanes, mc)
 		// AWS does not optimise down past its starting five when a
 		// maximum is set (spec SQS-2).
 		p.minRecv = max(p.minRecv, min(5, mc))
 	}
 	p.minRecv = max(1, min(p.minRecv, p.maxRecv))
 	start = max(p.minRecv, min(start, p.maxRecv))
-	prefix := "queue-"
-	if p.fifo {
-		prefix = "groups-"
-	}
-	p.laneNames = make([]string, max(1, lanes))
-	for i := range p.laneNames {
-		p.laneNames[i] = prefix + strconv.Itoa(i)
-	}
 	p.recvIn = awssqs.ReceiveMessageInput{
 		QueueUrl:                    &p.url,
 		MaxNumberOfMessages:         maxMessages,
@@ -508,66 +482,17 @@ func (p *Poller) records(msgs []types.Message) []source.Record {
 	return recs
 }
 
-// Poll implements source.Poller (half of Ack): it waits for a receive and returns its
-// records with those of every other receive already waiting.
+// Poll implements source.Poller: it waits for a receive and returns its
+// records. One Poll is one receive: without a batching window the batcher
+// makes one batch of what one receive returned, as AWS does (spec SQS-1).
 func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
-	var recs []source.Record
 	select {
-	case recs = <-p.out:
+	case recs := <-p.out:
+		return recs, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-p.closed:
 		return nil, ErrClosed
-	}
-	p.deal(recs)
-more:
-	for len(recs) < 1000 {
-		select {
-		case r := <-p.out:
-			p.deal(r)
-			recs = append(recs, r...)
-		default:
-			break more
-		}
-	}
-	return recs, nil
-}
-
-// deal assigns the records of one receive to lanes, in runs of BatchSize.
-// Without a batching window (always on FIFO queues) a receive also starts a
-// new run: AWS invokes with what one receive returned (spec SQS-1), and a
-// run that straddled two receives would split each into two smaller
-// batches.
-//
-// On a FIFO queue the run may hold several message groups, as an AWS batch
-// does (spec SQS-20), but a group whose messages esmd still holds keeps the
-// lane it had: one lane has one batch in flight, so a group never has two,
-// and its records reach the batcher, and the function, in order.
-func (p *Poller) deal(recs []source.Record) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.window && p.laneUsed > 0 {
-		p.laneUsed = p.batch
-	}
-	for i := range recs {
-		var g *fifoGroup
-		if p.fifo {
-			// nil once the message is no longer held (released by Close).
-			g = p.groups[recs[i].Meta.(*message).group]
-			if g != nil && g.lane != "" {
-				recs[i].Lane = g.lane
-				continue
-			}
-		}
-		if p.laneUsed >= p.batch {
-			p.lane = (p.lane + 1) % len(p.laneNames)
-			p.laneUsed = 0
-		}
-		p.laneUsed++
-		recs[i].Lane = p.laneNames[p.lane]
-		if g != nil {
-			g.lane = recs[i].Lane
-		}
 	}
 }
 
