@@ -35,7 +35,7 @@
 // nothing: esmd never runs fewer consumers than partitions with records.
 //
 // OffsetLag reports, per owned partition, the high watermark of the last
-// fetch minus the next offset to commit (pipeline.OffsetLagger).
+// fetch minus the next offset to commit (the pipeline reads OffsetLag() for its metrics).
 //
 // ConfigFor turns a mapping into a Config: bootstrap servers (the
 // SelfManagedEventSource; for MSK, --msk-cluster ARN=brokers or else

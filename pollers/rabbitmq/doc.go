@@ -1,6 +1,6 @@
 // Package rabbitmq reads the queue of an Amazon MQ for RabbitMQ event source
 // mapping (or any AMQP 0-9-1 broker) with github.com/rabbitmq/amqp091-go and
-// implements source.Poller (half of Ack) for it.
+// implements source.Poller for it.
 //
 // What it reproduces (spec sections 1.7 and 6):
 //
@@ -17,7 +17,11 @@
 //     starts as many as the backlog fills), and fewer when it drains;
 //   - each message encoded byte-exact as the event's element
 //     (payload.AppendRabbitMQ), grouped under "queue::vhost"; a message
-//     too large for any event (6 MB) is acked and dropped, as AWS does;
+//     too large for any event (6 MB) is acked and dropped by the pipeline,
+//     as AWS does (the descriptor's OversizeDrop);
+//   - Poll hands over every delivery that arrived since the last one;
+//     batching them is the batcher's (the descriptor asks for a 1 ms linger,
+//     so deliveries arriving one at a time still make full batches);
 //   - failed records are nacked with requeue (after a delay that grows
 //     with consecutive failures), so the broker redelivers them with
 //     redelivered=true until they succeed or the queue's own policy

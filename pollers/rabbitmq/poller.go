@@ -16,7 +16,7 @@ import (
 	"github.com/esmd/esmd/source"
 )
 
-// Poller consumes one queue and implements source.Poller (half of Ack). Make it with
+// Poller consumes one queue and implements source.Poller. Make it with
 // Open; it is safe for concurrent use.
 type Poller struct {
 	cfg   Config

@@ -175,7 +175,7 @@ func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) e
 	return source.AckSplit(ctx, recs, outcome, p.Done, p.Failed)
 }
 
-// Done implements source.Poller (half of Ack): it deletes the messages, retrying the
+// Done is half of Ack (source.Poller): it deletes the messages, retrying the
 // entries SQS could not delete for reasons of its own. On a FIFO queue a
 // message that follows a held or failed message of its group waits for it
 // or goes back with it (see settle).
@@ -193,7 +193,7 @@ func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 	return errors.Join(err, p.handBack(actx, back, ctx.Err() != nil))
 }
 
-// Failed implements source.Poller (half of Ack): the messages are left to reappear
+// Failed is half of Ack (source.Poller): the messages are left to reappear
 // after their visibility timeout, counted from their receive as on AWS (see
 // the package doc). When ctx is done the pipeline is stopping and the
 // failure is the stop's: the messages are released at once. On a FIFO
@@ -241,7 +241,7 @@ func (p *Poller) handBack(actx context.Context, msgs []*message, stopping bool) 
 	return p.changeVisibility(actx, change, vis)
 }
 
-// Close implements source.Poller (half of Ack): it stops receiving and releases every
+// Close implements source.Poller: it stops receiving and releases every
 // message still held (visibility 0), so none waits out its timeout. Long
 // polls already in progress end by themselves and release what they get
 // (see receive).

@@ -35,17 +35,20 @@
 //
 // # Lanes
 //
-// Records are dealt to lanes (at most one batch in flight each) in runs of
-// BatchSize, so a batch fills (BatchSize, window or 6 MB) the way one AWS
-// poller fills it, and consecutive batches go to different lanes and run
-// concurrently. Without a batching window each receive starts a new run,
-// since AWS then invokes with what one receive returned. A standard queue
-// has no order; its lanes only bound how many batches run at once.
+// A queue has no lanes of its own: the descriptor asks the batcher to deal
+// records to lanes (Batching.Deal; at most one batch in flight each) in
+// runs of BatchSize, so a batch fills (BatchSize, window or 6 MB) the way one
+// AWS poller fills it, and consecutive batches go to different lanes and run
+// concurrently. Poll hands out one receive at a time: without a batching
+// window each receive starts a new run, since AWS then invokes with what one
+// receive returned. A standard queue has no order; its lanes only bound how
+// many batches run at once. The poller sets a FIFO record's Key to its
+// message group.
 //
 // On a FIFO queue a batch may mix several message groups, as on AWS (spec
 // SQS-20): a receive's messages are dealt like a standard queue's, except
-// that a group esmd still holds messages of (buffered, in an invocation,
-// or waiting to be deleted) stays on the lane it has. So a group never has
+// that a group the batcher still holds records of (buffered or in an
+// invocation) stays on the lane it has. So a group never has
 // two batches in flight and its messages reach the function in order, and
 // concurrency is bounded by the number of active groups (SQS-6), since SQS
 // hands out no message of a group while one of its messages is in flight.

@@ -99,7 +99,7 @@ func ParseARN(arn string) (Queue, error) {
 	return Queue{ARN: arn, Region: p[3], Account: p[4], Name: p[5]}, nil
 }
 
-// Poller reads one queue for one mapping. It implements source.Poller (half of Ack).
+// Poller reads one queue for one mapping. It implements source.Poller.
 type Poller struct {
 	client  *awssqs.Client
 	q       Queue
