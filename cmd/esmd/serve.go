@@ -93,7 +93,9 @@ func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Eng
 	}
 	engine.Start()
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		// Pipelines drain their invocations in flight for up to
+		// --drain-timeout, then acknowledge and close their sources.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(c.drainTimeout, 0)+20*time.Second)
 		defer cancel()
 		if err := engine.Close(cctx); err != nil {
 			log.Error("stopping pipelines", "err", err)
