@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"runtime"
 	"strings"
 	"time"
@@ -25,17 +26,14 @@ var ignoredStacks = []string{
 // Leaks waits up to timeout for goroutines started by the tests to end and
 // returns the stacks of those still running ("" when none).
 func Leaks(timeout time.Duration) string {
-	deadline := time.Now().Add(timeout)
-	for {
-		leaks := leaked()
-		if len(leaks) == 0 {
-			return ""
+	var leaks []string
+	_ = poll(timeout, 50*time.Millisecond, func(context.Context) error {
+		if leaks = leaked(); len(leaks) > 0 {
+			return errNotYet
 		}
-		if time.Now().After(deadline) {
-			return strings.Join(leaks, "\n\n")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return strings.Join(leaks, "\n\n")
 }
 
 func leaked() []string {

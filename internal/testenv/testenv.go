@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -213,16 +214,18 @@ func (p *proc) stop() {
 // waitReady polls ready until it succeeds, the process exits or the timeout
 // passes.
 func waitReady(p *proc, name string, timeout time.Duration, ready func() error) error {
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
+	errExited := errors.New("exited")
+	err := poll(timeout, PollInterval, func(context.Context) error {
 		if p.exited() {
-			return fmt.Errorf("%s exited during startup:\n%s", name, p.tail())
+			return permanent{errExited}
 		}
-		if err = ready(); err == nil {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
+		return ready()
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errExited):
+		return fmt.Errorf("%s exited during startup:\n%s", name, p.tail())
 	}
 	return fmt.Errorf("%s not ready after %v: %v\n%s", name, timeout, err, p.tail())
 }
@@ -435,23 +438,4 @@ func Kafka(t testing.TB) []string {
 		register(c.Close)
 		return c.ListenAddrs(), nil
 	})
-}
-
-// Eventually polls cond every 20 ms until it returns nil or timeout passes,
-// then fails t with the last error.
-func Eventually(t testing.TB, timeout time.Duration, cond func(context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var err error
-	for {
-		if err = cond(ctx); err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("condition not met within %v: %v", timeout, err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
