@@ -286,13 +286,17 @@ func New(policy Policy, env payload.Envelope, opts ...Option) (*Batcher, error) 
 	pf := max(policy.ParallelizationFactor, 1)
 	policy.ParallelizationFactor = pf
 	env.Window = nil
+	epoch := time.Now()
+	if cfg.clock != nil {
+		epoch = cfg.clock.Now()
+	}
 	return &Batcher{
 		policy: policy,
 		pf:     pf,
 		tw:     int64(policy.TumblingWindow),
 		env:    env,
 		cfg:    cfg,
-		epoch:  time.Now(),
+		epoch:  epoch,
 		lanes:  map[string]*lane{},
 	}, nil
 }
@@ -320,7 +324,7 @@ func (b *Batcher) Add(rec source.Record) error {
 	if b.closed {
 		return ErrClosed
 	}
-	now := time.Now()
+	now := b.now()
 	b.startRun()
 	b.add(&rec, now)
 	b.settle(now)
@@ -341,7 +345,7 @@ func (b *Batcher) AddAll(recs []source.Record) error {
 	if b.closed {
 		return ErrClosed
 	}
-	now := time.Now()
+	now := b.now()
 	b.startRun()
 	for i := range recs {
 		b.add(&recs[i], now)
@@ -593,7 +597,7 @@ func (b *Batcher) window(q *queue, start int64, state json.RawMessage, final, ea
 //
 // Errors: ErrClosed after Close; ctx's error (wrapped) when ctx is done.
 func (b *Batcher) Next(ctx context.Context) (*Batch, error) {
-	var t *time.Timer
+	var t Timer
 	defer func() {
 		if t != nil {
 			t.Stop()
@@ -608,7 +612,7 @@ func (b *Batcher) Next(ctx context.Context) (*Batch, error) {
 			b.mu.Unlock()
 			return nil, ErrClosed
 		}
-		now := time.Now()
+		now := b.now()
 		if bt := b.poll(now); bt != nil {
 			b.mu.Unlock()
 			return bt, nil
@@ -623,11 +627,11 @@ func (b *Batcher) Next(ctx context.Context) (*Batch, error) {
 		var tc <-chan time.Time
 		if ok {
 			if t == nil {
-				t = time.NewTimer(at.Sub(now))
+				t = b.newTimer(at.Sub(now))
 			} else {
 				t.Reset(at.Sub(now))
 			}
-			tc = t.C
+			tc = t.C()
 		}
 		select {
 		case <-ctx.Done():
@@ -780,7 +784,7 @@ func (b *Batcher) Done(bt *Batch, state json.RawMessage) error {
 	q.inflight = nil
 	b.inflight--
 	b.undeal(bt.Records)
-	now := time.Now()
+	now := b.now()
 	q.lastDone = now
 	if c := q.cur; c != nil && bt.Window != nil && !bt.Oversize {
 		switch {
@@ -879,7 +883,7 @@ func (b *Batcher) EndLane(name string) {
 		return
 	}
 	l.ending = true
-	now := time.Now()
+	now := b.now()
 	for _, q := range l.subs {
 		switch {
 		case q == nil:

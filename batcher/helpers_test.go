@@ -2,49 +2,20 @@ package batcher
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
 )
 
-// TestMain fails the package when a test leaves a goroutine running code of
-// this package behind. The Batcher starts none itself; this catches tests
-// (and future changes) that do.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaks := leaked(5 * time.Second); leaks != "" {
-			fmt.Fprintf(os.Stderr, "batcher: goroutines leaked by the tests:\n%s\n", leaks)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func leaked(timeout time.Duration) string {
-	deadline := time.Now().Add(timeout)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var out []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "esmd/batcher.") && !strings.Contains(g, "batcher.TestMain") {
-				out = append(out, g)
-			}
-		}
-		if len(out) == 0 || time.Now().After(deadline) {
-			return strings.Join(out, "\n\n")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// TestMain fails the package when a test leaves a goroutine behind
+// (testenv.Leaks). The Batcher starts none itself; this catches tests (and
+// future changes) that do.
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 var sqsEnv = payload.Records("arn:aws:sqs:us-east-1:000000000000:q")
 
@@ -78,7 +49,7 @@ func newB(t testing.TB, p Policy, env payload.Envelope, opts ...Option) *Batcher
 func tryNext(b *Batcher) *Batch {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.poll(time.Now())
+	return b.poll(b.now())
 }
 
 func mustAdd(t testing.TB, b *Batcher, recs ...source.Record) {

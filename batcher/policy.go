@@ -123,6 +123,7 @@ type config struct {
 	maxPayload  int
 	maxState    int
 	windowGrace time.Duration
+	clock       Clock // nil: the real clock
 	set         map[string]bool
 }
 

@@ -77,8 +77,8 @@ func checkWindow(t *testing.T, t0 time.Time, bt *Batch, w want) {
 // TestTumblingWindowAlignment pins window bounds on AWS's example: a 120 s
 // window holding a record that arrived at 07:05:13 is 07:04:00-07:06:00.
 func TestTumblingWindowAlignment(t *testing.T) {
-	b := newB(t, Policy{BatchSize: 10, TumblingWindow: 120 * time.Second}, kinEnv)
 	arrival := time.Date(2020, 12, 9, 7, 5, 13, 0, time.UTC)
+	b := newB(t, Policy{BatchSize: 10, TumblingWindow: 120 * time.Second}, kinEnv, WithClock(newManualClock(arrival)))
 	mustAdd(t, b, arec(1, arrival))
 	bt := tryNext(b)
 	if bt == nil {
@@ -96,7 +96,7 @@ func TestTumblingWindowAlignment(t *testing.T) {
 	}
 	// A window that does not divide a day is still aligned on the epoch:
 	// 7 s windows start at multiples of 7 s since 1970.
-	b7 := newB(t, Policy{BatchSize: 10, TumblingWindow: 7 * time.Second}, kinEnv)
+	b7 := newB(t, Policy{BatchSize: 10, TumblingWindow: 7 * time.Second}, kinEnv, WithClock(newManualClock(time.Unix(1000, 5))))
 	mustAdd(t, b7, arec(1, time.Unix(1000, 5)))
 	if bt := tryNext(b7); bt == nil || bt.Window.Start.Unix() != 994 {
 		t.Fatalf("7 s window: %+v", bt.Window)
@@ -231,7 +231,7 @@ func TestTumblingWindowEndLane(t *testing.T) {
 func TestTumblingWindowPayload(t *testing.T) {
 	t0 := time.Unix(1700000000, 0).Truncate(time.Minute)
 	const limit = 1000
-	b := newB(t, Policy{BatchSize: 100, TumblingWindow: time.Minute}, kinEnv, WithMaxPayloadSize(limit))
+	b := newB(t, Policy{BatchSize: 100, TumblingWindow: time.Minute}, kinEnv, WithMaxPayloadSize(limit), WithClock(newManualClock(t0)))
 	var recs []source.Record
 	for i := range 40 {
 		r := arec(i, t0)
@@ -266,7 +266,7 @@ func TestTumblingWindowPayload(t *testing.T) {
 // TestTumblingWindowSubLanes: each sub-lane has its own state.
 func TestTumblingWindowSubLanes(t *testing.T) {
 	t0 := time.Unix(1700000000, 0).Truncate(time.Minute)
-	b := newB(t, Policy{BatchSize: 1, ParallelizationFactor: 10, TumblingWindow: time.Minute}, kinEnv)
+	b := newB(t, Policy{BatchSize: 1, ParallelizationFactor: 10, TumblingWindow: time.Minute}, kinEnv, WithClock(newManualClock(t0)))
 	var keys []string
 	for _, k := range []string{"a", "b", "c", "d", "e"} {
 		if SubLane(k, 10) != SubLane("a", 10) || k == "a" {
