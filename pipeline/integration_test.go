@@ -78,7 +78,7 @@ func TestPipelineAgainstRealRuntimeAndDestination(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	eventually(t, "checkpoint past the failed batch", func() bool { return log.Checkpoint("lane-0") == 5 })
+	testenv.EventuallyTrue(t, 10*time.Second, "checkpoint past the failed batch", func() bool { return log.Checkpoint("lane-0") == 5 })
 
 	out, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, WaitTimeSeconds: 2, MaxNumberOfMessages: 10})
 	if err != nil {

@@ -8,11 +8,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pollers/dynamodbstreams"
 	"github.com/esmd/esmd/pollers/kafka"
 	"github.com/esmd/esmd/pollers/kinesis"
@@ -125,17 +127,6 @@ func start(t *testing.T, log *memsource.Log, m *esm.Mapping, inv dispatcher.Invo
 	}
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func produce(log *memsource.Log, n, keys int, prefix string) []string {
 	var out []string
 	for i := range n {
@@ -147,96 +138,102 @@ func produce(log *memsource.Log, n, keys int, prefix string) []string {
 }
 
 func TestPipelineDeliversInKeyOrderAndCheckpoints(t *testing.T) {
-	log := memsource.NewLog(3)
-	inv := &fakeInvoker{}
-	stop := start(t, log, mapping(nil), inv, nil)
-	defer stop()
-	want := produce(log, 60, 6, "r")
-	eventually(t, "every record delivered", func() bool { return len(inv.delivered()) == len(want) })
-	inv.mu.Lock()
-	last := map[string]string{}
-	for _, ev := range inv.events {
-		if len(ev) > 5 {
-			t.Errorf("batch of %d records, BatchSize 5", len(ev))
-		}
-		for _, b := range ev {
-			if p, ok := last[b.Key]; ok && b.Body < p {
-				t.Errorf("key %s: %s after %s", b.Key, b.Body, p)
+	synctest.Test(t, func(t *testing.T) {
+		log := memsource.NewLog(3)
+		inv := &fakeInvoker{}
+		stop := start(t, log, mapping(nil), inv, nil)
+		defer stop()
+		want := produce(log, 60, 6, "r")
+		testenv.EventuallyTrue(t, 10*time.Second, "every record delivered", func() bool { return len(inv.delivered()) == len(want) })
+		inv.mu.Lock()
+		last := map[string]string{}
+		for _, ev := range inv.events {
+			if len(ev) > 5 {
+				t.Errorf("batch of %d records, BatchSize 5", len(ev))
 			}
-			last[b.Key] = b.Body
+			for _, b := range ev {
+				if p, ok := last[b.Key]; ok && b.Body < p {
+					t.Errorf("key %s: %s after %s", b.Key, b.Body, p)
+				}
+				last[b.Key] = b.Body
+			}
 		}
-	}
-	inv.mu.Unlock()
-	eventually(t, "checkpoints at the end of every lane", func() bool {
-		total := 0
-		for i := range 3 {
-			total += log.Checkpoint(fmt.Sprintf("lane-%d", i)) + 1
-		}
-		return total == len(want)
+		inv.mu.Unlock()
+		testenv.EventuallyTrue(t, 10*time.Second, "checkpoints at the end of every lane", func() bool {
+			total := 0
+			for i := range 3 {
+				total += log.Checkpoint(fmt.Sprintf("lane-%d", i)) + 1
+			}
+			return total == len(want)
+		})
 	})
 }
 
 func TestPipelineFilteredRecordsAreConsumed(t *testing.T) {
-	log := memsource.NewLog(1)
-	inv := &fakeInvoker{}
-	m := mapping(func(c *esm.Config) {
-		c.FilterCriteria = &esm.FilterCriteria{Filters: []esm.Filter{{Pattern: ptr(`{"body":[{"prefix":"keep"}]}`)}}}
+	synctest.Test(t, func(t *testing.T) {
+		log := memsource.NewLog(1)
+		inv := &fakeInvoker{}
+		m := mapping(func(c *esm.Config) {
+			c.FilterCriteria = &esm.FilterCriteria{Filters: []esm.Filter{{Pattern: ptr(`{"body":[{"prefix":"keep"}]}`)}}}
+		})
+		stop := start(t, log, m, inv, nil)
+		defer stop()
+		for i := range 10 {
+			if i%2 == 0 {
+				log.Produce("k", fmt.Sprintf("keep-%d", i))
+			} else {
+				log.Produce("k", fmt.Sprintf("drop-%d", i))
+			}
+		}
+		testenv.EventuallyTrue(t, 10*time.Second, "checkpoint past every record", func() bool { return log.Checkpoint("lane-0") == 9 })
+		for b := range inv.delivered() {
+			if !strings.HasPrefix(b, "keep") {
+				t.Errorf("filtered record %s was invoked", b)
+			}
+		}
+		if n := len(inv.delivered()); n != 5 {
+			t.Errorf("%d records invoked, want 5", n)
+		}
 	})
-	stop := start(t, log, m, inv, nil)
-	defer stop()
-	for i := range 10 {
-		if i%2 == 0 {
-			log.Produce("k", fmt.Sprintf("keep-%d", i))
-		} else {
-			log.Produce("k", fmt.Sprintf("drop-%d", i))
-		}
-	}
-	eventually(t, "checkpoint past every record", func() bool { return log.Checkpoint("lane-0") == 9 })
-	for b := range inv.delivered() {
-		if !strings.HasPrefix(b, "keep") {
-			t.Errorf("filtered record %s was invoked", b)
-		}
-	}
-	if n := len(inv.delivered()); n != 5 {
-		t.Errorf("%d records invoked, want 5", n)
-	}
 }
 
 func TestPipelineRoutesExhaustedBatchesToOnFailure(t *testing.T) {
-	log := memsource.NewLog(1)
-	inv := &fakeInvoker{fn: func(bodies []memsource.Body) (dispatcher.Result, error) {
-		for _, b := range bodies {
-			if b.Body == "r-007" {
-				return dispatcher.Result{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled", Payload: []byte(`{"errorMessage":"x"}`)}, nil
+	synctest.Test(t, func(t *testing.T) {
+		log := memsource.NewLog(1)
+		inv := &fakeInvoker{fn: func(bodies []memsource.Body) (dispatcher.Result, error) {
+			for _, b := range bodies {
+				if b.Body == "r-007" {
+					return dispatcher.Result{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled", Payload: []byte(`{"errorMessage":"x"}`)}, nil
+				}
 			}
+			return dispatcher.Result{StatusCode: 200, ExecutedVersion: "$LATEST", Payload: []byte("null")}, nil
+		}}
+		dest := &fakeSender{fail: 2}
+		m := mapping(func(c *esm.Config) {
+			c.MaximumRetryAttempts = ptr(int64(1))
+			c.DestinationConfig = &esm.DestinationConfig{OnFailure: &esm.Destination{Destination: ptr("arn:aws:sqs:us-east-1:000000000000:dlq")}}
+		})
+		stop := start(t, log, m, inv, dest)
+		defer stop()
+		produce(log, 15, 1, "r")
+		testenv.EventuallyTrue(t, 10*time.Second, "checkpoint at the end", func() bool { return log.Checkpoint("lane-0") == 14 })
+		dest.mu.Lock()
+		defer dest.mu.Unlock()
+		if len(dest.recs) != 1 {
+			t.Fatalf("%d OnFailure records", len(dest.recs))
 		}
-		return dispatcher.Result{StatusCode: 200, ExecutedVersion: "$LATEST", Payload: []byte("null")}, nil
-	}}
-	dest := &fakeSender{fail: 2}
-	m := mapping(func(c *esm.Config) {
-		c.MaximumRetryAttempts = ptr(int64(1))
-		c.DestinationConfig = &esm.DestinationConfig{OnFailure: &esm.Destination{Destination: ptr("arn:aws:sqs:us-east-1:000000000000:dlq")}}
+		// Batch boundaries depend on how records arrive; the discarded batch is
+		// the one holding r-007, whole.
+		r := dest.recs[0]
+		var start, end int
+		fmt.Sscan(kinesisInfo(t, r).StartSequenceNumber, &start)
+		fmt.Sscan(kinesisInfo(t, r).EndSequenceNumber, &end)
+		if r.Condition != "RetryAttemptsExhausted" || r.ApproximateInvokeCount != 2 || r.Info == nil ||
+			start > 7 || end < 7 || kinesisInfo(t, r).BatchSize != end-start+1 || kinesisInfo(t, r).StreamARN != streamArn ||
+			r.Response == nil || r.Response.FunctionError != "Unhandled" || r.FunctionARN != m.FunctionArn {
+			t.Errorf("record %+v %+v", r, r.Info)
+		}
 	})
-	stop := start(t, log, m, inv, dest)
-	defer stop()
-	produce(log, 15, 1, "r")
-	eventually(t, "checkpoint at the end", func() bool { return log.Checkpoint("lane-0") == 14 })
-	dest.mu.Lock()
-	defer dest.mu.Unlock()
-	if len(dest.recs) != 1 {
-		t.Fatalf("%d OnFailure records", len(dest.recs))
-	}
-	// Batch boundaries depend on how records arrive; the discarded batch is
-	// the one holding r-007, whole.
-	r := dest.recs[0]
-	var start, end int
-	fmt.Sscan(kinesisInfo(t, r).StartSequenceNumber, &start)
-	fmt.Sscan(kinesisInfo(t, r).EndSequenceNumber, &end)
-	if r.Condition != "RetryAttemptsExhausted" || r.ApproximateInvokeCount != 2 || r.Info == nil ||
-		start > 7 || end < 7 || kinesisInfo(t, r).BatchSize != end-start+1 || kinesisInfo(t, r).StreamARN != streamArn ||
-		r.Response == nil || r.Response.FunctionError != "Unhandled" || r.FunctionARN != m.FunctionArn {
-		t.Errorf("record %+v %+v", r, r.Info)
-	}
 }
 
 // failOn answers like a function that fails on any batch holding body.
@@ -262,47 +259,51 @@ func bisectToDLQ() *esm.Mapping {
 }
 
 func TestPipelineBisectIsolatesOneRecord(t *testing.T) {
-	log := memsource.NewLog(1)
-	inv := &fakeInvoker{fn: failOn("r-003")}
-	dest := &fakeSender{}
-	m := bisectToDLQ()
-	stop := start(t, log, m, inv, dest)
-	defer stop()
-	produce(log, 5, 1, "r")
-	eventually(t, "checkpoint at the end", func() bool { return log.Checkpoint("lane-0") == 4 })
-	dest.mu.Lock()
-	defer dest.mu.Unlock()
-	if len(dest.recs) != 1 || kinesisInfo(t, dest.recs[0]).BatchSize != 1 || kinesisInfo(t, dest.recs[0]).StartSequenceNumber != "3" {
-		t.Fatalf("OnFailure records %+v", dest.recs)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		log := memsource.NewLog(1)
+		inv := &fakeInvoker{fn: failOn("r-003")}
+		dest := &fakeSender{}
+		m := bisectToDLQ()
+		stop := start(t, log, m, inv, dest)
+		defer stop()
+		produce(log, 5, 1, "r")
+		testenv.EventuallyTrue(t, 10*time.Second, "checkpoint at the end", func() bool { return log.Checkpoint("lane-0") == 4 })
+		dest.mu.Lock()
+		defer dest.mu.Unlock()
+		if len(dest.recs) != 1 || kinesisInfo(t, dest.recs[0]).BatchSize != 1 || kinesisInfo(t, dest.recs[0]).StartSequenceNumber != "3" {
+			t.Fatalf("OnFailure records %+v", dest.recs)
+		}
+	})
 }
 
 // A pipeline stopped in the middle (a crash or a disable) never skips a
 // record: the next one delivers everything not done, at least once.
 func TestPipelineRestartDeliversAtLeastOnce(t *testing.T) {
-	log := memsource.NewLog(2)
-	var mu sync.Mutex
-	slow := true
-	inv := &fakeInvoker{}
-	inv.fn = func([]memsource.Body) (dispatcher.Result, error) {
-		mu.Lock()
-		s := slow
-		mu.Unlock()
-		if s {
-			time.Sleep(2 * time.Millisecond)
+	synctest.Test(t, func(t *testing.T) {
+		log := memsource.NewLog(2)
+		var mu sync.Mutex
+		slow := true
+		inv := &fakeInvoker{}
+		inv.fn = func([]memsource.Body) (dispatcher.Result, error) {
+			mu.Lock()
+			s := slow
+			mu.Unlock()
+			if s {
+				time.Sleep(2 * time.Millisecond) // the function's work (fake time): the stop finds batches in flight
+			}
+			return dispatcher.Result{StatusCode: 200, Payload: []byte("null")}, nil
 		}
-		return dispatcher.Result{StatusCode: 200, Payload: []byte("null")}, nil
-	}
-	want := produce(log, 200, 8, "r")
-	stop := start(t, log, mapping(nil), inv, nil)
-	eventually(t, "some records delivered", func() bool { return len(inv.delivered()) > 20 })
-	stop()
-	mu.Lock()
-	slow = false
-	mu.Unlock()
-	stop = start(t, log, mapping(nil), inv, nil)
-	defer stop()
-	eventually(t, "every record delivered", func() bool { return len(inv.delivered()) == len(want) })
+		want := produce(log, 200, 8, "r")
+		stop := start(t, log, mapping(nil), inv, nil)
+		testenv.EventuallyTrue(t, 10*time.Second, "some records delivered", func() bool { return len(inv.delivered()) > 20 })
+		stop()
+		mu.Lock()
+		slow = false
+		mu.Unlock()
+		stop = start(t, log, mapping(nil), inv, nil)
+		defer stop()
+		testenv.EventuallyTrue(t, 10*time.Second, "every record delivered", func() bool { return len(inv.delivered()) == len(want) })
+	})
 }
 
 func TestRetryPolicyFromMapping(t *testing.T) {
@@ -334,132 +335,140 @@ func TestRetryPolicyFromMapping(t *testing.T) {
 // sent with the next invocation of the same window, and a response without
 // state is a failed invocation (STR-32).
 func TestPipelineTumblingWindowState(t *testing.T) {
-	log := memsource.NewLog(1)
-	var mu sync.Mutex
-	var states []string
-	calls := 0
-	inv := dispatcher.InvokerFunc(func(_ context.Context, _ string, payload []byte) (dispatcher.Result, error) {
-		var ev struct {
-			Records []json.RawMessage `json:"Records"`
-			State   json.RawMessage   `json:"state"`
-			Window  *struct {
-				Start string `json:"start"`
-				End   string `json:"end"`
-			} `json:"window"`
-			ShardID string `json:"shardId"`
-		}
-		if err := json.Unmarshal(payload, &ev); err != nil || ev.Window == nil || ev.ShardID != "lane-0" {
-			return dispatcher.Result{}, fmt.Errorf("not a window event: %s", payload)
-		}
+	synctest.Test(t, func(t *testing.T) {
+		log := memsource.NewLog(1)
+		var mu sync.Mutex
+		var states []string
+		calls := 0
+		inv := dispatcher.InvokerFunc(func(_ context.Context, _ string, payload []byte) (dispatcher.Result, error) {
+			var ev struct {
+				Records []json.RawMessage `json:"Records"`
+				State   json.RawMessage   `json:"state"`
+				Window  *struct {
+					Start string `json:"start"`
+					End   string `json:"end"`
+				} `json:"window"`
+				ShardID string `json:"shardId"`
+			}
+			if err := json.Unmarshal(payload, &ev); err != nil || ev.Window == nil || ev.ShardID != "lane-0" {
+				return dispatcher.Result{}, fmt.Errorf("not a window event: %s", payload)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			states = append(states, string(ev.State))
+			if calls == 2 {
+				// No state: a failed invocation, retried with the same state.
+				return dispatcher.Result{StatusCode: 200, Payload: []byte(`{}`)}, nil
+			}
+			var st struct{ Count int }
+			json.Unmarshal(ev.State, &st)
+			return dispatcher.Result{StatusCode: 200, Payload: fmt.Appendf(nil, `{"state":{"count":%d}}`, st.Count+len(ev.Records))}, nil
+		})
+		m := mapping(func(c *esm.Config) {
+			c.BatchSize = ptr(int64(2))
+			c.TumblingWindowInSeconds = ptr(int64(900))
+		})
+		stop := start(t, log, m, inv, nil)
+		defer stop()
+		t0 := time.Now()
+		produce(log, 2, 1, "a")
+		testenv.EventuallyTrue(t, 10*time.Second, "first batch done", func() bool { return log.Checkpoint("lane-0") == 1 })
+		produce(log, 2, 1, "b")
+		t1 := time.Now()
+		testenv.EventuallyTrue(t, 10*time.Second, "second batch done", func() bool { return log.Checkpoint("lane-0") == 3 })
 		mu.Lock()
 		defer mu.Unlock()
-		calls++
-		states = append(states, string(ev.State))
-		if calls == 2 {
-			// No state: a failed invocation, retried with the same state.
-			return dispatcher.Result{StatusCode: 200, Payload: []byte(`{}`)}, nil
+		// The bubble's clock starts on a window boundary and moves only
+		// while the test polls: both productions are in one window.
+		if !t0.Truncate(900 * time.Second).Equal(t1.Truncate(900 * time.Second)) {
+			t.Fatalf("the records fell in two 15-minute windows (%v, %v); states %v", t0, t1, states)
 		}
-		var st struct{ Count int }
-		json.Unmarshal(ev.State, &st)
-		return dispatcher.Result{StatusCode: 200, Payload: fmt.Appendf(nil, `{"state":{"count":%d}}`, st.Count+len(ev.Records))}, nil
+		// {} -> count 2 (the answer without state failed) -> retried with count 2.
+		// The "b" records are produced one by one, so the poller may hand them
+		// over in two batches: then a fourth invocation carries count 3.
+		if len(states) == 4 && states[3] == `{"count":3}` {
+			states = states[:3]
+		}
+		if len(states) != 3 || states[0] != "{}" || states[1] != `{"count":2}` || states[2] != `{"count":2}` {
+			t.Fatalf("states sent: %v", states)
+		}
 	})
-	m := mapping(func(c *esm.Config) {
-		c.BatchSize = ptr(int64(2))
-		c.TumblingWindowInSeconds = ptr(int64(900))
-	})
-	stop := start(t, log, m, inv, nil)
-	defer stop()
-	t0 := time.Now()
-	produce(log, 2, 1, "a")
-	eventually(t, "first batch done", func() bool { return log.Checkpoint("lane-0") == 1 })
-	produce(log, 2, 1, "b")
-	t1 := time.Now()
-	eventually(t, "second batch done", func() bool { return log.Checkpoint("lane-0") == 3 })
-	mu.Lock()
-	defer mu.Unlock()
-	if !t0.Truncate(900 * time.Second).Equal(t1.Truncate(900 * time.Second)) {
-		t.Skipf("the records fell in two 15-minute windows (a boundary passed during the test); states %v", states)
-	}
-	// {} -> count 2 (the answer without state failed) -> retried with count 2.
-	// The "b" records are produced one by one, so the poller may hand them
-	// over in two batches: then a fourth invocation carries count 3.
-	if len(states) == 4 && states[3] == `{"count":3}` {
-		states = states[:3]
-	}
-	if len(states) != 3 || states[0] != "{}" || states[1] != `{"count":2}` || states[2] != `{"count":2}` {
-		t.Fatalf("states sent: %v", states)
-	}
 }
 
 // A window whose records were all sent before it ended still gets its
 // final invocation, without records (STR-31): the batcher hands it over as
 // a batch of none, which must reach the function.
 func TestPipelineWindowFinalInvocationWithoutRecords(t *testing.T) {
-	log := memsource.NewLog(1)
-	type call struct {
-		records int
-		final   bool
-		start   string
-	}
-	var mu sync.Mutex
-	var calls []call
-	inv := dispatcher.InvokerFunc(func(_ context.Context, _ string, payload []byte) (dispatcher.Result, error) {
-		var ev struct {
-			Records []json.RawMessage `json:"Records"`
-			Window  struct {
-				Start string `json:"start"`
-			} `json:"window"`
-			Final bool `json:"isFinalInvokeForWindow"`
+	synctest.Test(t, func(t *testing.T) {
+		log := memsource.NewLog(1)
+		type call struct {
+			records int
+			final   bool
+			start   string
 		}
-		if err := json.Unmarshal(payload, &ev); err != nil {
-			return dispatcher.Result{}, err
-		}
+		var mu sync.Mutex
+		var calls []call
+		inv := dispatcher.InvokerFunc(func(_ context.Context, _ string, payload []byte) (dispatcher.Result, error) {
+			var ev struct {
+				Records []json.RawMessage `json:"Records"`
+				Window  struct {
+					Start string `json:"start"`
+				} `json:"window"`
+				Final bool `json:"isFinalInvokeForWindow"`
+			}
+			if err := json.Unmarshal(payload, &ev); err != nil {
+				return dispatcher.Result{}, err
+			}
+			mu.Lock()
+			calls = append(calls, call{len(ev.Records), ev.Final, ev.Window.Start})
+			mu.Unlock()
+			return dispatcher.Result{StatusCode: 200, Payload: []byte(`{"state":{}}`)}, nil
+		})
+		m := mapping(func(c *esm.Config) {
+			c.BatchSize = ptr(int64(100))
+			c.TumblingWindowInSeconds = ptr(int64(1))
+		})
+		stop := start(t, log, m, inv, nil)
+		defer stop()
+		produce(log, 3, 1, "a")
+		testenv.EventuallyTrue(t, 10*time.Second, "the records delivered", func() bool { return log.Checkpoint("lane-0") == 2 })
+		// The next window's records end the first one at once (without them,
+		// AWS waits up to 2 minutes).
 		mu.Lock()
-		calls = append(calls, call{len(ev.Records), ev.Final, ev.Window.Start})
+		first, err := time.Parse(time.RFC3339, calls[0].start)
 		mu.Unlock()
-		return dispatcher.Result{StatusCode: 200, Payload: []byte(`{"state":{}}`)}, nil
-	})
-	m := mapping(func(c *esm.Config) {
-		c.BatchSize = ptr(int64(100))
-		c.TumblingWindowInSeconds = ptr(int64(1))
-	})
-	stop := start(t, log, m, inv, nil)
-	defer stop()
-	produce(log, 3, 1, "a")
-	eventually(t, "the records delivered", func() bool { return log.Checkpoint("lane-0") == 2 })
-	// The next window's records end the first one at once (without them,
-	// AWS waits up to 2 minutes).
-	mu.Lock()
-	first, err := time.Parse(time.RFC3339, calls[0].start)
-	mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Until(first.Add(time.Second + 10*time.Millisecond)))
-	produce(log, 3, 1, "b")
-	eventually(t, "a final invocation of the first window", func() bool {
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The next window (fake time: the sleep is the scenario, not a
+		// wait for the pipeline).
+		time.Sleep(time.Until(first.Add(time.Second + 10*time.Millisecond)))
+		produce(log, 3, 1, "b")
+		testenv.EventuallyTrue(t, 10*time.Second, "a final invocation of the first window", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range calls {
+				if c.final && c.start == calls[0].start {
+					return true
+				}
+			}
+			return false
+		})
 		mu.Lock()
 		defer mu.Unlock()
+		// The "a" records may come in more than one batch (they are produced
+		// one by one), all in the first window; the "b" ones in the next.
+		inFirst := 0
 		for _, c := range calls {
-			if c.final && c.start == calls[0].start {
-				return true
+			if c.start == calls[0].start {
+				inFirst += c.records
 			}
 		}
-		return false
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	// The "a" records may come in more than one batch (they are produced
-	// one by one), all in the first window; the "b" ones in the next.
-	inFirst := 0
-	for _, c := range calls {
-		if c.start == calls[0].start {
-			inFirst += c.records
+		if inFirst != 3 {
+			t.Errorf("the first window's invocations carry %d records, want 3: %+v", inFirst, calls)
 		}
-	}
-	if inFirst != 3 {
-		t.Errorf("the first window's invocations carry %d records, want 3: %+v", inFirst, calls)
-	}
+	})
 }
 
 // releasingInvoker is a fakeInvoker that says it reads a payload only
@@ -496,31 +505,33 @@ func (r *releasingInvoker) Invoke(ctx context.Context, fn string, payload []byte
 // releases payloads, events are built in reused memory, whole batches and
 // bisected halves alike, and every event is still exact.
 func TestPipelineReusesEventsWithReleasingInvoker(t *testing.T) {
-	log := memsource.NewLog(1)
-	inv := &releasingInvoker{}
-	inv.fn = failOn("r-013")
-	dest := &fakeSender{}
-	m := bisectToDLQ()
-	stop := start(t, log, m, inv, dest)
-	defer stop()
-	want := produce(log, 200, 1, "r")
-	eventually(t, "checkpoint at the end", func() bool { return log.Checkpoint("lane-0") == 199 })
-	got := inv.delivered()
-	for _, b := range want {
-		if got[b] == 0 && b != "r-013" {
-			t.Errorf("%s was never delivered", b)
+	synctest.Test(t, func(t *testing.T) {
+		log := memsource.NewLog(1)
+		inv := &releasingInvoker{}
+		inv.fn = failOn("r-013")
+		dest := &fakeSender{}
+		m := bisectToDLQ()
+		stop := start(t, log, m, inv, dest)
+		defer stop()
+		want := produce(log, 200, 1, "r")
+		testenv.EventuallyTrue(t, 10*time.Second, "checkpoint at the end", func() bool { return log.Checkpoint("lane-0") == 199 })
+		got := inv.delivered()
+		for _, b := range want {
+			if got[b] == 0 && b != "r-013" {
+				t.Errorf("%s was never delivered", b)
+			}
 		}
-	}
-	dest.mu.Lock()
-	defer dest.mu.Unlock()
-	if len(dest.recs) != 1 || kinesisInfo(t, dest.recs[0]).BatchSize != 1 || kinesisInfo(t, dest.recs[0]).StartSequenceNumber != "13" {
-		t.Fatalf("OnFailure records %+v", dest.recs)
-	}
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	if inv.reused == 0 {
-		t.Fatalf("no event memory was reused over %d invocations", len(inv.seen))
-	}
+		dest.mu.Lock()
+		defer dest.mu.Unlock()
+		if len(dest.recs) != 1 || kinesisInfo(t, dest.recs[0]).BatchSize != 1 || kinesisInfo(t, dest.recs[0]).StartSequenceNumber != "13" {
+			t.Fatalf("OnFailure records %+v", dest.recs)
+		}
+		inv.mu.Lock()
+		defer inv.mu.Unlock()
+		if inv.reused == 0 {
+			t.Fatalf("no event memory was reused over %d invocations", len(inv.seen))
+		}
+	})
 }
 
 // descriptorFor returns the real descriptor of a source, so that the
@@ -554,22 +565,26 @@ func kinesisInfo(t *testing.T, r *destination.Record) *destination.StreamBatchIn
 // to its end, source.LaneEnder) has its buffered records invoked at once
 // instead of after the batching window.
 func TestPipelineLaneEnd(t *testing.T) {
-	log := memsource.NewLog(1)
-	inv := &fakeInvoker{}
-	m := mapping(func(c *esm.Config) {
-		c.BatchSize = ptr(int64(100))
-		c.MaximumBatchingWindowInSeconds = ptr(int64(300))
+	synctest.Test(t, func(t *testing.T) {
+		log := memsource.NewLog(1)
+		inv := &fakeInvoker{}
+		m := mapping(func(c *esm.Config) {
+			c.BatchSize = ptr(int64(100))
+			c.MaximumBatchingWindowInSeconds = ptr(int64(300))
+		})
+		want := produce(log, 3, 1, "end")
+		stop := start(t, log, m, inv, nil)
+		defer stop()
+		// Every goroutine of the bubble idle: the records are buffered
+		// and the batcher waits for its 300 s window.
+		synctest.Wait()
+		if n := len(inv.delivered()); n != 0 {
+			t.Fatalf("%d records invoked before the 300 s window or the lane's end", n)
+		}
+		log.End("lane-0")
+		testenv.EventuallyTrue(t, 10*time.Second, "the ended lane's records invoked", func() bool { return len(inv.delivered()) == len(want) })
+		testenv.EventuallyTrue(t, 10*time.Second, "checkpoint at the lane's last record", func() bool { return log.Checkpoint("lane-0") == len(want)-1 })
 	})
-	want := produce(log, 3, 1, "end")
-	stop := start(t, log, m, inv, nil)
-	defer stop()
-	time.Sleep(50 * time.Millisecond)
-	if n := len(inv.delivered()); n != 0 {
-		t.Fatalf("%d records invoked before the 300 s window or the lane's end", n)
-	}
-	log.End("lane-0")
-	eventually(t, "the ended lane's records invoked", func() bool { return len(inv.delivered()) == len(want) })
-	eventually(t, "checkpoint at the lane's last record", func() bool { return log.Checkpoint("lane-0") == len(want)-1 })
 }
 
 // blockingInvoker holds every invocation until release is closed or its
@@ -603,55 +618,60 @@ func (b *blockingInvoker) Invoke(ctx context.Context, _ string, _ []byte) (dispa
 // shutdown) stops polling at once but lets the invocation in flight finish
 // and be acknowledged before Run returns.
 func TestPipelineStopDrainsInFlight(t *testing.T) {
-	log := memsource.NewLog(1)
-	want := produce(log, 5, 1, "drain")
-	inv := newBlockingInvoker()
-	r := &Runner{Source: descriptorFor(esm.SourceKinesis), Invoker: inv, DrainTimeout: time.Minute,
-		Open: func(context.Context, *esm.Mapping) (source.Poller, error) { return log.NewPoller(7), nil }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, mapping(nil), &fakeReporter{}) }()
-	<-inv.started
-	cancel()
-	select {
-	case err := <-done:
-		t.Fatalf("Run returned (%v) while an invocation was in flight", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	close(inv.release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if cp := log.Checkpoint("lane-0"); cp != len(want)-1 {
-		t.Fatalf("checkpoint %d after the drained batch, want %d", cp, len(want)-1)
-	}
-	if inv.err != nil {
-		t.Fatalf("the drained invocation was cancelled: %v", inv.err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		log := memsource.NewLog(1)
+		want := produce(log, 5, 1, "drain")
+		inv := newBlockingInvoker()
+		r := &Runner{Source: descriptorFor(esm.SourceKinesis), Invoker: inv, DrainTimeout: time.Minute,
+			Open: func(context.Context, *esm.Mapping) (source.Poller, error) { return log.NewPoller(7), nil }}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx, mapping(nil), &fakeReporter{}) }()
+		<-inv.started
+		cancel()
+		synctest.Wait() // Run blocked, or returned
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned (%v) while an invocation was in flight", err)
+		default:
+		}
+		close(inv.release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if cp := log.Checkpoint("lane-0"); cp != len(want)-1 {
+			t.Fatalf("checkpoint %d after the drained batch, want %d", cp, len(want)-1)
+		}
+		if inv.err != nil {
+			t.Fatalf("the drained invocation was cancelled: %v", inv.err)
+		}
+	})
 }
 
 // TestPipelineStopDrainTimeout: an invocation still running when the drain
 // timeout passes is cancelled, and its records are not acknowledged.
 func TestPipelineStopDrainTimeout(t *testing.T) {
-	log := memsource.NewLog(1)
-	produce(log, 5, 1, "slow")
-	inv := newBlockingInvoker()
-	r := &Runner{Source: descriptorFor(esm.SourceKinesis), Invoker: inv, DrainTimeout: 20 * time.Millisecond,
-		Open: func(context.Context, *esm.Mapping) (source.Poller, error) { return log.NewPoller(7), nil }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, mapping(nil), &fakeReporter{}) }()
-	<-inv.started
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	if !errors.Is(inv.err, context.Canceled) {
-		t.Fatalf("the invocation past the drain timeout saw %v, want it cancelled", inv.err)
-	}
-	if cp := log.Checkpoint("lane-0"); cp != -1 {
-		t.Fatalf("checkpoint %d: records of a cancelled invocation were acknowledged", cp)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		log := memsource.NewLog(1)
+		produce(log, 5, 1, "slow")
+		inv := newBlockingInvoker()
+		r := &Runner{Source: descriptorFor(esm.SourceKinesis), Invoker: inv, DrainTimeout: 20 * time.Millisecond,
+			Open: func(context.Context, *esm.Mapping) (source.Poller, error) { return log.NewPoller(7), nil }}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx, mapping(nil), &fakeReporter{}) }()
+		<-inv.started
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		inv.mu.Lock()
+		defer inv.mu.Unlock()
+		if !errors.Is(inv.err, context.Canceled) {
+			t.Fatalf("the invocation past the drain timeout saw %v, want it cancelled", inv.err)
+		}
+		if cp := log.Checkpoint("lane-0"); cp != -1 {
+			t.Fatalf("checkpoint %d: records of a cancelled invocation were acknowledged", cp)
+		}
+	})
 }
