@@ -42,6 +42,13 @@ func EventuallyTrue(t testing.TB, within time.Duration, what string, cond func()
 
 var errNotYet = errors.New("not yet")
 
+// Poll is Eventually for a caller that makes its own assertion afterwards
+// (to report what it collected, say): it polls cond every PollInterval and
+// returns nil once cond does, or cond's last error when within passes.
+func Poll(within time.Duration, cond func(context.Context) error) error {
+	return poll(within, PollInterval, cond)
+}
+
 // Consistently checks cond every PollInterval for the whole of during and
 // fails t as soon as it returns an error: a negative check, such as
 // "nothing is consumed while the mapping is disabled". The pause is the
