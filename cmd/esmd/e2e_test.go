@@ -61,13 +61,12 @@ func TestServeRunsMappingsEndToEnd(t *testing.T) {
 				AWSRegion: "us-east-1", EventSourceARN: arn})
 		})
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for log.Checkpoint("lane-0")+log.Checkpoint("lane-1")+2 != 40 {
-		if time.Now().After(deadline) {
-			t.Fatalf("checkpoints %d and %d after 30s", log.Checkpoint("lane-0"), log.Checkpoint("lane-1"))
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		if a, b := log.Checkpoint("lane-0"), log.Checkpoint("lane-1"); a+b+2 != 40 {
+			return fmt.Errorf("checkpoints %d and %d", a, b)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	got, err := cl.GetEventSourceMapping(ctx, &lambda.GetEventSourceMappingInput{UUID: out.UUID})
 	if err != nil {
 		t.Fatal(err)

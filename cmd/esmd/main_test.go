@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -120,13 +121,32 @@ func TestRunDeclaresTheFileAndKeepsUUIDs(t *testing.T) {
   StartingPosition: LATEST
 `), 0o600)
 	data := filepath.Join(dir, "data")
+	// run declares the file's mappings once the engine is up, logging
+	// each, and then serves until it is stopped.
+	declared := regexp.MustCompile(`msg="mapping (created|updated)"`)
 	runOnce := func() map[string]string {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		var stderr bytes.Buffer
-		if code := run(ctx, []string{"run", "-f", file, "--data-dir", data, "--function-check", "never"}, nil, io.Discard, &stderr); code != 0 {
-			t.Fatalf("exit %d: %s", code, stderr.String())
+		var stderr lockedBuffer
+		code := make(chan int, 1)
+		go func() {
+			code <- run(ctx, []string{"run", "-f", file, "--data-dir", data, "--function-check", "never", "--log-level", "info"}, nil, io.Discard, &stderr)
+		}()
+		testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+			select {
+			case c := <-code:
+				t.Fatalf("exit %d before the mappings were declared: %s", c, stderr.String())
+			default:
+			}
+			if n := len(declared.FindAllString(stderr.String(), -1)); n != 2 {
+				return fmt.Errorf("%d of 2 mappings declared: %s", n, stderr.String())
+			}
+			return nil
+		})
+		cancel()
+		if c := <-code; c != 0 {
+			t.Fatalf("exit %d: %s", c, stderr.String())
 		}
 		s, err := checkpoint.Open(data)
 		if err != nil {
@@ -212,6 +232,25 @@ func TestCorruptStoreIsReported(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr.String(), filepath.Join(dir, checkpoint.FileName)) {
 		t.Errorf("exit %d: %s", code, stderr.String())
 	}
+}
+
+// lockedBuffer is a bytes.Buffer that one goroutine writes while another
+// reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // invokeRecorder is a no-op Lambda Invoke endpoint (a function's stand-in

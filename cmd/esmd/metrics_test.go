@@ -68,8 +68,7 @@ func TestServeMetrics(t *testing.T) {
 		"esmd_invoked_events_total":      "2",
 		"esmd_deleted_events_total":      "3",
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.Eventually(t, 20*time.Second, func(context.Context) error {
 		text := scrapeMetrics(t, addr)
 		bad := ""
 		for name, v := range want {
@@ -77,14 +76,11 @@ func TestServeMetrics(t *testing.T) {
 				bad += fmt.Sprintf("%s = %q, want %s; ", name, got, v)
 			}
 		}
-		if bad == "" {
-			break
+		if bad != "" {
+			return fmt.Errorf("%s\n%s", bad, text)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s\n%s", bad, text)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	// The Lambda API still answers beside it.
 	if _, err := client(addr).GetEventSourceMapping(ctx, &lambda.GetEventSourceMappingInput{UUID: out.UUID}); err != nil {
 		t.Fatal(err)

@@ -654,6 +654,9 @@ func TestServeKinesisScenarios(t *testing.T) {
 	t.Run("StartingPositions", func(t *testing.T) {
 		name, arn := kinesisStream(t, kc, "start", 1)
 		put(t, name, "k", "old")
+		// Not a wait for esmd: AT_TIMESTAMP compares mid with the
+		// server's millisecond arrival timestamps, so the clock must move
+		// clearly past "old" before mid, and past mid before "mid".
 		time.Sleep(50 * time.Millisecond)
 		mid := time.Now()
 		time.Sleep(50 * time.Millisecond)

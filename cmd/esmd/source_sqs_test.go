@@ -70,17 +70,12 @@ func sqsCount(t *testing.T, c *sqs.Client, url string) (visible, inflight int) {
 // waitCount waits until url has want visible and 0 in-flight messages.
 func waitCount(t *testing.T, c *sqs.Client, url string, want int, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		v, n := sqsCount(t, c, url)
-		if v == want && n == 0 {
-			return
+	testenv.Eventually(t, within, func(context.Context) error {
+		if v, n := sqsCount(t, c, url); v != want || n != 0 {
+			return fmt.Errorf("queue has %d visible and %d in-flight messages, want %d and 0", v, n, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue has %d visible and %d in-flight messages after %v, want %d and 0", v, n, within, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func sqsSend(t *testing.T, c *sqs.Client, url string, bodies ...string) {
@@ -245,20 +240,16 @@ func (f *sqsFunction) counts(arn string) map[string][]string {
 
 func waitState(t *testing.T, cl *lambda.Client, id *string, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.Eventually(t, 10*time.Second, func(context.Context) error {
 		got, err := cl.GetEventSourceMapping(context.Background(), &lambda.GetEventSourceMappingInput{UUID: id})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if aws.ToString(got.State) == want {
-			return
+		if s := aws.ToString(got.State); s != want {
+			return fmt.Errorf("state %s, want %s", s, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("state %s after 10s, want %s", aws.ToString(got.State), want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestServeSQSEndToEnd drives esmd serve the way a user does: a mapping on
@@ -343,13 +334,14 @@ func TestServeSQSEndToEnd(t *testing.T) {
 		bodies = append(bodies, fmt.Sprintf(`{"disabled":%d}`, i))
 		sqsSend(t, sc, url, bodies[len(bodies)-1])
 	}
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
+	// A negative check needs a pause: a second is several receive calls
+	// of a poller that would still run.
+	testenv.Consistently(t, time.Second, func(context.Context) error {
 		if v, _ := sqsCount(t, sc, url); v < 10 {
-			t.Fatalf("%d of 10 messages left while the mapping is disabled", v)
+			return fmt.Errorf("%d of 10 messages left while the mapping is disabled", v)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if _, err := cl.UpdateEventSourceMapping(ctx, &lambda.UpdateEventSourceMappingInput{UUID: out.UUID, Enabled: aws.Bool(true)}); err != nil {
 		t.Fatal(err)
 	}
@@ -361,15 +353,10 @@ func TestServeSQSEndToEnd(t *testing.T) {
 		bodies = append(bodies, fmt.Sprintf(`{"testfn":{"mode":"sleep","ms":20},"n":%d}`, i))
 		sqsSend(t, sc, url, bodies[len(bodies)-1])
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if v, _ := sqsCount(t, sc, url); v < 30 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("esmd did not start on the queue")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.EventuallyTrue(t, 10*time.Second, "esmd to start on the queue", func() bool {
+		v, _ := sqsCount(t, sc, url)
+		return v < 30
+	})
 	stop()
 	cl, stop = startSQSServe(t, dir, fn.url)
 	defer stop()
@@ -451,7 +438,11 @@ func createSQSMapping(t *testing.T, cl *lambda.Client, in *lambda.CreateEventSou
 func sqsBodies(t *testing.T, c *sqs.Client, url string, want int, within time.Duration) []string {
 	t.Helper()
 	var out []string
-	for deadline := time.Now().Add(within); len(out) < want && time.Now().Before(deadline); {
+	// What arrived is returned either way: the caller compares it.
+	_ = testenv.Poll(within, func(context.Context) error {
+		if len(out) >= want {
+			return nil
+		}
 		r, err := c.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
 		if err != nil {
 			t.Fatal(err)
@@ -459,7 +450,11 @@ func sqsBodies(t *testing.T, c *sqs.Client, url string, want int, within time.Du
 		for _, m := range r.Messages {
 			out = append(out, aws.ToString(m.Body))
 		}
-	}
+		if len(out) < want {
+			return fmt.Errorf("%d of %d messages", len(out), want)
+		}
+		return nil
+	})
 	sort.Strings(out)
 	return out
 }
@@ -786,11 +781,7 @@ func TestServeSQSDisableReleases(t *testing.T) {
 	}
 	sqsSend(t, sc, url, bodies...)
 	id := createSQSMapping(t, cl, &lambda.CreateEventSourceMappingInput{EventSourceArn: aws.String(arn), BatchSize: aws.Int32(10)})
-	for deadline := time.Now().Add(10 * time.Second); len(fn.batches(arn)) == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the function was not invoked")
-		}
-	}
+	testenv.EventuallyTrue(t, 10*time.Second, "the function to be invoked", func() bool { return len(fn.batches(arn)) > 0 })
 	if _, inflight := sqsCount(t, sc, url); inflight == 0 {
 		t.Fatal("no message in flight while the function runs")
 	}
