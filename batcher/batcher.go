@@ -104,7 +104,8 @@ func (b *Batch) AppendEvent(dst []byte) []byte {
 // Then the (sub-)lane has a batch in flight and releases nothing until Done.
 //
 // All methods are safe for concurrent use. The Batcher starts no
-// goroutines: Next waits in its caller's goroutine.
+// goroutines: Next waits in its caller's goroutine. Time is the real
+// clock's unless WithClock gives another.
 type Batcher struct {
 	policy Policy
 	pf     int
