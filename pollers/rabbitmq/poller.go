@@ -545,6 +545,7 @@ func (p *Poller) startConsumer(conn *amqp.Connection) (*consumer, error) {
 const (
 	pending     uint8 = iota // in the pipeline
 	doneUnacked              // done, waiting for an earlier delivery to finish
+	ackedAlone               // done and acked on its own (behind a pending one)
 )
 
 // consumer is one channel consuming the queue.
@@ -655,11 +656,14 @@ func (c *consumer) retire() {
 
 // settle acks (ack) or nacks with requeue the given deliveries.
 //
-// Acks are cumulative: the consumer acks with multiple=true up to the last
-// delivery before the first one still in the pipeline, one frame for a
-// whole batch. A done delivery behind an unfinished one waits, unacked,
-// for it (records finish in delivery order except for filtered ones,
-// which are done before the batch their predecessors are in). A nack is
+// Acks are cumulative where they can be: the consumer acks with
+// multiple=true up to the last delivery before the first one still in the
+// pipeline, one frame for a whole batch. A done delivery behind an
+// unfinished one is acked on its own at once (records finish in delivery
+// order except for filtered ones, which are done before the batch their
+// predecessors are in): an acknowledged record is never redelivered, even
+// if the earlier one never finishes. The cumulative ack then covers only
+// deliveries not acked yet (RabbitMQ refuses a tag acked twice). A nack is
 // sent at once for its delivery alone.
 func (c *consumer) settle(tags []uint64, ack bool) error {
 	c.mu.Lock()
@@ -689,10 +693,22 @@ func (c *consumer) settle(tags []uint64, ack bool) error {
 			break
 		}
 		if ok {
-			cut = t
+			if s == doneUnacked {
+				cut = t
+			}
 			delete(c.state, t)
 		}
 		c.head++
+	}
+	if ack {
+		for _, t := range tags {
+			if c.state[t] == doneUnacked {
+				c.state[t] = ackedAlone
+				if err := c.ch.Ack(t, false); err != nil {
+					return c.channelError(err)
+				}
+			}
+		}
 	}
 	if c.head > 1024 && c.head*2 > len(c.order) {
 		c.order = append(c.order[:0], c.order[c.head:]...)

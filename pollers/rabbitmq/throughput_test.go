@@ -380,9 +380,10 @@ type counting struct {
 	once sync.Once
 }
 
-func (c *counting) Done(ctx context.Context, recs []source.Record) error {
-	err := c.Poller.Done(ctx, recs)
-	if c.n.Add(int64(len(recs))) >= c.want {
+func (c *counting) Ack(ctx context.Context, recs []source.Record, outcome error) error {
+	err := c.Poller.Ack(ctx, recs, outcome)
+	done, _ := source.Split(recs, outcome)
+	if c.n.Add(int64(len(done))) >= c.want {
 		c.once.Do(func() { close(c.all) })
 	}
 	return err

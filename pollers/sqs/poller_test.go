@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,14 +25,16 @@ import (
 	"github.com/esmd/esmd/source"
 )
 
-// testVT is the visibility timeout of the conformance queues: longer than
-// any test, so a record that comes back came back because the poller
-// released it.
-const testVT = "30"
+// testVT is the visibility timeout of the conformance queues, short so
+// that the suite sees failed records come back (and succeeded ones not)
+// within seconds: the poller extends it while it holds a message. It is
+// the suite's Features.Redelivery; records handed back with ErrStopped
+// must come back within half of it.
+const testVT = 2 * time.Second
 
 func conformanceSource(t *testing.T, fifo bool) pollertest.Source {
 	f := newFauxqs(t)
-	url, arn := f.queue(t, fifo, map[string]string{"VisibilityTimeout": testVT})
+	url, arn := f.queue(t, fifo, map[string]string{"VisibilityTimeout": strconv.Itoa(int(testVT / time.Second))})
 	return pollertest.Source{
 		Open: func(t *testing.T) source.Poller { return f.open(t, mapping(arn, 10)) },
 		Produce: func(t *testing.T, key, body string) {
@@ -53,14 +56,14 @@ func conformanceSource(t *testing.T, fifo bool) pollertest.Source {
 
 func TestConformance(t *testing.T) {
 	pollertest.Run(t, pollertest.Harness{
-		Features: pollertest.Features{Redelivery: 5 * time.Second},
+		Features: pollertest.Features{Queue: true, Redelivery: testVT},
 		Setup:    func(t *testing.T) pollertest.Source { return conformanceSource(t, false) },
 	})
 }
 
 func TestConformanceFIFO(t *testing.T) {
 	pollertest.Run(t, pollertest.Harness{
-		Features: pollertest.Features{Redelivery: 5 * time.Second},
+		Features: pollertest.Features{Queue: true, Redelivery: testVT},
 		Setup:    func(t *testing.T) pollertest.Source { return conformanceSource(t, true) },
 	})
 }
