@@ -92,11 +92,11 @@ func (q Queue) FIFO() bool { return strings.HasSuffix(q.Name, ".fifo") }
 
 // ParseARN parses arn:<partition>:sqs:<region>:<account>:<name>.
 func ParseARN(arn string) (Queue, error) {
-	p := strings.Split(arn, ":")
-	if len(p) != 6 || p[0] != "arn" || p[2] != "sqs" || p[3] == "" || p[4] == "" || p[5] == "" {
+	a, ok := esm.ParseARN(arn)
+	if !ok || a.Service != "sqs" || a.Region == "" || a.Account == "" || a.Resource == "" || strings.Contains(a.Resource, ":") {
 		return Queue{}, fmt.Errorf("not an SQS queue ARN: %q", arn)
 	}
-	return Queue{ARN: arn, Region: p[3], Account: p[4], Name: p[5]}, nil
+	return Queue{ARN: arn, Region: a.Region, Account: a.Account, Name: a.Resource}, nil
 }
 
 // Poller reads one queue for one mapping. It implements source.Poller.
