@@ -19,6 +19,7 @@ import (
 	"github.com/esmd/esmd/internal/ddbstreams"
 	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/dynamodbstreams"
+	"github.com/esmd/esmd/pollers/stream"
 	"github.com/esmd/esmd/source"
 )
 
@@ -159,8 +160,8 @@ func runPipeline(b *testing.B, c *ddbs.Client, arn, uuid string, interval time.D
 		Source: esm.SourceDynamoDB, Config: esm.Config{EventSourceArn: &arn, BatchSize: aws.Int64(100),
 			ParallelizationFactor: aws.Int64(1), StartingPosition: aws.String("TRIM_HORIZON")}}
 	r := &pipeline.Runner{Source: dynamodbstreams.Descriptor(), Invoker: inv, Open: func(ctx context.Context, m *esm.Mapping) (source.Poller, error) {
-		return dynamodbstreams.New(ctx, c, dynamodbstreams.Config{StreamARN: arn, Mapping: m.UUID, Positions: st,
-			EmptyWait: 10 * time.Millisecond, MaxWait: 50 * time.Millisecond, CheckpointInterval: interval})
+		return dynamodbstreams.New(ctx, c, dynamodbstreams.Config{Common: stream.Common{StreamARN: arn, Mapping: m.UUID, Positions: st,
+			EmptyWait: 10 * time.Millisecond, MaxWait: 50 * time.Millisecond, CheckpointInterval: interval}})
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -197,8 +198,8 @@ func BenchmarkIdleShards(b *testing.B) {
 		}
 		before := inUse()
 		gr := runtime.NumGoroutine()
-		p, err := dynamodbstreams.New(context.Background(), c, dynamodbstreams.Config{StreamARN: arn, Mapping: "idle", Positions: st,
-			EmptyWait: time.Second, MaxWait: 5 * time.Second})
+		p, err := dynamodbstreams.New(context.Background(), c, dynamodbstreams.Config{Common: stream.Common{StreamARN: arn, Mapping: "idle", Positions: st,
+			EmptyWait: time.Second, MaxWait: 5 * time.Second}})
 		if err != nil {
 			b.Fatal(err)
 		}

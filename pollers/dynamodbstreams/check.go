@@ -55,21 +55,12 @@ func Descriptor() *source.Descriptor {
 // (AWS_ENDPOINT_URL_DYNAMODB_STREAMS, AWS_ENDPOINT_URL); checkpoints live
 // in the embedded store, beside the mapping.
 func ConfigFor(env *source.Env, m *esm.Mapping) (Config, error) {
-	if m.Config.EventSourceArn == nil {
-		return Config{}, fmt.Errorf("dynamodbstreams: mapping %s has no EventSourceArn", m.UUID)
-	}
-	if env.Store == nil {
-		return Config{}, fmt.Errorf("dynamodbstreams: no checkpoint store")
-	}
-	c := Config{StreamARN: *m.Config.EventSourceArn, Mapping: m.UUID, Positions: env.Store, Log: env.Log}
-	if m.Config.StartingPosition != nil {
-		c.StartingPosition = *m.Config.StartingPosition
-	}
-	var err error
-	if c.CheckpointInterval, err = stream.CheckpointInterval(env, "dynamodb-checkpoint-interval"); err != nil {
+	common, err := stream.CommonFor(env, m, "dynamodb-checkpoint-interval")
+	if err != nil {
 		return Config{}, fmt.Errorf("dynamodbstreams: %w", err)
 	}
-	if c.MaxPending = stream.MaxPending(m); c.MaxPending > 0 {
+	c := Config{Common: common}
+	if c.MaxPending > 0 {
 		c.Limit = min(c.MaxPending, 1000)
 	}
 	return c, nil

@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
@@ -53,35 +52,15 @@ type API interface {
 	GetRecords(ctx context.Context, in *ddbs.GetRecordsInput, o ...func(*ddbs.Options)) (*ddbs.GetRecordsOutput, error)
 }
 
-// Config is what the poller reads and from where.
+// Config is what the poller reads and from where: stream.Common, with
+// the DynamoDB Streams defaults. Common.StreamARN is
+// arn:aws:dynamodb:<region>:<account>:table/<table>/stream/<label>;
+// Common.StartingPosition is TRIM_HORIZON (default) or LATEST; Limit
+// defaults to 1000, the maximum (a larger one is lowered to it); EmptyWait
+// is 100 ms doubling up to a MaxWait of 250 ms by default (AWS polls each
+// DynamoDB shard four times a second).
 type Config struct {
-	// StreamARN is the mapping's EventSourceArn,
-	// arn:aws:dynamodb:<region>:<account>:table/<table>/stream/<label>.
-	StreamARN string
-	// Mapping is the mapping's UUID, the key of its checkpoints.
-	Mapping string
-	// StartingPosition is TRIM_HORIZON (default) or LATEST; a stored
-	// checkpoint wins over it.
-	StartingPosition string
-	// Positions keeps the checkpoints. Required.
-	Positions Positions
-	// Limit is GetRecords' Limit (default and maximum 1000).
-	Limit int
-	// ListInterval is how often shards are listed again (default 10 s); a
-	// shard read to its end lists them at once.
-	ListInterval time.Duration
-	// EmptyWait is the first wait after an empty read, doubling up to
-	// MaxWait (defaults 100 ms and 250 ms: AWS polls each DynamoDB shard
-	// four times a second).
-	EmptyWait, MaxWait time.Duration
-	// MaxPending bounds the records of one shard read but not yet done
-	// (default 10000): reading stops until some are done.
-	MaxPending int
-	// CheckpointInterval coalesces checkpoint writes (see
-	// stream.Config.CheckpointInterval); zero writes each one at once.
-	CheckpointInterval time.Duration
-	// Log receives warnings; nil discards them.
-	Log *slog.Logger
+	stream.Common
 }
 
 // ParseARN checks a stream ARN
@@ -125,19 +104,7 @@ func New(ctx context.Context, api API, c Config) (*Poller, error) {
 		c.MaxWait = 250 * time.Millisecond
 	}
 	cl := &client{api: api, arn: c.StreamARN, region: region}
-	sp, err := stream.New(ctx, cl, stream.Config{
-		Name:               c.StreamARN,
-		Mapping:            c.Mapping,
-		Positions:          c.Positions,
-		StartingPosition:   c.StartingPosition,
-		Limit:              c.Limit,
-		ListInterval:       c.ListInterval,
-		EmptyWait:          c.EmptyWait,
-		MaxWait:            c.MaxWait,
-		MaxPending:         c.MaxPending,
-		CheckpointInterval: c.CheckpointInterval,
-		Log:                c.Log,
-	})
+	sp, err := stream.New(ctx, cl, stream.Config{Common: c.Common})
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pollers/dynamodbstreams"
 	"github.com/esmd/esmd/pollers/pollertest"
+	"github.com/esmd/esmd/pollers/stream"
 	"github.com/esmd/esmd/source"
 )
 
@@ -123,7 +124,7 @@ func TestConformance(t *testing.T) {
 			st := openStore(t)
 			return pollertest.Source{
 				Open: func(t *testing.T) source.Poller {
-					return open(t, c, dynamodbstreams.Config{StreamARN: arn, Positions: st})
+					return open(t, c, dynamodbstreams.Config{Common: stream.Common{StreamARN: arn, Positions: st}})
 				},
 				Produce: func(t *testing.T, key, b string) { put(t, s, arn, key, b) },
 				Body:    body,
@@ -153,7 +154,7 @@ func TestRecordShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := open(t, c, dynamodbstreams.Config{StreamARN: arn, Positions: openStore(t)})
+	p := open(t, c, dynamodbstreams.Config{Common: stream.Common{StreamARN: arn, Positions: openStore(t)}})
 	r := pollN(t, p, 1)[0]
 	want := `{"eventID":"` + a.EventID + `","eventName":"INSERT","eventVersion":"1.1","eventSource":"aws:dynamodb","awsRegion":"us-east-1",` +
 		`"dynamodb":{"ApproximateCreationDateTime":1795575601,"Keys":{"my_partition_key":{"S":"hello world"}},` +
@@ -187,7 +188,7 @@ func TestTTLDeleteAndLag(t *testing.T) {
 	// MaxPending 1: with the record not done, the shard is not read
 	// again, so no empty read (IteratorAge 0: caught up) comes before the
 	// check below.
-	p := open(t, c, dynamodbstreams.Config{StreamARN: arn, Positions: openStore(t), MaxPending: 1})
+	p := open(t, c, dynamodbstreams.Config{Common: stream.Common{StreamARN: arn, Positions: openStore(t), MaxPending: 1}})
 	r := pollN(t, p, 1)[0]
 	want := `{"eventID":"` + a.EventID + `","eventName":"REMOVE","eventVersion":"1.1","eventSource":"aws:dynamodb","awsRegion":"us-east-1",` +
 		`"userIdentity":{"type":"Service","principalId":"dynamodb.amazonaws.com"},` +
@@ -236,7 +237,7 @@ func TestStartingPositionAndCheckpointWins(t *testing.T) {
 	arn := newStream(t, s, 1)
 	put(t, s, arn, "k", "before")
 	st := openStore(t)
-	p := open(t, c, dynamodbstreams.Config{StreamARN: arn, Positions: st, StartingPosition: "LATEST", Mapping: "latest"})
+	p := open(t, c, dynamodbstreams.Config{Common: stream.Common{StreamARN: arn, Positions: st, StartingPosition: "LATEST", Mapping: "latest"}})
 	// LATEST: the reader's iterator is taken at its first read; wait
 	// until the shard was read once before writing.
 	testenv.Eventually(t, 10*time.Second, func(context.Context) error {
@@ -256,7 +257,7 @@ func TestStartingPositionAndCheckpointWins(t *testing.T) {
 	p.Close()
 	// A checkpoint wins over StartingPosition TRIM_HORIZON.
 	put(t, s, arn, "k", "later")
-	p = open(t, c, dynamodbstreams.Config{StreamARN: arn, Positions: st, StartingPosition: "TRIM_HORIZON", Mapping: "latest"})
+	p = open(t, c, dynamodbstreams.Config{Common: stream.Common{StreamARN: arn, Positions: st, StartingPosition: "TRIM_HORIZON", Mapping: "latest"}})
 	got = pollN(t, p, 1)
 	if b := body(t, got[0]); b != "later" || len(got) != 1 {
 		t.Fatalf("after the checkpoint: %q (%d records)", b, len(got))
@@ -271,7 +272,7 @@ func TestSplitDuringConsumption(t *testing.T) {
 	s, c := server(t)
 	arn := newStream(t, s, 1)
 	st := openStore(t)
-	p := open(t, c, dynamodbstreams.Config{StreamARN: arn, Positions: st})
+	p := open(t, c, dynamodbstreams.Config{Common: stream.Common{StreamARN: arn, Positions: st}})
 	const keys = 8
 	n := 0
 	write := func(count int) {
@@ -344,7 +345,7 @@ func TestRestartAfterSplitResumesInChildren(t *testing.T) {
 		t.Fatal(err)
 	}
 	put(t, s, arn, "a", "2")
-	p := open(t, c, dynamodbstreams.Config{StreamARN: arn, Positions: st})
+	p := open(t, c, dynamodbstreams.Config{Common: stream.Common{StreamARN: arn, Positions: st}})
 	got := pollN(t, p, 1)
 	if err := p.Done(context.Background(), got); err != nil {
 		t.Fatal(err)
@@ -358,7 +359,7 @@ func TestRestartAfterSplitResumesInChildren(t *testing.T) {
 	}
 	p.Close()
 	put(t, s, arn, "a", "3")
-	p = open(t, c, dynamodbstreams.Config{StreamARN: arn, Positions: st, StartingPosition: "LATEST"})
+	p = open(t, c, dynamodbstreams.Config{Common: stream.Common{StreamARN: arn, Positions: st, StartingPosition: "LATEST"}})
 	got3 := pollN(t, p, 1)
 	if len(got3) != 1 || body(t, got3[0]) != "3" {
 		t.Fatalf("after restart: %d records, first %q", len(got3), body(t, got3[0]))
@@ -371,7 +372,7 @@ func TestRestartAfterSplitResumesInChildren(t *testing.T) {
 func TestExpiredIteratorAndThrottling(t *testing.T) {
 	s, c := server(t)
 	arn := newStream(t, s, 1)
-	p := open(t, c, dynamodbstreams.Config{StreamARN: arn, Positions: openStore(t), Limit: 5})
+	p := open(t, c, dynamodbstreams.Config{Common: stream.Common{StreamARN: arn, Positions: openStore(t), Limit: 5}})
 	for i := range 10 {
 		put(t, s, arn, "k", fmt.Sprintf("%02d", i))
 	}
@@ -406,7 +407,7 @@ func TestTrimmedCheckpointRestartsAtTrimHorizon(t *testing.T) {
 	if err := s.Trim(arn, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	p := open(t, c, dynamodbstreams.Config{StreamARN: arn, Positions: st})
+	p := open(t, c, dynamodbstreams.Config{Common: stream.Common{StreamARN: arn, Positions: st}})
 	if b := body(t, pollN(t, p, 1)[0]); b != "new" {
 		t.Fatalf("got %s", b)
 	}
@@ -416,11 +417,11 @@ func TestMissingStream(t *testing.T) {
 	s, c := server(t)
 	_ = s
 	arn := "arn:aws:dynamodb:us-east-1:000000000000:table/none/stream/2026-01-01T00:00:00.000"
-	_, err := dynamodbstreams.New(context.Background(), c, dynamodbstreams.Config{StreamARN: arn, Positions: openStore(t)})
+	_, err := dynamodbstreams.New(context.Background(), c, dynamodbstreams.Config{Common: stream.Common{StreamARN: arn, Positions: openStore(t)}})
 	if !dynamodbstreams.IsStreamNotFound(err) || !strings.Contains(err.Error(), "Stream: "+arn+" not found") {
 		t.Fatalf("New on a missing stream: %v", err)
 	}
-	if _, err := dynamodbstreams.New(context.Background(), c, dynamodbstreams.Config{StreamARN: "arn:aws:kinesis:us-east-1:0:stream/x", Positions: openStore(t)}); err == nil {
+	if _, err := dynamodbstreams.New(context.Background(), c, dynamodbstreams.Config{Common: stream.Common{StreamARN: "arn:aws:kinesis:us-east-1:0:stream/x", Positions: openStore(t)}}); err == nil {
 		t.Fatal("a Kinesis ARN was accepted")
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/kinesis"
+	"github.com/esmd/esmd/pollers/stream"
 	"github.com/esmd/esmd/source"
 )
 
@@ -169,8 +170,8 @@ func runPipeline(b *testing.B, c *awskinesis.Client, arn, uuid string, interval 
 		Source: esm.SourceKinesis, Config: esm.Config{EventSourceArn: &arn, BatchSize: aws.Int64(100),
 			ParallelizationFactor: aws.Int64(1), StartingPosition: aws.String("TRIM_HORIZON")}}
 	r := &pipeline.Runner{Source: kinesis.Descriptor(), Invoker: inv, Open: func(ctx context.Context, m *esm.Mapping) (source.Poller, error) {
-		return kinesis.New(ctx, c, kinesis.Config{StreamARN: arn, Mapping: m.UUID, Positions: st,
-			EmptyWait: 10 * time.Millisecond, MaxWait: 50 * time.Millisecond, CheckpointInterval: interval})
+		return kinesis.New(ctx, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Mapping: m.UUID, Positions: st,
+			EmptyWait: 10 * time.Millisecond, MaxWait: 50 * time.Millisecond, CheckpointInterval: interval}})
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -216,8 +217,8 @@ func BenchmarkIdleShards(b *testing.B) {
 		gr := runtime.NumGoroutine()
 		// Idle shards are read every MaxWait; 5 s keeps kinesalite (one
 		// Node process) from being swamped by 1,000 readers.
-		p, err := kinesis.New(context.Background(), c, kinesis.Config{StreamARN: arn, Mapping: "idle", Positions: st,
-			EmptyWait: time.Second, MaxWait: 5 * time.Second, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		p, err := kinesis.New(context.Background(), c, kinesis.Config{Common: stream.Common{StreamARN: arn, Mapping: "idle", Positions: st,
+			EmptyWait: time.Second, MaxWait: 5 * time.Second, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}})
 		if err != nil {
 			b.Fatal(err)
 		}

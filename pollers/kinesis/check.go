@@ -60,26 +60,15 @@ func arnOf(m *esm.Mapping) string {
 // embedded store, beside the mapping, so a restart resumes exactly where the
 // last run stopped.
 func ConfigFor(env *source.Env, m *esm.Mapping) (Config, error) {
-	if m.Config.EventSourceArn == nil {
-		return Config{}, fmt.Errorf("kinesis: mapping %s has no EventSourceArn", m.UUID)
+	common, err := stream.CommonFor(env, m, "kinesis-checkpoint-interval")
+	if err != nil {
+		return Config{}, fmt.Errorf("kinesis: %w", err)
 	}
-	if env.Store == nil {
-		return Config{}, fmt.Errorf("kinesis: no checkpoint store")
-	}
-	c := Config{StreamARN: *m.Config.EventSourceArn, Mapping: m.UUID, Positions: env.Store, Log: env.Log}
-	if m.Config.StartingPosition != nil {
-		c.StartingPosition = *m.Config.StartingPosition
-	}
+	c := Config{Common: common, InvokeIdentityArn: env.Flag("kinesis-invoke-identity-arn")}
 	if ts := m.Config.StartingPositionTimestamp; ts != nil {
 		sec, frac := math.Modf(*ts)
 		c.Timestamp = time.Unix(int64(sec), int64(frac*1e9))
 	}
-	c.InvokeIdentityArn = env.Flag("kinesis-invoke-identity-arn")
-	var err error
-	if c.CheckpointInterval, err = stream.CheckpointInterval(env, "kinesis-checkpoint-interval"); err != nil {
-		return Config{}, fmt.Errorf("kinesis: %w", err)
-	}
-	c.MaxPending = stream.MaxPending(m)
 	return c, nil
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pollers/kinesis"
+	"github.com/esmd/esmd/pollers/stream"
 )
 
 // eventFrame encodes one event stream message (string headers only).
@@ -128,7 +129,7 @@ func TestEnhancedFanOut(t *testing.T) {
 		put(t, c, name, "k", fmt.Sprintf("r%d", i))
 	}
 	st := openStore(t)
-	p := open(t, c, kinesis.Config{StreamARN: consumer, Positions: st})
+	p := open(t, c, kinesis.Config{Common: stream.Common{StreamARN: consumer, Positions: st}})
 	got := pollN(t, p, 5, 20*time.Second)
 	for i, r := range got {
 		if want := fmt.Sprintf("r%d", i); body(t, r) != want {
@@ -148,7 +149,7 @@ func TestEnhancedFanOut(t *testing.T) {
 	}
 
 	put(t, c, name, "k", "r5")
-	p = open(t, c, kinesis.Config{StreamARN: consumer, Positions: st})
+	p = open(t, c, kinesis.Config{Common: stream.Common{StreamARN: consumer, Positions: st}})
 	var again []string
 	testenv.Eventually(t, 20*time.Second, func(context.Context) error {
 		pctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -185,7 +186,7 @@ func TestEnhancedFanOutSplit(t *testing.T) {
 		put(t, c, name, k, fmt.Sprintf("a-%d", i))
 	}
 	st := openStore(t)
-	p := open(t, c, kinesis.Config{StreamARN: consumer, Positions: st})
+	p := open(t, c, kinesis.Config{Common: stream.Common{StreamARN: consumer, Positions: st}})
 	parentRecs := pollN(t, p, len(keys), 20*time.Second)
 	parent := parentRecs[0].Lane
 	if _, err := c.SplitShard(ctx, &awskinesis.SplitShardInput{StreamName: &name, ShardToSplit: &parent,

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/esmd/esmd/pollers/kinesis"
+	"github.com/esmd/esmd/pollers/stream"
 )
 
 // faulty is the real client with GetRecords failures injected: neither
@@ -58,8 +59,8 @@ func TestThrottledAndExpiredIterator(t *testing.T) {
 	}
 	msg := "Rate exceeded for shard"
 	f.inject(&types.ProvisionedThroughputExceededException{Message: &msg}, &types.ProvisionedThroughputExceededException{Message: &msg})
-	p, err := kinesis.New(context.Background(), f, kinesis.Config{StreamARN: arn, Mapping: "m", Positions: openStore(t),
-		EmptyWait: 20 * time.Millisecond, MaxWait: 100 * time.Millisecond, Limit: 5})
+	p, err := kinesis.New(context.Background(), f, kinesis.Config{Common: stream.Common{StreamARN: arn, Mapping: "m", Positions: openStore(t),
+		EmptyWait: 20 * time.Millisecond, MaxWait: 100 * time.Millisecond, Limit: 5}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/kinesis"
+	"github.com/esmd/esmd/pollers/stream"
 	"github.com/esmd/esmd/source"
 )
 
@@ -101,8 +102,8 @@ func TestParallelizationFactorKeyOrder(t *testing.T) {
 				Source: esm.SourceKinesis, Config: esm.Config{EventSourceArn: &arn, BatchSize: aws.Int64(20),
 					ParallelizationFactor: aws.Int64(pf), StartingPosition: aws.String("TRIM_HORIZON")}}
 			r := &pipeline.Runner{Source: kinesis.Descriptor(), Invoker: inv, Open: func(ctx context.Context, m *esm.Mapping) (source.Poller, error) {
-				return kinesis.New(ctx, c, kinesis.Config{StreamARN: arn, Mapping: m.UUID, Positions: st,
-					EmptyWait: 20 * time.Millisecond, MaxWait: 100 * time.Millisecond})
+				return kinesis.New(ctx, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Mapping: m.UUID, Positions: st,
+					EmptyWait: 20 * time.Millisecond, MaxWait: 100 * time.Millisecond}})
 			}}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
@@ -171,8 +172,8 @@ func TestStopMidStreamAndResume(t *testing.T) {
 			ParallelizationFactor: aws.Int64(pf), StartingPosition: aws.String("TRIM_HORIZON")}}
 	run := func(inv *orderInvoker) (stop func()) {
 		r := &pipeline.Runner{Source: kinesis.Descriptor(), Invoker: inv, Open: func(ctx context.Context, m *esm.Mapping) (source.Poller, error) {
-			return kinesis.New(ctx, c, kinesis.Config{StreamARN: arn, Mapping: m.UUID, Positions: st,
-				EmptyWait: 20 * time.Millisecond, MaxWait: 100 * time.Millisecond})
+			return kinesis.New(ctx, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Mapping: m.UUID, Positions: st,
+				EmptyWait: 20 * time.Millisecond, MaxWait: 100 * time.Millisecond}})
 		}}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)

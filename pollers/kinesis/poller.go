@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -45,46 +44,22 @@ type API interface {
 	GetRecords(ctx context.Context, in *awskinesis.GetRecordsInput, o ...func(*awskinesis.Options)) (*awskinesis.GetRecordsOutput, error)
 }
 
-// Config is what the poller reads and from where.
+// Config is what the poller reads and from where: stream.Common, with
+// the Kinesis defaults (Limit 10000, EmptyWait 100 ms doubling up to
+// MaxWait 1 s: AWS polls each shard once a second), and what only Kinesis
+// has.
+//
+// Common.StreamARN is a stream, read with GetRecords on the shared
+// throughput, or a registered stream consumer, read with SubscribeToShard
+// (enhanced fan-out) when the API implements SubscribeAPI.
+// Common.StartingPosition may be AT_TIMESTAMP, with Timestamp.
 type Config struct {
-	// StreamARN is the mapping's EventSourceArn: a stream, read with
-	// GetRecords on the shared throughput, or a registered stream
-	// consumer, read with SubscribeToShard (enhanced fan-out) when the API
-	// implements SubscribeAPI.
-	StreamARN string
-	// Mapping is the mapping's UUID, the key of its checkpoints.
-	Mapping string
-	// StartingPosition is TRIM_HORIZON, LATEST or AT_TIMESTAMP; a stored
-	// checkpoint wins over it.
-	StartingPosition string
+	stream.Common
 	// Timestamp is the AT_TIMESTAMP position.
 	Timestamp time.Time
-	// Positions keeps the checkpoints. Required.
-	Positions Positions
 	// InvokeIdentityArn is the event's invokeIdentityArn (the function's
 	// execution role); empty when unknown.
 	InvokeIdentityArn string
-	// Limit is GetRecords' Limit (default 10000).
-	Limit int32
-	// ListInterval is how often shards are listed again (default 10 s); a
-	// shard read to its end lists them at once.
-	ListInterval time.Duration
-	// EmptyWait is the first wait after an empty read, doubling up to
-	// MaxWait (defaults 100 ms and 1 s; AWS polls each shard once a second).
-	EmptyWait, MaxWait time.Duration
-	// MaxPending bounds the records of one shard read but not yet done
-	// (default 10000): reading stops until some are done.
-	MaxPending int
-	// MaxCalls bounds the GetShardIterator and GetRecords calls in flight
-	// over all shards (default 64; stream.Config.MaxCalls).
-	MaxCalls int
-	// CheckpointInterval coalesces checkpoint writes: zero writes each
-	// advanced checkpoint before Done returns; above zero the latest
-	// position of each shard is written at most once per interval and on
-	// Close (stream.Config.CheckpointInterval).
-	CheckpointInterval time.Duration
-	// Log receives warnings; nil discards them.
-	Log *slog.Logger
 }
 
 // StreamName returns the stream name of a stream or consumer ARN
@@ -148,21 +123,7 @@ func New(ctx context.Context, api API, c Config) (*Poller, error) {
 		ef = &efo{client: cl, sub: sub, consumer: c.StreamARN, subs: map[string]*subscription{}}
 		scl = ef
 	}
-	sp, err := stream.New(ctx, scl, stream.Config{
-		Name:               cl.srcARN,
-		Mapping:            c.Mapping,
-		Positions:          c.Positions,
-		StartingPosition:   c.StartingPosition,
-		Timestamp:          c.Timestamp,
-		Limit:              int(c.Limit),
-		ListInterval:       c.ListInterval,
-		EmptyWait:          c.EmptyWait,
-		MaxWait:            c.MaxWait,
-		MaxPending:         c.MaxPending,
-		Log:                c.Log,
-		CheckpointInterval: c.CheckpointInterval,
-		MaxCalls:           c.MaxCalls,
-	})
+	sp, err := stream.New(ctx, scl, stream.Config{Common: c.Common, Name: cl.srcARN, Timestamp: c.Timestamp})
 	if err != nil {
 		return nil, err
 	}

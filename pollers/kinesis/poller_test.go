@@ -18,6 +18,7 @@ import (
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pollers/kinesis"
 	"github.com/esmd/esmd/pollers/pollertest"
+	"github.com/esmd/esmd/pollers/stream"
 	"github.com/esmd/esmd/source"
 )
 
@@ -126,7 +127,7 @@ func TestConformance(t *testing.T) {
 			st := openStore(t)
 			return pollertest.Source{
 				Open: func(t *testing.T) source.Poller {
-					return open(t, c, kinesis.Config{StreamARN: arn, Positions: st})
+					return open(t, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Positions: st}})
 				},
 				Produce: func(t *testing.T, key, b string) { put(t, c, name, key, b) },
 				Body:    body,
@@ -168,7 +169,7 @@ func TestRecordShape(t *testing.T) {
 	c := client(t)
 	name, arn := newStream(t, c, 1)
 	seq := put(t, c, name, "test_0", "hello")
-	p := open(t, c, kinesis.Config{StreamARN: arn, Positions: openStore(t), InvokeIdentityArn: "arn:aws:iam::000000000000:role/fn-role"})
+	p := open(t, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Positions: openStore(t)}, InvokeIdentityArn: "arn:aws:iam::000000000000:role/fn-role"})
 	r := pollN(t, p, 1, 20*time.Second)[0]
 	var m map[string]any
 	if err := json.Unmarshal(r.Data, &m); err != nil {
@@ -201,7 +202,7 @@ func TestRestartResumesAtCheckpoint(t *testing.T) {
 	for i := range 10 {
 		put(t, c, name, "k", fmt.Sprintf("r%02d", i))
 	}
-	p := open(t, c, kinesis.Config{StreamARN: arn, Positions: st})
+	p := open(t, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Positions: st}})
 	got := pollN(t, p, 10, 20*time.Second)
 	// 0-3 and 5-6 done: the checkpoint stops at r03.
 	var done []source.Record
@@ -217,7 +218,7 @@ func TestRestartResumesAtCheckpoint(t *testing.T) {
 		t.Fatalf("checkpoint %q, want %q (r03)", pos, got[3].Seq)
 	}
 	p.Close()
-	p = open(t, c, kinesis.Config{StreamARN: arn, Positions: st})
+	p = open(t, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Positions: st}})
 	again := pollN(t, p, 6, 20*time.Second)
 	for i, r := range again[:6] {
 		if want := fmt.Sprintf("r%02d", i+4); body(t, r) != want {
@@ -231,7 +232,7 @@ func TestRestartResumesAtCheckpoint(t *testing.T) {
 	}
 	p.Close()
 	put(t, c, name, "k", "r10")
-	p = open(t, c, kinesis.Config{StreamARN: arn, Positions: st})
+	p = open(t, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Positions: st}})
 	if b := body(t, pollN(t, p, 1, 20*time.Second)[0]); b != "r10" {
 		t.Fatalf("after the second restart got %s, want r10", b)
 	}
@@ -247,21 +248,21 @@ func TestStartingPositions(t *testing.T) {
 	put(t, c, name, "k", "old-2")
 
 	t.Run("TRIM_HORIZON", func(t *testing.T) {
-		p := open(t, c, kinesis.Config{StreamARN: arn, Positions: openStore(t), StartingPosition: "TRIM_HORIZON"})
+		p := open(t, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Positions: openStore(t), StartingPosition: "TRIM_HORIZON"}})
 		got := pollN(t, p, 2, 20*time.Second)
 		if body(t, got[0]) != "old-1" || body(t, got[1]) != "old-2" {
 			t.Fatalf("got %s, %s", body(t, got[0]), body(t, got[1]))
 		}
 	})
 	t.Run("AT_TIMESTAMP", func(t *testing.T) {
-		p := open(t, c, kinesis.Config{StreamARN: arn, Positions: openStore(t), StartingPosition: "AT_TIMESTAMP", Timestamp: mid})
+		p := open(t, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Positions: openStore(t), StartingPosition: "AT_TIMESTAMP"}, Timestamp: mid})
 		got := pollN(t, p, 1, 20*time.Second)
 		if body(t, got[0]) != "old-2" {
 			t.Fatalf("got %s, want old-2", body(t, got[0]))
 		}
 	})
 	t.Run("LATEST", func(t *testing.T) {
-		p := open(t, c, kinesis.Config{StreamARN: arn, Positions: openStore(t), StartingPosition: "LATEST"})
+		p := open(t, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Positions: openStore(t), StartingPosition: "LATEST"}})
 		// The iterator is taken asynchronously: wait until the shard was read once.
 		testenv.Eventually(t, 10*time.Second, func(context.Context) error {
 			if _, ok := p.Lag()["shardId-000000000000"]; !ok {
@@ -281,7 +282,7 @@ func TestStartingPositions(t *testing.T) {
 			t.Fatal(err)
 		}
 		put(t, c, name, "k", "after-cp")
-		p := open(t, c, kinesis.Config{StreamARN: arn, Positions: st, StartingPosition: "TRIM_HORIZON"})
+		p := open(t, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Positions: st, StartingPosition: "TRIM_HORIZON"}})
 		if b := body(t, pollN(t, p, 1, 20*time.Second)[0]); b != "after-cp" {
 			t.Fatalf("got %s, want after-cp", b)
 		}
@@ -290,7 +291,7 @@ func TestStartingPositions(t *testing.T) {
 
 func TestMissingStream(t *testing.T) {
 	c := client(t)
-	_, err := kinesis.New(context.Background(), c, kinesis.Config{StreamARN: "arn:aws:kinesis:us-east-1:000000000000:stream/nope-esmd", Positions: openStore(t)})
+	_, err := kinesis.New(context.Background(), c, kinesis.Config{Common: stream.Common{StreamARN: "arn:aws:kinesis:us-east-1:000000000000:stream/nope-esmd", Positions: openStore(t)}})
 	if err == nil {
 		t.Fatal("no error for a missing stream")
 	}

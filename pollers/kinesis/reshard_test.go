@@ -13,6 +13,7 @@ import (
 
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pollers/kinesis"
+	"github.com/esmd/esmd/pollers/stream"
 	"github.com/esmd/esmd/source"
 )
 
@@ -56,7 +57,7 @@ func TestReshardParentBeforeChild(t *testing.T) {
 	for i, k := range keys {
 		put(t, c, name, k, fmt.Sprintf("a-%d", i))
 	}
-	p := open(t, c, kinesis.Config{StreamARN: arn, Positions: st})
+	p := open(t, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Positions: st}})
 	parentRecs := pollN(t, p, len(keys), 20*time.Second)
 	parent := parentRecs[0].Lane
 
@@ -129,7 +130,7 @@ func TestReshardParentBeforeChild(t *testing.T) {
 	// A restart skips the finished shards and resumes the merged one.
 	p.Close()
 	put(t, c, name, "k0", "d-0")
-	p = open(t, c, kinesis.Config{StreamARN: arn, Positions: st})
+	p = open(t, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Positions: st}})
 	got := pollN(t, p, 1, 20*time.Second)
 	if len(got) != 1 || body(t, got[0]) != "d-0" {
 		t.Fatalf("after restart got %d records, first %s", len(got), body(t, got[0]))
@@ -148,7 +149,7 @@ func TestLatestAfterEarlierSplit(t *testing.T) {
 	}
 	waitActive(t, c, name)
 	put(t, c, name, "k", "old")
-	p := open(t, c, kinesis.Config{StreamARN: arn, Positions: openStore(t), StartingPosition: "LATEST"})
+	p := open(t, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Positions: openStore(t), StartingPosition: "LATEST"}})
 	testenv.Eventually(t, 10*time.Second, func(context.Context) error {
 		if n := len(p.Lag()); n != 2 {
 			return fmt.Errorf("%d open shards read", n)

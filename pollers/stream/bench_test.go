@@ -43,8 +43,8 @@ func BenchmarkCheckpoints(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					p, err := stream.New(context.Background(), f, stream.Config{Mapping: "bench", Positions: st, Limit: 1000,
-						EmptyWait: time.Millisecond, MaxWait: 5 * time.Millisecond, CheckpointInterval: iv})
+					p, err := stream.New(context.Background(), f, stream.Config{Common: stream.Common{Mapping: "bench", Positions: st, Limit: 1000,
+						EmptyWait: time.Millisecond, MaxWait: 5 * time.Millisecond, CheckpointInterval: iv}})
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -30,6 +31,31 @@ func CheckpointInterval(env *source.Env, flag string) (time.Duration, error) {
 		return 0, fmt.Errorf("--%s %q: want a duration >= 0", flag, v)
 	}
 	return d, nil
+}
+
+// CommonFor translates what a mapping says that every stream source reads
+// the same way into the Common configuration: EventSourceArn, UUID (the
+// key of the checkpoints), StartingPosition, the --<flag> checkpoint
+// interval and MaxPending; checkpoints live in env.Store, beside the
+// mapping, so a restart resumes exactly where the last run stopped. The
+// source prefixes its errors with its name.
+func CommonFor(env *source.Env, m *esm.Mapping, flag string) (Common, error) {
+	if m.Config.EventSourceArn == nil {
+		return Common{}, fmt.Errorf("mapping %s has no EventSourceArn", m.UUID)
+	}
+	if env.Store == nil {
+		return Common{}, errors.New("no checkpoint store")
+	}
+	c := Common{StreamARN: *m.Config.EventSourceArn, Mapping: m.UUID, Positions: env.Store, Log: env.Log}
+	if m.Config.StartingPosition != nil {
+		c.StartingPosition = *m.Config.StartingPosition
+	}
+	var err error
+	if c.CheckpointInterval, err = CheckpointInterval(env, flag); err != nil {
+		return Common{}, err
+	}
+	c.MaxPending = MaxPending(m)
+	return c, nil
 }
 
 // MaxPending bounds what a shard may read past its checkpoint when the

@@ -225,7 +225,7 @@ func TestMergeWaitsForBothParents(t *testing.T) {
 	f.close("a")
 	f.close("b")
 	st := &mem{}
-	p := open(t, f, stream.Config{Positions: st})
+	p := open(t, f, stream.Config{Common: stream.Common{Positions: st}})
 	par := pollN(t, p, 3)
 	if got := bodies(par); strings.Contains(got, "c") {
 		t.Fatalf("child read before its parents were done: %s", got)
@@ -272,7 +272,7 @@ func TestStart(t *testing.T) {
 			if tc.checkpoint != "" {
 				st.SetPosition(context.Background(), "m", "s", tc.checkpoint)
 			}
-			p := open(t, f, stream.Config{Positions: st, StartingPosition: tc.starting})
+			p := open(t, f, stream.Config{Common: stream.Common{Positions: st, StartingPosition: tc.starting}})
 			// Wait until the shard was read once (LATEST is taken then).
 			for deadline := time.Now().Add(5 * time.Second); len(p.Lag()) == 0 && tc.want != ""; time.Sleep(time.Millisecond) {
 				if time.Now().After(deadline) {
@@ -298,7 +298,7 @@ func TestReadFaults(t *testing.T) {
 	f := newFake()
 	f.shard("s")
 	f.put("s", "r1", "r2")
-	p := open(t, f, stream.Config{Positions: &mem{}, Limit: 1})
+	p := open(t, f, stream.Config{Common: stream.Common{Positions: &mem{}, Limit: 1}})
 	got := pollN(t, p, 2)
 	f.mu.Lock()
 	f.readErrs = []error{errThrottled, errExpired, errors.New("boom"), errThrottled}
@@ -325,7 +325,7 @@ func TestReadFaults(t *testing.T) {
 func TestStreamGone(t *testing.T) {
 	f := newFake()
 	f.shard("s")
-	p := open(t, f, stream.Config{Positions: &mem{}})
+	p := open(t, f, stream.Config{Common: stream.Common{Positions: &mem{}}})
 	f.mu.Lock()
 	f.listErr = fmt.Errorf("list: %w", errNotFound)
 	f.mu.Unlock()
@@ -346,7 +346,7 @@ func TestCoalescedCheckpoints(t *testing.T) {
 	f.put("t", "t1")
 	f.close("t")
 	st := &mem{}
-	p := open(t, f, stream.Config{Positions: st, CheckpointInterval: time.Hour})
+	p := open(t, f, stream.Config{Common: stream.Common{Positions: st, CheckpointInterval: time.Hour}})
 	recs := pollN(t, p, 4)
 	var s, tt []source.Record
 	for _, r := range recs {
@@ -396,7 +396,7 @@ func TestLagFromArrival(t *testing.T) {
 	f.shard("s")
 	f.put("s", "r1")
 	f.throttleEmpty = true
-	p := open(t, f, stream.Config{Positions: &mem{}})
+	p := open(t, f, stream.Config{Common: stream.Common{Positions: &mem{}}})
 	pollN(t, p, 1)
 	// The record arrived an hour ago.
 	if age, ok := p.Lag()["s"]; !ok || age < 59*time.Minute || age > 61*time.Minute {
@@ -412,7 +412,7 @@ func TestMaxPending(t *testing.T) {
 	for i := range 25 {
 		f.put("s", fmt.Sprint(i))
 	}
-	p := open(t, f, stream.Config{Positions: &mem{}, MaxPending: 10, Limit: 7})
+	p := open(t, f, stream.Config{Common: stream.Common{Positions: &mem{}, MaxPending: 10, Limit: 7}})
 	got := pollN(t, p, 10)
 	pollNone(t, p)
 	if len(got) != 10 {
@@ -456,7 +456,7 @@ func TestCoalescedBatchWrite(t *testing.T) {
 		f.put(s, s+"1")
 	}
 	st := &memBatch{}
-	p := open(t, f, stream.Config{Positions: st, CheckpointInterval: time.Hour})
+	p := open(t, f, stream.Config{Common: stream.Common{Positions: st, CheckpointInterval: time.Hour}})
 	recs := pollN(t, p, 3)
 	// Hold the writer in its interval with a first write, then finish
 	// the three shards' records: they are written together by Close.
@@ -492,7 +492,7 @@ func TestMaxPendingQuarter(t *testing.T) {
 	for i := range 20 {
 		f.put("s", fmt.Sprint(i))
 	}
-	p := open(t, f, stream.Config{Positions: &mem{}, MaxPending: 8, Limit: 8})
+	p := open(t, f, stream.Config{Common: stream.Common{Positions: &mem{}, MaxPending: 8, Limit: 8}})
 	got := pollN(t, p, 8)
 	if err := p.Done(context.Background(), got[:1]); err != nil {
 		t.Fatal(err)

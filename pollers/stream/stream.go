@@ -114,21 +114,22 @@ type PositionBatcher interface {
 	SetPositions(ctx context.Context, mapping string, positions map[string]string) error
 }
 
-// Config is what the Poller reads and how.
-type Config struct {
-	// Name names the stream in errors and logs (for example its ARN).
-	Name string
+// Common is the configuration every stream source shares:
+// kinesis.Config and dynamodbstreams.Config embed it, and so does Config.
+// Zero values take the defaults below; a source may set its own before
+// New (DynamoDB Streams: Limit 1000, MaxWait 250 ms), and its Config says
+// which.
+type Common struct {
+	// StreamARN is the mapping's EventSourceArn.
+	StreamARN string
 	// Mapping is the mapping's UUID, the key of its checkpoints.
 	Mapping string
-	// Positions keeps the checkpoints. Required.
-	Positions Positions
 	// StartingPosition is TRIM_HORIZON (the default), LATEST or
 	// AT_TIMESTAMP (the mapping's StartingPosition); a stored checkpoint
 	// wins over it.
 	StartingPosition string
-	// Timestamp is the AT_TIMESTAMP position
-	// (StartingPositionTimestamp).
-	Timestamp time.Time
+	// Positions keeps the checkpoints. Required.
+	Positions Positions
 	// Limit is the records of one read (GetRecords' Limit; default 10000,
 	// the Kinesis maximum; DynamoDB Streams allows 1000).
 	Limit int
@@ -137,7 +138,7 @@ type Config struct {
 	ListInterval time.Duration
 	// EmptyWait is the first wait after an empty or throttled read,
 	// doubling up to MaxWait (defaults 100 ms and 1 s; AWS polls each
-	// shard about once a second).
+	// Kinesis shard about once a second).
 	EmptyWait, MaxWait time.Duration
 	// MaxPending bounds the records of one shard read but not yet
 	// checkpointed (default 10000): a read asks for at most what is left
@@ -155,12 +156,28 @@ type Config struct {
 	// interval, and on Close; ShardEnd is still written at once, so
 	// children never wait for the interval. A crash then redelivers, on
 	// top of the batches in flight, what was done in the last interval.
+	// CommonFor sets DefaultCheckpointInterval unless a flag says
+	// otherwise.
 	CheckpointInterval time.Duration
 	// Log receives warnings; nil discards them.
 	Log *slog.Logger
 }
 
+// Config is what the Poller reads and how: the Common configuration and
+// what the source adds to it.
+type Config struct {
+	Common
+	// Name names the stream in errors and logs (default StreamARN).
+	Name string
+	// Timestamp is the AT_TIMESTAMP position
+	// (StartingPositionTimestamp).
+	Timestamp time.Time
+}
+
 func (c *Config) setDefaults() {
+	if c.Name == "" {
+		c.Name = c.StreamARN
+	}
 	if c.Limit <= 0 {
 		c.Limit = 10000
 	}
