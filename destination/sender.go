@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/sqsurl"
 )
 
 // Sender delivers one invocation record to a destination. A non-nil error
@@ -110,19 +111,11 @@ func (s *SQSSender) queueURL(ctx context.Context) (string, error) {
 	if s.url != "" {
 		return s.url, nil
 	}
-	arn, ok := esm.ParseARN(s.queueARN)
-	if !ok {
-		return "", fmt.Errorf("sqs destination: bad queue ARN %q", s.queueARN)
-	}
-	in := &sqs.GetQueueUrlInput{QueueName: aws.String(arn.Resource)}
-	if arn.Account != "" {
-		in.QueueOwnerAWSAccountId = aws.String(arn.Account)
-	}
-	out, err := s.client.GetQueueUrl(ctx, in)
+	url, err := sqsurl.Lookup(ctx, s.client, s.queueARN)
 	if err != nil {
-		return "", fmt.Errorf("sqs destination %s: %w", s.queueARN, err)
+		return "", fmt.Errorf("sqs destination: %w", err)
 	}
-	s.url = aws.ToString(out.QueueUrl)
+	s.url = url
 	return s.url, nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/sqsurl"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
 )
@@ -241,14 +242,11 @@ func Open(ctx context.Context, cfg aws.Config, m *esm.Mapping, opts ...Option) (
 	return p, nil
 }
 
-// QueueURL resolves a queue's URL with GetQueueUrl. A queue that does not
-// exist gives an error for which IsNonExistentQueue is true.
+// QueueURL resolves a queue's URL with GetQueueUrl (sqsurl.Lookup). A
+// queue that does not exist gives an error for which IsNonExistentQueue is
+// true.
 func QueueURL(ctx context.Context, client *awssqs.Client, q Queue) (string, error) {
-	out, err := client.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: &q.Name, QueueOwnerAWSAccountId: &q.Account})
-	if err != nil {
-		return "", fmt.Errorf("sqs: resolve %s: %w", q.ARN, err)
-	}
-	return aws.ToString(out.QueueUrl), nil
+	return sqsurl.Lookup(ctx, client, q.ARN)
 }
 
 // spawnLocked starts one more receiver; p.mu is held.
