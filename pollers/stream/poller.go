@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/esmd/esmd/internal/backoff"
 	"github.com/esmd/esmd/source"
 )
 
@@ -164,17 +165,11 @@ func (p *Poller) fail(err error) {
 }
 
 // sleep waits d, give or take a fifth so that shards do not poll in step,
-// or until the poller closes; false when it closed.
+// or until the poller closes; false when it closed. (Its jitter is not
+// backoff.Jitter's [d/2, d): an idle shard is read about every MaxWait,
+// as AWS reads it.)
 func (p *Poller) sleep(d time.Duration) bool {
-	d = d*4/5 + rand.N(d*2/5+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-p.ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return backoff.Sleep(p.ctx, d*4/5+rand.N(d*2/5+1)) == nil
 }
 
 // waitParents waits until every parent shard the poller knows is finished.
@@ -279,13 +274,10 @@ func (p *Poller) read(sh *shard) {
 	var (
 		iter     string
 		lastRead string
-		wait     = p.c.EmptyWait
+		// The wait after an empty read or a failed call: EmptyWait,
+		// doubling up to MaxWait; a read with records resets it.
+		wait = backoff.New(p.c.EmptyWait, p.c.MaxWait)
 	)
-	backoff := func() bool {
-		ok := p.sleep(wait)
-		wait = min(wait*2, p.c.MaxWait)
-		return ok
-	}
 	for p.ctx.Err() == nil {
 		if iter == "" {
 			it, ended, err := p.iterator(sh, lastRead)
@@ -305,7 +297,7 @@ func (p *Poller) read(sh *shard) {
 				default:
 					p.c.Log.Warn("stream: GetShardIterator failed", "stream", p.c.Name, "shard", sh.id, "err", err)
 				}
-				if !backoff() {
+				if !p.sleep(wait.Next()) {
 					return
 				}
 				continue
@@ -345,7 +337,7 @@ func (p *Poller) read(sh *shard) {
 				iter = ""
 				p.c.Log.Warn("stream: GetRecords failed", "stream", p.c.Name, "shard", sh.id, "err", err)
 			}
-			if !backoff() {
+			if !p.sleep(wait.Next()) {
 				return
 			}
 			continue
@@ -364,14 +356,14 @@ func (p *Poller) read(sh *shard) {
 			case <-p.ctx.Done():
 				return
 			}
-			wait = p.c.EmptyWait
+			wait.Reset()
 		}
 		if page.Next == "" {
 			p.finish(sh, true)
 			return
 		}
 		iter = page.Next
-		if len(page.Records) == 0 && !p.push && !backoff() {
+		if len(page.Records) == 0 && !p.push && !p.sleep(wait.Next()) {
 			return
 		}
 	}

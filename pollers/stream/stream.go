@@ -138,7 +138,8 @@ type Common struct {
 	ListInterval time.Duration
 	// EmptyWait is the first wait after an empty or throttled read,
 	// doubling up to MaxWait (defaults 100 ms and 1 s; AWS polls each
-	// Kinesis shard about once a second).
+	// Kinesis shard about once a second). A MaxWait below EmptyWait is
+	// raised to EmptyWait.
 	EmptyWait, MaxWait time.Duration
 	// MaxPending bounds the records of one shard read but not yet
 	// checkpointed (default 10000): a read asks for at most what is left
@@ -190,6 +191,8 @@ func (c *Config) setDefaults() {
 	if c.MaxWait <= 0 {
 		c.MaxWait = time.Second
 	}
+	// backoff.New would replace a MaxWait below EmptyWait with its 30 s.
+	c.MaxWait = max(c.MaxWait, c.EmptyWait)
 	if c.MaxPending <= 0 {
 		c.MaxPending = 10000
 	}
