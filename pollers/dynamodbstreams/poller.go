@@ -32,6 +32,7 @@ import (
 	ddbs "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 
+	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/pollers/stream"
 	"github.com/esmd/esmd/source"
@@ -65,17 +66,18 @@ type Config struct {
 
 // ParseARN checks a stream ARN
 // (arn:aws:dynamodb:<region>:<account>:table/<table>/stream/<label>) and
-// returns its table and region.
+// returns its table and region. The ARN is split by esm.ParseARN, as the
+// engine splits it.
 func ParseARN(arn string) (table, region string, err error) {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) != 6 || parts[2] != "dynamodb" || !strings.HasPrefix(parts[5], "table/") {
+	a, ok := esm.ParseARN(arn)
+	if !ok || a.Service != "dynamodb" || !strings.HasPrefix(a.Resource, "table/") {
 		return "", "", fmt.Errorf("dynamodbstreams: not a stream ARN: %q", arn)
 	}
-	table, label, ok := strings.Cut(strings.TrimPrefix(parts[5], "table/"), "/stream/")
+	table, label, ok := strings.Cut(strings.TrimPrefix(a.Resource, "table/"), "/stream/")
 	if !ok || table == "" || label == "" {
 		return "", "", fmt.Errorf("dynamodbstreams: not a stream ARN: %q", arn)
 	}
-	return table, parts[3], nil
+	return table, a.Region, nil
 }
 
 // Poller reads one mapping's stream. It implements source.Poller (half of Ack) and

@@ -435,6 +435,8 @@ func TestParseARN(t *testing.T) {
 		{"arn:aws:dynamodb:eu-west-1:123456789012:table/my-table", "", "", false},
 		{"arn:aws:kinesis:eu-west-1:123456789012:stream/s", "", "", false},
 		{"arn:aws:dynamodb:eu-west-1:123456789012:table//stream/x", "", "", false},
+		{"nra:aws:dynamodb:eu-west-1:123456789012:table/t/stream/x", "", "", false},
+		{"arn:aws:dynamodb:eu-west-1:123456789012", "", "", false},
 	} {
 		table, region, err := dynamodbstreams.ParseARN(tc.arn)
 		if (err == nil) != tc.ok || table != tc.table || region != tc.region {

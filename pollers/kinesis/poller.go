@@ -24,6 +24,7 @@ import (
 	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/pollers/stream"
 	"github.com/esmd/esmd/source"
@@ -64,20 +65,20 @@ type Config struct {
 
 // StreamName returns the stream name of a stream or consumer ARN
 // (arn:aws:kinesis:region:account:stream/name[/consumer/c:ts]) and the
-// ARN's region.
+// ARN's region. The ARN is split by esm.ParseARN, as the engine splits it.
 func StreamName(arn string) (name, region string, err error) {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) != 6 || parts[2] != "kinesis" || !strings.HasPrefix(parts[5], "stream/") {
+	a, ok := esm.ParseARN(arn)
+	if !ok || a.Service != "kinesis" || !strings.HasPrefix(a.Resource, "stream/") {
 		return "", "", fmt.Errorf("kinesis: not a stream ARN: %q", arn)
 	}
-	name = strings.TrimPrefix(parts[5], "stream/")
+	name = strings.TrimPrefix(a.Resource, "stream/")
 	if i := strings.Index(name, "/consumer/"); i >= 0 {
 		name = name[:i]
 	}
 	if name == "" {
 		return "", "", fmt.Errorf("kinesis: not a stream ARN: %q", arn)
 	}
-	return name, parts[3], nil
+	return name, a.Region, nil
 }
 
 // StreamARN returns the stream ARN of a stream or consumer ARN.

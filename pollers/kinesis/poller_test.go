@@ -299,3 +299,26 @@ func TestMissingStream(t *testing.T) {
 		t.Fatalf("error %v is not stream-not-found", err)
 	}
 }
+
+func TestStreamName(t *testing.T) {
+	for _, tc := range []struct {
+		arn, name, region string
+		ok                bool
+	}{
+		{"arn:aws:kinesis:eu-west-1:123456789012:stream/s", "s", "eu-west-1", true},
+		{"arn:aws:kinesis:eu-west-1:123456789012:stream/s/consumer/c:1700000000", "s", "eu-west-1", true},
+		{"arn:aws:kinesis:eu-west-1:123456789012:stream/", "", "", false},
+		{"arn:aws:kinesis:eu-west-1:123456789012:stream//consumer/c:1", "", "", false},
+		{"arn:aws:dynamodb:eu-west-1:123456789012:table/t/stream/x", "", "", false},
+		{"nra:aws:kinesis:eu-west-1:123456789012:stream/s", "", "", false},
+		{"arn:aws:kinesis:eu-west-1:stream/s", "", "", false},
+	} {
+		name, region, err := kinesis.StreamName(tc.arn)
+		if (err == nil) != tc.ok || name != tc.name || region != tc.region {
+			t.Errorf("StreamName(%s) = %q %q %v", tc.arn, name, region, err)
+		}
+		if err != nil && err.Error() != fmt.Sprintf("kinesis: not a stream ARN: %q", tc.arn) {
+			t.Errorf("StreamName(%s): error %q", tc.arn, err)
+		}
+	}
+}
