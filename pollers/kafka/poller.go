@@ -82,7 +82,7 @@ type Config struct {
 }
 
 // Poller reads a mapping's topics as a member of its consumer group. It
-// implements source.Poller (half of Ack); Failed is never called for Kafka (an ordered
+// is half of Ack (source.Poller); Failed is never called for Kafka (an ordered
 // source) and is a no-op.
 //
 // Records fetched by kgo are held by the poller and handed to the pipeline
@@ -96,6 +96,10 @@ type Poller struct {
 	cl  *kgo.Client
 	cfg Config
 	log *slog.Logger
+	// tracker holds, per lane, the offsets handed out and not yet below
+	// the commit mark (integer positions: Kafka tracks every record).
+	tracker *source.Tracker
+	offs    []int64 // scratch of handOut and Done, under mu
 
 	// commitMu serializes commits: the periodic committer and a
 	// revocation's final commit. Holding it across a revocation means no
@@ -138,48 +142,15 @@ type part struct {
 	// held are the records fetched and not yet handed out, in offset order.
 	held   []*kgo.Record
 	paused bool
-	// pend are the offsets handed out and not yet below the mark, in
-	// offset order, and done says which of them finished; pend[head:] is
-	// live.
-	pend []int64
-	done []bool
-	head int
 	// active is set while the partition holds one of the MaxPollers slots,
 	// quota is what it may still hand out in this turn.
-	active  bool
-	quota   int
-	touched bool // scratch for Done
+	active bool
+	quota  int
 }
 
-func (pt *part) pending() int { return len(pt.pend) - pt.head }
-
-// finish marks the handed-out record at off done.
-func (pt *part) finish(off int64) {
-	if i, ok := slices.BinarySearch(pt.pend[pt.head:], off); ok {
-		pt.done[pt.head+i] = true
-	}
-}
-
-// advance moves the mark past the records done in a row and reports
-// whether it moved.
-func (pt *part) advance() bool {
-	start := pt.head
-	for pt.head < len(pt.pend) && pt.done[pt.head] {
-		pt.head++
-	}
-	if pt.head == start {
-		return false
-	}
-	pt.mark = pt.pend[pt.head-1] + 1
-	// Drop the finished prefix once it is most of the slices, so the cost
-	// stays linear in the records handed out.
-	if pt.head > len(pt.pend)/2 {
-		n := copy(pt.pend, pt.pend[pt.head:])
-		copy(pt.done, pt.done[pt.head:])
-		pt.pend, pt.done, pt.head = pt.pend[:n], pt.done[:n], 0
-	}
-	return true
-}
+// pending returns how many records of pt were handed out and are not yet
+// below its mark. Called with p.mu held.
+func (p *Poller) pending(pt *part) int { return p.tracker.Pending(pt.lane) }
 
 // New connects to the cluster and joins the consumer group. It checks
 // the connection (and its authentication) before returning.
@@ -205,7 +176,7 @@ func New(ctx context.Context, cfg Config) (*Poller, error) {
 	if cfg.RevokeTimeout <= 0 {
 		cfg.RevokeTimeout = 10 * time.Second
 	}
-	p := &Poller{cfg: cfg, log: cfg.Log, owned: map[string]*part{},
+	p := &Poller{cfg: cfg, log: cfg.Log, owned: map[string]*part{}, tracker: source.NewTracker(),
 		progress: make(chan struct{}), stop: make(chan struct{})}
 	if p.log == nil {
 		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -282,7 +253,7 @@ func startOffset(pos string, ts time.Time) (kgo.Offset, error) {
 // producing to a kafka:// OnFailure destination in the same cluster).
 func (p *Poller) Client() *kgo.Client { return p.cl }
 
-// Poll implements source.Poller (half of Ack): it returns the next records of the
+// Poll is half of Ack (source.Poller): it returns the next records of the
 // partitions this member owns, each partition in offset order, and never
 // more than Config.MaxOutstanding unfinished records of a partition. It
 // blocks while there is nothing to hand out.
@@ -419,7 +390,7 @@ func (p *Poller) handOut() ([]source.Record, map[string][]int32) {
 		if pt.revoking || len(pt.held) == 0 {
 			return 0
 		}
-		n := min(limit-pt.pending(), len(pt.held))
+		n := min(limit-p.pending(pt), len(pt.held))
 		if p.cfg.MaxPollers > 0 {
 			n = min(n, pt.quota)
 		}
@@ -450,18 +421,20 @@ func (p *Poller) handOut() ([]source.Record, map[string][]int32) {
 		if n == 0 {
 			continue
 		}
+		offs := p.offs[:0]
 		for _, r := range pt.held[:n] {
 			start := len(slab)
 			kr := kafkaRecord(r)
 			slab = payload.AppendKafka(slab, &kr)
 			seq := strconv.FormatInt(r.Offset, 10)
-			pt.pend = append(pt.pend, r.Offset)
-			pt.done = append(pt.done, false)
+			offs = append(offs, r.Offset)
 			out = append(out, source.Record{
 				Lane: pt.lane, Key: string(r.Key), ID: seq, Seq: seq, Arrival: r.Timestamp, Group: pt.lane,
 				Data: slab[start:len(slab):len(slab)], Meta: pt,
 			})
 		}
+		p.tracker.AddOffsets(pt.lane, offs...)
+		p.offs = offs[:0]
 		clear(pt.held[:n])
 		pt.held = pt.held[n:]
 		if len(pt.held) == 0 {
@@ -497,7 +470,7 @@ func (p *Poller) handOut() ([]source.Record, map[string][]int32) {
 // scales below the partitions that have records.
 func (p *Poller) rotate() {
 	for _, pt := range p.order {
-		if pt.active && pt.pending() == 0 && (pt.quota <= 0 || len(pt.held) == 0) {
+		if pt.active && p.pending(pt) == 0 && (pt.quota <= 0 || len(pt.held) == 0) {
 			pt.active = false
 			p.active--
 		}
@@ -580,7 +553,7 @@ func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) e
 	return source.AckSplit(ctx, recs, outcome, p.Done, nil)
 }
 
-// Done implements source.Poller (half of Ack): the partition's commit mark moves to
+// Done is half of Ack (source.Poller): the partition's commit mark moves to
 // just after the last record such that it and every record before it are
 // done. The commit itself follows within CommitInterval. Records of an
 // assignment that is gone (revoked, lost) are ignored: the new owner
@@ -588,27 +561,42 @@ func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) e
 func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var touched []*part
+	// The records of a batch are one partition's: they go to the tracker
+	// in one call per run of records of one part.
+	var (
+		cur   *part
+		offs  = p.offs[:0]
+		moved bool
+		err   error
+	)
+	flush := func() {
+		if len(offs) == 0 {
+			return
+		}
+		if last, ok := p.tracker.DoneOffsets(cur.lane, offs...); ok {
+			cur.mark = last + 1
+			moved = true
+		}
+		offs = offs[:0]
+	}
 	for i := range recs {
 		pt, _ := recs[i].Meta.(*part)
 		if pt == nil || pt.gone {
 			continue
 		}
-		off, err := strconv.ParseInt(recs[i].Seq, 10, 64)
-		if err != nil {
-			return fmt.Errorf("kafka: offset %q of %s: %w", recs[i].Seq, recs[i].Lane, err)
+		off, perr := strconv.ParseInt(recs[i].Seq, 10, 64)
+		if perr != nil {
+			err = fmt.Errorf("kafka: offset %q of %s: %w", recs[i].Seq, recs[i].Lane, perr)
+			break
 		}
-		pt.finish(off)
-		if !pt.touched {
-			pt.touched = true
-			touched = append(touched, pt)
+		if pt != cur {
+			flush()
+			cur = pt
 		}
+		offs = append(offs, off)
 	}
-	moved := false
-	for _, pt := range touched {
-		pt.touched = false
-		moved = pt.advance() || moved
-	}
+	flush()
+	p.offs = offs
 	if moved {
 		p.signal()
 		if p.held > 0 && p.wake != nil {
@@ -617,10 +605,10 @@ func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 			p.wake = nil
 		}
 	}
-	return nil
+	return err
 }
 
-// Failed implements source.Poller (half of Ack). Kafka is an ordered source: the
+// Failed is half of Ack (source.Poller). Kafka is an ordered source: the
 // pipeline retries or discards failed records itself and never calls it.
 func (p *Poller) Failed(ctx context.Context, recs []source.Record) error { return nil }
 
@@ -799,7 +787,7 @@ func (p *Poller) drop(lanes []string, why string) {
 		if pt == nil {
 			continue
 		}
-		abandoned += pt.pending()
+		abandoned += p.pending(pt)
 		if pt.paused {
 			// A pause outlives the assignment in kgo: lift it, or a
 			// partition that comes back would never be fetched.
@@ -820,10 +808,12 @@ func (p *Poller) drop(lanes []string, why string) {
 	}
 }
 
-// forget retires a part: gone, out of the round robin, records dropped.
-// Called with p.mu held.
+// forget retires a part: gone, out of the round robin, records dropped,
+// its offsets no longer tracked (a later assignment of the partition is
+// tracked from scratch). Called with p.mu held.
 func (p *Poller) forget(pt *part) {
 	pt.gone = true
+	p.tracker.Forget(pt.lane)
 	p.dropHeld(pt)
 	if pt.active {
 		pt.active = false
@@ -868,7 +858,7 @@ func (p *Poller) waitIdle(ctx context.Context, lanes []string) {
 		pending := 0
 		for _, l := range lanes {
 			if pt := p.owned[l]; pt != nil {
-				pending += pt.pending()
+				pending += p.pending(pt)
 			}
 		}
 		ch := p.progress
