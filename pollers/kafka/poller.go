@@ -106,13 +106,17 @@ type Poller struct {
 	// commit for a partition is sent after the partition was handed over.
 	commitMu sync.Mutex
 
-	mu       sync.Mutex
-	owned    map[string]*part // assigned partitions by lane
-	order    []*part          // owned partitions in assignment order (round robin)
-	rr       int              // next index of order to activate (MaxPollers)
-	active   int              // partitions holding a poller slot (MaxPollers)
-	held     int              // records fetched and not handed out, all partitions
-	wake     context.CancelFunc
+	mu     sync.Mutex
+	owned  map[string]*part // assigned partitions by lane
+	order  []*part          // owned partitions in assignment order (round robin)
+	rr     int              // next index of order to activate (MaxPollers)
+	active int              // partitions holding a poller slot (MaxPollers)
+	held   int              // records fetched and not handed out, all partitions
+	wake   context.CancelFunc
+	// ended are revoked partitions not yet reported by EndedLanes;
+	// endNews makes the next Poll without records return at once.
+	ended    []string
+	endNews  bool
 	progress chan struct{} // closed and replaced when a record is done or held records are dropped
 	closing  bool
 
@@ -261,6 +265,16 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 	for {
 		p.mu.Lock()
 		out, resume := p.handOut()
+		if len(out) == 0 && p.endNews {
+			// A revoked partition: return once so the pipeline sees it at
+			// once (EndedLanes) and invokes what it buffered of it.
+			p.endNews = false
+			p.mu.Unlock()
+			if len(resume) > 0 {
+				p.cl.ResumeFetchPartitions(resume)
+			}
+			return nil, nil
+		}
 		if len(out) == 0 && p.held > 0 && p.held >= p.holdShare()*len(p.order) {
 			// Enough fetched: kgo stops fetching while it is not polled
 			// (it buffers one fetch per broker), which costs nothing,
@@ -740,7 +754,17 @@ func (p *Poller) revoked(ctx context.Context, _ *kgo.Client, m map[string][]int3
 		if pt := p.owned[l]; pt != nil {
 			pt.revoking = true
 			p.dropHeld(pt)
+			// Nothing more of it is handed out: its lane ends, so the
+			// batcher invokes what it buffered of it without waiting for
+			// the window, and the wait below is short.
+			p.ended = append(p.ended, l)
+			p.endNews = true
 		}
+	}
+	p.signal()
+	if p.wake != nil {
+		p.wake()
+		p.wake = nil
 	}
 	wait := !p.closing
 	p.mu.Unlock()
@@ -755,6 +779,17 @@ func (p *Poller) revoked(ctx context.Context, _ *kgo.Client, m map[string][]int3
 	}
 	cancel()
 	p.drop(lanes, "revoked")
+}
+
+// EndedLanes implements source.LaneEnder: the partitions revoked since the
+// last call. A revoked partition's records are no longer handed out, so
+// every record of it the pipeline has came from a Poll that returned.
+func (p *Poller) EndedLanes() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.ended
+	p.ended = nil
+	return out
 }
 
 // lost is kgo's OnPartitionsLost (the session expired: the partitions may

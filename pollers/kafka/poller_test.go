@@ -252,6 +252,7 @@ func TestRebalance(t *testing.T) {
 	type seen struct {
 		mu    sync.Mutex
 		lanes map[string][]int64
+		ended []string // EndedLanes: partitions revoked from the member
 	}
 	var all [2]seen
 	ctx, cancel := context.WithCancel(context.Background())
@@ -270,6 +271,7 @@ func TestRebalance(t *testing.T) {
 				off, _ := strconv.ParseInt(r.Seq, 10, 64)
 				all[i].lanes[r.Lane] = append(all[i].lanes[r.Lane], off)
 			}
+			all[i].ended = append(all[i].ended, p.EndedLanes()...)
 			all[i].mu.Unlock()
 			if i == 0 {
 				// Processing time, so that the handover finds records
@@ -327,6 +329,22 @@ func TestRebalance(t *testing.T) {
 		}
 		return nil
 	})
+	// The partitions that moved to member 2 ended for member 1
+	// (source.LaneEnder), and only those.
+	p2.mu.Lock()
+	var moved []string
+	for l := range p2.owned {
+		moved = append(moved, l)
+	}
+	p2.mu.Unlock()
+	all[0].mu.Lock()
+	ended := slices.Clone(all[0].ended)
+	all[0].mu.Unlock()
+	slices.Sort(moved)
+	slices.Sort(ended)
+	if !slices.Equal(moved, ended) {
+		t.Errorf("member 1 reported lanes %v ended, want the partitions member 2 took, %v", ended, moved)
+	}
 	cancel()
 	wg.Wait()
 	p1.Close()

@@ -30,6 +30,9 @@ type Poller struct {
 
 	calls chan struct{} // semaphore of Client calls (MaxCalls)
 	out   chan []source.Record
+	// ended are the lanes whose end marker Poll took, for EndedLanes.
+	endMu sync.Mutex
+	ended []string
 	errs  chan error
 	relst chan struct{}
 
@@ -359,6 +362,13 @@ func (p *Poller) read(sh *shard) {
 			wait.Reset()
 		}
 		if page.Next == "" {
+			// The shard is closed (split or merge): after its last page,
+			// an end marker tells Poll the lane ended (source.LaneEnder).
+			select {
+			case p.out <- []source.Record{{Lane: sh.id, Meta: laneEnd{}}}:
+			case <-p.ctx.Done():
+				return
+			}
 			p.finish(sh, true)
 			return
 		}
@@ -439,8 +449,13 @@ func (p *Poller) finished(lane string) bool {
 	}
 }
 
+// laneEnd is the Meta of the end marker a shard's reader sends after the
+// shard's last page: Poll drops it and reports the lane in EndedLanes.
+type laneEnd struct{}
+
 // Poll returns the next records read from any shard, or the error that
-// ended the poller (a stream or shard not found).
+// ended the poller (a stream or shard not found). A Poll that took only the
+// end of a shard returns no records, so the lane's end is seen at once.
 func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 	select {
 	case <-ctx.Done():
@@ -448,17 +463,44 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 	case err := <-p.errs:
 		return nil, err
 	case recs := <-p.out:
+		recs = p.ends(recs)
 	more:
 		for len(recs) < maxPoll {
 			select {
 			case r := <-p.out:
-				recs = append(recs, r...)
+				recs = append(recs, p.ends(r)...)
 			default:
 				break more
 			}
 		}
 		return recs, nil
 	}
+}
+
+// ends takes the end marker out of a page read from p.out and notes its
+// lane as ended.
+func (p *Poller) ends(page []source.Record) []source.Record {
+	if len(page) == 1 {
+		if _, ok := page[0].Meta.(laneEnd); ok {
+			p.endMu.Lock()
+			p.ended = append(p.ended, page[0].Lane)
+			p.endMu.Unlock()
+			return nil
+		}
+	}
+	return page
+}
+
+// EndedLanes implements source.LaneEnder: the shards read to their end
+// (closed by a split or merge) whose last records a Poll has handed out.
+// The batcher then invokes their buffered records without waiting for the
+// window and ends their tumbling windows.
+func (p *Poller) EndedLanes() []string {
+	p.endMu.Lock()
+	defer p.endMu.Unlock()
+	out := p.ended
+	p.ended = nil
+	return out
 }
 
 // Ack implements source.Poller: finished records move their shard's

@@ -199,8 +199,14 @@ func pollNone(t *testing.T, p *stream.Poller) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if recs, err := p.Poll(ctx); err == nil {
-		t.Fatalf("unexpected records %v", recs)
+	for {
+		recs, err := p.Poll(ctx)
+		if err != nil {
+			return
+		}
+		if len(recs) > 0 { // an empty Poll is a shard's end, not a delivery
+			t.Fatalf("unexpected records %v", recs)
+		}
 	}
 }
 
@@ -503,5 +509,47 @@ func TestMaxPendingQuarter(t *testing.T) {
 	}
 	if b := bodies(pollN(t, p, 2)); b != "8,9" {
 		t.Fatalf("after 2 done: %s", b)
+	}
+}
+
+// TestClosedShardEnds: a shard read to its end is reported by EndedLanes
+// once its last records were handed out by a Poll, and only then; an open
+// shard never is.
+func TestClosedShardEnds(t *testing.T) {
+	f := newFake()
+	f.shard("a")
+	f.shard("b")
+	f.put("a", "a1", "a2")
+	f.put("b", "b1")
+	f.close("a")
+	p := open(t, f, stream.Config{Common: stream.Common{Positions: &mem{}}})
+	var got []source.Record
+	var ended []string
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for len(ended) == 0 {
+		recs, err := p.Poll(ctx)
+		if err != nil {
+			t.Fatalf("after %d records, no lane ended: %v", len(got), err)
+		}
+		got = append(got, recs...)
+		ended = append(ended, p.EndedLanes()...)
+	}
+	if len(ended) != 1 || ended[0] != "a" {
+		t.Fatalf("ended lanes %v, want [a]", ended)
+	}
+	var a []string
+	for _, r := range got {
+		if r.Lane == "a" {
+			a = append(a, string(r.Data))
+		}
+	}
+	if strings.Join(a, ",") != "a1,a2" {
+		t.Fatalf("shard a ended before its records were handed out: %v", a)
+	}
+	f.put("b", "b2")
+	pollN(t, p, 1)
+	if more := p.EndedLanes(); len(more) != 0 {
+		t.Fatalf("ended lanes %v after an open shard's records", more)
 	}
 }
