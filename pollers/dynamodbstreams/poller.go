@@ -80,7 +80,7 @@ func ParseARN(arn string) (table, region string, err error) {
 	return table, a.Region, nil
 }
 
-// Poller reads one mapping's stream. It implements source.Poller (half of Ack) and
+// Poller reads one mapping's stream. It implements source.Poller and
 // Lag (IteratorAge by shard: the age of the last record read).
 type Poller struct {
 	*stream.Poller

@@ -82,8 +82,8 @@ type Config struct {
 }
 
 // Poller reads a mapping's topics as a member of its consumer group. It
-// is half of Ack (source.Poller); Failed is never called for Kafka (an ordered
-// source) and is a no-op.
+// implements source.Poller and source.LaneEnder; Kafka is an ordered
+// source, so only finished records are acknowledged (Done).
 //
 // Records fetched by kgo are held by the poller and handed to the pipeline
 // a few batches at a time per partition (Config.MaxOutstanding): records the
@@ -257,7 +257,7 @@ func startOffset(pos string, ts time.Time) (kgo.Offset, error) {
 // producing to a kafka:// OnFailure destination in the same cluster).
 func (p *Poller) Client() *kgo.Client { return p.cl }
 
-// Poll is half of Ack (source.Poller): it returns the next records of the
+// Poll implements source.Poller: it returns the next records of the
 // partitions this member owns, each partition in offset order, and never
 // more than Config.MaxOutstanding unfinished records of a partition. It
 // blocks while there is nothing to hand out.
@@ -621,10 +621,6 @@ func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 	}
 	return err
 }
-
-// Failed is half of Ack (source.Poller). Kafka is an ordered source: the
-// pipeline retries or discards failed records itself and never calls it.
-func (p *Poller) Failed(ctx context.Context, recs []source.Record) error { return nil }
 
 // Close commits what is finished, leaves the group and closes the client.
 // Unfinished records are read again by the next owner of their partition.

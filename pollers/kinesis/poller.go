@@ -89,7 +89,7 @@ func StreamARN(arn string) string {
 	return arn
 }
 
-// Poller reads one mapping's stream. It implements source.Poller (half of Ack) and
+// Poller reads one mapping's stream. It implements source.Poller and
 // Lag (IteratorAge by shard: the age of the last record read).
 type Poller struct {
 	*stream.Poller

@@ -72,8 +72,8 @@
 // to its own handle; records whose Meta is not the Poller's are ignored by
 // Done.
 //
-// The Poller implements source.Poller (half of Ack) (Poll, Done, Failed, Close) and
-// Lag; a source wraps it, for example
+// The Poller implements source.Poller (Poll, Ack, Close), source.LaneEnder
+// (a shard read to its end) and Lag; a source wraps it, for example
 //
 //	type Poller struct{ *stream.Poller }
 //

@@ -622,10 +622,6 @@ func (p *Poller) writeDirty() {
 	}
 }
 
-// Failed is never called for streams (their failures go through the retry
-// policy); it does nothing.
-func (p *Poller) Failed(context.Context, []source.Record) error { return nil }
-
 // Close stops the readers and waits for them, then writes the coalesced
 // positions. Records not done are read again from the checkpoints by the
 // next poller.
