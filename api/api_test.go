@@ -29,6 +29,7 @@ import (
 	"github.com/esmd/esmd/checkpoint"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/filter"
+	"github.com/esmd/esmd/internal/testenv"
 )
 
 const (
@@ -98,20 +99,18 @@ func apiErr(t *testing.T, err error) (code, msg string, status int) {
 
 func waitState(t *testing.T, c *lambda.Client, id string, want string) *lambda.GetEventSourceMappingOutput {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		out, err := c.GetEventSourceMapping(context.Background(), &lambda.GetEventSourceMappingInput{UUID: &id})
-		if err != nil {
+	var out *lambda.GetEventSourceMappingOutput
+	testenv.Eventually(t, 5*time.Second, func(context.Context) error {
+		var err error
+		if out, err = c.GetEventSourceMapping(context.Background(), &lambda.GetEventSourceMappingInput{UUID: &id}); err != nil {
 			t.Fatal(err)
 		}
-		if aws.ToString(out.State) == want {
-			return out
+		if s := aws.ToString(out.State); s != want {
+			return fmt.Errorf("state %s, want %s", s, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("state %s, want %s", aws.ToString(out.State), want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return out
 }
 
 func TestLifecycleThroughTheSDK(t *testing.T) {
@@ -192,21 +191,17 @@ func TestLifecycleThroughTheSDK(t *testing.T) {
 	if statusOf(del.ResultMetadata) != 202 || aws.ToString(del.State) != "Deleting" || aws.ToInt32(del.BatchSize) != 50 {
 		t.Errorf("delete: %d %s", statusOf(del.ResultMetadata), aws.ToString(del.State))
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Eventually(t, 5*time.Second, func(context.Context) error {
 		_, err := c.GetEventSourceMapping(ctx, &lambda.GetEventSourceMappingInput{UUID: &id})
 		var nf *types.ResourceNotFoundException
-		if errors.As(err, &nf) {
-			if aws.ToString(nf.Message) != "The resource you requested does not exist." || aws.ToString(nf.Type) != "User" {
-				t.Errorf("not found: %+v", nf)
-			}
-			break
+		if !errors.As(err, &nf) {
+			return fmt.Errorf("mapping still there: %v", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mapping still there: %v", err)
+		if aws.ToString(nf.Message) != "The resource you requested does not exist." || aws.ToString(nf.Type) != "User" {
+			t.Errorf("not found: %+v", nf)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestListPaginatorThroughTheSDK(t *testing.T) {

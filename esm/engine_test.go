@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/esmd/esmd/internal/testenv"
 )
 
 // recRunner records which mappings run, with which configuration.
@@ -50,17 +52,6 @@ func (r *recRunner) get(id string) *Mapping {
 	return r.running[id]
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func TestLifecycleStatesAndPipelines(t *testing.T) {
 	ctx := context.Background()
 	run := newRecRunner()
@@ -75,8 +66,8 @@ func TestLifecycleStatesAndPipelines(t *testing.T) {
 		t.Fatalf("create: %s %q %q", m.State, m.StateTransitionReason, m.LastProcessingResult)
 	}
 	waitState(t, e, m.UUID, StateEnabled)
-	eventually(t, "pipeline start", func() bool { return run.get(m.UUID) != nil })
-	eventually(t, "LastProcessingResult OK", func() bool {
+	testenv.EventuallyTrue(t, 5*time.Second, "pipeline start", func() bool { return run.get(m.UUID) != nil })
+	testenv.EventuallyTrue(t, 5*time.Second, "LastProcessingResult OK", func() bool {
 		got, _ := e.Get(ctx, m.UUID)
 		return got.LastProcessingResult == "OK"
 	})
@@ -90,7 +81,7 @@ func TestLifecycleStatesAndPipelines(t *testing.T) {
 		t.Fatalf("update: %s batch %d", u.State, *u.Config.BatchSize)
 	}
 	waitState(t, e, m.UUID, StateEnabled)
-	eventually(t, "pipeline restarted with the new batch size", func() bool {
+	testenv.EventuallyTrue(t, 5*time.Second, "pipeline restarted with the new batch size", func() bool {
 		r := run.get(m.UUID)
 		return r != nil && *r.Config.BatchSize == 7
 	})
@@ -117,7 +108,7 @@ func TestLifecycleStatesAndPipelines(t *testing.T) {
 		t.Fatalf("enable: %s", en.State)
 	}
 	waitState(t, e, m.UUID, StateEnabled)
-	eventually(t, "pipeline running again", func() bool { return run.get(m.UUID) != nil })
+	testenv.EventuallyTrue(t, 5*time.Second, "pipeline running again", func() bool { return run.get(m.UUID) != nil })
 
 	// Delete: Deleting with the full configuration, then 404.
 	del, err := e.Delete(ctx, m.UUID)
@@ -127,7 +118,7 @@ func TestLifecycleStatesAndPipelines(t *testing.T) {
 	if del.State != StateDeleting || *del.Config.BatchSize != 7 {
 		t.Fatalf("delete: %s", del.State)
 	}
-	eventually(t, "mapping removed", func() bool {
+	testenv.EventuallyTrue(t, 5*time.Second, "mapping removed", func() bool {
 		_, err := e.Get(ctx, m.UUID)
 		var ae *Error
 		return errors.As(err, &ae) && ae.Type == ErrTypeResourceNotFound
@@ -147,7 +138,7 @@ func TestTransitionalStatesRefuseChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, e, m.UUID, StateEnabled)
-	eventually(t, "pipeline start", func() bool { return run.get(m.UUID) != nil })
+	testenv.EventuallyTrue(t, 5*time.Second, "pipeline start", func() bool { return run.get(m.UUID) != nil })
 	// The pipeline is slow to stop, so the mapping stays Disabling.
 	if _, err := e.Update(ctx, m.UUID, &Config{Enabled: bp(false)}); err != nil {
 		t.Fatal(err)
@@ -174,12 +165,17 @@ func TestCreateDisabledIsDisabledAtOnce(t *testing.T) {
 	if m.State != StateDisabled {
 		t.Fatalf("state %s, want Disabled", m.State)
 	}
-	time.Sleep(20 * time.Millisecond)
-	run.mu.Lock()
-	defer run.mu.Unlock()
-	if run.starts != 0 {
-		t.Fatal("a disabled mapping was started")
-	}
+	// A negative check needs a pause: the engine starts an enabled
+	// mapping's runner within milliseconds, so a wrongly started one
+	// would show within 50 ms.
+	testenv.Consistently(t, 50*time.Millisecond, func(context.Context) error {
+		run.mu.Lock()
+		defer run.mu.Unlock()
+		if run.starts != 0 {
+			return errors.New("a disabled mapping was started")
+		}
+		return nil
+	})
 }
 
 func TestFailingRunnerIsRestartedAndReported(t *testing.T) {
@@ -197,7 +193,7 @@ func TestFailingRunnerIsRestartedAndReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "restarts", func() bool { run.mu.Lock(); defer run.mu.Unlock(); return run.starts >= 3 })
+	testenv.EventuallyTrue(t, 5*time.Second, "restarts", func() bool { run.mu.Lock(); defer run.mu.Unlock(); return run.starts >= 3 })
 	got, _ := e.Get(context.Background(), m.UUID)
 	if got.LastProcessingResult != "PROBLEM: queue unreachable" || got.State != StateEnabled {
 		t.Errorf("got %s %q", got.State, got.LastProcessingResult)
@@ -206,7 +202,7 @@ func TestFailingRunnerIsRestartedAndReported(t *testing.T) {
 		t.Errorf("an SQS problem is not shown: %q", c.LastProcessingResult)
 	}
 	// The broken source does not stop the other mapping.
-	eventually(t, "healthy mapping runs", func() bool { return other.get(healthy.UUID) != nil })
+	testenv.EventuallyTrue(t, 5*time.Second, "healthy mapping runs", func() bool { return other.get(healthy.UUID) != nil })
 }
 
 func TestSourceWithoutPollerSaysSo(t *testing.T) {
@@ -509,7 +505,7 @@ func TestRestartKeepsMappingsAndSettlesTransitions(t *testing.T) {
 	if ga.Arn != a.Arn || *ga.Config.EventSourceArn != sqsArn || gb.Enabled() {
 		t.Errorf("restored %+v %+v", ga, gb)
 	}
-	eventually(t, "restored mapping runs", func() bool { return run.get(a.UUID) != nil })
+	testenv.EventuallyTrue(t, 5*time.Second, "restored mapping runs", func() bool { return run.get(a.UUID) != nil })
 	if run.get(b.UUID) != nil {
 		t.Error("disabled mapping runs after restart")
 	}

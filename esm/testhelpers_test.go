@@ -3,8 +3,11 @@ package esm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/esmd/esmd/internal/testenv"
 )
 
 const (
@@ -49,23 +52,21 @@ func newTestEngine(t *testing.T, opts ...Option) *Engine {
 	return e
 }
 
-// waitState polls until the mapping reaches want.
+// waitState waits until the mapping reaches want and returns it.
 func waitState(t *testing.T, e *Engine, id string, want State) *Mapping {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		m, err := e.Get(context.Background(), id)
-		if err != nil {
+	var m *Mapping
+	testenv.Eventually(t, 5*time.Second, func(context.Context) error {
+		var err error
+		if m, err = e.Get(context.Background(), id); err != nil {
 			t.Fatalf("get %s: %v", id, err)
 		}
-		if m.State == want {
-			return m
+		if m.State != want {
+			return fmt.Errorf("mapping %s: state %s, want %s", id, m.State, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mapping %s: state %s, want %s", id, m.State, want)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		return nil
+	})
+	return m
 }
 
 func asAPIError(t *testing.T, err error) *Error {

@@ -82,19 +82,16 @@ func (p *publisher) publish(queue string, msg amqp.Publishing) {
 	p.t.Helper()
 	// Retried for long enough to cover a broker restart. Errorf, not
 	// Fatalf: tests publish from goroutines too.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	err := testenv.Poll(60*time.Second, func(context.Context) error {
 		err := p.try(queue, msg)
-		if err == nil {
-			return
+		if err != nil {
+			// The broker may be restarting: reconnect.
+			p.ch = nil
 		}
-		if time.Now().After(deadline) {
-			p.t.Errorf("publish to %s: %v", queue, err)
-			return
-		}
-		// The broker may be restarting: reconnect.
-		p.ch = nil
-		time.Sleep(100 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		p.t.Errorf("publish to %s: %v", queue, err)
 	}
 }
 

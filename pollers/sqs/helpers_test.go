@@ -124,33 +124,38 @@ func (f *fauxqs) count(t testing.TB, url string) (visible, inflight int) {
 // waitEmpty waits until the queue has no message, visible or in flight.
 func (f *fauxqs) waitEmpty(t testing.TB, url string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		v, n := f.count(t, url)
-		if v == 0 && n == 0 {
-			return
+	testenv.Eventually(t, within, func(context.Context) error {
+		if v, n := f.count(t, url); v != 0 || n != 0 {
+			return fmt.Errorf("queue still has %d visible and %d in-flight messages", v, n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue still has %d visible and %d in-flight messages after %v", v, n, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
-// receiveAll drains what a plain client can receive within d (used to look
-// at a DLQ or at what is left).
+// receiveAll receives with a plain client until want messages came or
+// within passed, and returns what came (used to look at a DLQ or at what
+// is left; the caller checks it).
 func (f *fauxqs) receiveAll(t testing.TB, url string, want int, within time.Duration) []types.Message {
 	t.Helper()
-	deadline := time.Now().Add(within)
 	var out []types.Message
-	for len(out) < want && time.Now().Before(deadline) {
+	// What arrived is returned either way: the caller compares it.
+	_ = testenv.Poll(within, func(context.Context) error {
+		if len(out) >= want {
+			return nil
+		}
+		// Not the poll's context: a receive cut short could take messages
+		// on the server side that the caller would then miss.
 		r, err := f.c.ReceiveMessage(context.Background(), &awssqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10,
 			WaitTimeSeconds: 1, MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, r.Messages...)
-	}
+		if len(out) < want {
+			return fmt.Errorf("%d of %d messages", len(out), want)
+		}
+		return nil
+	})
 	return out
 }
 

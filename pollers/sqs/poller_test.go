@@ -159,19 +159,20 @@ func checkRecordedSource(t *testing.T) {
 	t.Fatal("recording test_message_body_and_attributes_passed_correctly not found")
 }
 
-// noneVisible fails t if a plain receive gets a message of url within d.
+// noneVisible fails t if a plain receive gets a message of url during d
+// (a negative check: it takes all of d).
 func noneVisible(t *testing.T, f *fauxqs, url string, d time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		out, err := f.c.ReceiveMessage(context.Background(), &awssqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 1})
+	testenv.Consistently(t, d, func(ctx context.Context) error {
+		out, err := f.c.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 1})
 		if err != nil {
-			t.Fatal(err)
+			return fmt.Errorf("receive: %w", err)
 		}
 		if len(out.Messages) > 0 {
-			t.Fatalf("message %s visible while the poller holds it", aws.ToString(out.Messages[0].Body))
+			return fmt.Errorf("message %s visible while the poller holds it", aws.ToString(out.Messages[0].Body))
 		}
-	}
+		return nil
+	})
 }
 
 // TestVisibilityExtended: a message held longer than the queue's visibility
@@ -184,6 +185,9 @@ func TestVisibilityExtended(t *testing.T) {
 	p := f.open(t, mapping(arn, 10))
 	defer p.Close()
 	recs := pollN(t, p, 1, 10*time.Second)
+	// The pause is the check: 3.5 s is more than three of the queue's 1 s
+	// visibility timeouts, so the message would be visible again unless
+	// the poller kept extending it.
 	noneVisible(t, f, url, 3500*time.Millisecond)
 	if err := p.Failed(context.Background(), recs); err != nil {
 		t.Fatal(err)
@@ -259,20 +263,21 @@ func TestReceiversScale(t *testing.T) {
 	url, arn := f.queue(t, false, map[string]string{"VisibilityTimeout": "30"})
 	p := f.open(t, mapping(arn, 10), WithReceivers(1, 4, 4), func(o *options) { o.wait = 1; o.growEvery = 10 * time.Millisecond })
 	defer p.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for p.Receivers() > 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d receivers on an empty queue after 5 s, want 1", p.Receivers())
+	testenv.Eventually(t, 5*time.Second, func(context.Context) error {
+		if r := p.Receivers(); r > 1 {
+			return fmt.Errorf("%d receivers on an empty queue, want 1", r)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	// And no fewer than the floor, however many long polls come back
-	// empty together.
-	for deadline := time.Now().Add(1500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	// empty together. A negative check needs a pause: 1.5 s is more than
+	// a round of the 1 s long polls.
+	testenv.Consistently(t, 1500*time.Millisecond, func(context.Context) error {
 		if r := p.Receivers(); r != 1 {
-			t.Fatalf("%d receivers, want the floor of 1", r)
+			return fmt.Errorf("%d receivers, want the floor of 1", r)
 		}
-	}
+		return nil
+	})
 	var bodies []string
 	for i := range 1500 {
 		bodies = append(bodies, fmt.Sprint(i))

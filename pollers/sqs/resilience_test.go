@@ -2,6 +2,7 @@ package sqs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,7 +17,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/esmd/esmd/internal/testenv"
 )
@@ -97,6 +100,42 @@ func (p *proxy) restore(t *testing.T) {
 	p.serve(ln)
 }
 
+// attempts counts the failed SQS call attempts of a client (the SDK's
+// retries included) by operation, and those whose connection was refused:
+// what tests wait for to know the client has seen SQS go away.
+type attempts struct {
+	mu      sync.Mutex
+	failed  map[string]int
+	refused map[string]int
+}
+
+func (a *attempts) middleware(st *middleware.Stack) error {
+	return st.Finalize.Add(middleware.FinalizeMiddlewareFunc("countFailedAttempts", func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+		out, md, err := next.HandleFinalize(ctx, in)
+		if err != nil {
+			op := awsmiddleware.GetOperationName(ctx)
+			a.mu.Lock()
+			if a.failed == nil {
+				a.failed, a.refused = map[string]int{}, map[string]int{}
+			}
+			a.failed[op]++
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				a.refused[op]++
+			}
+			a.mu.Unlock()
+		}
+		return out, md, err
+	}), middleware.After)
+}
+
+// counts returns how many attempts of op failed and how many of them were
+// refused.
+func (a *attempts) counts(op string) (failed, refused int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.failed[op], a.refused[op]
+}
+
 // TestNetworkFailure: while SQS is unreachable (connections dropped, port
 // refusing) the receivers back off and retry, a Done in progress retries
 // its delete, and when the network is back every message is delivered and
@@ -112,6 +151,8 @@ func TestNetworkFailure(t *testing.T) {
 	px := startProxy(t, aws.ToString(f.cfg.BaseEndpoint))
 	cfg := f.cfg.Copy()
 	cfg.BaseEndpoint = aws.String(px.url())
+	att := &attempts{}
+	cfg.APIOptions = append(cfg.APIOptions, att.middleware)
 	pf := &fauxqs{cfg: cfg, c: awssqs.NewFromConfig(cfg)}
 	p := pf.open(t, mapping(arn, 10))
 	defer p.Close()
@@ -131,13 +172,21 @@ func TestNetworkFailure(t *testing.T) {
 		second = append(second, fmt.Sprintf("during-%d", i))
 	}
 	f.sendBatch(t, url, second)
-	// Let receivers and the delete fail a few times.
-	time.Sleep(700 * time.Millisecond)
-	select {
-	case err := <-done:
-		t.Fatalf("Done returned while SQS was unreachable: %v", err)
-	default:
-	}
+	// Wait until the delete and the receives failed a few times (the
+	// receives refused); Done must not return meanwhile.
+	testenv.Eventually(t, 20*time.Second, func(context.Context) error {
+		select {
+		case err := <-done:
+			t.Fatalf("Done returned while SQS was unreachable: %v", err)
+		default:
+		}
+		del, _ := att.counts("DeleteMessageBatch")
+		_, recv := att.counts("ReceiveMessage")
+		if del < 3 || recv < 3 {
+			return fmt.Errorf("%d failed delete attempts and %d refused receive attempts, want 3 of each", del, recv)
+		}
+		return nil
+	})
 	px.restore(t)
 	if err := <-done; err != nil {
 		t.Fatalf("Done after the network came back: %v", err)
@@ -191,25 +240,23 @@ func startOwnFauxqs(t *testing.T, port int) *ownFauxqs {
 	s := &ownFauxqs{port: port, cmd: cmd, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	t.Cleanup(s.stop)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(s.url() + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
+	testenv.Eventually(t, 20*time.Second, func(context.Context) error {
 		select {
 		case <-s.done:
 			t.Fatal("fauxqs exited during startup")
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("fauxqs not ready: %v", err)
+		resp, err := http.Get(s.url() + "/health")
+		if err != nil {
+			return err
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("health: %s", resp.Status)
+		}
+		return nil
+	})
+	return s
 }
 
 func (s *ownFauxqs) url() string { return fmt.Sprintf("http://127.0.0.1:%d", s.port) }
@@ -240,6 +287,8 @@ func TestSQSRestart(t *testing.T) {
 	srv := startOwnFauxqs(t, port)
 	f := &fauxqs{cfg: testenv.AWSConfig(srv.url())}
 	f.c = awssqs.NewFromConfig(f.cfg)
+	att := &attempts{} // the poller's
+	f.cfg.APIOptions = append(f.cfg.APIOptions, att.middleware)
 	name := "restart-queue"
 	create := func() string {
 		out, err := f.c.CreateQueue(context.Background(), &awssqs.CreateQueueInput{QueueName: &name,
@@ -260,8 +309,12 @@ func TestSQSRestart(t *testing.T) {
 	}
 
 	srv.stop()
-	// Receivers now fail (connection refused) and back off.
-	time.Sleep(300 * time.Millisecond)
+	// Receivers now fail (connection refused) and retry: wait until they
+	// were refused a few times.
+	testenv.EventuallyTrue(t, 20*time.Second, "receives to be refused 3 times", func() bool {
+		_, refused := att.counts("ReceiveMessage")
+		return refused >= 3
+	})
 	startOwnFauxqs(t, port) // the cleanup stops it
 	if u := create(); u != url {
 		t.Fatalf("queue URL changed across the restart: %s, then %s", url, u)
