@@ -22,6 +22,6 @@ func FuzzParseBatchResponse(f *testing.F) {
 			}
 		}
 		_, _, _ = ParseWindowResponse(body, ids)
-		_, _ = ParseKafkaBatchResponse(body, func(KafkaItem) bool { return true })
+		_, _ = BatchItemIdentifiers(body)
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strconv"
 )
 
 // ParseBatchResponse reads a partial batch response,
@@ -80,48 +79,28 @@ func ParseBatchResponse(body []byte, identifiers []string) (failed []string, err
 	return failed, nil
 }
 
-// KafkaItem identifies one Kafka record in a partial batch response:
-// Partition is the "<topic>-<partition>" key of the event's records map.
-type KafkaItem struct {
-	Partition string
-	Offset    int64
-}
-
-// ParseKafkaBatchResponse reads a Kafka partial batch response,
-// {"batchItemFailures":[{"itemIdentifier":{"partition":"my-topic-0","offset":100}}]}
-// (spec KAF-13). inBatch reports whether a record is in the invoked event.
-// Success and failure forms are those of ParseBatchResponse; an item whose
-// partition or offset is missing, of the wrong type, or not in the batch
-// fails the whole batch.
-func ParseKafkaBatchResponse(body []byte, inBatch func(KafkaItem) bool) (failed []KafkaItem, err error) {
+// BatchItemIdentifiers returns the itemIdentifier of each entry of a
+// partial batch response's batchItemFailures, as raw JSON, for a source
+// whose identifiers are not strings (Kafka's {"partition","offset"}). The
+// success forms give none; an entry without itemIdentifier (or with an
+// unknown key), a body that is not JSON and a batchItemFailures that is not
+// an array give an error wrapping ErrInvalidBatchResponse, as in
+// ParseBatchResponse. A null itemIdentifier is returned as is, for the
+// caller to refuse.
+func BatchItemIdentifiers(body []byte) ([]json.RawMessage, error) {
 	items, err := batchItems(body)
 	if err != nil || len(items) == 0 {
 		return nil, err
 	}
+	out := make([]json.RawMessage, len(items))
 	for i, raw := range items {
 		itemID, err := field(raw, "itemIdentifier")
 		if err != nil {
 			return nil, fmt.Errorf("%w: item %d: %v", ErrInvalidBatchResponse, i, err)
 		}
-		partRaw, errP := field(itemID, "partition")
-		offRaw, errO := field(itemID, "offset")
-		var part string
-		var off json.Number
-		if isNull(itemID) || errP != nil || errO != nil || unmarshalNumber(offRaw, &off) != nil ||
-			json.Unmarshal(partRaw, &part) != nil || part == "" {
-			return nil, fmt.Errorf("%w: item %d: itemIdentifier must be {\"partition\":\"<topic>-<n>\",\"offset\":<n>}", ErrInvalidBatchResponse, i)
-		}
-		offset, err := strconv.ParseInt(off.String(), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%w: item %d: offset %s", ErrInvalidBatchResponse, i, off)
-		}
-		k := KafkaItem{Partition: part, Offset: offset}
-		if !inBatch(k) {
-			return nil, fmt.Errorf("%w: %s offset %d is not in the batch", ErrInvalidBatchResponse, k.Partition, k.Offset)
-		}
-		failed = append(failed, k)
+		out[i] = itemID
 	}
-	return failed, nil
+	return out, nil
 }
 
 // ParseWindowResponse reads the answer to a tumbling-window invocation,

@@ -78,47 +78,6 @@ func TestParseBatchResponseManyIDs(t *testing.T) {
 	}
 }
 
-func TestParseKafkaBatchResponse(t *testing.T) {
-	in := func(k KafkaItem) bool { return k.Partition == "my-topic-0" && k.Offset >= 100 && k.Offset < 110 }
-	tests := []struct {
-		name    string
-		body    string
-		want    []KafkaItem
-		invalid bool
-	}{
-		{name: "empty", body: ``},
-		{name: "null", body: `null`},
-		{name: "empty object", body: `{}`},
-		{name: "empty list", body: `{"batchItemFailures":[]}`},
-		{name: "one", body: `{"batchItemFailures":[{"itemIdentifier":{"partition":"my-topic-0","offset":100}}]}`,
-			want: []KafkaItem{{"my-topic-0", 100}}},
-		{name: "not in batch", body: `{"batchItemFailures":[{"itemIdentifier":{"partition":"my-topic-1","offset":100}}]}`, invalid: true},
-		{name: "offset not in batch", body: `{"batchItemFailures":[{"itemIdentifier":{"partition":"my-topic-0","offset":99}}]}`, invalid: true},
-		{name: "string identifier", body: `{"batchItemFailures":[{"itemIdentifier":"100"}]}`, invalid: true},
-		{name: "string offset", body: `{"batchItemFailures":[{"itemIdentifier":{"partition":"my-topic-0","offset":"100"}}]}`, invalid: true},
-		{name: "missing offset", body: `{"batchItemFailures":[{"itemIdentifier":{"partition":"my-topic-0"}}]}`, invalid: true},
-		{name: "null", body: `{"batchItemFailures":[{"itemIdentifier":null}]}`, invalid: true},
-		{name: "bad key", body: `{"batchItemFailures":[{"foo":"notvalid"}]}`, invalid: true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseKafkaBatchResponse([]byte(tc.body), in)
-			if tc.invalid {
-				if !errors.Is(err, ErrInvalidBatchResponse) {
-					t.Fatalf("got %v, %v; want ErrInvalidBatchResponse", got, err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("(-want +got)\n%s", diff)
-			}
-		})
-	}
-}
-
 func TestParseWindowResponse(t *testing.T) {
 	ids := []string{"s1", "s2"}
 	tests := []struct {

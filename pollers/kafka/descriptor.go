@@ -9,7 +9,6 @@ import (
 	kafkasvc "github.com/aws/aws-sdk-go-v2/service/kafka"
 
 	"github.com/esmd/esmd/destination"
-	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/filter"
 	"github.com/esmd/esmd/payload"
@@ -124,14 +123,14 @@ func maxRetryAttempts(m *esm.Mapping, n int64) int64 {
 // {"partition":"<topic>-<n>","offset":<n>}: a record is named by its Group
 // and its Seq (the offset).
 func Failures(body []byte, recs []source.Record) (*source.BatchError, error) {
-	index := make(map[dispatcher.KafkaItem]int, len(recs))
+	index := make(map[Item]int, len(recs))
 	for i, r := range recs {
 		off, err := strconv.ParseInt(r.Seq, 10, 64)
 		if err == nil {
-			index[dispatcher.KafkaItem{Partition: r.Group, Offset: off}] = i
+			index[Item{Partition: r.Group, Offset: off}] = i
 		}
 	}
-	bad, err := dispatcher.ParseKafkaBatchResponse(body, func(k dispatcher.KafkaItem) bool { _, ok := index[k]; return ok })
+	bad, err := ParseBatchResponse(body, func(k Item) bool { _, ok := index[k]; return ok })
 	if err != nil || len(bad) == 0 {
 		return nil, err
 	}
