@@ -12,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/backoff"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
 )
@@ -431,12 +432,11 @@ func (p *Poller) dropConsumers() {
 // reconnect dials with backoff until it has a connection and a consumer,
 // or the poller is closed (nil).
 func (p *Poller) reconnect() *amqp.Connection {
-	delay := p.cfg.ReconnectDelay
+	bo := backoff.New(p.cfg.ReconnectDelay, p.cfg.MaxReconnectDelay)
 	for {
-		if !p.sleep(delay) {
+		if !p.sleep(bo.Next()) {
 			return nil
 		}
-		delay = min(2*delay, p.cfg.MaxReconnectDelay)
 		conn, err := p.cfg.dial(p.ctx)
 		if err != nil {
 			p.noteDown(err)

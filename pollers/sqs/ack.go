@@ -325,7 +325,7 @@ func retriable(e types.BatchResultErrorEntry) bool { return !e.SenderFault }
 // SQS failed until they succeed, fail for the sender's reasons (logged), or
 // ctx ends (an error).
 func (p *Poller) deleteBatch(ctx context.Context, msgs []*message) error {
-	b := p.backoff()
+	b := p.newBackoff()
 	for {
 		entries := make([]types.DeleteMessageBatchRequestEntry, len(msgs))
 		for i, m := range msgs {
@@ -362,7 +362,7 @@ func (p *Poller) deleteBatch(ctx context.Context, msgs []*message) error {
 			return nil
 		}
 		msgs = retry
-		if !sleep(ctx, b.next()) {
+		if !sleep(ctx, b.Next()) {
 			return fmt.Errorf("sqs: %d messages not deleted: %w", len(msgs), ctx.Err())
 		}
 	}
@@ -371,7 +371,7 @@ func (p *Poller) deleteBatch(ctx context.Context, msgs []*message) error {
 // visibilityBatch changes the visibility of up to 10 messages to vis(m)
 // seconds, with the same retries as deleteBatch. It updates the deadlines.
 func (p *Poller) visibilityBatch(ctx context.Context, msgs []*message, vis func(*message) int32) error {
-	b := p.backoff()
+	b := p.newBackoff()
 	var permanent []error
 	for {
 		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(msgs))
@@ -415,7 +415,7 @@ func (p *Poller) visibilityBatch(ctx context.Context, msgs []*message, vis func(
 			return errors.Join(permanent...)
 		}
 		msgs = retry
-		if !sleep(ctx, b.next()) {
+		if !sleep(ctx, b.Next()) {
 			return errors.Join(append(permanent, fmt.Errorf("sqs: visibility of %d messages not changed: %w", len(msgs), ctx.Err()))...)
 		}
 	}

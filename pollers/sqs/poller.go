@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/backoff"
 	"github.com/esmd/esmd/internal/sqsurl"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
@@ -307,7 +307,7 @@ func (p *Poller) receive() {
 		}
 	}()
 	in := p.recvIn
-	b := p.backoff()
+	b := p.newBackoff()
 	for p.ctx.Err() == nil {
 		if !p.waitRoom() {
 			return
@@ -329,14 +329,14 @@ func (p *Poller) receive() {
 			if p.ctx.Err() != nil {
 				return
 			}
-			d := b.next()
+			d := b.Next()
 			p.log.Warn("ReceiveMessage failed; retrying", "err", err, "retryIn", d)
 			if !sleep(p.ctx, d) {
 				return
 			}
 			continue
 		}
-		b.reset()
+		b.Reset()
 		if len(out.Messages) == 0 {
 			if p.shrink() {
 				counted = false
@@ -494,34 +494,14 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 	}
 }
 
-// backoff is an exponential, jittered delay.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (p *Poller) backoff() *backoff { return &backoff{min: p.o.backoffMin, max: p.o.backoffMax} }
-
-func (b *backoff) reset() { b.cur = 0 }
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	// Full jitter on the upper half, so receivers that failed together do
-	// not retry together.
-	return b.cur/2 + rand.N(b.cur/2+1)
+// newBackoff returns the retry delay of SQS calls: exponential from
+// WithBackoff's min to its max, jittered on the upper half so that
+// receivers that failed together do not retry together.
+func (p *Poller) newBackoff() *backoff.Backoff {
+	b := backoff.New(p.o.backoffMin, p.o.backoffMax)
+	b.Jitter = true
+	return b
 }
 
 // sleep waits d or until ctx is done; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+func sleep(ctx context.Context, d time.Duration) bool { return backoff.Sleep(ctx, d) == nil }
