@@ -126,7 +126,7 @@ func Process(ctx context.Context, p Policy, batch []source.Record, invoke Invoke
 
 // run processes one unit until it is done, discarded or split.
 func (p *Policy) run(ctx context.Context, u *unit, invoke InvokeFunc, h Handler) ([]*unit, error) {
-	delay := p.RetryDelay
+	bo := backoff.New(p.RetryDelay, p.MaxRetryDelay)
 	ar, _ := h.(AttemptReporter)
 	attempted := func(failed bool) {
 		if ar != nil {
@@ -147,7 +147,7 @@ func (p *Policy) run(ctx context.Context, u *unit, invoke InvokeFunc, h Handler)
 			if !errors.As(err, &ie) || ie.Class != dispatcher.ClassBadBatch {
 				// The batch did not reach the function: not an attempt (STR-15).
 				h.Retrying(err)
-				wait := delay
+				wait := bo.Next()
 				if ie != nil && ie.RetryAfter > wait {
 					wait = ie.RetryAfter
 				}
@@ -157,7 +157,6 @@ func (p *Policy) run(ctx context.Context, u *unit, invoke InvokeFunc, h Handler)
 				if err := p.Sleep(ctx, wait); err != nil {
 					return nil, err
 				}
-				delay = min(delay*2, p.MaxRetryDelay)
 				continue
 			}
 			// This request can never succeed as sent: a failed attempt.
@@ -190,10 +189,9 @@ func (p *Policy) run(ctx context.Context, u *unit, invoke InvokeFunc, h Handler)
 					return nil, p.discard(ctx, u, ConditionRetryAttemptsExhausted, h)
 				}
 				h.Retrying(errFunctionFailed)
-				if err := p.Sleep(ctx, delay); err != nil {
+				if err := p.Sleep(ctx, bo.Next()); err != nil {
 					return nil, err
 				}
-				delay = min(delay*2, p.MaxRetryDelay)
 				continue
 			}
 		}
@@ -208,10 +206,9 @@ func (p *Policy) run(ctx context.Context, u *unit, invoke InvokeFunc, h Handler)
 			return nil, p.discard(ctx, u, ConditionRetryAttemptsExhausted, h)
 		}
 		h.Retrying(errFunctionFailed)
-		if err := p.Sleep(ctx, delay); err != nil {
+		if err := p.Sleep(ctx, bo.Next()); err != nil {
 			return nil, err
 		}
-		delay = min(delay*2, p.MaxRetryDelay)
 	}
 }
 
