@@ -1,4 +1,4 @@
-package destination
+package destination_test
 
 import (
 	"testing"

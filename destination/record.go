@@ -34,8 +34,8 @@ type ResponseContext struct {
 
 // BatchInfo is a source's part of an OnFailure record: the discarded
 // records as the source describes them. A source's descriptor builds it
-// (source.Descriptor.FailureInfo); the shapes AWS writes for streams and
-// Kafka are below.
+// (source.Descriptor.FailureInfo), and the source's package defines the
+// shape AWS writes for it.
 type BatchInfo interface {
 	// AppendMember appends the member, name and value:
 	// "KinesisBatchInfo":{...}.
@@ -69,36 +69,6 @@ type StreamBatchInfo struct {
 	StreamARN                       string
 }
 
-// KafkaBatchInfo is the KafkaBatchInfo of Kafka records.
-type KafkaBatchInfo struct {
-	BatchSize        int
-	EventSourceARN   string // left out when empty (self-managed Kafka)
-	BootstrapServers string
-	// PayloadSize is the size of the invocation event in bytes.
-	PayloadSize int
-	// RecordsInfo is written as "recordsInfo", one entry per
-	// topic-partition (SQS, SNS, S3 destinations).
-	RecordsInfo []KafkaPartitionInfo
-	// RecordInfo, for the Kafka topic destination (one record per
-	// message), is written as "recordInfo" instead of RecordsInfo.
-	RecordInfo *KafkaRecordInfo
-}
-
-// KafkaPartitionInfo is one "recordsInfo" entry.
-type KafkaPartitionInfo struct {
-	Partition            string // "<topic>-<partition>"
-	FirstRecordOffset    int64
-	LastRecordOffset     int64
-	FirstRecordTimestamp time.Time
-	LastRecordTimestamp  time.Time
-}
-
-// KafkaRecordInfo is the "recordInfo" of a Kafka topic destination message.
-type KafkaRecordInfo struct {
-	Offset    int64
-	Timestamp time.Time
-}
-
 // AppendMember implements BatchInfo.
 func (b *StreamBatchInfo) AppendMember(dst []byte) []byte {
 	dst = payload.AppendString(dst, b.Member)
@@ -112,20 +82,6 @@ func (b *StreamBatchInfo) AppendMember(dst []byte) []byte {
 
 // Lane implements BatchInfo.
 func (b *StreamBatchInfo) Lane() string { return b.ShardID }
-
-// AppendMember implements BatchInfo.
-func (k *KafkaBatchInfo) AppendMember(dst []byte) []byte {
-	dst = append(dst, `"KafkaBatchInfo":`...)
-	return appendKafkaInfo(dst, k)
-}
-
-// Lane implements BatchInfo.
-func (k *KafkaBatchInfo) Lane() string {
-	if len(k.RecordsInfo) > 0 {
-		return k.RecordsInfo[0].Partition
-	}
-	return ""
-}
 
 // Record is one OnFailure invocation record.
 type Record struct {
@@ -245,44 +201,6 @@ func appendStreamInfo(dst []byte, b *StreamBatchInfo, ts func([]byte, time.Time)
 	dst = append(dst, `,"streamArn":`...)
 	dst = payload.AppendString(dst, b.StreamARN)
 	return append(dst, '}')
-}
-
-func appendKafkaInfo(dst []byte, k *KafkaBatchInfo) []byte {
-	dst = append(dst, `{"batchSize":`...)
-	dst = strconv.AppendInt(dst, int64(k.BatchSize), 10)
-	if k.EventSourceARN != "" {
-		dst = append(dst, `,"eventSourceArn":`...)
-		dst = payload.AppendString(dst, k.EventSourceARN)
-	}
-	dst = append(dst, `,"bootstrapServers":`...)
-	dst = payload.AppendString(dst, k.BootstrapServers)
-	dst = append(dst, `,"payloadSize":`...)
-	dst = strconv.AppendInt(dst, int64(k.PayloadSize), 10)
-	if k.RecordInfo != nil {
-		dst = append(dst, `,"recordInfo":{"offset":"`...)
-		dst = strconv.AppendInt(dst, k.RecordInfo.Offset, 10)
-		dst = append(dst, `","timestamp":`...)
-		dst = payload.AppendISOMillis(dst, k.RecordInfo.Timestamp)
-		return append(dst, '}', '}')
-	}
-	dst = append(dst, `,"recordsInfo":{`...)
-	for i := range k.RecordsInfo {
-		p := &k.RecordsInfo[i]
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = payload.AppendString(dst, p.Partition)
-		dst = append(dst, `:{"firstRecordOffset":"`...)
-		dst = strconv.AppendInt(dst, p.FirstRecordOffset, 10)
-		dst = append(dst, `","lastRecordOffset":"`...)
-		dst = strconv.AppendInt(dst, p.LastRecordOffset, 10)
-		dst = append(dst, `","firstRecordTimestamp":`...)
-		dst = payload.AppendISOMillis(dst, p.FirstRecordTimestamp)
-		dst = append(dst, `,"lastRecordTimestamp":`...)
-		dst = payload.AppendISOMillis(dst, p.LastRecordTimestamp)
-		dst = append(dst, '}')
-	}
-	return append(dst, '}', '}')
 }
 
 // lane returns the S3 key's shard component.

@@ -1,4 +1,4 @@
-package destination
+package destination_test
 
 import (
 	"bytes"
@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/esmd/esmd/destination"
+	"github.com/esmd/esmd/pollers/kafka"
 )
 
 // recordings holds the real-AWS recordings (see testdata/conformance/SOURCES.md).
@@ -202,8 +205,8 @@ var (
 	fnArn = "arn:aws:lambda:us-east-1:111111111111:function:fn"
 )
 
-func kinesisInfo(n int) *StreamBatchInfo {
-	return &StreamBatchInfo{Member: KinesisBatchInfo, ShardID: "shardId-000000000000", StartSequenceNumber: "49630", EndSequenceNumber: "49630",
+func kinesisInfo(n int) *destination.StreamBatchInfo {
+	return &destination.StreamBatchInfo{Member: destination.KinesisBatchInfo, ShardID: "shardId-000000000000", StartSequenceNumber: "49630", EndSequenceNumber: "49630",
 		ApproximateArrivalOfFirstRecord: at.Add(-time.Second), ApproximateArrivalOfLastRecord: at.Add(-time.Second),
 		BatchSize: n, StreamARN: "arn:aws:kinesis:us-east-1:111111111111:stream/s"}
 }
@@ -211,43 +214,43 @@ func kinesisInfo(n int) *StreamBatchInfo {
 // TestRecordedShapes compares records with the on-failure records AWS
 // delivered in the recordings: key order, values, timestamp formats.
 func TestRecordedShapes(t *testing.T) {
-	ddbInfo := &StreamBatchInfo{Member: DDBStreamBatchInfo, Seconds: true, ShardID: "shardId-00000001573689847184-864758bb", StartSequenceNumber: "8000", EndSequenceNumber: "8000",
+	ddbInfo := &destination.StreamBatchInfo{Member: destination.DDBStreamBatchInfo, Seconds: true, ShardID: "shardId-00000001573689847184-864758bb", StartSequenceNumber: "8000", EndSequenceNumber: "8000",
 		ApproximateArrivalOfFirstRecord: at, ApproximateArrivalOfLastRecord: at, BatchSize: 1,
 		StreamARN: "arn:aws:dynamodb:us-east-1:111111111111:table/t/stream/2022-07-13T13:48:01.000"}
 	tests := []struct {
 		name       string
 		file, test string
 		path       []string
-		rec        Record
-		mode       PayloadMode
+		rec        destination.Record
+		mode       destination.PayloadMode
 		ordered    bool
 	}{
 		{
 			name: "kinesis SQS RetryAttemptsExhausted", file: "test_lambda_integration_kinesis.snapshot.json",
 			test: "test_kinesis_event_source_mapping_with_on_failure_destination_config", path: []string{"sqs_payload", "Messages", "0", "Body"},
-			rec: Record{RequestID: "r", FunctionARN: fnArn, Condition: RetryAttemptsExhausted, ApproximateInvokeCount: 2,
-				Response: &ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled"}, Timestamp: at, Info: kinesisInfo(1)},
+			rec: destination.Record{RequestID: "r", FunctionARN: fnArn, Condition: destination.RetryAttemptsExhausted, ApproximateInvokeCount: 2,
+				Response: &destination.ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled"}, Timestamp: at, Info: kinesisInfo(1)},
 			ordered: true,
 		},
 		{
 			name: "kinesis partial batch failure", file: "test_lambda_integration_kinesis.snapshot.json",
 			test: "test_kinesis_report_batch_item_failures", path: []string{"sqs_payload", "Messages", "0", "Body"},
-			rec: Record{RequestID: "r", FunctionARN: fnArn, Condition: RetryAttemptsExhausted, ApproximateInvokeCount: 4,
-				Response: &ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST"}, Timestamp: at, Info: kinesisInfo(1)},
+			rec: destination.Record{RequestID: "r", FunctionARN: fnArn, Condition: destination.RetryAttemptsExhausted, ApproximateInvokeCount: 4,
+				Response: &destination.ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST"}, Timestamp: at, Info: kinesisInfo(1)},
 			ordered: true,
 		},
 		{
 			name: "kinesis RecordAgeExceeded", file: "test_lambda_integration_kinesis.snapshot.json",
 			test: "test_kinesis_maximum_record_age_exceeded[expire-while-retrying]", path: []string{"record_age_exceeded_payload", "Messages", "0", "Body"},
-			rec: Record{RequestID: "r", FunctionARN: fnArn, Condition: RecordAgeExceeded, ApproximateInvokeCount: 8,
+			rec: destination.Record{RequestID: "r", FunctionARN: fnArn, Condition: destination.RecordAgeExceeded, ApproximateInvokeCount: 8,
 				Timestamp: at, Info: kinesisInfo(1)},
 			ordered: true,
 		},
 		{
 			name: "dynamodb SQS", file: "test_lambda_integration_dynamodbstreams.snapshot.json",
 			test: "test_dynamodb_event_source_mapping_with_on_failure_destination_config", path: []string{"destination_queue_messages", "Messages", "0", "Body"},
-			rec: Record{RequestID: "r", FunctionARN: fnArn, Condition: RetryAttemptsExhausted, ApproximateInvokeCount: 2,
-				Response: &ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled"}, Timestamp: at, Info: ddbInfo},
+			rec: destination.Record{RequestID: "r", FunctionARN: fnArn, Condition: destination.RetryAttemptsExhausted, ApproximateInvokeCount: 2,
+				Response: &destination.ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled"}, Timestamp: at, Info: ddbInfo},
 			ordered: true,
 		},
 	}
@@ -268,10 +271,10 @@ func TestRecordedS3Object(t *testing.T) {
 	// order is not compared.
 	rec := recording(t, "test_lambda_integration_kinesis.snapshot.json", "test_kinesis_event_source_mapping_with_s3_on_failure_destination", "record_body")
 	event := `{"Records":[{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"custom","sequenceNumber":"4963","data":"eyJpbnB1dCI6ICJoZWxsbyIsICJ2YWx1ZSI6ICJ3b3JsZCIsICJyYWlzZV9lcnJvciI6IDF9","approximateArrivalTimestamp":1657720081.123},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000000:4963","eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::111111111111:role/r","awsRegion":"us-east-1","eventSourceARN":"arn:aws:kinesis:us-east-1:111111111111:stream/s"}]}`
-	r := Record{RequestID: "r", FunctionARN: fnArn, Condition: RetryAttemptsExhausted, ApproximateInvokeCount: 2,
-		Response: &ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled"}, Timestamp: at,
+	r := destination.Record{RequestID: "r", FunctionARN: fnArn, Condition: destination.RetryAttemptsExhausted, ApproximateInvokeCount: 2,
+		Response: &destination.ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled"}, Timestamp: at,
 		Info: kinesisInfo(1), Payload: []byte(event)}
-	body := r.JSON(PayloadString)
+	body := r.JSON(destination.PayloadString)
 	var obj map[string]any
 	if err := json.Unmarshal(body, &obj); err != nil {
 		t.Fatal(err)
@@ -288,43 +291,43 @@ func TestRecordedS3Object(t *testing.T) {
 }
 
 func TestRecordJSON(t *testing.T) {
-	kafka := &KafkaBatchInfo{BatchSize: 3, EventSourceARN: "arn:aws:kafka:us-east-1:123456789012:cluster/c/abc", BootstrapServers: "b-1:9092",
-		PayloadSize: 2039, RecordsInfo: []KafkaPartitionInfo{
+	kafkaInfo := &kafka.BatchInfo{BatchSize: 3, EventSourceARN: "arn:aws:kafka:us-east-1:123456789012:cluster/c/abc", BootstrapServers: "b-1:9092",
+		PayloadSize: 2039, RecordsInfo: []kafka.PartitionInfo{
 			{Partition: "Topic-0", FirstRecordOffset: 10, LastRecordOffset: 11, FirstRecordTimestamp: at, LastRecordTimestamp: at.Add(time.Second)},
 			{Partition: "Topic-1", FirstRecordOffset: 5, LastRecordOffset: 5, FirstRecordTimestamp: at, LastRecordTimestamp: at},
 		}}
 	tests := []struct {
 		name string
-		rec  Record
-		mode PayloadMode
+		rec  destination.Record
+		mode destination.PayloadMode
 		want string
 	}{
 		{
 			name: "kafka SQS",
-			rec: Record{RequestID: "r", FunctionARN: fnArn, Condition: RetryAttemptsExhausted, ApproximateInvokeCount: 3,
-				Response: &ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled"}, Timestamp: at, Info: kafka},
+			rec: destination.Record{RequestID: "r", FunctionARN: fnArn, Condition: destination.RetryAttemptsExhausted, ApproximateInvokeCount: 3,
+				Response: &destination.ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled"}, Timestamp: at, Info: kafkaInfo},
 			want: `{"requestContext":{"requestId":"r","functionArn":"arn:aws:lambda:us-east-1:111111111111:function:fn","condition":"RetryAttemptsExhausted","approximateInvokeCount":3},"responseContext":{"statusCode":200,"executedVersion":"$LATEST","functionError":"Unhandled"},"version":"1.0","timestamp":"2022-07-13T13:48:01.123Z","KafkaBatchInfo":{"batchSize":3,"eventSourceArn":"arn:aws:kafka:us-east-1:123456789012:cluster/c/abc","bootstrapServers":"b-1:9092","payloadSize":2039,"recordsInfo":{"Topic-0":{"firstRecordOffset":"10","lastRecordOffset":"11","firstRecordTimestamp":"2022-07-13T13:48:01.123Z","lastRecordTimestamp":"2022-07-13T13:48:02.123Z"},"Topic-1":{"firstRecordOffset":"5","lastRecordOffset":"5","firstRecordTimestamp":"2022-07-13T13:48:01.123Z","lastRecordTimestamp":"2022-07-13T13:48:01.123Z"}}}}`,
 		},
 		{
 			name: "kafka MaximumPayloadSizeExceeded",
-			rec: Record{RequestID: "r", FunctionARN: fnArn, Condition: MaximumPayloadSizeExceeded, ApproximateInvokeCount: 0, NullResponse: true,
-				Timestamp: at, Info: &KafkaBatchInfo{BatchSize: 1, BootstrapServers: "b:9092", PayloadSize: 7000000,
-					RecordsInfo: []KafkaPartitionInfo{{Partition: "t-0", FirstRecordOffset: 1, LastRecordOffset: 1, FirstRecordTimestamp: at, LastRecordTimestamp: at}}}},
+			rec: destination.Record{RequestID: "r", FunctionARN: fnArn, Condition: destination.MaximumPayloadSizeExceeded, ApproximateInvokeCount: 0, NullResponse: true,
+				Timestamp: at, Info: &kafka.BatchInfo{BatchSize: 1, BootstrapServers: "b:9092", PayloadSize: 7000000,
+					RecordsInfo: []kafka.PartitionInfo{{Partition: "t-0", FirstRecordOffset: 1, LastRecordOffset: 1, FirstRecordTimestamp: at, LastRecordTimestamp: at}}}},
 			want: `{"requestContext":{"requestId":"r","functionArn":"arn:aws:lambda:us-east-1:111111111111:function:fn","condition":"MaximumPayloadSizeExceeded","approximateInvokeCount":0},"responseContext":null,"version":"1.0","timestamp":"2022-07-13T13:48:01.123Z","KafkaBatchInfo":{"batchSize":1,"bootstrapServers":"b:9092","payloadSize":7000000,"recordsInfo":{"t-0":{"firstRecordOffset":"1","lastRecordOffset":"1","firstRecordTimestamp":"2022-07-13T13:48:01.123Z","lastRecordTimestamp":"2022-07-13T13:48:01.123Z"}}}}`,
 		},
 		{
 			name: "kafka topic destination",
-			rec: Record{RequestID: "r", FunctionARN: fnArn + ":$LATEST", Condition: RetryAttemptsExhausted, ApproximateInvokeCount: 3,
-				Response: &ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled"}, Timestamp: at,
-				Info:    &KafkaBatchInfo{BatchSize: 1, BootstrapServers: "b:9098", PayloadSize: 1162, RecordInfo: &KafkaRecordInfo{Offset: 100, Timestamp: at}},
+			rec: destination.Record{RequestID: "r", FunctionARN: fnArn + ":$LATEST", Condition: destination.RetryAttemptsExhausted, ApproximateInvokeCount: 3,
+				Response: &destination.ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled"}, Timestamp: at,
+				Info:    &kafka.BatchInfo{BatchSize: 1, BootstrapServers: "b:9098", PayloadSize: 1162, RecordInfo: &kafka.RecordInfo{Offset: 100, Timestamp: at}},
 				Payload: []byte(`{"eventSource":"SelfManagedKafka","bootstrapServers":"b:9098","records":{}}`)},
-			mode: PayloadObject,
+			mode: destination.PayloadObject,
 			want: `{"requestContext":{"requestId":"r","functionArn":"arn:aws:lambda:us-east-1:111111111111:function:fn:$LATEST","condition":"RetryAttemptsExhausted","approximateInvokeCount":3},"responseContext":{"statusCode":200,"executedVersion":"$LATEST","functionError":"Unhandled"},"version":"1.0","timestamp":"2022-07-13T13:48:01.123Z","KafkaBatchInfo":{"batchSize":1,"bootstrapServers":"b:9098","payloadSize":1162,"recordInfo":{"offset":"100","timestamp":"2022-07-13T13:48:01.123Z"}},"payload":{"eventSource":"SelfManagedKafka","bootstrapServers":"b:9098","records":{}}}`,
 		},
 		{
 			name: "dynamodb whole seconds",
-			rec: Record{RequestID: "r", FunctionARN: fnArn, Condition: RecordAgeExceeded, ApproximateInvokeCount: 1, Timestamp: at,
-				Info: &StreamBatchInfo{Member: DDBStreamBatchInfo, Seconds: true, ShardID: "s", StartSequenceNumber: "1", EndSequenceNumber: "2", ApproximateArrivalOfFirstRecord: at,
+			rec: destination.Record{RequestID: "r", FunctionARN: fnArn, Condition: destination.RecordAgeExceeded, ApproximateInvokeCount: 1, Timestamp: at,
+				Info: &destination.StreamBatchInfo{Member: destination.DDBStreamBatchInfo, Seconds: true, ShardID: "s", StartSequenceNumber: "1", EndSequenceNumber: "2", ApproximateArrivalOfFirstRecord: at,
 					ApproximateArrivalOfLastRecord: at.Add(1500 * time.Millisecond), BatchSize: 2, StreamARN: "arn"}},
 			want: `{"requestContext":{"requestId":"r","functionArn":"arn:aws:lambda:us-east-1:111111111111:function:fn","condition":"RecordAgeExceeded","approximateInvokeCount":1},"version":"1.0","timestamp":"2022-07-13T13:48:01.123Z","DDBStreamBatchInfo":{"shardId":"s","startSequenceNumber":"1","endSequenceNumber":"2","approximateArrivalOfFirstRecord":"2022-07-13T13:48:01Z","approximateArrivalOfLastRecord":"2022-07-13T13:48:02Z","batchSize":2,"streamArn":"arn"}}`,
 		},

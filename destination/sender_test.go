@@ -1,4 +1,4 @@
-package destination
+package destination_test
 
 import (
 	"context"
@@ -15,19 +15,21 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/internal/testenv"
+	"github.com/esmd/esmd/pollers/kafka"
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func fauxClients(t *testing.T) Clients {
+func fauxClients(t *testing.T) destination.Clients {
 	t.Helper()
-	return NewClients(testenv.AWSConfig(testenv.FauxQS(t)), true)
+	return destination.NewClients(testenv.AWSConfig(testenv.FauxQS(t)), true)
 }
 
-func sampleRecord() *Record {
-	return &Record{RequestID: uuid.NewString(), FunctionARN: fnArn, Condition: RetryAttemptsExhausted, ApproximateInvokeCount: 2,
-		Response:  &ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled"},
+func sampleRecord() *destination.Record {
+	return &destination.Record{RequestID: uuid.NewString(), FunctionARN: fnArn, Condition: destination.RetryAttemptsExhausted, ApproximateInvokeCount: 2,
+		Response:  &destination.ResponseContext{StatusCode: 200, ExecutedVersion: "$LATEST", FunctionError: "Unhandled"},
 		Timestamp: time.Date(2026, 11, 25, 1, 2, 3, 456e6, time.UTC), Info: kinesisInfo(1),
 		Payload: []byte(`{"Records":[{"kinesis":{"data":"aGVsbG8="}}]}`)}
 }
@@ -73,7 +75,7 @@ func TestSQSSender(t *testing.T) {
 	ctx := context.Background()
 	c := fauxClients(t)
 	url, arn := createQueue(t, ctx, c.SQS)
-	s, err := New(arn, "esm-uuid", c)
+	s, err := destination.New(arn, "esm-uuid", c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +85,8 @@ func TestSQSSender(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := receiveOne(t, ctx, c.SQS, url)
-	if body != string(r.JSON(PayloadNone)) {
-		t.Errorf("body %s\nwant %s", body, r.JSON(PayloadNone))
+	if body != string(r.JSON(destination.PayloadNone)) {
+		t.Errorf("body %s\nwant %s", body, r.JSON(destination.PayloadNone))
 	}
 	compareWithRecording(t, []byte(body))
 }
@@ -100,7 +102,7 @@ func TestSNSSender(t *testing.T) {
 	if _, err := c.SNS.Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"), Endpoint: aws.String(qarn)}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(*topic.TopicArn, "esm-uuid", c)
+	s, err := destination.New(*topic.TopicArn, "esm-uuid", c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +117,7 @@ func TestSNSSender(t *testing.T) {
 	if err := json.Unmarshal([]byte(receiveOne(t, ctx, c.SQS, url)), &note); err != nil {
 		t.Fatal(err)
 	}
-	if note.Type != "Notification" || note.TopicArn != *topic.TopicArn || note.Message != string(r.JSON(PayloadNone)) {
+	if note.Type != "Notification" || note.TopicArn != *topic.TopicArn || note.Message != string(r.JSON(destination.PayloadNone)) {
 		t.Errorf("notification %+v", note)
 	}
 	compareWithRecording(t, []byte(note.Message))
@@ -128,7 +130,7 @@ func TestS3Sender(t *testing.T) {
 	if _, err := c.S3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New("arn:aws:s3:::"+bucket, "11111111-2222-3333-4444-555555555555", c)
+	s, err := destination.New("arn:aws:s3:::"+bucket, "11111111-2222-3333-4444-555555555555", c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +157,7 @@ func TestS3Sender(t *testing.T) {
 	}
 	defer obj.Body.Close()
 	body, _ := io.ReadAll(obj.Body)
-	if string(body) != string(r.JSON(PayloadString)) {
+	if string(body) != string(r.JSON(destination.PayloadString)) {
 		t.Errorf("object %s", body)
 	}
 }
@@ -165,14 +167,14 @@ func TestSenderFailure(t *testing.T) {
 	defer cancel()
 	c := fauxClients(t)
 	// A queue that does not exist: the send fails and says so.
-	s, err := New("arn:aws:sqs:us-east-1:000000000000:esmd-no-such-queue", "u", c)
+	s, err := destination.New("arn:aws:sqs:us-east-1:000000000000:esmd-no-such-queue", "u", c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Send(ctx, sampleRecord()); err == nil || !strings.Contains(err.Error(), "esmd-no-such-queue") {
 		t.Errorf("err = %v", err)
 	}
-	bucket, err := New("arn:aws:s3:::esmd-no-such-bucket", "u", c)
+	bucket, err := destination.New("arn:aws:s3:::esmd-no-such-bucket", "u", c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +182,7 @@ func TestSenderFailure(t *testing.T) {
 		t.Error("send to a missing bucket succeeded")
 	}
 	for _, dest := range []string{"arn:aws:lambda:us-east-1:1:function:f", "kafka://", "nope"} {
-		if _, err := New(dest, "u", Clients{Kafka: &kgo.Client{}}); !errors.Is(err, ErrUnsupported) {
+		if _, err := destination.New(dest, "u", destination.Clients{Kafka: &kgo.Client{}}); !errors.Is(err, destination.ErrUnsupported) {
 			t.Errorf("New(%q) = %v", dest, err)
 		}
 	}
@@ -196,13 +198,13 @@ func TestKafkaSender(t *testing.T) {
 	}
 	defer prod.Close()
 	topic := "esmd-dlq-" + uuid.NewString()[:8]
-	s, err := New("kafka://"+topic, "u", Clients{Kafka: prod})
+	s, err := destination.New("kafka://"+topic, "u", destination.Clients{Kafka: prod})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Record{RequestID: "r", FunctionARN: fnArn, Condition: RetryAttemptsExhausted, ApproximateInvokeCount: 3,
-		Response: &ResponseContext{StatusCode: 200, FunctionError: "Unhandled"}, Timestamp: at,
-		Info:    &KafkaBatchInfo{BatchSize: 1, BootstrapServers: strings.Join(seeds, ","), PayloadSize: 10, RecordInfo: &KafkaRecordInfo{Offset: 7, Timestamp: at}},
+	r := &destination.Record{RequestID: "r", FunctionARN: fnArn, Condition: destination.RetryAttemptsExhausted, ApproximateInvokeCount: 3,
+		Response: &destination.ResponseContext{StatusCode: 200, FunctionError: "Unhandled"}, Timestamp: at,
+		Info:    &kafka.BatchInfo{BatchSize: 1, BootstrapServers: strings.Join(seeds, ","), PayloadSize: 10, RecordInfo: &kafka.RecordInfo{Offset: 7, Timestamp: at}},
 		Payload: []byte(`{"eventSource":"SelfManagedKafka","bootstrapServers":"x","records":{}}`), Key: []byte("k1")}
 	if err := s.Send(ctx, r); err != nil {
 		t.Fatal(err)
@@ -220,7 +222,7 @@ func TestKafkaSender(t *testing.T) {
 	if len(recs) != 1 {
 		t.Fatalf("%d records", len(recs))
 	}
-	if string(recs[0].Key) != "k1" || string(recs[0].Value) != string(r.JSON(PayloadObject)) {
+	if string(recs[0].Key) != "k1" || string(recs[0].Value) != string(r.JSON(destination.PayloadObject)) {
 		t.Errorf("key %q value %s", recs[0].Key, recs[0].Value)
 	}
 }
@@ -231,9 +233,9 @@ func TestSenderUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cfg := testenv.AWSConfig("http://127.0.0.1:1") // nothing listens on port 1
-	c := Clients{SQS: sqs.NewFromConfig(cfg), SNS: sns.NewFromConfig(cfg), S3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })}
+	c := destination.Clients{SQS: sqs.NewFromConfig(cfg), SNS: sns.NewFromConfig(cfg), S3: s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })}
 	for _, dest := range []string{"arn:aws:sqs:us-east-1:000000000000:q", "arn:aws:sns:us-east-1:000000000000:t", "arn:aws:s3:::b"} {
-		s, err := New(dest, "u", c)
+		s, err := destination.New(dest, "u", c)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -141,8 +141,8 @@ func Failures(body []byte, recs []source.Record) (*source.BatchError, error) {
 	return be, nil
 }
 
-// failureInfo builds the KafkaBatchInfo of discarded records: one
-// recordsInfo entry per topic-partition.
+// failureInfo builds the KafkaBatchInfo (BatchInfo) of discarded records:
+// one recordsInfo entry per topic-partition.
 func failureInfo(m *esm.Mapping, _ string, recs []source.Record, eventSize int) destination.BatchInfo {
 	servers := ""
 	if s := m.Config.SelfManagedEventSource; s != nil {
@@ -152,12 +152,12 @@ func failureInfo(m *esm.Mapping, _ string, recs []source.Record, eventSize int) 
 	if m.Config.EventSourceArn != nil && m.Source != esm.SourceKafka {
 		arn = *m.Config.EventSourceArn
 	}
-	info := &destination.KafkaBatchInfo{BatchSize: len(recs), EventSourceARN: arn, BootstrapServers: servers, PayloadSize: eventSize}
+	info := &BatchInfo{BatchSize: len(recs), EventSourceARN: arn, BootstrapServers: servers, PayloadSize: eventSize}
 	for _, r := range recs {
 		off, _ := strconv.ParseInt(r.Seq, 10, 64)
 		n := len(info.RecordsInfo)
 		if n == 0 || info.RecordsInfo[n-1].Partition != r.Group {
-			info.RecordsInfo = append(info.RecordsInfo, destination.KafkaPartitionInfo{Partition: r.Group,
+			info.RecordsInfo = append(info.RecordsInfo, PartitionInfo{Partition: r.Group,
 				FirstRecordOffset: off, FirstRecordTimestamp: r.Arrival})
 			n++
 		}
