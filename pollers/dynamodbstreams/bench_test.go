@@ -17,6 +17,7 @@ import (
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/ddbstreams"
+	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/dynamodbstreams"
 	"github.com/esmd/esmd/pollers/stream"
@@ -203,11 +204,12 @@ func BenchmarkIdleShards(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for deadline := time.Now().Add(2 * time.Minute); len(p.Lag()) < shards; time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				b.Fatalf("%d of %d shards read", len(p.Lag()), shards)
+		testenv.Eventually(b, 2*time.Minute, func(context.Context) error {
+			if n := len(p.Lag()); n < shards {
+				return fmt.Errorf("%d of %d shards read", n, shards)
 			}
-		}
+			return nil
+		})
 		after := inUse()
 		b.ReportMetric(float64(after-before)/shards/1024, "KB/shard")
 		b.ReportMetric(float64(runtime.NumGoroutine()-gr)/shards, "goroutines/shard")

@@ -75,7 +75,7 @@ func (f *fnEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Unlock()
 	if f.delay > 0 {
-		time.Sleep(f.delay)
+		time.Sleep(f.delay) // the function's work: simulated, on purpose
 	}
 	f.mu.Lock()
 	f.inflight--
@@ -187,14 +187,14 @@ func TestPipelineRevokeDropsUnseenRecords(t *testing.T) {
 	// over, while the backlog of a partition (seconds) does not.
 	tune := func(c *Config) { c.MaxOutstanding, c.RevokeTimeout = 15, time.Second }
 	runMember(t, fn, m, "first", tune)
-	testenvEventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
 		if d, _, _ := fn.counts("first"); d < 40 {
 			return fmt.Errorf("%d records delivered", d)
 		}
 		return nil
 	})
 	runMember(t, fn, m, "second", tune)
-	testenvEventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
 		if _, _, mine := fn.counts("second"); mine == 0 {
 			write(1)
 			return fmt.Errorf("the second member delivered nothing")
@@ -202,7 +202,7 @@ func TestPipelineRevokeDropsUnseenRecords(t *testing.T) {
 		return nil
 	})
 	write(20)
-	testenvEventually(t, 60*time.Second, func() error {
+	testenv.Eventually(t, 60*time.Second, func(context.Context) error {
 		if d, _, _ := fn.counts(""); d != 4*written {
 			return fmt.Errorf("%d of %d records delivered", d, 4*written)
 		}
@@ -259,7 +259,7 @@ func TestMaxPollersBoundsConcurrency(t *testing.T) {
 				m.Config.ProvisionedPollerConfig = &esm.ProvisionedPollerConfig{MinimumPollers: ptr(int64(1)), MaximumPollers: tc.maxPollers}
 			}
 			runMember(t, fn, m, "f", nil)
-			testenvEventually(t, 30*time.Second, func() error {
+			testenv.Eventually(t, 30*time.Second, func(context.Context) error {
 				fn.mu.Lock()
 				peak := fn.peak
 				fn.mu.Unlock()
@@ -377,7 +377,7 @@ func TestSlowPartitionPaused(t *testing.T) {
 		return pt != nil && pt.paused
 	}
 	var pending []source.Record // handed out, not done: the slow function
-	testenvEventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
 		pending = append(pending, poll()...)
 		if !paused() {
 			return fmt.Errorf("%s not paused; %d records handed out", slowLane, len(pending))
@@ -394,7 +394,7 @@ func TestSlowPartitionPaused(t *testing.T) {
 	}
 	produce(t, prod, recs...)
 	others := 0
-	testenvEventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
 		for _, r := range poll() {
 			if r.Lane == slowLane {
 				t.Fatalf("the slow partition handed out %s past MaxOutstanding", r.ID)
@@ -409,22 +409,29 @@ func TestSlowPartitionPaused(t *testing.T) {
 	// The function catches up: every record of the slow partition comes,
 	// in order, once.
 	next := int64(0)
-	deadline := time.Now().Add(60 * time.Second)
-	for next < slow {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d records after 60s", next, slow)
-		}
-		for _, r := range pending {
-			if off, _ := strconv.ParseInt(r.Seq, 10, 64); r.Lane != slowLane || off != next {
-				t.Fatalf("%s offset %d, want %s offset %d", r.Lane, off, slowLane, next)
+	testenv.Eventually(t, 60*time.Second, func(wctx context.Context) error {
+		// Round after round while records come (no poll interval between
+		// them: 600 rounds of MaxOutstanding); a poll that brings none
+		// waits for the next try.
+		for {
+			for _, r := range pending {
+				if off, _ := strconv.ParseInt(r.Seq, 10, 64); r.Lane != slowLane || off != next {
+					t.Fatalf("%s offset %d, want %s offset %d", r.Lane, off, slowLane, next)
+				}
+				next++
 			}
-			next++
+			if err := p.Done(ctx, pending); err != nil {
+				t.Fatal(err)
+			}
+			pending = poll()
+			if next >= slow {
+				return nil
+			}
+			if len(pending) == 0 || wctx.Err() != nil {
+				return fmt.Errorf("%d of %d records", next, slow)
+			}
 		}
-		if err := p.Done(ctx, pending); err != nil {
-			t.Fatal(err)
-		}
-		pending = poll()
-	}
+	})
 	if len(pending) > 0 {
 		t.Fatalf("%d records past the end", len(pending))
 	}

@@ -109,7 +109,7 @@ func TestPipelineOnFailureToKafkaTopic(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	testenvEventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
 		for pt := range int32(2) {
 			if c := committed(t, s, cfg.Group, topic, pt); c != n {
 				return fmt.Errorf("partition %d committed at %d", pt, c)
@@ -229,7 +229,7 @@ func TestPipelinePartialBatchResponse(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	testenvEventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
 		if c := committed(t, s, cfg.Group, topic, 0); c != 6 {
 			return fmt.Errorf("committed at %d", c)
 		}

@@ -123,13 +123,12 @@ func TestCommitBelowUnfinished(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The periodic commit, not only Close, carries the offset.
-	deadline := time.Now().Add(10 * time.Second)
-	for committed(t, s, group, topic, 0) != 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("committed offset %d, want 4", committed(t, s, group, topic, 0))
+	testenv.Eventually(t, 10*time.Second, func(context.Context) error {
+		if got := committed(t, s, group, topic, 0); got != 4 {
+			return fmt.Errorf("committed offset %d, want 4", got)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +298,7 @@ func TestRebalance(t *testing.T) {
 	}
 	// Member 1 has read and committed the first half before member 2 joins,
 	// so the join moves partitions from one member to the other.
-	testenvEventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
 		if n := sumCommitted(); n != 4*perPart/2 {
 			return fmt.Errorf("committed %d", n)
 		}
@@ -313,17 +312,16 @@ func TestRebalance(t *testing.T) {
 		defer p.mu.Unlock()
 		return len(p.owned)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for owns(p1) == 0 || owns(p2) == 0 || owns(p1)+owns(p2) != 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("partitions owned after 30s: %d and %d", owns(p1), owns(p2))
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		if o1, o2 := owns(p1), owns(p2); o1 == 0 || o2 == 0 || o1+o2 != 4 {
+			return fmt.Errorf("partitions owned: %d and %d", o1, o2)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	write(perPart/2, perPart)
 
 	// Wait until the group's commits cover every record.
-	testenvEventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
 		if n := sumCommitted(); n != 4*perPart {
 			return fmt.Errorf("committed %d of %d records", n, 4*perPart)
 		}
@@ -387,9 +385,4 @@ func TestRebalance(t *testing.T) {
 	if handed == 0 {
 		t.Errorf("no partition moved from member 1 to member 2")
 	}
-}
-
-func testenvEventually(t testing.TB, d time.Duration, cond func() error) {
-	t.Helper()
-	testenv.Eventually(t, d, func(context.Context) error { return cond() })
 }

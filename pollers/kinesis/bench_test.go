@@ -45,18 +45,19 @@ func benchStream(b *testing.B, c *awskinesis.Client, shards int32) (string, stri
 	if _, err := c.CreateStream(ctx, &awskinesis.CreateStreamInput{StreamName: &name, ShardCount: aws.Int32(shards)}); err != nil {
 		b.Fatal(err)
 	}
-	var arn string
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		d, err := c.DescribeStreamSummary(ctx, &awskinesis.DescribeStreamSummaryInput{StreamName: &name})
-		if err == nil && d.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive {
-			arn = aws.ToString(d.StreamDescriptionSummary.StreamARN)
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("stream not active: %v", err)
-		}
-	}
 	b.Cleanup(func() { _, _ = c.DeleteStream(context.Background(), &awskinesis.DeleteStreamInput{StreamName: &name}) })
+	var arn string
+	testenv.Eventually(b, 60*time.Second, func(ctx context.Context) error {
+		d, err := c.DescribeStreamSummary(ctx, &awskinesis.DescribeStreamSummaryInput{StreamName: &name})
+		if err != nil {
+			return fmt.Errorf("stream not active: %w", err)
+		}
+		if s := d.StreamDescriptionSummary.StreamStatus; s != types.StreamStatusActive {
+			return fmt.Errorf("stream %s", s)
+		}
+		arn = aws.ToString(d.StreamDescriptionSummary.StreamARN)
+		return nil
+	})
 	return name, arn
 }
 
@@ -222,11 +223,12 @@ func BenchmarkIdleShards(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for deadline := time.Now().Add(2 * time.Minute); len(p.Lag()) < shards; time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				b.Fatalf("%d of %d shards read", len(p.Lag()), shards)
+		testenv.Eventually(b, 2*time.Minute, func(context.Context) error {
+			if n := len(p.Lag()); n < shards {
+				return fmt.Errorf("%d of %d shards read", n, shards)
 			}
-		}
+			return nil
+		})
 		after := inUse()
 		b.ReportMetric(float64(after-before)/shards/1024, "KB/shard")
 		b.ReportMetric(float64(runtime.NumGoroutine()-gr)/shards, "goroutines/shard")

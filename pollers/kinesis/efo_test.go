@@ -197,6 +197,8 @@ func TestEnhancedFanOutSplit(t *testing.T) {
 	for i, k := range keys {
 		put(t, c, name, k, fmt.Sprintf("b-%d", i))
 	}
+	// The children are listed (every 300 ms) but wait for the parent's
+	// records: nothing comes during 1 s, three listings.
 	pollNone(t, p, time.Second)
 	if err := p.Done(ctx, parentRecs); err != nil {
 		t.Fatal(err)

@@ -77,6 +77,8 @@ func TestThrottledAndExpiredIterator(t *testing.T) {
 		put(t, c, name, "k", fmt.Sprintf("r%d", i))
 	}
 	got = append(got, pollN(t, p, 5, 20*time.Second)...)
+	// Nothing read twice after the renewed iterator: the shard is read
+	// every 100 ms at most (MaxWait), so a repeat would come within 300 ms.
 	pollNone(t, p, 300*time.Millisecond)
 	for i, r := range got {
 		if want := fmt.Sprintf("r%d", i); body(t, r) != want {

@@ -66,6 +66,8 @@ func (o *orderInvoker) Invoke(_ context.Context, _ string, payload []byte) (disp
 		}
 	}
 	o.mu.Unlock()
+	// The function's work, simulated on purpose: it lets events of one
+	// shard overlap, as ParallelizationFactor > 1 should let them (maxIn).
 	time.Sleep(2 * time.Millisecond)
 	o.mu.Lock()
 	o.inFlight[shard]--

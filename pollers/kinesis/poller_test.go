@@ -152,22 +152,25 @@ func pollN(t *testing.T, p source.Poller, n int, wait time.Duration) []source.Re
 	return out
 }
 
-// pollNone checks that nothing arrives within d.
+// pollNone checks that no record arrives during d: a negative check, so
+// it takes all of d (the callers say why d is enough). A poller error
+// fails it too.
 func pollNone(t *testing.T, p source.Poller, d time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	for {
-		recs, err := p.Poll(ctx)
-		if err != nil {
-			return
+	testenv.Consistently(t, d, func(ctx context.Context) error {
+		pctx, cancel := context.WithTimeout(ctx, testenv.PollInterval)
+		defer cancel()
+		recs, err := p.Poll(pctx)
+		if err != nil && pctx.Err() == nil {
+			return fmt.Errorf("poll: %w", err)
 		}
 		// A Poll without records (a shard's end, source.LaneEnder) is not
 		// a delivery.
 		if len(recs) > 0 {
-			t.Fatalf("unexpected records: %d, first %s", len(recs), recs[0].Data)
+			return fmt.Errorf("unexpected records: %d, first %s", len(recs), recs[0].Data)
 		}
-	}
+		return nil
+	})
 }
 
 // The record is the recorded shape: eventID shardId:seq, base64 data, float
@@ -232,6 +235,8 @@ func TestRestartResumesAtCheckpoint(t *testing.T) {
 			t.Fatalf("after restart record %d is %s, want %s", i, body(t, r), want)
 		}
 	}
+	// Nothing but r04-r09: the shard is read every 100 ms at most (open's
+	// MaxWait), so any other record would come within 300 ms.
 	pollNone(t, p, 300*time.Millisecond)
 	// All done, restart again: nothing redelivered, new records come.
 	if err := p.Done(context.Background(), again); err != nil {
@@ -249,6 +254,9 @@ func TestStartingPositions(t *testing.T) {
 	c := client(t)
 	name, arn := newStream(t, c, 1)
 	put(t, c, name, "k", "old-1")
+	// Not a wait for the poller: AT_TIMESTAMP compares mid with the
+	// server's millisecond arrival timestamps, so the clock must move
+	// clearly past old-1 before mid, and past mid before old-2.
 	time.Sleep(20 * time.Millisecond)
 	mid := time.Now()
 	time.Sleep(20 * time.Millisecond)
@@ -277,6 +285,8 @@ func TestStartingPositions(t *testing.T) {
 			}
 			return nil
 		})
+		// The old records are not read: the shard is read every 100 ms
+		// at most (open's MaxWait), so they would come within 300 ms.
 		pollNone(t, p, 300*time.Millisecond)
 		put(t, c, name, "k", "new-1")
 		if b := body(t, pollN(t, p, 1, 20*time.Second)[0]); b != "new-1" {

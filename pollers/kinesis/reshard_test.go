@@ -69,7 +69,8 @@ func TestReshardParentBeforeChild(t *testing.T) {
 	for i, k := range keys {
 		put(t, c, name, k, fmt.Sprintf("b-%d", i))
 	}
-	// The children are listed (every 300 ms) but wait for the parent's records.
+	// The children are listed (every 300 ms) but wait for the parent's
+	// records: nothing comes during 1 s, three listings.
 	pollNone(t, p, time.Second)
 	if err := p.Done(ctx, parentRecs); err != nil {
 		t.Fatal(err)
@@ -106,6 +107,8 @@ func TestReshardParentBeforeChild(t *testing.T) {
 	if err := p.Done(ctx, first); err != nil {
 		t.Fatal(err)
 	}
+	// The merged shard is listed (every 300 ms) but waits for both
+	// parents: nothing comes during 1 s, three listings.
 	pollNone(t, p, time.Second)
 	if err := p.Done(ctx, second); err != nil {
 		t.Fatal(err)
