@@ -45,44 +45,6 @@ type BatchInfo interface {
 	Lane() string
 }
 
-// Members of BatchInfo.
-const (
-	KinesisBatchInfo   = "KinesisBatchInfo"
-	DDBStreamBatchInfo = "DDBStreamBatchInfo"
-)
-
-// StreamBatchInfo is KinesisBatchInfo / DDBStreamBatchInfo: the discarded
-// range of one shard.
-type StreamBatchInfo struct {
-	// Member is the member name (KinesisBatchInfo, DDBStreamBatchInfo).
-	Member string
-	// Seconds writes the arrival times with second precision (DynamoDB
-	// Streams) rather than milliseconds (Kinesis).
-	Seconds bool
-
-	ShardID                         string
-	StartSequenceNumber             string
-	EndSequenceNumber               string
-	ApproximateArrivalOfFirstRecord time.Time
-	ApproximateArrivalOfLastRecord  time.Time
-	BatchSize                       int
-	StreamARN                       string
-}
-
-// AppendMember implements BatchInfo.
-func (b *StreamBatchInfo) AppendMember(dst []byte) []byte {
-	dst = payload.AppendString(dst, b.Member)
-	dst = append(dst, ':')
-	ts := payload.AppendISOMillis
-	if b.Seconds {
-		ts = payload.AppendISOSeconds
-	}
-	return appendStreamInfo(dst, b, ts)
-}
-
-// Lane implements BatchInfo.
-func (b *StreamBatchInfo) Lane() string { return b.ShardID }
-
 // Record is one OnFailure invocation record.
 type Record struct {
 	RequestID              string
@@ -184,24 +146,6 @@ func (r *Record) AppendJSON(dst []byte, mode PayloadMode) []byte {
 
 // JSON returns AppendJSON(nil, mode).
 func (r *Record) JSON(mode PayloadMode) []byte { return r.AppendJSON(nil, mode) }
-
-func appendStreamInfo(dst []byte, b *StreamBatchInfo, ts func([]byte, time.Time) []byte) []byte {
-	dst = append(dst, `{"shardId":`...)
-	dst = payload.AppendString(dst, b.ShardID)
-	dst = append(dst, `,"startSequenceNumber":`...)
-	dst = payload.AppendString(dst, b.StartSequenceNumber)
-	dst = append(dst, `,"endSequenceNumber":`...)
-	dst = payload.AppendString(dst, b.EndSequenceNumber)
-	dst = append(dst, `,"approximateArrivalOfFirstRecord":`...)
-	dst = ts(dst, b.ApproximateArrivalOfFirstRecord)
-	dst = append(dst, `,"approximateArrivalOfLastRecord":`...)
-	dst = ts(dst, b.ApproximateArrivalOfLastRecord)
-	dst = append(dst, `,"batchSize":`...)
-	dst = strconv.AppendInt(dst, int64(b.BatchSize), 10)
-	dst = append(dst, `,"streamArn":`...)
-	dst = payload.AppendString(dst, b.StreamARN)
-	return append(dst, '}')
-}
 
 // lane returns the S3 key's shard component.
 func (r *Record) lane() string {

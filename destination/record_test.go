@@ -13,6 +13,7 @@ import (
 
 	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/pollers/kafka"
+	"github.com/esmd/esmd/pollers/stream"
 )
 
 // recordings holds the real-AWS recordings (see testdata/conformance/SOURCES.md).
@@ -205,8 +206,8 @@ var (
 	fnArn = "arn:aws:lambda:us-east-1:111111111111:function:fn"
 )
 
-func kinesisInfo(n int) *destination.StreamBatchInfo {
-	return &destination.StreamBatchInfo{Member: destination.KinesisBatchInfo, ShardID: "shardId-000000000000", StartSequenceNumber: "49630", EndSequenceNumber: "49630",
+func kinesisInfo(n int) *stream.BatchInfo {
+	return &stream.BatchInfo{Member: stream.KinesisBatchInfo, ShardID: "shardId-000000000000", StartSequenceNumber: "49630", EndSequenceNumber: "49630",
 		ApproximateArrivalOfFirstRecord: at.Add(-time.Second), ApproximateArrivalOfLastRecord: at.Add(-time.Second),
 		BatchSize: n, StreamARN: "arn:aws:kinesis:us-east-1:111111111111:stream/s"}
 }
@@ -214,7 +215,7 @@ func kinesisInfo(n int) *destination.StreamBatchInfo {
 // TestRecordedShapes compares records with the on-failure records AWS
 // delivered in the recordings: key order, values, timestamp formats.
 func TestRecordedShapes(t *testing.T) {
-	ddbInfo := &destination.StreamBatchInfo{Member: destination.DDBStreamBatchInfo, Seconds: true, ShardID: "shardId-00000001573689847184-864758bb", StartSequenceNumber: "8000", EndSequenceNumber: "8000",
+	ddbInfo := &stream.BatchInfo{Member: stream.DDBStreamBatchInfo, Seconds: true, ShardID: "shardId-00000001573689847184-864758bb", StartSequenceNumber: "8000", EndSequenceNumber: "8000",
 		ApproximateArrivalOfFirstRecord: at, ApproximateArrivalOfLastRecord: at, BatchSize: 1,
 		StreamARN: "arn:aws:dynamodb:us-east-1:111111111111:table/t/stream/2022-07-13T13:48:01.000"}
 	tests := []struct {
@@ -327,7 +328,7 @@ func TestRecordJSON(t *testing.T) {
 		{
 			name: "dynamodb whole seconds",
 			rec: destination.Record{RequestID: "r", FunctionARN: fnArn, Condition: destination.RecordAgeExceeded, ApproximateInvokeCount: 1, Timestamp: at,
-				Info: &destination.StreamBatchInfo{Member: destination.DDBStreamBatchInfo, Seconds: true, ShardID: "s", StartSequenceNumber: "1", EndSequenceNumber: "2", ApproximateArrivalOfFirstRecord: at,
+				Info: &stream.BatchInfo{Member: stream.DDBStreamBatchInfo, Seconds: true, ShardID: "s", StartSequenceNumber: "1", EndSequenceNumber: "2", ApproximateArrivalOfFirstRecord: at,
 					ApproximateArrivalOfLastRecord: at.Add(1500 * time.Millisecond), BatchSize: 2, StreamARN: "arn"}},
 			want: `{"requestContext":{"requestId":"r","functionArn":"arn:aws:lambda:us-east-1:111111111111:function:fn","condition":"RecordAgeExceeded","approximateInvokeCount":1},"version":"1.0","timestamp":"2022-07-13T13:48:01.123Z","DDBStreamBatchInfo":{"shardId":"s","startSequenceNumber":"1","endSequenceNumber":"2","approximateArrivalOfFirstRecord":"2022-07-13T13:48:01Z","approximateArrivalOfLastRecord":"2022-07-13T13:48:02Z","batchSize":2,"streamArn":"arn"}}`,
 		},

@@ -20,6 +20,7 @@ import (
 	"github.com/esmd/esmd/pollers/kinesis"
 	"github.com/esmd/esmd/pollers/memsource"
 	"github.com/esmd/esmd/pollers/sqs"
+	"github.com/esmd/esmd/pollers/stream"
 	"github.com/esmd/esmd/source"
 	"unsafe"
 )
@@ -554,10 +555,10 @@ func descriptorFor(src esm.Source) *source.Descriptor {
 }
 
 // kinesisInfo returns the KinesisBatchInfo of an OnFailure record.
-func kinesisInfo(t *testing.T, r *destination.Record) *destination.StreamBatchInfo {
+func kinesisInfo(t *testing.T, r *destination.Record) *stream.BatchInfo {
 	t.Helper()
-	info, ok := r.Info.(*destination.StreamBatchInfo)
-	if !ok || info.Member != destination.KinesisBatchInfo {
+	info, ok := r.Info.(*stream.BatchInfo)
+	if !ok || info.Member != stream.KinesisBatchInfo {
 		t.Fatalf("OnFailure record without KinesisBatchInfo: %+v", r.Info)
 	}
 	return info

@@ -7,7 +7,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddbs "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
-	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/filter"
 	"github.com/esmd/esmd/payload"
@@ -35,7 +34,7 @@ func Descriptor() *source.Descriptor {
 		},
 		Filter:      filter.SourceDynamoDB,
 		Batching:    source.Batching{BatchSize: 100},
-		FailureInfo: stream.FailureInfo(destination.DDBStreamBatchInfo, true),
+		FailureInfo: stream.FailureInfo(stream.DDBStreamBatchInfo, true),
 		Check:       check,
 		Open: func(ctx context.Context, env *source.Env, m *esm.Mapping) (source.Poller, error) {
 			c, err := ConfigFor(env, m)

@@ -9,7 +9,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
 
-	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/filter"
 	"github.com/esmd/esmd/payload"
@@ -31,7 +30,7 @@ func Descriptor() *source.Descriptor {
 		Envelope:    func(m *esm.Mapping) payload.Envelope { return payload.StreamRecords(arnOf(m)) },
 		Filter:      filter.SourceKinesis,
 		Batching:    source.Batching{BatchSize: 100},
-		FailureInfo: stream.FailureInfo(destination.KinesisBatchInfo, false),
+		FailureInfo: stream.FailureInfo(stream.KinesisBatchInfo, false),
 		Check:       check,
 		Open: func(ctx context.Context, env *source.Env, m *esm.Mapping) (source.Poller, error) {
 			c, err := ConfigFor(env, m)

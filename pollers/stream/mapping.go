@@ -85,7 +85,7 @@ func FailureInfo(member string, seconds bool) func(m *esm.Mapping, lane string, 
 		if m.Config.EventSourceArn != nil {
 			arn = *m.Config.EventSourceArn
 		}
-		return &destination.StreamBatchInfo{Member: member, Seconds: seconds, ShardID: lane,
+		return &BatchInfo{Member: member, Seconds: seconds, ShardID: lane,
 			StartSequenceNumber: first.Seq, EndSequenceNumber: last.Seq,
 			ApproximateArrivalOfFirstRecord: first.Arrival, ApproximateArrivalOfLastRecord: last.Arrival,
 			BatchSize: len(recs), StreamARN: arn}
