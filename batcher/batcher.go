@@ -282,7 +282,7 @@ func New(policy Policy, env payload.Envelope, opts ...Option) (*Batcher, error) 
 	}
 	cfg.set = nil
 	if policy.TumblingWindow > 0 && !env.Windows {
-		return nil, fmt.Errorf("batcher: tumbling windows need an envelope with window fields (Kinesis, DynamoDB Streams)")
+		return nil, fmt.Errorf("batcher: tumbling windows need an envelope with window fields")
 	}
 	pf := max(policy.ParallelizationFactor, 1)
 	policy.ParallelizationFactor = pf

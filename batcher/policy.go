@@ -102,7 +102,7 @@ func (p Policy) Validate() error {
 		errs = append(errs, fmt.Errorf("negative lanes %d", p.Lanes))
 	}
 	if p.Lanes > 0 && (p.ParallelizationFactor > 1 || p.TumblingWindow > 0) {
-		errs = append(errs, errors.New("dealt lanes (SQS) take no ParallelizationFactor or tumbling window"))
+		errs = append(errs, errors.New("dealt lanes take no ParallelizationFactor or tumbling window"))
 	}
 	if p.ParallelizationFactor < 0 || p.ParallelizationFactor > MaxParallelizationFactor {
 		errs = append(errs, fmt.Errorf("ParallelizationFactor %d is outside 1..10", p.ParallelizationFactor))

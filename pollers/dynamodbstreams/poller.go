@@ -38,14 +38,6 @@ import (
 	"github.com/esmd/esmd/source"
 )
 
-// ShardEnd is the position stored for a shard that was read to its end and
-// whose every record is done: its children may start.
-const ShardEnd = stream.ShardEnd
-
-// Positions is where checkpoints are kept, per mapping and shard;
-// checkpoint.Store implements it.
-type Positions = stream.Positions
-
 // API is the part of the DynamoDB Streams client the poller uses.
 type API interface {
 	DescribeStream(ctx context.Context, in *ddbs.DescribeStreamInput, o ...func(*ddbs.Options)) (*ddbs.DescribeStreamOutput, error)

@@ -328,8 +328,8 @@ func TestSplitDuringConsumption(t *testing.T) {
 		t.Fatalf("%d distinct records, want %d", len(seen), n)
 	}
 	pos, ok, err := st.Position(context.Background(), "mapping-1", parent)
-	if err != nil || !ok || pos != dynamodbstreams.ShardEnd {
-		t.Errorf("parent checkpoint %q %v %v, want %s", pos, ok, err, dynamodbstreams.ShardEnd)
+	if err != nil || !ok || pos != stream.ShardEnd {
+		t.Errorf("parent checkpoint %q %v %v, want %s", pos, ok, err, stream.ShardEnd)
 	}
 }
 

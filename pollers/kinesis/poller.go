@@ -34,10 +34,6 @@ import (
 // whose every record is done: its children may start.
 const ShardEnd = stream.ShardEnd
 
-// Positions is where checkpoints are kept, per mapping and shard;
-// checkpoint.Store implements it.
-type Positions = stream.Positions
-
 // API is the part of the Kinesis client the poller uses.
 type API interface {
 	ListShards(ctx context.Context, in *awskinesis.ListShardsInput, o ...func(*awskinesis.Options)) (*awskinesis.ListShardsOutput, error)
