@@ -170,12 +170,3 @@ func field(raw json.RawMessage, key string) (json.RawMessage, error) {
 	}
 	return m[key], nil
 }
-
-func unmarshalNumber(raw json.RawMessage, n *json.Number) error {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
-		return fmt.Errorf("not a number")
-	}
-	*n = json.Number(raw)
-	return nil
-}
