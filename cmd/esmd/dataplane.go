@@ -12,6 +12,7 @@ import (
 	"github.com/esmd/esmd/internal/awsconfig"
 	"github.com/esmd/esmd/internal/secrets"
 	"github.com/esmd/esmd/pipeline"
+	"github.com/esmd/esmd/pollers/documentdb"
 	"github.com/esmd/esmd/pollers/dynamodbstreams"
 	"github.com/esmd/esmd/pollers/kafka"
 	"github.com/esmd/esmd/pollers/kinesis"
@@ -32,6 +33,7 @@ func sources() []*source.Descriptor {
 		kafka.MSKDescriptor(),
 		kafka.SelfManagedDescriptor(),
 		rabbitmq.Descriptor(),
+		documentdb.Descriptor(),
 	}
 }
 
