@@ -4,12 +4,13 @@
 //
 //   - a top-level "testfn" object in the event: {"testfn":{"mode":...}};
 //   - otherwise the first record whose payload (SQS body, Kinesis data,
-//     Kafka value, RabbitMQ data, DynamoDB NewImage) is a JSON object with a
-//     "testfn" key;
+//     Kafka value, RabbitMQ data, DynamoDB NewImage, DocumentDB event's
+//     fullDocument) is a JSON object with a "testfn" key;
 //   - otherwise the environment variable TESTFN_MODE (default "echo").
 //
 // Directive fields: mode, ms (sleep duration), items (identifiers to report
-// as failed), body (raw JSON to return), errorType, errorMessage.
+// as failed), body (raw JSON to return), errorType, errorMessage, times and
+// key (flaky).
 //
 // Modes:
 //
@@ -23,6 +24,9 @@
 //	fail-self   report every record whose payload carries mode fail-self as a failed item
 //	window      return {"state":{"count":<state.count + number of records>}} (tumbling windows)
 //	big         return a JSON string of ms bytes (oversized responses)
+//	flaky       return an error for the first "times" invocations carrying
+//	            this directive's "key" (counted in the runtime process, which
+//	            RIE keeps between invocations), then echo
 package main
 
 import (
@@ -32,6 +36,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -45,7 +50,15 @@ type directive struct {
 	Body         json.RawMessage `json:"body"`
 	ErrorType    string          `json:"errorType"`
 	ErrorMessage string          `json:"errorMessage"`
+	Times        int             `json:"times"`
+	Key          string          `json:"key"`
 }
+
+// flaky counts the invocations of each flaky key.
+var flaky = struct {
+	sync.Mutex
+	n map[string]int
+}{n: map[string]int{}}
 
 // record is the union of the record shapes testfn looks into.
 type record struct {
@@ -61,6 +74,9 @@ type record struct {
 	} `json:"dynamodb"`
 	Value string `json:"value"`
 	Data  string `json:"data"`
+	Event *struct {
+		FullDocument json.RawMessage `json:"fullDocument"`
+	} `json:"event"`
 }
 
 func (r *record) id() string {
@@ -79,6 +95,8 @@ func (r *record) payload() []byte {
 		return r.Kinesis.Data
 	case r.DynamoDB != nil:
 		return r.DynamoDB.NewImage
+	case r.Event != nil:
+		return r.Event.FullDocument
 	case r.Body != "":
 		return []byte(r.Body)
 	case r.Value != "":
@@ -96,6 +114,7 @@ type event struct {
 	Records []record                     `json:"Records"`
 	Kafka   map[string][]record          `json:"records"`
 	RMQ     map[string][]record          `json:"rmqMessagesByQueue"`
+	DocDB   []record                     `json:"events"`
 	State   map[string]json.RawMessage   `json:"state"`
 	Window  *struct{ Start, End string } `json:"window"`
 }
@@ -108,7 +127,7 @@ func (e *event) records() []record {
 	for _, rs := range e.RMQ {
 		recs = append(recs, rs...)
 	}
-	return recs
+	return append(recs, e.DocDB...)
 }
 
 func recordDirective(r *record) *directive {
@@ -181,6 +200,15 @@ func handle(_ context.Context, raw json.RawMessage) (json.RawMessage, error) {
 	case "big":
 		out, _ := json.Marshal(strings.Repeat("x", d.MS))
 		return out, nil
+	case "flaky":
+		flaky.Lock()
+		flaky.n[d.Key]++
+		n := flaky.n[d.Key]
+		flaky.Unlock()
+		if n <= d.Times {
+			return nil, messages.InvokeResponse_Error{Message: "testfn flaky failure", Type: "testfnFlaky"}
+		}
+		return raw, nil
 	}
 	return nil, errors.New("testfn: unknown mode " + d.Mode)
 }

@@ -394,3 +394,29 @@ func bodyList(prefix string, n int) []string {
 	}
 	return out
 }
+
+// TestCoalescedCheckpoint: with a CheckpointInterval the position of the
+// done events is written by the writer, without a Close, within about an
+// interval, and a restart resumes after it.
+func TestCoalescedCheckpoint(t *testing.T) {
+	s := testenv.Mongo(t)
+	name := collName(t)
+	insert(t, coll(t, s, name), docs("c", 20)...)
+	st := openStore(t)
+	cfg := config(s, st, name)
+	cfg.CheckpointInterval = 50 * time.Millisecond
+	p := open(t, cfg)
+	recs := pollN(t, p, 20, 10*time.Second)
+	for i := 0; i < 20; i += 5 {
+		if err := p.Ack(context.Background(), recs[i:i+5], nil); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	testenv.Eventually(t, 5*time.Second, func(ctx context.Context) error {
+		if pos, _, _ := st.Position(ctx, cfg.Mapping, db+"."+name); pos != recs[19].Seq {
+			return fmt.Errorf("checkpoint %q, want %q", pos, recs[19].Seq)
+		}
+		return nil
+	})
+}
