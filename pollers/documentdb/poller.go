@@ -287,7 +287,10 @@ func (p *Poller) reader(cs *mongo.ChangeStream, from start) {
 	defer p.wg.Done()
 	defer func() {
 		if cs != nil {
-			_ = cs.Close(context.Background())
+			// Bounded: a cluster that went away must not hold up Close.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = cs.Close(ctx)
+			cancel()
 		}
 	}()
 	var (

@@ -420,3 +420,33 @@ func TestCoalescedCheckpoint(t *testing.T) {
 		return nil
 	})
 }
+
+// TestServerGone: a cluster that stays unreachable makes Poll fail after
+// MaxDowntime (the pipeline then reports it and opens the poller again),
+// and Close is prompt all the same.
+func TestServerGone(t *testing.T) {
+	s, err := mongotest.Start(mongotest.Options{Username: testenv.MongoUser, Password: testenv.MongoPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config(s, openStore(t), "c")
+	cfg.MaxDowntime, cfg.ServerSelectionTimeout = time.Second, 200*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p, err := documentdb.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	start := time.Now()
+	if _, err := p.Poll(ctx); err == nil || ctx.Err() != nil {
+		t.Fatalf("poll: %v", err)
+	} else {
+		t.Logf("after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	start = time.Now()
+	p.Close()
+	if d := time.Since(start); d > 8*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+}
