@@ -494,7 +494,10 @@ func (x *run) handle(ctx context.Context, bt *batcher.Batch) []byte {
 	if err := Process(ctx, x.policy, bt.Records, invoke, h); err != nil {
 		return nil // stopped: the records stay unfinished and are read again
 	}
-	if !h.failed {
+	// The last attempt succeeded unless records were discarded: a batch
+	// that succeeded after retries shows OK again, as its last processing
+	// result.
+	if !h.discarded {
 		x.rep.ProcessingResult("OK")
 	}
 	return state
@@ -551,9 +554,9 @@ func (x *run) event(bt *batcher.Batch, recs []source.Record) []byte {
 
 // streamHandler acknowledges the outcomes of an ordered batch.
 type streamHandler struct {
-	x      *run
-	bt     *batcher.Batch
-	failed bool
+	x         *run
+	bt        *batcher.Batch
+	discarded bool // records went to the OnFailure destination (or were dropped)
 }
 
 func (h *streamHandler) Delivered(ctx context.Context, recs []source.Record) error {
@@ -564,7 +567,7 @@ func (h *streamHandler) Delivered(ctx context.Context, recs []source.Record) err
 }
 
 func (h *streamHandler) Discarded(ctx context.Context, d Discard) error {
-	h.failed = true
+	h.discarded = true
 	if err := h.x.sendFailure(ctx, h.bt, d); err != nil {
 		return err
 	}
@@ -580,7 +583,6 @@ func (h *streamHandler) Attempted(n int, failed bool) {
 }
 
 func (h *streamHandler) Retrying(err error) {
-	h.failed = true
 	h.x.rep.ProcessingResult("PROBLEM: " + problem(err))
 }
 

@@ -678,3 +678,56 @@ func TestPipelineStopDrainTimeout(t *testing.T) {
 		}
 	})
 }
+
+func (r *fakeReporter) result() string { r.mu.Lock(); defer r.mu.Unlock(); return r.last }
+
+// TestPipelineProcessingResultAfterRetries: LastProcessingResult shows the
+// retries' problem while a batch is retried, OK once it succeeds, and the
+// problem when its records are discarded.
+func TestPipelineProcessingResultAfterRetries(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		retries int64
+		fails   int
+		want    string
+	}{
+		{"succeeds on the third attempt", -1, 2, "OK"},
+		{"discarded after one retry", 1, 5, "PROBLEM: Function call failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				log := memsource.NewLog(1)
+				produce(log, 3, 1, "r")
+				var mu sync.Mutex
+				calls := 0
+				inv := &fakeInvoker{fn: func([]memsource.Body) (dispatcher.Result, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					if calls++; calls <= tc.fails {
+						return dispatcher.Result{StatusCode: 200, FunctionError: "Unhandled", Payload: []byte(`{"errorMessage":"x"}`)}, nil
+					}
+					return dispatcher.Result{StatusCode: 200, Payload: []byte("null")}, nil
+				}}
+				r := &Runner{Source: descriptorFor(esm.SourceKinesis), Invoker: inv,
+					RetryDelay: time.Millisecond, MaxRetryDelay: time.Millisecond,
+					Open: func(context.Context, *esm.Mapping) (source.Poller, error) { return log.NewPoller(7), nil }}
+				rep := &fakeReporter{}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				m := mapping(func(c *esm.Config) { c.MaximumRetryAttempts = ptr(tc.retries) })
+				go func() { done <- r.Run(ctx, m, rep) }()
+				for log.Checkpoint("lane-0") != 2 {
+					time.Sleep(time.Millisecond) // the fake clock: waits for the pipeline, not the wall
+				}
+				synctest.Wait()
+				if got := rep.result(); got != tc.want {
+					t.Errorf("LastProcessingResult %q, want %q", got, tc.want)
+				}
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			})
+		})
+	}
+}
