@@ -71,6 +71,13 @@ type Descriptor struct {
 	// that the source itself provides (Kafka's kafka://topic in the
 	// mapping's own cluster), or ok false for the standard destinations.
 	Destination func(ctx context.Context, env *Env, m *esm.Mapping, dest string) (s destination.Sender, ok bool, err error)
+	// Claims, when set, says whether this descriptor serves a mapping of
+	// its Source that other descriptors share (Amazon MQ: a RabbitMQ or an
+	// ActiveMQ broker behind one "mq" source). Descriptors of one Source are
+	// asked in registration order; one without Claims takes every mapping
+	// the others did not claim. Nil: the descriptor is its Source's only
+	// one, or its fallback.
+	Claims func(ctx context.Context, env *Env, cfg *esm.Config) (bool, error)
 	// Flags are the repeatable string flags the source adds to serve and
 	// run (for example --mq-broker ARN=URL); their values reach Open and
 	// Check in Env.Flags.

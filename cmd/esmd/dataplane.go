@@ -75,7 +75,9 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger, store *checkpoi
 	for name, v := range c.source {
 		env.Flags[name] = *v
 	}
-	var opts []esm.Option
+	// Descriptors of one Source (Claims) share one Runner, a pipeline.Mux.
+	bySource := map[esm.Source]pipeline.Mux{}
+	var order []esm.Source
 	for _, d := range c.sources {
 		if err := d.Validate(); err != nil {
 			inv.Close()
@@ -90,7 +92,18 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger, store *checkpoi
 			return destination.New(dst, m.UUID, clients)
 		}
 		r := &pipeline.Runner{Source: d, Env: env, Invoker: inv, Destination: dest, Log: log, Metrics: metrics, DrainTimeout: c.drainTimeout}
-		opts = append(opts, esm.WithRunner(d.Source, r))
+		if bySource[d.Source] == nil {
+			order = append(order, d.Source)
+		}
+		bySource[d.Source] = append(bySource[d.Source], r)
+	}
+	var opts []esm.Option
+	for _, src := range order {
+		if rs := bySource[src]; len(rs) == 1 {
+			opts = append(opts, esm.WithRunner(src, rs[0]))
+		} else {
+			opts = append(opts, esm.WithRunner(src, rs))
+		}
 	}
 	return opts, inv.Close, nil
 }
