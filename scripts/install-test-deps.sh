@@ -7,9 +7,11 @@
 #   bin/aws-lambda-rie           the Lambda Runtime Interface Emulator, built
 #                                from its pinned Go pseudo-version
 # and, system-wide with apt (Debian; as root), rabbitmq-server, which
-# internal/testenv runs as a plain process (the service is never started).
+# internal/testenv runs as a plain process (the service is never started),
+# and activemq (ActiveMQ 5.17 and a JRE), whose jar internal/testenv runs
+# with its own config (internal/testenv/activemq).
 # Idempotent: a second run only checks versions and exits.
-# Needs: node >= 20 and npm, go; apt-get for RabbitMQ.
+# Needs: node >= 20 and npm, go; apt-get for RabbitMQ and ActiveMQ.
 set -euo pipefail
 
 FAUXQS_VERSION=1.9.2                                 # keep in sync with internal/testenv
@@ -82,6 +84,33 @@ if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
   # and disable it: the tests never use it.
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now rabbitmq-server.service epmd.socket epmd.service >/dev/null 2>&1 || true
+  fi
+fi
+
+# activemq (Debian's package, ActiveMQ 5.17 with a headless JRE).
+# internal/testenv runs the broker's jar itself on loopback with its own
+# config (internal/testenv/activemq), ports and data directory; the
+# package's service is not used.
+if [ ! -f /usr/share/activemq/bin/activemq.jar ] || ! command -v java >/dev/null; then
+  if ! command -v apt-get >/dev/null; then
+    echo "install-test-deps: activemq is missing and apt-get is not available; install ActiveMQ 5.17 so that /usr/share/activemq/bin/activemq.jar exists, and a JRE" >&2
+    exit 1
+  fi
+  SUDO=
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "install-test-deps: apt-get install activemq"
+  policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends activemq >/dev/null
+  if [ -n "$policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now activemq.service >/dev/null 2>&1 || true
   fi
 fi
 

@@ -1,0 +1,70 @@
+package testenv
+
+import (
+	"testing"
+	"time"
+
+	"github.com/go-stomp/stomp/v3"
+)
+
+func TestMain(m *testing.M) { Main(m) }
+
+// TestActiveMQ: the private broker takes the test user's messages and
+// refuses a wrong password; a NACKed message goes to the DLQ after the
+// redelivery limit is covered by pollers/activemq.
+func TestActiveMQ(t *testing.T) {
+	b := ActiveMQ(t)
+	c := b.Dial(t)
+	if err := c.Send("/queue/testenv", "text/plain", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := c.Subscribe("/queue/testenv", stomp.AckClientIndividual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-sub.C:
+		if m.Err != nil || string(m.Body) != "hi" {
+			t.Fatalf("got %+v", m)
+		}
+		if err := c.Ack(m); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+	}
+	if _, err := stomp.Dial("tcp", b.STOMPAddr, stomp.ConnOpt.Login(ActiveMQUser, "wrong")); err == nil {
+		t.Fatal("a wrong password was accepted")
+	}
+}
+
+// TestActiveMQPair: the slave takes over the shared store when the master
+// is killed, with the master's persistent messages.
+func TestActiveMQPair(t *testing.T) {
+	p := ActiveMQPair(t)
+	c, err := stomp.Dial("tcp", p[0].STOMPAddr, stomp.ConnOpt.Login(ActiveMQUser, ActiveMQPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send("/queue/pair", "text/plain", []byte("kept"), stomp.SendOpt.Header("persistent", "true"), stomp.SendOpt.Receipt); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.MustDisconnect()
+	p[0].Kill(t)
+	p[1].WaitReady(t, 30*time.Second)
+	c2 := p[1].Dial(t)
+	sub, err := c2.Subscribe("/queue/pair", stomp.AckAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-sub.C:
+		if m.Err != nil || string(m.Body) != "kept" {
+			t.Fatalf("got %+v", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slave does not have the master's message")
+	}
+	// The old master comes back as the slave.
+	p[0].Start(t)
+}
