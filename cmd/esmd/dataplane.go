@@ -12,6 +12,7 @@ import (
 	"github.com/esmd/esmd/internal/awsconfig"
 	"github.com/esmd/esmd/internal/secrets"
 	"github.com/esmd/esmd/pipeline"
+	"github.com/esmd/esmd/pollers/activemq"
 	"github.com/esmd/esmd/pollers/documentdb"
 	"github.com/esmd/esmd/pollers/dynamodbstreams"
 	"github.com/esmd/esmd/pollers/kafka"
@@ -32,6 +33,7 @@ func sources() []*source.Descriptor {
 		dynamodbstreams.Descriptor(),
 		kafka.MSKDescriptor(),
 		kafka.SelfManagedDescriptor(),
+		activemq.Descriptor(), // before rabbitmq: it claims the "mq" mappings of ActiveMQ brokers
 		rabbitmq.Descriptor(),
 		documentdb.Descriptor(),
 	}

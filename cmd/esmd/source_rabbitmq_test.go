@@ -630,7 +630,15 @@ func TestDescribeBroker(t *testing.T) {
 	if err != nil || cfg.URL != "amqp://127.0.0.1:5672" || cfg.VHost != "/" || cfg.Queue != "q" {
 		t.Errorf("config %+v, %v", cfg, err)
 	}
-	if _, err := rabbitmq.EnvFor(&source.Env{Flags: map[string][]string{"mq-broker": {"arn=ssl://activemq:61617"}}}); err == nil {
-		t.Error("an ActiveMQ endpoint in --mq-broker is accepted")
+	// An ActiveMQ broker's endpoints in --mq-broker (the flag is shared):
+	// accepted, but a RabbitMQ poller refuses them.
+	env, err = rabbitmq.EnvFor(&source.Env{Flags: map[string][]string{"mq-broker": {"arn=ssl://activemq:61617,stomp://activemq:61613"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := env.Config(ctx, &esm.Config{EventSourceArn: str("arn"), Queues: []string{"q"}}, "id"); err == nil {
+		if _, err := rabbitmq.Open(ctx, cfg); err == nil || !strings.Contains(err.Error(), "not amqp://") {
+			t.Errorf("RabbitMQ poller on an ActiveMQ endpoint: %v", err)
+		}
 	}
 }

@@ -59,7 +59,7 @@ func Descriptor() *source.Descriptor {
 			return Open(ctx, cfg)
 		},
 		Flags: []source.Flag{{Name: "mq-broker",
-			Usage: "`ARN=URL`: the AMQP endpoint (amqp://host:port, or amqps://host:port for TLS) of an Amazon MQ for RabbitMQ broker; repeatable"}},
+			Usage: "`ARN=URL[,URL...]`: the endpoints of an Amazon MQ broker: RabbitMQ's AMQP endpoint (amqp://host:port, or amqps://host:port for TLS), or ActiveMQ's endpoints as DescribeBroker lists them (ssl://host:61617,stomp+ssl://host:61614,...; esmd uses stomp:// and stomp+ssl://, and fails over between several); repeatable"}},
 	}
 }
 

@@ -23,7 +23,9 @@ type Env struct {
 	Secret func(ctx context.Context, secretArn string) (username, password string, err error)
 }
 
-// ParseBrokers parses --mq-broker values, "ARN=URL".
+// ParseBrokers parses --mq-broker values, "ARN=URL", or "ARN=URL,URL,..."
+// for a broker with several endpoints (ActiveMQ's, as DescribeBroker lists
+// them).
 func ParseBrokers(values []string) (map[string]string, error) {
 	out := make(map[string]string, len(values))
 	for _, v := range values {
@@ -31,8 +33,19 @@ func ParseBrokers(values []string) (map[string]string, error) {
 		if !ok || arn == "" || u == "" {
 			return nil, fmt.Errorf("--mq-broker %q: want ARN=amqp://host:port", v)
 		}
-		if !strings.HasPrefix(u, "amqp://") && !strings.HasPrefix(u, "amqps://") {
-			return nil, fmt.Errorf("--mq-broker %q: the endpoint must be amqp:// or amqps:// (RabbitMQ; ActiveMQ brokers are not supported)", v)
+		// The flag is shared with ActiveMQ brokers, whose value lists their
+		// endpoints as DescribeBroker does (ssl://...,stomp://...): an AMQP
+		// endpoint among them is RabbitMQ's; a value without one is kept
+		// as it is (pollers/activemq claims those mappings, and a RabbitMQ
+		// poller given one refuses its URL).
+		for _, e := range strings.Split(u, ",") {
+			if e = strings.TrimSpace(e); strings.HasPrefix(e, "amqp://") || strings.HasPrefix(e, "amqps://") {
+				u = e
+				break
+			}
+		}
+		if !strings.Contains(u, "://") {
+			return nil, fmt.Errorf("--mq-broker %q: want ARN=scheme://host:port", v)
 		}
 		out[arn] = u
 	}

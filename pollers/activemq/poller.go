@@ -1,0 +1,337 @@
+package activemq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-stomp/stomp/v3"
+
+	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/backoff"
+	"github.com/esmd/esmd/payload"
+	"github.com/esmd/esmd/source"
+)
+
+// Poller consumes one queue over STOMP and implements source.Poller. Make
+// it with Open; it is safe for concurrent use.
+type Poller struct {
+	cfg   Config
+	lanes []string
+	dest  string
+
+	ctx    context.Context // ends with Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	boxMu sync.Mutex
+	box   []source.Record
+	ready chan struct{} // cap 1: box went from empty to not empty
+
+	fatal    chan struct{}
+	fatalErr error
+
+	n    atomic.Int64 // records handed out (IDs and lanes)
+	next int          // the endpoint to try first when reconnecting
+
+	mu        sync.Mutex
+	sess      *session
+	downSince time.Time
+	closed    bool
+}
+
+// session is one connection and its subscription.
+type session struct {
+	conn *stomp.Conn
+	sub  *stomp.Subscription
+	dead atomic.Bool // lost: the broker redelivers what was not acked
+}
+
+// delivery is a record's Meta: the message and the session it came on.
+type delivery struct {
+	s   *session
+	msg *stomp.Message
+}
+
+// sessions numbers record IDs across pollers, so they never repeat when
+// a mapping's poller is opened again.
+var sessions atomic.Int64
+
+// Open connects to the first endpoint that answers and subscribes to the
+// queue. Refused credentials come wrapped in an *esm.DisableError (Reason
+// EVENT_SOURCE_AUTHN_ERROR), on which the pipeline disables the mapping.
+func Open(ctx context.Context, cfg Config) (*Poller, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Name == "" {
+		cfg.Name = "esmd"
+	}
+	cfg.Name = fmt.Sprintf("%s-%d", cfg.Name, sessions.Add(1))
+	p := &Poller{
+		cfg:   cfg,
+		dest:  "/queue/" + cfg.Queue,
+		ready: make(chan struct{}, 1),
+		fatal: make(chan struct{}),
+	}
+	for i := range cfg.Lanes {
+		if i == 0 {
+			p.lanes = append(p.lanes, cfg.Queue)
+		} else {
+			p.lanes = append(p.lanes, cfg.Queue+"#"+strconv.Itoa(i))
+		}
+	}
+	s, err := p.connect(ctx)
+	if err != nil {
+		return nil, disabling(err)
+	}
+	p.sess = s
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.wg.Add(1)
+	go p.run(s)
+	return p, nil
+}
+
+// connect tries each endpoint once, from p.next, and subscribes on the
+// first that accepts the login.
+func (p *Poller) connect(ctx context.Context) (*session, error) {
+	var errs []error
+	n := len(p.cfg.Endpoints)
+	for i := range n {
+		e := p.cfg.Endpoints[(p.next+i)%n]
+		conn, err := p.cfg.dial(ctx, e)
+		if err != nil {
+			if errors.Is(err, ErrAuthentication) {
+				return nil, err
+			}
+			errs = append(errs, err)
+			continue
+		}
+		sub, err := conn.Subscribe(p.dest, stomp.AckClientIndividual,
+			stomp.SubscribeOpt.Header("activemq.prefetchSize", strconv.Itoa(p.cfg.Prefetch)))
+		if err != nil {
+			_ = conn.MustDisconnect()
+			errs = append(errs, fmt.Errorf("subscribe to %s on %s: %w", p.dest, e, err))
+			continue
+		}
+		p.next = (p.next + i) % n
+		return &session{conn: conn, sub: sub}, nil
+	}
+	return nil, errors.Join(errs...)
+}
+
+// run hands the session's messages to Poll and, when the connection is
+// lost, reconnects (failing over between the endpoints) until Close.
+func (p *Poller) run(s *session) {
+	defer p.wg.Done()
+	for {
+		for msg := range s.sub.C {
+			if msg.Err != nil {
+				p.cfg.Log.Debug("activemq subscription error", "queue", p.cfg.Queue, "err", msg.Err)
+				break
+			}
+			p.put(p.record(s, msg))
+		}
+		s.dead.Store(true)
+		_ = s.conn.MustDisconnect()
+		if p.ctx.Err() != nil {
+			return
+		}
+		p.cfg.Log.Warn("activemq connection lost; reconnecting", "queue", p.cfg.Queue)
+		if s = p.reconnect(); s == nil {
+			return
+		}
+	}
+}
+
+func (p *Poller) reconnect() *session {
+	bo := backoff.New(p.cfg.ReconnectDelay, p.cfg.MaxReconnectDelay)
+	for {
+		if backoff.Sleep(p.ctx, bo.Next()) != nil {
+			return nil
+		}
+		p.next++ // start with the other instance: the one we were on failed
+		s, err := p.connect(p.ctx)
+		if err != nil {
+			p.noteDown(err)
+			p.cfg.Log.Warn("activemq reconnect failed", "queue", p.cfg.Queue, "err", err)
+			continue
+		}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			_ = s.conn.MustDisconnect()
+			return nil
+		}
+		p.sess = s
+		p.downSince = time.Time{}
+		p.mu.Unlock()
+		p.cfg.Log.Info("activemq reconnected", "queue", p.cfg.Queue, "endpoint", p.cfg.Endpoints[p.next%len(p.cfg.Endpoints)])
+		return s
+	}
+}
+
+// noteDown records a failed attempt: refused credentials make Poll fail at
+// once with an *esm.DisableError (spec MQ-7), other errors past
+// MaxDowntime.
+func (p *Poller) noteDown(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fatalErr != nil {
+		return
+	}
+	var de *esm.DisableError
+	if d := disabling(err); errors.As(d, &de) {
+		p.fatalErr = fmt.Errorf("activemq: %w", d)
+		close(p.fatal)
+		return
+	}
+	now := time.Now()
+	if p.downSince.IsZero() {
+		p.downSince = now
+	}
+	if now.Sub(p.downSince) >= p.cfg.MaxDowntime {
+		p.fatalErr = fmt.Errorf("activemq: broker unreachable for %v: %w", now.Sub(p.downSince).Round(time.Second), err)
+		close(p.fatal)
+	}
+}
+
+// Poll returns the messages that arrived, at least one, waiting for the
+// first until ctx is done. It fails when the broker has been unreachable
+// for longer than MaxDowntime, or refused the credentials.
+func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
+	for {
+		if recs := p.take(); len(recs) > 0 {
+			return recs, nil
+		}
+		select {
+		case <-p.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-p.fatal:
+			return nil, p.fatalErr
+		case <-p.ctx.Done():
+			return nil, errClosed
+		}
+	}
+}
+
+var errClosed = errors.New("activemq: poller closed")
+
+func (p *Poller) put(rec source.Record) {
+	p.boxMu.Lock()
+	p.box = append(p.box, rec)
+	n := len(p.box)
+	p.boxMu.Unlock()
+	if n != 1 {
+		return
+	}
+	select {
+	case p.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take empties the box, without the messages of a lost connection: the
+// broker delivers those again.
+func (p *Poller) take() []source.Record {
+	p.boxMu.Lock()
+	recs := p.box
+	p.box = nil
+	p.boxMu.Unlock()
+	kept := recs[:0]
+	for _, r := range recs {
+		if !r.Meta.(*delivery).s.dead.Load() {
+			kept = append(kept, r)
+		}
+	}
+	return kept
+}
+
+// record encodes a message; its lane deals a batch's worth of records to
+// each of the Lanes in turn (spec MQ-3: 5 invocations at once).
+func (p *Poller) record(s *session, msg *stomp.Message) source.Record {
+	n := p.n.Add(1) - 1
+	id := p.cfg.Name + "-" + strconv.FormatInt(n, 10)
+	now := time.Now()
+	m := Message(msg.Header, msg.Body, now)
+	return source.Record{
+		Lane:    p.lanes[int(n/int64(p.cfg.BatchSize))%len(p.lanes)],
+		ID:      id,
+		Seq:     id[len(p.cfg.Name)+1:],
+		Arrival: now,
+		Data:    payload.AppendActiveMQ(make([]byte, 0, 400+len(msg.Body)*4/3), &m),
+		Meta:    &delivery{s: s, msg: msg},
+	}
+}
+
+// Ack implements source.Poller: finished messages (delivered or filtered
+// out) are ACKed, failed ones NACKed, which the broker redelivers with
+// redelivered:true after its redelivery delay and, past
+// maximumRedeliveries, moves to its DLQ. Messages of a stopping mapping
+// (source.ErrStopped) are NACKed too, so that they come back at once (after
+// the broker's redelivery delay) rather than when the connection closes;
+// like any NACK that counts towards maximumRedeliveries. Messages of a
+// lost connection are the broker's again already.
+func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) error {
+	if errors.Is(outcome, source.ErrStopped) {
+		return p.settle(recs, false)
+	}
+	return source.AckSplit(ctx, recs, outcome,
+		func(_ context.Context, rs []source.Record) error { return p.settle(rs, true) },
+		func(_ context.Context, rs []source.Record) error { return p.settle(rs, false) })
+}
+
+func (p *Poller) settle(recs []source.Record, ack bool) error {
+	var errs []error
+	for _, r := range recs {
+		d, ok := r.Meta.(*delivery)
+		if !ok {
+			return fmt.Errorf("activemq: record %q was not read by this poller", r.ID)
+		}
+		if d.s.dead.Load() {
+			continue
+		}
+		var err error
+		if ack {
+			err = d.s.conn.Ack(d.msg)
+		} else {
+			err = d.s.conn.Nack(d.msg)
+		}
+		if err != nil && !errors.Is(err, stomp.ErrAlreadyClosed) && !d.s.dead.Load() {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close unsubscribes and disconnects (bounded: a broker that went away
+// must not hold up disabling); the broker hands back what was not acked.
+func (p *Poller) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	s := p.sess
+	p.mu.Unlock()
+	p.cancel()
+	var err error
+	if s != nil && !s.dead.Load() {
+		if err = s.conn.Disconnect(); err != nil {
+			_ = s.conn.MustDisconnect()
+			if strings.Contains(err.Error(), "closed") {
+				err = nil
+			}
+		}
+	}
+	p.wg.Wait()
+	return err
+}
