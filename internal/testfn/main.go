@@ -115,6 +115,7 @@ type event struct {
 	Kafka   map[string][]record          `json:"records"`
 	RMQ     map[string][]record          `json:"rmqMessagesByQueue"`
 	DocDB   []record                     `json:"events"`
+	MQ      []record                     `json:"messages"`
 	State   map[string]json.RawMessage   `json:"state"`
 	Window  *struct{ Start, End string } `json:"window"`
 }
@@ -127,6 +128,7 @@ func (e *event) records() []record {
 	for _, rs := range e.RMQ {
 		recs = append(recs, rs...)
 	}
+	recs = append(recs, e.MQ...)
 	return append(recs, e.DocDB...)
 }
 
