@@ -205,6 +205,81 @@ func TestServeActiveMQEndToEnd(t *testing.T) {
 			return nil
 		})
 	})
+
+	// The broker restarts while the mapping consumes persistent messages:
+	// esmd reconnects by itself and every message reaches the function.
+	t.Run("BrokerRestartMidStream", func(t *testing.T) {
+		q := e.queue("restart")
+		c := e.b.Dial(t)
+		const n = 200
+		for i := range n / 2 {
+			e.send(t, c, q, fmt.Appendf(nil, `{"n":%d,"testfn":{"mode":"sleep","ms":20}}`, i), false)
+		}
+		if err := c.Disconnect(); err != nil {
+			t.Fatal(err)
+		}
+		id := e.create(t, q, func(in *lambda.CreateEventSourceMappingInput) { in.BatchSize = aws.Int32(5) })
+		testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+			if n := len(e.fn.distinct(q)); n < 20 {
+				return fmt.Errorf("the function saw %d messages", n)
+			}
+			return nil
+		})
+		e.b.Restart(t)
+		c = e.b.Dial(t)
+		for i := n / 2; i < n; i++ {
+			e.send(t, c, q, fmt.Appendf(nil, `{"n":%d}`, i), false)
+		}
+		testenv.Eventually(t, 60*time.Second, func(context.Context) error {
+			if got := len(e.fn.distinct(q)); got != n {
+				return fmt.Errorf("the function saw %d distinct messages of %d", got, n)
+			}
+			return nil
+		})
+		t.Logf("%d deliveries of %d messages", len(e.fn.messages(q)), n)
+		e.disableAndCheckEmpty(t, id, q)
+	})
+}
+
+// TestServeActiveMQFailover: a mapping of an active/standby broker (a
+// master and a slave on one shared store) keeps going when the master
+// dies: esmd fails over to the standby's endpoint, and no message is lost.
+func TestServeActiveMQFailover(t *testing.T) {
+	testenv.Skip(t)
+	pair := testenv.ActiveMQPair(t)
+	e := newAMQE2EWith(t, pair[0], "stomp://"+pair[0].STOMPAddr+",stomp://"+pair[1].STOMPAddr)
+	q := e.queue("failover")
+	c := pair[0].Dial(t)
+	const n = 100
+	for i := range n / 2 {
+		e.send(t, c, q, fmt.Appendf(nil, `{"n":%d,"testfn":{"mode":"sleep","ms":20}}`, i), false)
+	}
+	if err := c.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+	id := e.create(t, q, func(in *lambda.CreateEventSourceMappingInput) { in.BatchSize = aws.Int32(5) })
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		if n := len(e.fn.distinct(q)); n < 10 {
+			return fmt.Errorf("the function saw %d messages", n)
+		}
+		return nil
+	})
+	pair[0].Kill(t)
+	pair[1].WaitReady(t, 30*time.Second)
+	c = pair[1].Dial(t)
+	for i := n / 2; i < n; i++ {
+		e.send(t, c, q, fmt.Appendf(nil, `{"n":%d}`, i), false)
+	}
+	testenv.Eventually(t, 60*time.Second, func(context.Context) error {
+		if got := len(e.fn.distinct(q)); got != n {
+			return fmt.Errorf("the function saw %d distinct messages of %d", got, n)
+		}
+		return nil
+	})
+	t.Logf("%d deliveries of %d messages", len(e.fn.messages(q)), n)
+	e.b = pair[1]
+	e.disableAndCheckEmpty(t, id, q)
+	pair[0].Start(t) // back as the standby
 }
 
 type amqE2E struct {
@@ -217,7 +292,15 @@ type amqE2E struct {
 
 func newAMQE2E(t *testing.T) *amqE2E {
 	t.Helper()
-	e := &amqE2E{b: testenv.ActiveMQ(t), fn: newAMQFunction(t, testenv.RIE(t)),
+	b := testenv.ActiveMQ(t)
+	// As DescribeBroker lists them: OpenWire (skipped), then STOMP.
+	return newAMQE2EWith(t, b, "ssl://127.0.0.1:1,stomp://"+b.STOMPAddr)
+}
+
+// newAMQE2EWith serves esmd with --mq-broker ARN=endpoints.
+func newAMQE2EWith(t *testing.T, b *testenv.ActiveMQBroker, endpoints string) *amqE2E {
+	t.Helper()
+	e := &amqE2E{b: b, fn: newAMQFunction(t, testenv.RIE(t)),
 		broker:     "arn:aws:mq:us-east-1:000000000000:broker:e2e:b-0f0e0d0c-0000-4000-8000-0000000000a1",
 		goodSecret: "arn:aws:secretsmanager:us-east-1:000000000000:secret:amq-good",
 		badSecret:  "arn:aws:secretsmanager:us-east-1:000000000000:secret:amq-bad"}
@@ -230,8 +313,6 @@ func newAMQE2E(t *testing.T) *amqE2E {
 		t.Fatal(err)
 	}
 	c := newCommon("test", io.Discard, "127.0.0.1:0")
-	// As DescribeBroker lists them: OpenWire (skipped), then STOMP.
-	endpoints := "ssl://127.0.0.1:1,stomp://" + e.b.STOMPAddr
 	if err := c.fs.Parse([]string{"--mq-broker", e.broker + "=" + endpoints, "--secrets-file", filepath.Join(dir, "secrets.json")}); err != nil {
 		t.Fatal(err)
 	}
@@ -386,4 +467,14 @@ func (f *amqFunction) sizes(q string) []int {
 		out = append(out, len(ev["messages"].([]any)))
 	}
 	return out
+}
+
+// distinct returns the distinct message bodies of a queue the function saw.
+func (f *amqFunction) distinct(q string) map[string]bool {
+	seen := map[string]bool{}
+	for _, m := range f.messages(q) {
+		d, _ := m["data"].(string)
+		seen[d] = true
+	}
+	return seen
 }
