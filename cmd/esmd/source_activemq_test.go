@@ -478,3 +478,85 @@ func (f *amqFunction) distinct(q string) map[string]bool {
 	}
 	return seen
 }
+
+// TestActiveMQSIGKILLRestart: esmd (the real binary) is SIGKILLed while a
+// mapping consumes persistent messages; once started again on the same data
+// directory, every message reaches the function: what was delivered and
+// not ACKed comes back when the killed connection closes.
+func TestActiveMQSIGKILLRestart(t *testing.T) {
+	testenv.Skip(t)
+	b := testenv.ActiveMQ(t)
+	bin := buildBinary(t)
+	rec := newInvokeRecorder(amqKeys)
+	fn := httptest.NewServer(rec)
+	defer fn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	q := fmt.Sprintf("sigkill-%d", time.Now().UnixNano())
+	c := b.Dial(t)
+	const n = 300
+	for i := range n {
+		if err := c.Send("/queue/"+q, "", fmt.Appendf(nil, "m-%03d", i), stomp.SendOpt.Header("persistent", "true"), stomp.SendOpt.NoContentLength); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	secret := "arn:aws:secretsmanager:us-east-1:000000000000:secret:amq"
+	secrets, _ := json.Marshal(map[string]map[string]string{secret: {"username": testenv.ActiveMQUser, "password": testenv.ActiveMQPassword}})
+	if err := os.WriteFile(filepath.Join(dir, "secrets.json"), secrets, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	broker := "arn:aws:mq:us-east-1:000000000000:broker:kill:b-a1"
+	args := []string{"--data-dir", filepath.Join(dir, "data"), "--lambda-endpoint", fn.URL, "--function-check", "never",
+		"--mq-broker", broker + "=stomp://" + b.STOMPAddr, "--secrets-file", filepath.Join(dir, "secrets.json")}
+	cmd, addr := startBinary(t, bin, args...)
+	_, err := client(addr).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
+		EventSourceArn: aws.String(broker), Queues: []string{q}, BatchSize: aws.Int32(5),
+		SourceAccessConfigurations: []types.SourceAccessConfiguration{{Type: types.SourceAccessTypeBasicAuth, URI: aws.String(secret)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		if n, _, _ := rec.count(); n < 10 {
+			return fmt.Errorf("%d invocations", n)
+		}
+		return nil
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	_, before, _ := rec.count()
+	if before >= n {
+		t.Fatalf("all %d messages were done before the kill; the test needs some left", before)
+	}
+	startBinary(t, bin, args...)
+	testenv.Eventually(t, 60*time.Second, func(context.Context) error {
+		if _, distinct, _ := rec.count(); distinct != n {
+			return fmt.Errorf("%d of %d messages reached the function", distinct, n)
+		}
+		return nil
+	})
+	t.Logf("%d distinct messages had reached the function before the kill", before)
+}
+
+// amqKeys names each message of an aws:mq event by its body.
+func amqKeys(body []byte) ([]string, error) {
+	var ev struct {
+		Messages []struct {
+			Data string `json:"data"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, m := range ev.Messages {
+		data, _ := base64.StdEncoding.DecodeString(m.Data)
+		keys = append(keys, string(data))
+	}
+	return keys, nil
+}
