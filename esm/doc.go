@@ -10,7 +10,7 @@
 // source is read (see the pollers packages, which plug in through the
 // Runner interface declared here).
 //
-// Where AWS's behaviour is recorded (../shared/conformance/aws-recordings)
+// Where AWS's behaviour is recorded (testdata/conformance/aws-recordings)
 // the messages here are byte-for-byte those recordings; where it is not, the
 // choice is documented next to the rule.
 package esm

@@ -18,7 +18,7 @@
 //     MaxPayloadSize (6,291,456 bytes) measured on the encoded event.
 //
 // Encoding follows the AWS documentation examples and the recordings of real
-// AWS events in shared/conformance (field order, lower-camel SQS keys, empty
+// AWS events in testdata/conformance (field order, lower-camel SQS keys, empty
 // stringListValues/binaryListValues arrays, base64 binaries, signed Kafka
 // header bytes, nulls in RabbitMQ basicProperties). Where AWS's choice is not
 // observable the package documents the decision it made (see the comments on

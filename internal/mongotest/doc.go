@@ -3,7 +3,8 @@
 // (go.mongodb.org/mongo-driver/v2) connects, authenticates, writes
 // documents and reads change streams from it. It exists because no real
 // mongod, no FerretDB with change streams and no mongodb-memory-server can
-// run on the build machines (../shared/INFRA.md section 5), and esmd's
+// run on the build machines (none is packaged for Debian 12, and the
+// in-memory servers download binaries from the internet), and esmd's
 // DocumentDB source (Lambda's aws:docdb) reads change streams.
 //
 // # What it implements

@@ -12,8 +12,8 @@ import (
 
 // KinesaliteVersion is the npm kinesalite used for volume (benchmarks):
 // about ten times faster than kinesis-local, but its MillisBehindLatest is
-// always 0 and GetRecords has no ChildShards (../shared/INFRA.md section
-// 1). Install: npm install --prefix $ESMD_TEST_CACHE/kinesalite
+// always 0 and GetRecords has no ChildShards (measured against both
+// servers). Install: npm install --prefix $ESMD_TEST_CACHE/kinesalite
 // kinesalite@3.3.3.
 const KinesaliteVersion = "3.3.3"
 

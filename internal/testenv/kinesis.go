@@ -12,7 +12,7 @@ import (
 // KinesisLocalVersion is the npm kinesis-local (kinesis-mock compiled for
 // Node) that scripts/install-test-deps.sh installs. It implements
 // resharding with ChildShards, MillisBehindLatest and ShardFilter, which
-// kinesalite fakes (../shared/INFRA.md section 1).
+// kinesalite fakes (measured against both servers).
 const KinesisLocalVersion = "0.6.2"
 
 var kinesisLocal once[string]
