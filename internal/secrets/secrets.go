@@ -85,6 +85,20 @@ func (r *Resolver) WithSecretsManager(cfg aws.Config) *Resolver {
 	return r
 }
 
+// BasicAuth returns the username and password of a BASIC_AUTH secret (the
+// SourceAccessConfigurations type every broker and cluster source uses); a
+// secret without a username is an error.
+func (r *Resolver) BasicAuth(ctx context.Context, arn string) (username, password string, err error) {
+	s, err := r.Get(ctx, arn)
+	if err != nil {
+		return "", "", err
+	}
+	if s.Username() == "" {
+		return "", "", fmt.Errorf("secret %s has no username", arn)
+	}
+	return s.Username(), s.Password(), nil
+}
+
 // Get returns the secret named by arn.
 func (r *Resolver) Get(ctx context.Context, arn string) (Secret, error) {
 	if s, ok := r.file[arn]; ok {

@@ -47,3 +47,21 @@ func TestBadFiles(t *testing.T) {
 		}
 	}
 }
+
+func TestBasicAuth(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secrets.json")
+	os.WriteFile(path, []byte(`{"a":{"username":"guest","password":"hunter2"},"b":{"password":"x"}}`), 0o600)
+	r, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, p, err := r.BasicAuth(context.Background(), "a"); err != nil || u != "guest" || p != "hunter2" {
+		t.Fatalf("%q %q %v", u, p, err)
+	}
+	if _, _, err := r.BasicAuth(context.Background(), "b"); err == nil || !strings.Contains(err.Error(), "has no username") {
+		t.Errorf("secret without a username: %v", err)
+	}
+	if _, _, err := r.BasicAuth(context.Background(), "c"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown secret: %v", err)
+	}
+}

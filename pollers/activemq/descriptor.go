@@ -94,16 +94,7 @@ func EnvFor(env *source.Env) *Env {
 		return string(out.EngineType), eps, nil
 	}
 	if env.Secrets != nil {
-		e.Secret = func(ctx context.Context, arn string) (string, string, error) {
-			s, err := env.Secrets.Get(ctx, arn)
-			if err != nil {
-				return "", "", err
-			}
-			if s.Username() == "" {
-				return "", "", fmt.Errorf("secret %s has no username", arn)
-			}
-			return s.Username(), s.Password(), nil
-		}
+		e.Secret = env.Secrets.BasicAuth
 	}
 	return e
 }

@@ -123,16 +123,7 @@ func EnvFor(env *source.Env) (*Env, error) {
 		e.Positions = env.Store
 	}
 	if env.Secrets != nil {
-		e.Secret = func(ctx context.Context, arn string) (string, string, error) {
-			s, err := env.Secrets.Get(ctx, arn)
-			if err != nil {
-				return "", "", err
-			}
-			if s.Username() == "" {
-				return "", "", fmt.Errorf("secret %s has no username", arn)
-			}
-			return s.Username(), s.Password(), nil
-		}
+		e.Secret = env.Secrets.BasicAuth
 	}
 	return e, nil
 }

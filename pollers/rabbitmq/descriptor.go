@@ -77,16 +77,7 @@ func EnvFor(env *source.Env) (*Env, error) {
 		Describe: func(ctx context.Context, arn string) (string, error) {
 			return describeBroker(ctx, client, arn)
 		},
-		Secret: func(ctx context.Context, arn string) (string, string, error) {
-			s, err := env.Secrets.Get(ctx, arn)
-			if err != nil {
-				return "", "", err
-			}
-			if s.Username() == "" {
-				return "", "", fmt.Errorf("secret %s has no username", arn)
-			}
-			return s.Username(), s.Password(), nil
-		},
+		Secret: env.Secrets.BasicAuth,
 	}, nil
 }
 
