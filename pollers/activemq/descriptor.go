@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/mq"
 	mqtypes "github.com/aws/aws-sdk-go-v2/service/mq/types"
 
@@ -28,13 +29,7 @@ func Descriptor() *source.Descriptor {
 	return &source.Descriptor{
 		Source:   esm.SourceMQ,
 		Delivery: source.Queue,
-		Envelope: func(m *esm.Mapping) payload.Envelope {
-			arn := ""
-			if m.Config.EventSourceArn != nil {
-				arn = *m.Config.EventSourceArn
-			}
-			return payload.ActiveMQ(arn)
-		},
+		Envelope: func(m *esm.Mapping) payload.Envelope { return payload.ActiveMQ(aws.ToString(m.Config.EventSourceArn)) },
 		Filter:   filter.SourceMQ,
 		Batching: source.Batching{BatchSize: 100, Window: 500 * time.Millisecond, FromFirstRecord: true, Linger: time.Millisecond},
 		Oversize: source.OversizeDrop,

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/rds"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 
@@ -47,11 +48,7 @@ func Descriptor() *source.Descriptor {
 		Source:   esm.SourceDocumentDB,
 		Delivery: source.Ordered,
 		Envelope: func(m *esm.Mapping) payload.Envelope {
-			arn := ""
-			if m.Config.EventSourceArn != nil {
-				arn = *m.Config.EventSourceArn
-			}
-			return payload.DocumentDB(arn)
+			return payload.DocumentDB(aws.ToString(m.Config.EventSourceArn))
 		},
 		Filter:   filter.SourceDocumentDB,
 		Batching: source.Batching{BatchSize: 100, Window: 500 * time.Millisecond, FromFirstRecord: true},

@@ -26,11 +26,7 @@ func Descriptor() *source.Descriptor {
 		Source:   esm.SourceDynamoDB,
 		Delivery: source.Ordered,
 		Envelope: func(m *esm.Mapping) payload.Envelope {
-			arn := ""
-			if m.Config.EventSourceArn != nil {
-				arn = *m.Config.EventSourceArn
-			}
-			return payload.StreamRecords(arn)
+			return payload.StreamRecords(aws.ToString(m.Config.EventSourceArn))
 		},
 		Filter:      filter.SourceDynamoDB,
 		Batching:    source.Batching{BatchSize: 100},

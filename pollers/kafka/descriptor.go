@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	kafkasvc "github.com/aws/aws-sdk-go-v2/service/kafka"
 
 	"github.com/esmd/esmd/destination"
@@ -102,10 +103,7 @@ func envelope(m *esm.Mapping) payload.Envelope {
 	if m.Source == esm.SourceKafka {
 		return payload.SelfManagedKafka(servers)
 	}
-	arn := ""
-	if m.Config.EventSourceArn != nil {
-		arn = *m.Config.EventSourceArn
-	}
+	arn := aws.ToString(m.Config.EventSourceArn)
 	return payload.MSK(arn, servers)
 }
 

@@ -25,9 +25,11 @@ const StreamNotFoundMessage = stream.StreamNotFoundMessage
 // the create-time "Stream not found" check.
 func Descriptor() *source.Descriptor {
 	return &source.Descriptor{
-		Source:      esm.SourceKinesis,
-		Delivery:    source.Ordered,
-		Envelope:    func(m *esm.Mapping) payload.Envelope { return payload.StreamRecords(arnOf(m)) },
+		Source:   esm.SourceKinesis,
+		Delivery: source.Ordered,
+		Envelope: func(m *esm.Mapping) payload.Envelope {
+			return payload.StreamRecords(aws.ToString(m.Config.EventSourceArn))
+		},
 		Filter:      filter.SourceKinesis,
 		Batching:    source.Batching{BatchSize: 100},
 		FailureInfo: stream.FailureInfo(stream.KinesisBatchInfo, false),
@@ -44,13 +46,6 @@ func Descriptor() *source.Descriptor {
 			{Name: "kinesis-checkpoint-interval", Usage: "coalesce Kinesis checkpoint writes: the latest position of each shard is written at most once per `duration` (default 100ms); 0 writes each one before the batch is released (a crash then redelivers only the batches in flight)"},
 		},
 	}
-}
-
-func arnOf(m *esm.Mapping) string {
-	if m.Config.EventSourceArn == nil {
-		return ""
-	}
-	return *m.Config.EventSourceArn
 }
 
 // ConfigFor translates a mapping into the poller's configuration. The

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/mq"
 	mqtypes "github.com/aws/aws-sdk-go-v2/service/mq/types"
 
@@ -26,14 +27,8 @@ func Descriptor() *source.Descriptor {
 	return &source.Descriptor{
 		Source:   esm.SourceMQ,
 		Delivery: source.Queue,
-		Envelope: func(m *esm.Mapping) payload.Envelope {
-			arn := ""
-			if m.Config.EventSourceArn != nil {
-				arn = *m.Config.EventSourceArn
-			}
-			return payload.RabbitMQ(arn)
-		},
-		Filter: filter.SourceMQ,
+		Envelope: func(m *esm.Mapping) payload.Envelope { return payload.RabbitMQ(aws.ToString(m.Config.EventSourceArn)) },
+		Filter:   filter.SourceMQ,
 		// Deliveries come one at a time: a batch that is not full waits
 		// 1 ms for more even with a window of 0, so that the pipeline is
 		// not woken per message.

@@ -3,6 +3,8 @@ package sqs
 import (
 	"context"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/filter"
 	"github.com/esmd/esmd/payload"
@@ -20,13 +22,7 @@ func Descriptor() *source.Descriptor {
 	return &source.Descriptor{
 		Source:   esm.SourceSQS,
 		Delivery: source.Queue,
-		Envelope: func(m *esm.Mapping) payload.Envelope {
-			arn := ""
-			if m.Config.EventSourceArn != nil {
-				arn = *m.Config.EventSourceArn
-			}
-			return payload.Records(arn)
-		},
+		Envelope: func(m *esm.Mapping) payload.Envelope { return payload.Records(aws.ToString(m.Config.EventSourceArn)) },
 		Filter:   filter.SourceSQS,
 		Batching: source.Batching{BatchSize: 10, Deal: true},
 		Oversize: source.OversizeRedeliver,

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/source"
@@ -81,10 +83,7 @@ func MaxPending(m *esm.Mapping) int {
 func FailureInfo(member string, seconds bool) func(m *esm.Mapping, lane string, recs []source.Record, _ int) destination.BatchInfo {
 	return func(m *esm.Mapping, lane string, recs []source.Record, _ int) destination.BatchInfo {
 		first, last := recs[0], recs[len(recs)-1]
-		arn := ""
-		if m.Config.EventSourceArn != nil {
-			arn = *m.Config.EventSourceArn
-		}
+		arn := aws.ToString(m.Config.EventSourceArn)
 		return &BatchInfo{Member: member, Seconds: seconds, ShardID: lane,
 			StartSequenceNumber: first.Seq, EndSequenceNumber: last.Seq,
 			ApproximateArrivalOfFirstRecord: first.Arrival, ApproximateArrivalOfLastRecord: last.Arrival,
