@@ -9,7 +9,6 @@ import (
 
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/filter"
-	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/pollers/stream"
 	"github.com/esmd/esmd/source"
 )
@@ -23,11 +22,9 @@ const StreamNotFoundMessage = stream.StreamNotFoundMessage
 // DDBStreamBatchInfo, and the create-time "Stream not found" check.
 func Descriptor() *source.Descriptor {
 	return &source.Descriptor{
-		Source:   esm.SourceDynamoDB,
-		Delivery: source.Ordered,
-		Envelope: func(m *esm.Mapping) payload.Envelope {
-			return payload.StreamRecords(aws.ToString(m.Config.EventSourceArn))
-		},
+		Source:      esm.SourceDynamoDB,
+		Delivery:    source.Ordered,
+		Envelope:    stream.Envelope,
 		Filter:      filter.SourceDynamoDB,
 		Batching:    source.Batching{BatchSize: 100},
 		FailureInfo: stream.FailureInfo(stream.DDBStreamBatchInfo, true),

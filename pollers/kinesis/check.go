@@ -11,7 +11,6 @@ import (
 
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/filter"
-	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/pollers/stream"
 	"github.com/esmd/esmd/source"
 )
@@ -25,11 +24,9 @@ const StreamNotFoundMessage = stream.StreamNotFoundMessage
 // the create-time "Stream not found" check.
 func Descriptor() *source.Descriptor {
 	return &source.Descriptor{
-		Source:   esm.SourceKinesis,
-		Delivery: source.Ordered,
-		Envelope: func(m *esm.Mapping) payload.Envelope {
-			return payload.StreamRecords(aws.ToString(m.Config.EventSourceArn))
-		},
+		Source:      esm.SourceKinesis,
+		Delivery:    source.Ordered,
+		Envelope:    stream.Envelope,
 		Filter:      filter.SourceKinesis,
 		Batching:    source.Batching{BatchSize: 100},
 		FailureInfo: stream.FailureInfo(stream.KinesisBatchInfo, false),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
 )
 
@@ -75,6 +76,12 @@ func MaxPending(m *esm.Mapping) int {
 		batch = *m.Config.BatchSize
 	}
 	return int(min(2*batch**pf, 10000))
+}
+
+// Envelope is the event envelope of a stream mapping: Records, with the
+// tumbling-window fields and the stream's ARN in them.
+func Envelope(m *esm.Mapping) payload.Envelope {
+	return payload.StreamRecords(aws.ToString(m.Config.EventSourceArn))
 }
 
 // FailureInfo returns the OnFailure batch-info builder of a stream source:
