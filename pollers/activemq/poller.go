@@ -12,7 +12,6 @@ import (
 
 	"github.com/go-stomp/stomp/v3"
 
-	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/backoff"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
@@ -33,16 +32,16 @@ type Poller struct {
 	box   []source.Record
 	ready chan struct{} // cap 1: box went from empty to not empty
 
-	fatal    chan struct{}
-	fatalErr error
+	// outage gives up, making Poll fail, when the broker refused the
+	// credentials or has been unreachable for longer than MaxDowntime.
+	outage *source.Outage
 
 	n    atomic.Int64 // records handed out (IDs and lanes)
 	next int          // the endpoint to try first when reconnecting
 
-	mu        sync.Mutex
-	sess      *session
-	downSince time.Time
-	closed    bool
+	mu     sync.Mutex
+	sess   *session
+	closed bool
 }
 
 // session is one connection and its subscription.
@@ -75,10 +74,10 @@ func Open(ctx context.Context, cfg Config) (*Poller, error) {
 	}
 	cfg.Name = fmt.Sprintf("%s-%d", cfg.Name, sessions.Add(1))
 	p := &Poller{
-		cfg:   cfg,
-		dest:  "/queue/" + cfg.Queue,
-		ready: make(chan struct{}, 1),
-		fatal: make(chan struct{}),
+		cfg:    cfg,
+		dest:   "/queue/" + cfg.Queue,
+		ready:  make(chan struct{}, 1),
+		outage: source.NewOutage("activemq", cfg.MaxDowntime),
 	}
 	for i := range cfg.Lanes {
 		if i == 0 {
@@ -159,7 +158,7 @@ func (p *Poller) reconnect() *session {
 		p.next++ // start with the other instance: the one we were on failed
 		s, err := p.connect(p.ctx)
 		if err != nil {
-			p.noteDown(err)
+			p.outage.Down(disabling(err))
 			p.cfg.Log.Warn("activemq reconnect failed", "queue", p.cfg.Queue, "err", err)
 			continue
 		}
@@ -170,35 +169,10 @@ func (p *Poller) reconnect() *session {
 			return nil
 		}
 		p.sess = s
-		p.downSince = time.Time{}
+		p.outage.Up()
 		p.mu.Unlock()
 		p.cfg.Log.Info("activemq reconnected", "queue", p.cfg.Queue, "endpoint", p.cfg.Endpoints[p.next%len(p.cfg.Endpoints)])
 		return s
-	}
-}
-
-// noteDown records a failed attempt: refused credentials make Poll fail at
-// once with an *esm.DisableError (spec MQ-7), other errors past
-// MaxDowntime.
-func (p *Poller) noteDown(err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.fatalErr != nil {
-		return
-	}
-	var de *esm.DisableError
-	if d := disabling(err); errors.As(d, &de) {
-		p.fatalErr = fmt.Errorf("activemq: %w", d)
-		close(p.fatal)
-		return
-	}
-	now := time.Now()
-	if p.downSince.IsZero() {
-		p.downSince = now
-	}
-	if now.Sub(p.downSince) >= p.cfg.MaxDowntime {
-		p.fatalErr = fmt.Errorf("activemq: broker unreachable for %v: %w", now.Sub(p.downSince).Round(time.Second), err)
-		close(p.fatal)
 	}
 }
 
@@ -214,8 +188,8 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 		case <-p.ready:
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-p.fatal:
-			return nil, p.fatalErr
+		case <-p.outage.Done():
+			return nil, p.outage.Err()
 		case <-p.ctx.Done():
 			return nil, errClosed
 		}

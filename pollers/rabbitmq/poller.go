@@ -11,7 +11,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/backoff"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
@@ -36,10 +35,9 @@ type Poller struct {
 	box   []source.Record
 	ready chan struct{} // cap 1: box went from empty to not empty
 
-	// fatal is closed (with err set) when the broker has been unreachable
-	// for longer than MaxDowntime.
-	fatal    chan struct{}
-	fatalErr error
+	// outage gives up, making Poll fail, when the broker refused the
+	// mapping or has been unreachable for longer than MaxDowntime.
+	outage *source.Outage
 	// failures counts consecutive Failed calls (for the requeue delay).
 	failures atomic.Int64
 	// lost tells the supervisor that a consumer ended (its channel closed
@@ -49,7 +47,6 @@ type Poller struct {
 	mu        sync.Mutex
 	conn      *amqp.Connection
 	consumers []*consumer // active (not retiring) consumers
-	downSince time.Time   // zero while connected
 	closed    bool
 }
 
@@ -75,12 +72,12 @@ func Open(ctx context.Context, cfg Config) (*Poller, error) {
 	}
 	group := payload.RabbitMQGroup(cfg.Queue, cfg.VHost)
 	p := &Poller{
-		cfg:   cfg,
-		group: group,
-		ready: make(chan struct{}, 1),
-		fatal: make(chan struct{}),
-		lost:  make(chan struct{}, 1),
-		conn:  conn,
+		cfg:    cfg,
+		group:  group,
+		ready:  make(chan struct{}, 1),
+		outage: source.NewOutage("rabbitmq", cfg.MaxDowntime),
+		lost:   make(chan struct{}, 1),
+		conn:   conn,
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	// As many consumers as the backlog fills (each holds Prefetch), so a
@@ -115,8 +112,8 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 		case <-p.ready:
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-p.fatal:
-			return nil, p.fatalErr
+		case <-p.outage.Done():
+			return nil, p.outage.Err()
 		case <-p.ctx.Done():
 			return nil, errClosed
 		}
@@ -325,7 +322,7 @@ func (p *Poller) supervise(conn *amqp.Connection) {
 				}
 				if err := p.reopenConsumers(conn); err != nil {
 					p.cfg.Log.Warn("rabbitmq consumer lost; retrying", "queue", p.cfg.Queue, "err", err)
-					p.noteDown(err)
+					p.outage.Down(disabling(err))
 					if !p.sleep(p.retryDelay()) {
 						return
 					}
@@ -369,7 +366,7 @@ func (p *Poller) reopenConsumers(conn *amqp.Connection) error {
 	p.mu.Lock()
 	p.consumers = append(p.consumers, c)
 	p.mu.Unlock()
-	p.noteUp()
+	p.outage.Up()
 	return nil
 }
 
@@ -439,14 +436,14 @@ func (p *Poller) reconnect() *amqp.Connection {
 		}
 		conn, err := p.cfg.dial(p.ctx)
 		if err != nil {
-			p.noteDown(err)
+			p.outage.Down(disabling(err))
 			p.cfg.Log.Warn("rabbitmq reconnect failed", "queue", p.cfg.Queue, "err", err)
 			continue
 		}
 		c, err := p.startConsumer(conn)
 		if err != nil {
 			conn.Close()
-			p.noteDown(fmt.Errorf("consume queue %q in virtual host %q: %w", p.cfg.Queue, p.cfg.VHost, err))
+			p.outage.Down(disabling(fmt.Errorf("consume queue %q in virtual host %q: %w", p.cfg.Queue, p.cfg.VHost, err)))
 			p.cfg.Log.Warn("rabbitmq consume failed", "queue", p.cfg.Queue, "err", err)
 			continue
 		}
@@ -459,7 +456,7 @@ func (p *Poller) reconnect() *amqp.Connection {
 		p.conn = conn
 		p.consumers = []*consumer{c}
 		p.mu.Unlock()
-		p.noteUp()
+		p.outage.Up()
 		p.cfg.Log.Info("rabbitmq reconnected", "queue", p.cfg.Queue)
 		return conn
 	}
@@ -477,39 +474,6 @@ func (p *Poller) sleep(d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// noteDown records a failed attempt and, past MaxDowntime, makes Poll fail.
-// A broker that refuses the credentials or the user's access makes Poll
-// fail at once with an *esm.DisableError: it answered, and waiting will not
-// change its answer (the password was changed, the permissions revoked), so
-// the mapping is disabled as Lambda does (spec MQ-7).
-func (p *Poller) noteDown(err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.fatalErr != nil {
-		return
-	}
-	var de *esm.DisableError
-	if d := disabling(err); errors.As(d, &de) {
-		p.fatalErr = fmt.Errorf("rabbitmq: %w", d)
-		close(p.fatal)
-		return
-	}
-	now := time.Now()
-	if p.downSince.IsZero() {
-		p.downSince = now
-	}
-	if now.Sub(p.downSince) >= p.cfg.MaxDowntime {
-		p.fatalErr = fmt.Errorf("rabbitmq: broker unreachable for %v: %w", now.Sub(p.downSince).Round(time.Second), err)
-		close(p.fatal)
-	}
-}
-
-func (p *Poller) noteUp() {
-	p.mu.Lock()
-	p.downSince = time.Time{}
-	p.mu.Unlock()
 }
 
 // startConsumer opens a channel with a prefetch of Config.Prefetch and
