@@ -9,7 +9,8 @@
 # and, system-wide with apt (Debian; as root), rabbitmq-server, which
 # internal/testenv runs as a plain process (the service is never started),
 # and activemq (ActiveMQ 5.17 and a JRE), whose jar internal/testenv runs
-# with its own config (internal/testenv/activemq).
+# with its own config (internal/testenv/activemq), and postgresql-15, which
+# internal/testenv runs as a plain process with its own data directory.
 # Idempotent: a second run only checks versions and exits.
 # Needs: node >= 20 and npm, go; apt-get for RabbitMQ and ActiveMQ.
 set -euo pipefail
@@ -111,6 +112,33 @@ if [ ! -f /usr/share/activemq/bin/activemq.jar ] || ! command -v java >/dev/null
   if [ -n "$policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now activemq.service >/dev/null 2>&1 || true
+  fi
+fi
+
+# postgresql (Debian's PostgreSQL 15): internal/testenv runs initdb and
+# postgres itself, on loopback, with its own data directory, as the
+# postgres user the package creates when the tests run as root; the
+# package's service (and its cluster) are not used.
+if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+  if ! command -v apt-get >/dev/null; then
+    echo "install-test-deps: PostgreSQL 15 is missing and apt-get is not available; install it so that /usr/lib/postgresql/15/bin/postgres exists" >&2
+    exit 1
+  fi
+  SUDO=
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "install-test-deps: apt-get install postgresql-15"
+  policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null
+  if [ -n "$policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now postgresql.service >/dev/null 2>&1 || true
   fi
 fi
 

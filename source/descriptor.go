@@ -8,7 +8,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
-	"github.com/esmd/esmd/checkpoint"
 	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
@@ -155,9 +154,21 @@ type Env struct {
 	Flags map[string][]string
 	// Log is esmd's logger.
 	Log *slog.Logger
-	// Store is the embedded store, where ordered sources keep their
-	// checkpoints (Position / SetPosition per mapping and lane).
-	Store *checkpoint.Store
+	// Store is where ordered sources keep their checkpoints (Position /
+	// SetPosition per mapping and lane): the embedded store, or the
+	// PostgreSQL store several workers share (--store).
+	Store Checkpoints
+}
+
+// Checkpoints keeps the positions of ordered sources, per mapping and
+// lane; checkpoint.Store (embedded) and pgstore.Store (PostgreSQL)
+// implement it. A position is written only once every record at or
+// before it is done.
+type Checkpoints interface {
+	Position(ctx context.Context, mapping, lane string) (pos string, ok bool, err error)
+	SetPosition(ctx context.Context, mapping, lane, pos string) error
+	// SetPositions writes several lanes' positions in one write.
+	SetPositions(ctx context.Context, mapping string, positions map[string]string) error
 }
 
 // Flag returns the last value given for a source flag, or "".

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/esmd/esmd/checkpoint"
 	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
@@ -42,7 +41,7 @@ func sources() []*source.Descriptor {
 // dataPlane returns the engine options that run every source in c.sources
 // through one Invoker and one set of destination clients, and a function
 // that releases them.
-func dataPlane(ctx context.Context, c *common, log *slog.Logger, store *checkpoint.Store, metrics *pipeline.Metrics) ([]esm.Option, func(), error) {
+func dataPlane(ctx context.Context, c *common, log *slog.Logger, store source.Checkpoints, metrics *pipeline.Metrics) ([]esm.Option, func(), error) {
 	if len(c.sources) == 0 {
 		return nil, func() {}, nil
 	}

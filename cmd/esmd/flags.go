@@ -18,6 +18,7 @@ type common struct {
 	fs             *flag.FlagSet
 	addr           string
 	dataDir        string
+	store          string
 	region         string
 	account        string
 	logFormat      string
@@ -48,6 +49,7 @@ func newCommon(name string, out io.Writer, defaultAddr string) *common {
 	fs := c.fs
 	fs.StringVar(&c.addr, "addr", defaultAddr, "address the Lambda event-source-mapping API listens on (loopback only by default)")
 	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "directory of the embedded store (mappings, checkpoints)")
+	fs.StringVar(&c.store, "store", os.Getenv("ESMD_STORE"), storeUsage)
 	fs.StringVar(&c.region, "region", envOr("", "AWS_REGION", "AWS_DEFAULT_REGION"), "AWS region used to resolve function names and form ARNs (default: the SDK's region, else us-east-1)")
 	fs.StringVar(&c.account, "account-id", "000000000000", "account id used in the ARNs esmd forms")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")

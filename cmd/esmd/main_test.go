@@ -23,7 +23,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/esmd/esmd/checkpoint"
-	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
 )
 
@@ -48,28 +47,7 @@ func startServe(t *testing.T, dir string) (string, func()) {
 // the API's address and a stop function that waits for serve to return.
 func serveWith(t *testing.T, c *common) (string, func()) {
 	t.Helper()
-	if err := c.validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, c, c.logger(io.Discard), func(_ *esm.Engine, addr string) error { addrc <- addr; return nil })
-	}()
-	select {
-	case addr := <-addrc:
-		return addr, func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		}
-	case err := <-done:
-		cancel()
-		t.Fatalf("serve: %v", err)
-	}
-	return "", nil
+	return serveLogging(t, c, io.Discard)
 }
 
 // localQueue starts fauxqs, points esmd's SQS client at it

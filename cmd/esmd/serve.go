@@ -14,7 +14,6 @@ import (
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/esmd/esmd/api"
-	"github.com/esmd/esmd/checkpoint"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/filter"
 	"github.com/esmd/esmd/internal/awsconfig"
@@ -23,10 +22,6 @@ import (
 )
 
 var errHelp = errors.New("help")
-
-// openedStore, when set (by tests), is told of each store serve opens, so
-// a test can read checkpoints while serve holds the file.
-var openedStore func(*checkpoint.Store)
 
 type serveOpts struct{ *common }
 
@@ -53,14 +48,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // serve runs the engine and, when c.addr is set, the API, until ctx is
 // done. ready, when not nil, is called with the engine once the API listens.
 func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Engine, string) error) error {
-	store, err := checkpoint.Open(c.dataDir)
+	store, err := openStore(ctx, c, log)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	if openedStore != nil {
-		openedStore(store)
-	}
 
 	opts := []esm.Option{
 		esm.WithRegion(c.region),

@@ -4,7 +4,9 @@
 //   - FauxQS: fauxqs (npm), which serves SQS, SNS and S3 on one port;
 //   - RIE: the AWS Lambda Runtime Interface Emulator running
 //     internal/testfn, built in the test setup;
-//   - Kafka: kfake, in process.
+//   - Kafka: kfake, in process;
+//   - PostgreSQL: Debian's PostgreSQL 15 as a plain process with its own
+//     data directory (PostgreSQL, PostgreSQLDatabase).
 //
 // Use it from TestMain:
 //

@@ -167,7 +167,11 @@ func startProc(name string, cmd *exec.Cmd) (*proc, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group so Stop kills children too (RIE's bootstrap); and
 	// die with the test binary.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// A Credential the caller set (PostgreSQL runs as its own user) stays.
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid, cmd.SysProcAttr.Pdeathsig = true, syscall.SIGKILL
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		os.Remove(logf.Name())
