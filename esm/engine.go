@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -115,6 +114,9 @@ func (e *Engine) Create(ctx context.Context, cfg *Config) (*Mapping, error) {
 	if err := checkShape(cfg); err != nil {
 		return nil, err
 	}
+	if err := checkTagRules(cfg.Tags); err != nil {
+		return nil, err
+	}
 	var src Source
 	var arn string
 	switch {
@@ -215,7 +217,7 @@ const ListPageSize = 100
 // next page ("" when there is none).
 func (e *Engine) List(_ context.Context, in ListInput) ([]*Mapping, string, error) {
 	var c checker
-	c.str(in.EventSourceArn, "eventSourceArn", 0, 1<<30, reArn, patArn)
+	c.str(in.EventSourceArn, "eventSourceArn", 0, MaxArnLength, reArn, patArn)
 	c.str(in.FunctionName, "functionName", 1, 256, functionNameRe, patFunctionName)
 	c.intRange(in.MaxItems, "maxItems", 1, 10000)
 	if err := c.v.err(); err != nil {
@@ -667,7 +669,9 @@ func (e *Engine) persist(ctx context.Context, m *Mapping) error {
 		return fmt.Errorf("esm: encode mapping %s: %w", m.UUID, err)
 	}
 	if err := e.o.store.SaveMapping(ctx, m.UUID, data); err != nil {
-		return &Error{Type: ErrTypeService, Status: http.StatusInternalServerError, Message: err.Error()}
+		// The store's error names files and paths: log it, answer as AWS.
+		e.o.log.Error("save mapping", "uuid", m.UUID, "err", err)
+		return serviceError()
 	}
 	return nil
 }
@@ -685,8 +689,10 @@ func (e *Engine) resolveFunction(ctx context.Context, name string) (FunctionRef,
 	if e.o.functions != nil {
 		exists, err := e.o.functions.FunctionExists(ctx, ref.ARN())
 		if err != nil {
-			return ref, &Error{Type: ErrTypeService, Status: http.StatusInternalServerError,
-				Message: fmt.Sprintf("could not look up function %s: %v", ref.ARN(), err)}
+			// The lookup's error names esmd's Lambda endpoint: it goes to
+			// the log, the caller gets AWS's own ServiceException.
+			e.o.log.Error("function lookup failed", "function", ref.ARN(), "err", err)
+			return ref, serviceError()
 		}
 		if !exists {
 			return ref, invalidParam("Function does not exist")
@@ -790,14 +796,28 @@ const patResource = `arn:(aws[a-zA-Z-]*):lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a
 
 var reResource = fullMatch(patResource)
 
+// maxResourceLength is TaggableResource's length limit (1-256).
+const maxResourceLength = 256
+
+// resource checks a tagging call's resource ARN (TaggableResource).
+func (c *checker) resource(arn string) {
+	c.str(&arn, "resource", 1, maxResourceLength, reResource, patResource)
+}
+
 // entryByArnLocked finds the mapping a resource ARN names, with AWS's
 // ValidationException for a malformed ARN and its 404 wording.
 func (e *Engine) entryByArnLocked(arn string) (*entry, error) {
-	if !reResource.MatchString(arn) {
-		var v violations
-		v.add(quote(arn), "resource", "Member must satisfy regular expression pattern: "+patResource)
-		return nil, v.err()
+	var c checker
+	c.resource(arn)
+	if err := c.v.err(); err != nil {
+		return nil, err
 	}
+	return e.entryLocked(arn)
+}
+
+// entryLocked finds the mapping of a resource ARN that passed the shape
+// check.
+func (e *Engine) entryLocked(arn string) (*entry, error) {
 	a, _ := ParseARN(arn) // an ARN: it matched reResource
 	id, ok := strings.CutPrefix(a.Resource, "event-source-mapping:")
 	if !ok {
@@ -810,20 +830,29 @@ func (e *Engine) entryByArnLocked(arn string) (*entry, error) {
 	return en, nil
 }
 
-var reTagKey = regexp.MustCompile(`^.{1,128}$`)
-
-// TagResource adds or replaces tags on a mapping ARN.
+// TagResource adds or replaces tags on a mapping ARN. The checks run in
+// AWS's order: the shape of the resource and of the tags (one
+// ValidationException), an empty map, the mapping's existence, then the
+// tag rules on the tags the mapping would carry.
 func (e *Engine) TagResource(ctx context.Context, arn string, tags map[string]string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	en, err := e.entryByArnLocked(arn)
-	if err != nil {
+	var c checker
+	c.resource(arn)
+	if tags == nil {
+		c.v.add("null", "tags", "Member must not be null")
+	}
+	c.tags(tags, "tags")
+	if err := c.v.err(); err != nil {
 		return err
 	}
-	for k := range tags {
-		if !reTagKey.MatchString(k) {
-			return invalidParam("Tag keys must be between 1 and 128 characters in length.")
-		}
+	if len(tags) == 0 {
+		// Lambda's answer to TagResource with {} (LocalStack parity tests).
+		return invalidParam("An error occurred and the request cannot be processed.")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	en, err := e.entryLocked(arn)
+	if err != nil {
+		return err
 	}
 	next := en.m.Clone()
 	if next.Tags == nil {
@@ -832,6 +861,9 @@ func (e *Engine) TagResource(ctx context.Context, arn string, tags map[string]st
 	for k, v := range tags {
 		next.Tags[k] = v
 	}
+	if err := checkTagRules(next.Tags); err != nil {
+		return err
+	}
 	if err := e.persist(ctx, next); err != nil {
 		return err
 	}
@@ -839,11 +871,20 @@ func (e *Engine) TagResource(ctx context.Context, arn string, tags map[string]st
 	return nil
 }
 
-// UntagResource removes tags; keys that are not set are ignored.
+// UntagResource removes tags; keys that are not set are ignored. TagKeys
+// is required: none at all is refused as AWS refuses a missing member.
 func (e *Engine) UntagResource(ctx context.Context, arn string, keys []string) error {
+	var c checker
+	c.resource(arn)
+	if len(keys) == 0 {
+		c.v.add("null", "tagKeys", "Member must not be null")
+	}
+	if err := c.v.err(); err != nil {
+		return err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	en, err := e.entryByArnLocked(arn)
+	en, err := e.entryLocked(arn)
 	if err != nil {
 		return err
 	}

@@ -61,6 +61,14 @@ func (e *Error) MessageKey() string {
 	return "message"
 }
 
+// serviceError is the 500 ServiceException Lambda answers for a fault of
+// its own, with its own message. The detail (an endpoint that did not
+// answer, a store error) goes to esmd's log, never to the caller.
+func serviceError() *Error {
+	return &Error{Type: ErrTypeService, Status: http.StatusInternalServerError,
+		Message: "An error occurred and the request cannot be processed."}
+}
+
 func invalidParam(format string, args ...any) *Error {
 	return &Error{Type: ErrTypeInvalidParameterValue, Status: http.StatusBadRequest, Message: fmt.Sprintf(format, args...)}
 }

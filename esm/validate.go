@@ -2,10 +2,12 @@ package esm
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Limits that are quotas rather than shape constraints.
@@ -15,6 +17,11 @@ const (
 	DefaultMaxFilters = 5
 	// MaxPatternLength is the longest Filter.Pattern, in characters.
 	MaxPatternLength = 4096
+	// MaxArnLength bounds the ARNs the model leaves unbounded (shape Arn:
+	// EventSourceArn, schema registry access configs; KMSKeyArn). The Lambda
+	// model gives them a pattern but no length; 2048 is the longest ARN IAM
+	// and Kinesis (StreamARN) accept, so no real resource is refused.
+	MaxArnLength = 2048
 )
 
 // Model patterns, as AWS prints them in ValidationException messages. They
@@ -36,7 +43,12 @@ const (
 func fullMatch(p string) *regexp.Regexp { return regexp.MustCompile(`^(?:` + p + `)$`) }
 
 var (
-	reArn          = fullMatch(patArn)
+	// reArn is patArn with the region forms the live service takes (as
+	// DestinationArn and NamespacedFunctionName spell them): the ISO regions
+	// (us-iso-east-1, us-isob-east-1, eu-isoe-west-1, ...) and the eusc-
+	// prefix of the European Sovereign Cloud (aws-eusc). Refusals still print
+	// the model's pattern, as AWS does.
+	reArn          = regexp.MustCompile(`^(?:arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1})?:(\d{12})?:(.*))$`)
 	reTopic        = fullMatch(strings.TrimPrefix(patTopic, "^"))
 	reURI          = fullMatch(patURI)
 	reDestination  = regexp.MustCompile(`^(?:|kafka://([^.]([a-zA-Z0-9\-_.]{0,248}))|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1})?:(\d{12})?:(.*))$`)
@@ -97,7 +109,7 @@ func (c *checker) str(p *string, path string, lo, hi int, re *regexp.Regexp, pat
 	if p == nil {
 		return
 	}
-	n := len([]rune(*p))
+	n := utf8.RuneCountInString(*p)
 	switch {
 	case n < lo:
 		c.v.add(quote(*p), path, fmt.Sprintf("Member must have length greater than or equal to %d", lo))
@@ -152,7 +164,7 @@ func checkShape(cfg *Config) *Error {
 			c.str(cfg.FunctionName, "functionName", 1, 256, functionNameRe, patFunctionName)
 		}
 	}
-	c.str(cfg.EventSourceArn, "eventSourceArn", 0, 1<<30, reArn, patArn)
+	c.str(cfg.EventSourceArn, "eventSourceArn", 0, MaxArnLength, reArn, patArn)
 	c.intRange(cfg.BatchSize, "batchSize", 1, 10000)
 	c.intRange(cfg.MaximumBatchingWindowInSeconds, "maximumBatchingWindowInSeconds", 0, 300)
 	c.intRange(cfg.ParallelizationFactor, "parallelizationFactor", 1, 10)
@@ -233,7 +245,7 @@ func checkShape(cfg *Config) *Error {
 		}
 		c.enum(d.FullDocument, "documentDBEventSourceConfig.fullDocument", enumFullDocument)
 	}
-	c.str(cfg.KMSKeyArn, "kMSKeyArn", 0, 2048, reKMSKeyArn, patKMSKeyArn)
+	c.str(cfg.KMSKeyArn, "kMSKeyArn", 0, MaxArnLength, reKMSKeyArn, patKMSKeyArn)
 	if m := cfg.MetricsConfig; m != nil {
 		if c.listLen(len(m.Metrics), true, "metricsConfig.metrics", m.Metrics, 0, 3) {
 			for _, v := range m.Metrics {
@@ -247,6 +259,7 @@ func checkShape(cfg *Config) *Error {
 	if l := cfg.LoggingConfig; l != nil {
 		c.enum(l.SystemLogLevel, "loggingConfig.systemLogLevel", enumLogLevel)
 	}
+	c.tags(cfg.Tags, "tags")
 	if p := cfg.ProvisionedPollerConfig; p != nil {
 		c.intRange(p.MinimumPollers, "provisionedPollerConfig.minimumPollers", 1, 200)
 		c.intRange(p.MaximumPollers, "provisionedPollerConfig.maximumPollers", 1, 2000)
@@ -266,7 +279,7 @@ func checkKafkaConfig(c *checker, k *KafkaEventSourceConfig, path string) {
 		c.enum(r.EventRecordFormat, p+".eventRecordFormat", enumRecordFormat)
 		for i, a := range r.AccessConfigs {
 			c.enum(a.Type, member(p+".accessConfigs", i, "type"), enumSchemaAccessType)
-			c.str(a.URI, member(p+".accessConfigs", i, "uRI"), 1, 10000, reArn, patArn)
+			c.str(a.URI, member(p+".accessConfigs", i, "uRI"), 0, MaxArnLength, reArn, patArn)
 		}
 		for i, v := range r.SchemaValidationConfigs {
 			c.enum(v.Attribute, member(p+".schemaValidationConfigs", i, "attribute"), enumSchemaAttribute)
@@ -372,14 +385,45 @@ func (sc sourceCheck) destination() *Error {
 		return unsupported("DestinationConfig")
 	}
 	if d.OnFailure != nil && d.OnFailure.Destination != nil && *d.OnFailure.Destination != "" {
-		if !sc.src.Stream() && !sc.src.IsKafka() {
+		dest := *d.OnFailure.Destination
+		types, ok := onFailureTypes[sc.src]
+		if !ok {
 			return unsupported("DestinationConfig")
 		}
-		if strings.HasPrefix(*d.OnFailure.Destination, "kafka://") && !sc.src.IsKafka() {
-			return invalidParam("Unsupported destination type for given event source mapping type: %s", *d.OnFailure.Destination)
+		if !slices.Contains(types, destinationType(dest)) {
+			if strings.HasPrefix(dest, "kafka://") {
+				return invalidParam("Unsupported destination type for given event source mapping type: %s", dest)
+			}
+			// AWS's wording for a destination ARN of a kind it does not
+			// send to (observed for an EventBridge bus as an async-invoke
+			// destination).
+			return invalidParam("The destination ARN %s is invalid.", dest)
 		}
 	}
 	return nil
+}
+
+// onFailureTypes says where each source can send the records it gives up on
+// (Lambda guide, "Retaining discarded batches": Kinesis and DynamoDB Streams
+// send to SQS, SNS or S3; MSK and self-managed Kafka also to a Kafka topic,
+// kafka://<topic>). A source absent from the table takes no OnFailure
+// destination at all (SQS, Amazon MQ, DocumentDB: recorded for SQS).
+// Entries are the ARN's service, or "kafka" for kafka://.
+var onFailureTypes = map[Source][]string{
+	SourceKinesis:  {"sqs", "sns", "s3"},
+	SourceDynamoDB: {"sqs", "sns", "s3"},
+	SourceMSK:      {"sqs", "sns", "s3", "kafka"},
+	SourceKafka:    {"sqs", "sns", "s3", "kafka"},
+}
+
+// destinationType is the kind of an OnFailure destination: the service of
+// an ARN, or "kafka" for kafka://<topic>.
+func destinationType(dest string) string {
+	if strings.HasPrefix(dest, "kafka://") {
+		return "kafka"
+	}
+	a, _ := ParseARN(dest) // the shape check admitted only ARNs and kafka://
+	return a.Service
 }
 
 // applicable refuses parameters, and values of them, that the source does
@@ -426,8 +470,8 @@ func (sc sourceCheck) startingPosition() *Error {
 		if cfg.StartingPositionTimestamp == nil {
 			return invalidParam("StartingPositionTimestamp must be set when StartingPosition is AT_TIMESTAMP.")
 		}
-		if ts := epochToTime(*cfg.StartingPositionTimestamp); ts.After(sc.now) {
-			return invalidParam("StartingPositionTimestamp cannot be in the future.")
+		if err := checkTimestamp(*cfg.StartingPositionTimestamp, sc.now); err != nil {
+			return err
 		}
 	} else if cfg.StartingPositionTimestamp != nil {
 		return invalidParam("StartingPositionTimestamp can only be set when StartingPosition is AT_TIMESTAMP.")
@@ -587,6 +631,38 @@ func sourceLabel(s Source) string {
 	return string(s)
 }
 
+// checkTimestamp refuses a StartingPositionTimestamp after now. The
+// comparison is in float64 seconds, so no value can wrap around int64 and
+// pass as a past time (1e300 or +Inf are in the future). A value before the
+// epoch, or not a number, names no time a source can start from (and the
+// pollers turn the timestamp into a time.Time); JSON carries no NaN or
+// infinity, so these come only from a mappings file or a Go caller.
+func checkTimestamp(sec float64, now time.Time) *Error {
+	nowSec := float64(now.UnixNano()) / 1e9
+	switch {
+	case math.IsNaN(sec) || sec < 0:
+		return invalidParam("StartingPositionTimestamp must be a time after 1970-01-01T00:00:00Z: %v", sec)
+	case sec > nowSec:
+		return invalidParam("StartingPositionTimestamp cannot be in the future.")
+	}
+	return nil
+}
+
+// maxEpochMilli is the largest number of milliseconds a time.Time made by
+// time.UnixMilli holds without overflow, as a float64.
+const maxEpochMilli = float64(math.MaxInt64)
+
+// epochToTime converts epoch seconds (with a fraction) to a time, saturating
+// instead of wrapping for values outside int64 milliseconds.
 func epochToTime(sec float64) time.Time {
-	return time.UnixMilli(int64(sec * 1000)).UTC()
+	ms := math.Round(sec * 1000)
+	switch {
+	case math.IsNaN(ms):
+		ms = 0
+	case ms >= maxEpochMilli:
+		return time.UnixMilli(math.MaxInt64).UTC()
+	case ms <= -maxEpochMilli:
+		return time.UnixMilli(math.MinInt64).UTC()
+	}
+	return time.UnixMilli(int64(ms)).UTC()
 }

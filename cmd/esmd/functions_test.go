@@ -1,18 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/esmd/esmd/esm"
 )
 
 // A Lambda endpoint that knows one function, answering GetFunction as the
@@ -83,4 +87,68 @@ func TestRIEModeSkipsTheLookup(t *testing.T) {
 	if calls.Load() != 0 {
 		t.Errorf("rie mode called GetFunction %d times", calls.Load())
 	}
+}
+
+// TestFunctionLookupUnreachable: when GetFunction cannot reach esmd's
+// Lambda endpoint, CreateEventSourceMapping answers AWS's ServiceException
+// and the endpoint's address stays out of the answer (it goes to the log).
+func TestFunctionLookupUnreachable(t *testing.T) {
+	gone := httptest.NewServer(http.NotFoundHandler())
+	endpoint := gone.URL
+	gone.Close() // nothing listens there any more: connection refused
+	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	c.dataDir = t.TempDir()
+	c.lambdaEndpoint = endpoint
+	c.functionCheck = "auto"
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc, done := make(chan string, 1), make(chan error, 1)
+	go func() {
+		done <- serve(ctx, c, c.logger(&logs), func(_ *esm.Engine, addr string) error { addrc <- addr; return nil })
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve: %v", err)
+	}
+	_, err := client(addr).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("f"),
+		EventSourceArn: aws.String("arn:aws:sqs:us-east-1:000000000000:q"), Enabled: aws.Bool(false)})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve: %v", err)
+	}
+	var se *types.ServiceException
+	if !errors.As(err, &se) || aws.ToString(se.Message) != "An error occurred and the request cannot be processed." {
+		t.Fatalf("err = %v, want ServiceException", err)
+	}
+	host := strings.TrimPrefix(endpoint, "http://")
+	if strings.Contains(err.Error(), host) {
+		t.Errorf("the answer names the endpoint: %v", err)
+	}
+	if !strings.Contains(logs.String(), host) {
+		t.Errorf("the log does not name the endpoint:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for serve's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
