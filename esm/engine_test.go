@@ -130,20 +130,12 @@ func TestLifecycleStatesAndPipelines(t *testing.T) {
 
 func TestTransitionalStatesRefuseChanges(t *testing.T) {
 	ctx := context.Background()
-	run := newRecRunner()
-	run.release = make(chan struct{})
-	e := newTestEngine(t, WithRunner(SourceSQS, run))
-	m, err := e.Create(ctx, &Config{FunctionName: sp("f"), EventSourceArn: sp(sqsArn)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitState(t, e, m.UUID, StateEnabled)
-	testenv.EventuallyTrue(t, 5*time.Second, "pipeline start", func() bool { return run.get(m.UUID) != nil })
+	e, run, m := heldMapping(t)
 	// The pipeline is slow to stop, so the mapping stays Disabling.
 	if _, err := e.Update(ctx, m.UUID, &Config{Enabled: bp(false)}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.Update(ctx, m.UUID, &Config{BatchSize: ip(3)})
+	_, err := e.Update(ctx, m.UUID, &Config{BatchSize: ip(3)})
 	if ae := asAPIError(t, err); ae.Type != ErrTypeResourceInUse || ae.Status != 400 || ae.MessageKey() != "Message" {
 		t.Errorf("update while Disabling: %v", ae)
 	}
@@ -153,6 +145,22 @@ func TestTransitionalStatesRefuseChanges(t *testing.T) {
 	}
 	close(run.release)
 	waitState(t, e, m.UUID, StateDisabled)
+}
+
+// heldMapping creates an SQS mapping whose pipeline, once running, stops
+// only when the test closes run.release.
+func heldMapping(t *testing.T) (*Engine, *recRunner, *Mapping) {
+	t.Helper()
+	run := newRecRunner()
+	run.release = make(chan struct{})
+	e := newTestEngine(t, WithRunner(SourceSQS, run))
+	m, err := e.Create(context.Background(), &Config{FunctionName: sp("f"), EventSourceArn: sp(sqsArn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, m.UUID, StateEnabled)
+	testenv.EventuallyTrue(t, 5*time.Second, "pipeline start", func() bool { return run.get(m.UUID) != nil })
+	return e, run, m
 }
 
 func TestCreateDisabledIsDisabledAtOnce(t *testing.T) {

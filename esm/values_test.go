@@ -324,15 +324,7 @@ func TestStoreFailureHidesPath(t *testing.T) {
 // changes are refused, for as long as the mapping's pipeline is stopping.
 func TestDeletingVisibleUntilPipelineStops(t *testing.T) {
 	ctx := context.Background()
-	run := newRecRunner()
-	run.release = make(chan struct{})
-	e := newTestEngine(t, WithRunner(SourceSQS, run))
-	m, err := e.Create(ctx, &Config{FunctionName: sp("f"), EventSourceArn: sp(sqsArn)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitState(t, e, m.UUID, StateEnabled)
-	waitRunning(t, run, m.UUID)
+	e, run, m := heldMapping(t)
 	del, err := e.Delete(ctx, m.UUID)
 	if err != nil || del.State != StateDeleting {
 		t.Fatalf("delete: %v %v", del, err)
@@ -361,11 +353,6 @@ func TestDeletingVisibleUntilPipelineStops(t *testing.T) {
 	if run.get(m.UUID) != nil {
 		t.Error("mapping removed while its pipeline still runs")
 	}
-}
-
-func waitRunning(t *testing.T, run *recRunner, id string) {
-	t.Helper()
-	testenv.EventuallyTrue(t, 5*time.Second, "pipeline start", func() bool { return run.get(id) != nil })
 }
 
 func waitGone(t *testing.T, e *Engine, id string) {
