@@ -363,3 +363,40 @@ func waitGone(t *testing.T, e *Engine, id string) {
 		return errors.As(err, &ae) && ae.Type == ErrTypeResourceNotFound
 	})
 }
+
+// TestProvisionedPollerLimits: the model's 1-200 and 1-2000, with SQS's
+// floor of 2, on both ends and for every source that takes the member.
+func TestProvisionedPollerLimits(t *testing.T) {
+	pollers := func(src Source, lo, hi int64) Config {
+		return withBase(src, func(c *Config) {
+			c.ProvisionedPollerConfig = &ProvisionedPollerConfig{MinimumPollers: &lo, MaximumPollers: &hi}
+		})
+	}
+	for name, cfg := range map[string]Config{
+		"SQS 2-2000":    pollers(SourceSQS, 2, 2000),
+		"SQS 200-200":   pollers(SourceSQS, 200, 200),
+		"MSK 1-2000":    pollers(SourceMSK, 1, 2000),
+		"Kafka 1-1":     pollers(SourceKafka, 1, 1),
+		"Kafka 200-200": pollers(SourceKafka, 200, 200),
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg.FunctionName = sp("f")
+			m, err := newTestEngine(t).Create(context.Background(), &cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := m.Config.ProvisionedPollerConfig; *p.MinimumPollers != *cfg.ProvisionedPollerConfig.MinimumPollers ||
+				*p.MaximumPollers != *cfg.ProvisionedPollerConfig.MaximumPollers {
+				t.Errorf("stored %d-%d", *p.MinimumPollers, *p.MaximumPollers)
+			}
+		})
+	}
+	runErrCases(t, []errCase{
+		{"SQS max 2001", pollers(SourceSQS, 2, 2001), ErrTypeValidation, 400,
+			vmsg("'2001'", "provisionedPollerConfig.maximumPollers", "Member must have value less than or equal to 2000")},
+		{"Kafka min 201", pollers(SourceKafka, 201, 2000), ErrTypeValidation, 400,
+			vmsg("'201'", "provisionedPollerConfig.minimumPollers", "Member must have value less than or equal to 200")},
+		{"min over max", pollers(SourceKafka, 10, 5), ipv, 400, "MinimumPollers must be less than or equal to MaximumPollers."},
+		{"SQS max 1", pollers(SourceSQS, 1, 1), ipv, 400, "MinimumPollers and MaximumPollers must be at least 2 for Amazon SQS event sources."},
+	})
+}
