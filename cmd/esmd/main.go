@@ -5,6 +5,7 @@
 //	esmd run -f FILE [flags]  standalone worker for the mappings a file declares
 //	esmd filter ...           check a FilterCriteria pattern against an event
 //	esmd demo                 a live demo: an in-process Kafka, a mapping and a function
+//	esmd bench [flags]        measure a mapping end to end (docs/performance.md)
 //	esmd version | --version
 //	esmd help [command]
 package main
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return filterCmd(ctx, args[1:], stdin, stdout, stderr)
 	case "demo":
 		err = demoCmd(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = benchCmd(ctx, args[1:], stdin, stdout, stderr)
 	case "version", "--version", "-version", "-v":
 		fmt.Fprintln(stdout, "esmd", versionString())
 		return 0
@@ -82,6 +85,8 @@ func helpCmd(args []string, stdout, stderr io.Writer) int {
 		return filterCmd(context.Background(), []string{"-h"}, nil, stdout, stdout)
 	case "demo":
 		demoCmd(context.Background(), []string{"-h"}, stdout, stdout)
+	case "bench":
+		_ = benchCmd(context.Background(), []string{"-h"}, nil, stdout, stdout)
 	default:
 		fmt.Fprintf(stderr, "esmd: no help for %q\n", args[0])
 		return 2
@@ -109,6 +114,10 @@ Usage:
         A live demo with nothing installed: an in-process Kafka broker with a
         producer of sample orders, a mapping with a filter, and a local
         function that prints every batch it receives.
+  esmd bench [--records N] [--source S] [--compare raw] [--report DIR]
+        Measure a mapping end to end: records produced into a source, the
+        function invoked; throughput, latency, CPU and memory. With no flags:
+        an in-process Kafka broker and a built-in no-op function.
   esmd serve [--addr 127.0.0.1:9000] [--data-dir DIR] [flags]
         Serve the API and run every enabled mapping. Mappings are kept in an
         embedded store in --data-dir and survive restarts.
@@ -120,7 +129,7 @@ Usage:
   esmd filter --pattern P --event E [--source sqs|kinesis|kafka|mq|dynamodb]
         Check whether a FilterCriteria pattern keeps an event.
   esmd version
-  esmd help [serve|run|filter|demo]
+  esmd help [serve|run|filter|demo|bench]
 
 AWS endpoints, region and credentials come from the AWS SDK's standard
 configuration: AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_LAMBDA,

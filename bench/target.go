@@ -1,0 +1,41 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/esmd/esmd/esm"
+)
+
+// Target is one source as the bench drives it.
+type Target interface {
+	// Prepare makes a fresh place (topic, queue, stream, collection) for
+	// the records of the round named round, so rounds do not share
+	// records.
+	Prepare(ctx context.Context, round string) error
+	// Produce writes the records' bodies to the place Prepare made and
+	// returns once the source accepted every one of them.
+	Produce(ctx context.Context, bodies [][]byte) error
+	// Mapping is the CreateEventSourceMapping request of the current
+	// round, without batching or filter (the bench adds them).
+	Mapping() *esm.Config
+	// Raw is what the raw loop of the current round needs to read the
+	// same records (RawSpec.Source and the batching are added by the
+	// bench).
+	Raw() RawSpec
+	// Filter is the pattern that keeps records whose "kind" is "match".
+	Filter() string
+	// Close releases the target's clients and in-process servers.
+	Close()
+}
+
+// newTarget returns the target of cfg.Source.
+func newTarget(ctx context.Context, cfg *Config) (Target, error) {
+	switch cfg.Source {
+	case "kafka":
+		return newKafka(ctx, cfg)
+	}
+	return nil, fmt.Errorf("bench: source %s is not supported yet", cfg.Source)
+}
+
+func ptr[T any](v T) *T { return &v }

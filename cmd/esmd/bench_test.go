@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"github.com/esmd/esmd/bench"
+	"github.com/esmd/esmd/internal/testenv"
+)
+
+// asEsmd, set to 1 in a child's environment, makes the test binary run
+// as esmd (TestMain), so esmd bench's children are this very build.
+const asEsmd = "ESMD_TEST_AS_ESMD"
+
+func asEsmdMain() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// runBench runs esmd bench with args through run (as the binary does),
+// its children being this test binary, and returns the JSON result.
+func runBench(t *testing.T, args ...string) (*bench.Result, string) {
+	t.Helper()
+	t.Setenv(asEsmd, "1")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	benchExe = exe
+	t.Cleanup(func() { benchExe = "" })
+	out := filepath.Join(t.TempDir(), "result.json")
+	var stdout, stderr bytes.Buffer
+	args = append([]string{"bench", "--json", out, "--timeout", "60s"}, args...)
+	if code := run(t.Context(), args, nil, &stdout, &stderr); code != 0 {
+		t.Fatalf("esmd %v: exit %d\n%s\n%s", args, code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res bench.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	return &res, stdout.String()
+}
+
+// checkRounds asserts that every round delivered each wanted record once,
+// in batches no larger than BatchSize, and measured the child.
+func checkRounds(t *testing.T, res *bench.Result, kinds ...string) {
+	t.Helper()
+	if len(res.Rounds) != len(kinds) {
+		t.Fatalf("%d rounds, want %v", len(res.Rounds), kinds)
+	}
+	for i, r := range res.Rounds {
+		if r.Kind != kinds[i] {
+			t.Errorf("round %d is %s, want %s", i, r.Kind, kinds[i])
+		}
+		if r.Delivered != r.Wanted || r.Lost != 0 || r.FilteredIn != 0 || r.Errors != 0 || r.TimedOut {
+			t.Errorf("%s round %d: delivered %d of %d, lost %d, filtered in %d, errors %d, timed out %v: %s",
+				r.Kind, r.Index, r.Delivered, r.Wanted, r.Lost, r.FilteredIn, r.Errors, r.TimedOut, r.ExitError)
+		}
+		if r.Invocations == 0 || r.BatchSize.Max > int64(res.Settings.BatchSize) || r.BatchSize.Max < 1 {
+			t.Errorf("%s round %d: %d invocations, largest batch %d (BatchSize %d)", r.Kind, r.Index, r.Invocations, r.BatchSize.Max, res.Settings.BatchSize)
+		}
+		if r.Latency.Count != uint64(r.Delivered) || r.CPUSeconds <= 0 || r.PeakRSSBytes <= 0 || len(r.Series) == 0 {
+			t.Errorf("%s round %d: latency count %d, CPU %v s, peak RSS %d, %d points", r.Kind, r.Index, r.Latency.Count, r.CPUSeconds, r.PeakRSSBytes, len(r.Series))
+		}
+	}
+}
+
+// TestBenchKafkaEmbedded runs the embedded default (in-process Kafka,
+// built-in function) small, with a filter, and checks every record is
+// accounted for.
+func TestBenchKafkaEmbedded(t *testing.T) {
+	testenv.Skip(t)
+	res, out := runBench(t, "--records", "3000", "--record-size", "200", "--batch-size", "50", "--window", "0s",
+		"--partitions", "3", "--match-share", "0.5")
+	checkRounds(t, res, "esmd")
+	r := res.Rounds[0]
+	if r.Wanted < 1400 || r.Wanted > 1600 {
+		t.Errorf("%d records match, want about half of 3000", r.Wanted)
+	}
+	if !bytes.Contains([]byte(out), []byte("records      "+strconv.FormatInt(r.Wanted, 10)+" of "+strconv.FormatInt(r.Wanted, 10)+" delivered")) {
+		t.Errorf("summary does not say every record was delivered:\n%s", out)
+	}
+}
+
+// TestBenchKafkaCompareRaw alternates esmd with the raw franz-go loop at a
+// fixed rate, batch size 1.
+func TestBenchKafkaCompareRaw(t *testing.T) {
+	testenv.Skip(t)
+	res, out := runBench(t, "--records", "400", "--rate", "400", "--batch-size", "1", "--window", "0s",
+		"--partitions", "2", "--compare", "raw", "--rounds", "2")
+	checkRounds(t, res, "esmd", "raw", "raw", "esmd")
+	if c := res.Compare; c == nil || len(c.Ratios) != 2 || c.Ratio <= 0 {
+		t.Fatalf("compare = %+v", res.Compare)
+	}
+	if !bytes.Contains([]byte(out), []byte("esmd/raw ratio")) {
+		t.Errorf("summary has no ratio:\n%s", out)
+	}
+}
