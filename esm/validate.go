@@ -29,7 +29,7 @@ const (
 const (
 	patArn            = `arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)`
 	patFunctionName   = `(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST(\.PUBLISHED)?|[a-zA-Z0-9-_]+))?`
-	patTopic          = `^[^.]([a-zA-Z0-9\-_.]+)`
+	patTopic          = `[^.]([a-zA-Z0-9\-_.]+)`
 	patURI            = `[a-zA-Z0-9-\/*:_+=.@-]*`
 	patDestination    = `$|kafka://([^.]([a-zA-Z0-9\-_.]{0,248}))|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1})?:(\d{12})?:(.*)`
 	patKMSKeyArn      = `(arn:(aws[a-zA-Z-]*)?:[a-z0-9-.]+:.*)|()`
@@ -49,7 +49,7 @@ var (
 	// prefix of the European Sovereign Cloud (aws-eusc). Refusals still print
 	// the model's pattern, as AWS does.
 	reArn          = regexp.MustCompile(`^(?:arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1})?:(\d{12})?:(.*))$`)
-	reTopic        = fullMatch(strings.TrimPrefix(patTopic, "^"))
+	reTopic        = fullMatch(patTopic)
 	reURI          = fullMatch(patURI)
 	reDestination  = regexp.MustCompile(`^(?:|kafka://([^.]([a-zA-Z0-9\-_.]{0,248}))|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1})?:(\d{12})?:(.*))$`)
 	reKMSKeyArn    = fullMatch(patKMSKeyArn)
