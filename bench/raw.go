@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -47,7 +48,9 @@ type RawSpec struct {
 
 // rawLoops are the plain client loops, by source.
 var rawLoops = map[string]func(ctx context.Context, s *RawSpec, inv *rawInvoker) error{
-	"kafka": rawKafka,
+	"kafka":   rawKafka,
+	"sqs":     rawSQS,
+	"kinesis": rawKinesis,
 }
 
 // RawMain runs the raw loop that spec (JSON) describes until ctx is done:
@@ -158,4 +161,22 @@ const benchFunction = "function"
 // equivalent of esmd's filter on "kind".
 func keep(s *RawSpec, body []byte) bool {
 	return !s.Filter || bytes.Contains(body, []byte(`"kind":"match"`))
+}
+
+// deadline is a point in time a loop waits for.
+type deadline struct{ at time.Time }
+
+func timeAfter(d time.Duration) deadline { return deadline{time.Now().Add(d)} }
+
+func (d deadline) passed() bool        { return !time.Now().Before(d.at) }
+func (d deadline) left() time.Duration { return time.Until(d.at) }
+
+// region is the AWS region of the SDK's environment, else us-east-1.
+func region() string {
+	for _, k := range []string{"AWS_REGION", "AWS_DEFAULT_REGION"} {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+	}
+	return "us-east-1"
 }

@@ -156,7 +156,7 @@ func (b *bencher) start(kind, name string) (*child, error) {
 		s := b.t.Raw()
 		s.Source, s.BatchSize, s.Window = cfg.Source, cfg.BatchSize, max(cfg.Window, 0)
 		s.Filter = cfg.MatchShare < 1 || cfg.Filter != ""
-		s.Lambda, s.RIE, s.Region = b.ep.URL(), cfg.InvokeMode == "rie", "us-east-1"
+		s.Lambda, s.RIE, s.Region = b.ep.URL(), cfg.InvokeMode == "rie", region()
 		return startRaw(cfg, &s)
 	}
 	dir, err := os.MkdirTemp(b.dir, name+"-*")

@@ -34,6 +34,10 @@ func newTarget(ctx context.Context, cfg *Config) (Target, error) {
 	switch cfg.Source {
 	case "kafka":
 		return newKafka(ctx, cfg)
+	case "sqs":
+		return newSQS(ctx, cfg)
+	case "kinesis":
+		return newKinesis(ctx, cfg)
 	}
 	return nil, fmt.Errorf("bench: source %s is not supported yet", cfg.Source)
 }

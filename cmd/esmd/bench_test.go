@@ -43,6 +43,7 @@ func runBench(t *testing.T, args ...string) (*bench.Result, string) {
 	if code := run(t.Context(), args, nil, &stdout, &stderr); code != 0 {
 		t.Fatalf("esmd %v: exit %d\n%s\n%s", args, code, stdout.String(), stderr.String())
 	}
+	t.Log(stdout.String())
 	b, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
@@ -108,4 +109,22 @@ func TestBenchKafkaCompareRaw(t *testing.T) {
 	if !bytes.Contains([]byte(out), []byte("esmd/raw ratio")) {
 		t.Errorf("summary has no ratio:\n%s", out)
 	}
+}
+
+// TestBenchSQS runs esmd and the raw SDK loop against fauxqs.
+func TestBenchSQS(t *testing.T) {
+	testenv.Skip(t)
+	t.Setenv("AWS_ENDPOINT_URL_SQS", testenv.FauxQS(t))
+	res, _ := runBench(t, "--source", "sqs", "--records", "300", "--record-size", "200", "--batch-size", "10",
+		"--compare", "raw", "--rounds", "1", "--match-share", "0.8")
+	checkRounds(t, res, "esmd", "raw")
+}
+
+// TestBenchKinesis runs esmd and the raw SDK loop against kinesis-mock.
+func TestBenchKinesis(t *testing.T) {
+	testenv.Skip(t)
+	t.Setenv("AWS_ENDPOINT_URL_KINESIS", testenv.Kinesis(t))
+	res, _ := runBench(t, "--source", "kinesis", "--records", "200", "--record-size", "200", "--batch-size", "50",
+		"--shards", "2", "--compare", "raw", "--rounds", "1")
+	checkRounds(t, res, "esmd", "raw")
 }
