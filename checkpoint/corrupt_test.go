@@ -397,7 +397,7 @@ func openAndReadAll(t *testing.T, dir string, f fixture) (got outcome, detail st
 	if err := s.SetPosition(ctx, "m", "l", "1"); err != nil {
 		t.Fatalf("write after open: %v", err)
 	}
-	return intact, strings.Join(s.Notes(), "; ")
+	return intact, strings.Join(s.Verification().Notes, "; ")
 }
 
 // TestDamagedWhileOpen: damage done to the file under an open store (a

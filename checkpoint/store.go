@@ -58,7 +58,7 @@ func (e *DamageError) Unwrap() error { return ErrDamaged }
 type Store struct {
 	db     *bolt.DB
 	path   string
-	notes  []string
+	ver    Verification
 	framed bool // every value carries a checksum (frame.go)
 	broken atomic.Pointer[DamageError]
 }
@@ -242,7 +242,7 @@ func open(path string, readOnly bool) (*Store, error) {
 			if err == nil {
 				var ver Verification
 				ver, err = verifyOpen(path, f, fi.Size())
-				s.notes = ver.Notes
+				s.ver = ver
 			}
 			if err != nil {
 				f.Close()
@@ -299,10 +299,9 @@ func (s *Store) protect(what string, fn func() error) (err error) {
 // Path is the store's file.
 func (s *Store) Path() string { return s.path }
 
-// Notes are what Open found about the file that did not stop it from
-// opening: one damaged meta page, for instance, after which the store is
-// read as of the transaction before the last.
-func (s *Store) Notes() []string { return s.notes }
+// Verification is what Open found when it verified the file, including
+// findings that did not stop it from opening (Verification.Notes).
+func (s *Store) Verification() Verification { return s.ver }
 
 // Close closes the store.
 func (s *Store) Close() error {
@@ -499,6 +498,45 @@ func (s *Store) Check(_ context.Context) error {
 		}
 		return nil
 	})
+}
+
+// WriteFile writes a store file to dst without ever leaving a partial file
+// there: write fills a temporary file beside dst, which is synced, opened
+// and verified as OpenReadOnly does (every page and checksum), and only
+// then renamed over dst; the directory is synced last.
+func WriteFile(dst string, write func(io.Writer) error) (Verification, error) {
+	dir := filepath.Dir(dst)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return Verification{}, fmt.Errorf("checkpoint: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	err = write(f)
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return Verification{}, fmt.Errorf("checkpoint: write %s: %w", dst, err)
+	}
+	s, err := OpenReadOnly(tmp)
+	if err != nil {
+		return Verification{}, fmt.Errorf("checkpoint: the copy is not a sound store, %s was not written: %w", dst, err)
+	}
+	ver := s.Verification()
+	if err := s.Close(); err != nil {
+		return ver, fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return ver, fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return ver, fmt.Errorf("checkpoint: %w", err)
+	}
+	return ver, syncDir(dir)
 }
 
 // Backup writes a consistent copy of the store to w, from one read

@@ -215,14 +215,15 @@ func (v *verifier) page(id uint64, owner string) ([]byte, error) {
 	if id < 2 || id >= v.hwm {
 		return nil, fmt.Errorf("%s: page %d is out of range [2, %d)", owner, id, v.hwm)
 	}
-	hdr := make([]byte, pageHeaderSize)
-	if _, err := v.r.ReadAt(hdr, int64(id*v.pageSize)); err != nil {
+	// One read for the page; a second for its overflow pages, if any.
+	b := make([]byte, v.pageSize)
+	if _, err := v.r.ReadAt(b, int64(id*v.pageSize)); err != nil {
 		return nil, fmt.Errorf("%s: read page %d: %w", owner, id, err)
 	}
-	if got := ne.Uint64(hdr); got != id {
+	if got := ne.Uint64(b); got != id {
 		return nil, fmt.Errorf("%s: page %d identifies itself as page %d", owner, id, got)
 	}
-	overflow := uint64(ne.Uint32(hdr[12:]))
+	overflow := uint64(ne.Uint32(b[12:]))
 	if overflow >= v.hwm-id {
 		return nil, fmt.Errorf("%s: page %d has %d overflow pages, past the high water mark %d", owner, id, overflow, v.hwm)
 	}
@@ -235,9 +236,11 @@ func (v *verifier) page(id uint64, owner string) ([]byte, error) {
 		}
 		v.used[id+i] = owner
 	}
-	b := make([]byte, (overflow+1)*v.pageSize)
-	if _, err := v.r.ReadAt(b, int64(id*v.pageSize)); err != nil {
-		return nil, fmt.Errorf("%s: read page %d: %w", owner, id, err)
+	if overflow > 0 {
+		b = append(b, make([]byte, overflow*v.pageSize)...)
+		if _, err := v.r.ReadAt(b[v.pageSize:], int64((id+1)*v.pageSize)); err != nil {
+			return nil, fmt.Errorf("%s: read page %d: %w", owner, id, err)
+		}
 	}
 	return b, nil
 }

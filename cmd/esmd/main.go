@@ -6,6 +6,7 @@
 //	esmd filter ...           check a FilterCriteria pattern against an event
 //	esmd demo                 a live demo: an in-process Kafka, a mapping and a function
 //	esmd bench [flags]        measure a mapping end to end (docs/performance.md)
+//	esmd store check|backup   verify a store, or copy it (also while esmd serve runs)
 //	esmd version | --version
 //	esmd help [command]
 package main
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = demoCmd(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = benchCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "store":
+		err = storeCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version", "-v":
 		fmt.Fprintln(stdout, "esmd", versionString())
 		return 0
@@ -87,6 +90,8 @@ func helpCmd(args []string, stdout, stderr io.Writer) int {
 		demoCmd(context.Background(), []string{"-h"}, stdout, stdout)
 	case "bench":
 		_ = benchCmd(context.Background(), []string{"-h"}, nil, stdout, stdout)
+	case "store":
+		fmt.Fprint(stdout, storeCmdUsage)
 	default:
 		fmt.Fprintf(stderr, "esmd: no help for %q\n", args[0])
 		return 2
@@ -128,8 +133,13 @@ Usage:
         YAML). Add --addr to also serve the API.
   esmd filter --pattern P --event E [--source sqs|kinesis|kafka|mq|dynamodb]
         Check whether a FilterCriteria pattern keeps an event.
+  esmd store check [--data-dir DIR | --store FILE]
+        Verify a store: exit status 0 when sound, 1 with what was found.
+  esmd store backup [--endpoint URL | --data-dir DIR] FILE
+        Write a consistent copy of a store, also while 'esmd serve' runs
+        (--endpoint: through it). See 'esmd help store'.
   esmd version
-  esmd help [serve|run|filter|demo|bench]
+  esmd help [serve|run|filter|demo|bench|store]
 
 AWS endpoints, region and credentials come from the AWS SDK's standard
 configuration: AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_LAMBDA,

@@ -104,7 +104,8 @@ func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Eng
 		}
 		addr = ln.Addr().String()
 		srv = &http.Server{
-			Handler:           withMetrics(api.New(engine, log), metrics),
+			// The store backup endpoint sits with the API, behind its guards.
+			Handler:           withMetrics(withStoreBackup(api.New(engine, log), store, log), metrics),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}

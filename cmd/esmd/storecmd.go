@@ -1,0 +1,335 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/esmd/esmd/checkpoint"
+	"github.com/esmd/esmd/checkpoint/pgstore"
+	"github.com/esmd/esmd/esm"
+)
+
+// storeBackupPath is esmd's own endpoint (not part of the AWS API) that
+// streams a consistent copy of the store of a running esmd serve.
+const storeBackupPath = "/esmd/store/backup"
+
+const storeCmdUsage = `Usage:
+  esmd store check [--data-dir DIR | --store FILE]
+        Verify a store that no esmd is running on: every page bbolt reads,
+        bbolt's own consistency check, every value's checksum, and every
+        mapping decoded as esmd decodes it. Exit status 0 when sound, 1 when
+        not, with what was found.
+  esmd store backup [--endpoint URL [--profile P] [--region R] | --data-dir DIR | --store FILE] FILE
+        Write a consistent copy of a store to FILE (a temporary file beside
+        it, synced and verified, then renamed). With --endpoint, the copy
+        comes from a running 'esmd serve' (GET ` + storeBackupPath + `, an endpoint
+        of esmd's own, signed with SigV4 when AWS credentials are configured);
+        without it, from a store no esmd is running on. To restore, stop esmd
+        and copy FILE to DIR/` + checkpoint.FileName + `.
+`
+
+// storeCmd runs 'esmd store check' and 'esmd store backup'.
+func storeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, storeCmdUsage)
+		return errUsage
+	}
+	switch args[0] {
+	case "check":
+		return storeCheckCmd(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return storeBackupCmd(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, storeCmdUsage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "esmd store: unknown command %q\n\n%s", args[0], storeCmdUsage)
+		return errUsage
+	}
+}
+
+// storeFlags are the flags that name a store file.
+type storeFlags struct {
+	fs      *flag.FlagSet
+	dataDir string
+	file    string
+}
+
+func newStoreFlags(name string, out io.Writer) *storeFlags {
+	f := &storeFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	f.fs.SetOutput(out)
+	f.fs.StringVar(&f.dataDir, "data-dir", defaultDataDir(), "data directory whose store ("+checkpoint.FileName+") to use")
+	f.fs.StringVar(&f.file, "store", "", "embedded store file to use (instead of --data-dir)")
+	return f
+}
+
+func (f *storeFlags) path() string {
+	if f.file != "" {
+		return f.file
+	}
+	return filepath.Join(f.dataDir, checkpoint.FileName)
+}
+
+// open opens the store read-only, explaining ErrInUse.
+func (f *storeFlags) open() (*checkpoint.Store, error) {
+	if pgstore.IsURL(f.file) {
+		return nil, fmt.Errorf("--store %s: esmd store check and backup are for the embedded store; back PostgreSQL up with pg_dump", pgstore.Redact(f.file))
+	}
+	s, err := checkpoint.OpenReadOnly(f.path())
+	if errors.Is(err, checkpoint.ErrInUse) {
+		return nil, fmt.Errorf("%w: a running esmd holds it; back it up through that esmd with 'esmd store backup --endpoint URL FILE' and check the copy", err)
+	}
+	return s, err
+}
+
+func storeCheckCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newStoreFlags("esmd store check", stderr)
+	if err := parse(f.fs, args); err != nil {
+		if errors.Is(err, errHelp) {
+			return nil
+		}
+		return err
+	}
+	path := f.path()
+	s, err := f.open()
+	var damaged *checkpoint.DamageError
+	if errors.As(err, &damaged) {
+		fmt.Fprintf(stdout, "%s: NOT SOUND\n  problem: %s\n", path, damaged.Reason)
+	}
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	problems, report := checkStore(ctx, s)
+	ver := s.Verification()
+	if len(problems) > 0 {
+		fmt.Fprintf(stdout, "%s: NOT SOUND\n", path)
+	} else {
+		fmt.Fprintf(stdout, "%s: sound\n", path)
+	}
+	fmt.Fprintf(stdout, "  bbolt: page size %d, %d pages (%d free), transaction %d\n", ver.PageSize, ver.Pages, ver.FreePages, ver.Txid)
+	for _, r := range report {
+		fmt.Fprintf(stdout, "  %s\n", r)
+	}
+	for _, n := range ver.Notes {
+		fmt.Fprintf(stdout, "  note: %s\n", n)
+	}
+	for _, p := range problems {
+		fmt.Fprintf(stdout, "  problem: %s\n", p)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("store %s: %d problems", path, len(problems))
+	}
+	return nil
+}
+
+// checkStore runs every check on an open store past those Open runs: bbolt's
+// own consistency check, and each record decoded as esmd reads it.
+func checkStore(ctx context.Context, s *checkpoint.Store) (problems, report []string) {
+	if err := s.Check(ctx); err != nil {
+		problems = append(problems, err.Error())
+	}
+	ms, err := s.LoadMappings(ctx)
+	if err != nil {
+		return append(problems, err.Error()), report
+	}
+	for id, data := range ms {
+		// As esm.New reads them when esmd starts.
+		var m esm.Mapping
+		if err := json.Unmarshal(data, &m); err != nil {
+			problems = append(problems, fmt.Sprintf("mapping %s: %v", id, err))
+		} else if m.UUID != id {
+			problems = append(problems, fmt.Sprintf("mapping %s: stored under another UUID (%q)", id, m.UUID))
+		}
+	}
+	lanes, orphans := 0, map[string]bool{}
+	err = s.AllPositions(ctx, func(mapping, _, _ string) error {
+		lanes++
+		if ms[mapping] == nil {
+			orphans[mapping] = true
+		}
+		return nil
+	})
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	report = append(report, fmt.Sprintf("%d mappings, %d positions", len(ms), lanes))
+	for m := range orphans {
+		report = append(report, fmt.Sprintf("note: positions of mapping %s, which is not stored (they are unused)", m))
+	}
+	return problems, report
+}
+
+func storeBackupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newStoreFlags("esmd store backup", stderr)
+	var endpoint, profile, region string
+	f.fs.StringVar(&endpoint, "endpoint", "", "URL of a running esmd serve (its --addr), to back up the store it holds")
+	f.fs.StringVar(&profile, "profile", "", "AWS profile whose credentials sign the request to --endpoint (default: the SDK's credentials from the environment, when set)")
+	f.fs.StringVar(&region, "region", envOr("us-east-1", "AWS_REGION", "AWS_DEFAULT_REGION"), "region the request to --endpoint is signed for")
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return errUsage
+	}
+	if f.fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "esmd store backup: name one FILE to write the copy to")
+		return errUsage
+	}
+	dst := f.fs.Arg(0)
+	var write func(io.Writer) error
+	if endpoint != "" {
+		write = func(w io.Writer) error { return fetchBackup(ctx, endpoint, profile, region, w) }
+	} else {
+		src, err := filepath.Abs(f.path())
+		if err != nil {
+			return err
+		}
+		if abs, _ := filepath.Abs(dst); abs == src {
+			return fmt.Errorf("the copy would overwrite the store %s itself", src)
+		}
+		s, err := f.open()
+		if err != nil {
+			if errors.Is(err, checkpoint.ErrInUse) {
+				return fmt.Errorf("%w (or pass --endpoint to back up through it)", err)
+			}
+			return err
+		}
+		defer s.Close()
+		write = func(w io.Writer) error { _, err := s.Backup(w, nil); return err }
+	}
+	ver, err := checkpoint.WriteFile(dst, write)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s: %d bytes, transaction %d\n", dst, int64(ver.Pages)*int64(ver.PageSize), ver.Txid)
+	return nil
+}
+
+// fetchBackup streams the store of the esmd serving at endpoint into w.
+func fetchBackup(ctx context.Context, endpoint, profile, region string, w io.Writer) error {
+	u, err := url.Parse(strings.TrimRight(endpoint, "/") + storeBackupPath)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("--endpoint %q is not an http(s) URL", endpoint)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	if err := signBackupRequest(ctx, req, profile, region); err != nil {
+		return err
+	}
+	// No overall timeout: a large store takes as long as it takes. The
+	// connection and the answer's headers are bounded.
+	client := &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		ResponseHeaderTimeout: 30 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+	}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("back up through %s: %w", endpoint, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("back up through %s: %s: %s", endpoint, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return fmt.Errorf("back up through %s: %w", endpoint, err)
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return fmt.Errorf("back up through %s: %d of %d bytes received", endpoint, n, resp.ContentLength)
+	}
+	return nil
+}
+
+// signBackupRequest signs req with SigV4 (service lambda, as the API's
+// requests are) when credentials are configured: a --profile, or AWS
+// credentials in the environment. Otherwise the request goes unsigned, as
+// an esmd without API credentials accepts.
+func signBackupRequest(ctx context.Context, req *http.Request, profile, region string) error {
+	if profile == "" && os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == "" {
+		return nil
+	}
+	opts := []func(*config.LoadOptions) error{config.WithRegion(region)}
+	if profile != "" {
+		opts = append(opts, config.WithSharedConfigProfile(profile))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return fmt.Errorf("load AWS credentials: %w", err)
+	}
+	creds, err := cfg.Credentials.Retrieve(ctx)
+	if err != nil {
+		return fmt.Errorf("load AWS credentials: %w", err)
+	}
+	empty := sha256.Sum256(nil)
+	return v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(empty[:]), "lambda", cfg.Region, time.Now())
+}
+
+// backupStore is a store that can copy itself while in use: the embedded
+// store (checkpoint.Store).
+type backupStore interface {
+	Backup(w io.Writer, size func(int64)) (int64, error)
+}
+
+// withStoreBackup serves GET /esmd/store/backup (esmd's own endpoint, not
+// AWS's): a consistent copy of the embedded store, streamed from one read
+// transaction while esmd keeps running. It is mounted beside the API so
+// that it sits behind whatever guards the API. A PostgreSQL store is
+// backed up with PostgreSQL's tools instead.
+func withStoreBackup(next http.Handler, store any, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != storeBackupPath {
+			next.ServeHTTP(w, r)
+			return
+		}
+		s, ok := store.(backupStore)
+		if !ok {
+			http.Error(w, "this esmd keeps its state in PostgreSQL: back it up with pg_dump", http.StatusNotImplemented)
+			return
+		}
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		started := false
+		_, err := s.Backup(w, func(size int64) {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Header().Set("Content-Disposition", `attachment; filename="`+checkpoint.FileName+`"`)
+			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+			w.Header().Set("Cache-Control", "no-store")
+			started = true
+		})
+		if err == nil {
+			return
+		}
+		log.Error("store backup", "err", err)
+		if started {
+			// Part of the copy is out: cut the connection so the client
+			// sees a short body, never a complete-looking copy.
+			panic(http.ErrAbortHandler)
+		}
+		http.Error(w, "the store could not be read: see esmd's log", http.StatusInternalServerError)
+	})
+}
