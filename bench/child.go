@@ -34,8 +34,8 @@ type usage struct {
 }
 
 // startEsmd runs `esmd run -f` on mapping in dir, invoking the function at
-// lambda.
-func startEsmd(cfg *Config, dir string, mapping *esm.Config, lambda string) (*child, error) {
+// lambda, with the target's flags.
+func startEsmd(cfg *Config, dir string, mapping *esm.Config, lambda string, flags []string) (*child, error) {
 	js, err := json.Marshal(mapping)
 	if err != nil {
 		return nil, err
@@ -47,7 +47,7 @@ func startEsmd(cfg *Config, dir string, mapping *esm.Config, lambda string) (*ch
 	args := []string{"run", "-f", file, "--data-dir", filepath.Join(dir, "data"),
 		"--lambda-endpoint", lambda, "--invoke-mode", cfg.InvokeMode,
 		"--function-check", "never", "--log-level", "warn"}
-	args = append(args, cfg.ServeArgs...)
+	args = append(append(args, flags...), cfg.ServeArgs...)
 	return startChild(cfg.Exe, args, nil)
 }
 

@@ -31,8 +31,10 @@ type RawSpec struct {
 	Endpoints  []string `json:"endpoints,omitempty"`
 	Name       string   `json:"name"`
 	Partitions int      `json:"partitions,omitempty"`
-	// Arn is the event source ARN the events carry.
-	Arn string `json:"arn,omitempty"`
+	// Arn is the event source ARN the events carry; VHost is RabbitMQ's
+	// virtual host.
+	Arn   string `json:"arn,omitempty"`
+	VHost string `json:"vhost,omitempty"`
 	// BatchSize and Window are the mapping's batching.
 	BatchSize int           `json:"batch_size"`
 	Window    time.Duration `json:"window"`
@@ -48,9 +50,11 @@ type RawSpec struct {
 
 // rawLoops are the plain client loops, by source.
 var rawLoops = map[string]func(ctx context.Context, s *RawSpec, inv *rawInvoker) error{
-	"kafka":   rawKafka,
-	"sqs":     rawSQS,
-	"kinesis": rawKinesis,
+	"kafka":    rawKafka,
+	"sqs":      rawSQS,
+	"kinesis":  rawKinesis,
+	"rabbitmq": rawRabbitMQ,
+	"activemq": rawActiveMQ,
 }
 
 // RawMain runs the raw loop that spec (JSON) describes until ctx is done:

@@ -163,7 +163,13 @@ func (b *bencher) start(kind, name string) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	return startEsmd(cfg, dir, b.mapping(), b.ep.URL())
+	var flags []string
+	if f, ok := b.t.(flagger); ok {
+		if flags, err = f.EsmdFlags(dir); err != nil {
+			return nil, err
+		}
+	}
+	return startEsmd(cfg, dir, b.mapping(), b.ep.URL(), flags)
 }
 
 // mapping is the round's mapping with the bench's batching and filter.

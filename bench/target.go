@@ -38,6 +38,10 @@ func newTarget(ctx context.Context, cfg *Config) (Target, error) {
 		return newSQS(ctx, cfg)
 	case "kinesis":
 		return newKinesis(ctx, cfg)
+	case "rabbitmq":
+		return newRabbitMQ(ctx, cfg)
+	case "activemq":
+		return newActiveMQ(ctx, cfg)
 	}
 	return nil, fmt.Errorf("bench: source %s is not supported yet", cfg.Source)
 }

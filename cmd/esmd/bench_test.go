@@ -128,3 +128,22 @@ func TestBenchKinesis(t *testing.T) {
 		"--shards", "2", "--compare", "raw", "--rounds", "1")
 	checkRounds(t, res, "esmd", "raw")
 }
+
+// TestBenchRabbitMQ runs esmd and the raw amqp091-go loop against
+// RabbitMQ, in a virtual host other than "/".
+func TestBenchRabbitMQ(t *testing.T) {
+	testenv.Skip(t)
+	b := testenv.RabbitMQ(t)
+	res, _ := runBench(t, "--source", "rabbitmq", "--broker", "amqp://"+testenv.RabbitMQUser+":"+testenv.RabbitMQPassword+"@"+b.Addr+"/"+testenv.RabbitMQVHost,
+		"--records", "300", "--record-size", "200", "--batch-size", "20", "--window", "0s", "--compare", "raw", "--rounds", "1", "--match-share", "0.7")
+	checkRounds(t, res, "esmd", "raw")
+}
+
+// TestBenchActiveMQ runs esmd and the raw go-stomp loop against ActiveMQ.
+func TestBenchActiveMQ(t *testing.T) {
+	testenv.Skip(t)
+	b := testenv.ActiveMQ(t)
+	res, _ := runBench(t, "--source", "activemq", "--broker", "stomp://"+testenv.ActiveMQUser+":"+testenv.ActiveMQPassword+"@"+b.STOMPAddr,
+		"--records", "300", "--record-size", "200", "--batch-size", "20", "--window", "0s", "--compare", "raw", "--rounds", "1")
+	checkRounds(t, res, "esmd", "raw")
+}
