@@ -1,8 +1,10 @@
 package checkpoint
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,6 +104,16 @@ func TestOpenStoreWithLeases(t *testing.T) {
 	}
 	db.Close()
 
+	// Read-only, the older store reads as it is, unchanged.
+	ro, err := OpenReadOnly(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms, err := ro.LoadMappings(ctx); err != nil || string(ms["a"]) != `{"x":1}` {
+		t.Fatalf("read-only mappings %v %v", ms, err)
+	}
+	ro.Close()
+
 	s, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -112,12 +124,30 @@ func TestOpenStoreWithLeases(t *testing.T) {
 	if pos, ok, err := s.Position(ctx, "a", "shardId-000"); err != nil || !ok || pos != "42" {
 		t.Fatalf("position %q %v %v", pos, ok, err)
 	}
+	// Open framed the older values with their checksum.
+	err = s.db.View(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMappings).Get([]byte("a"))
+		p := tx.Bucket(bucketPositions).Bucket([]byte("a")).Get([]byte("shardId-000"))
+		if !bytes.Equal(m, frame([]byte("a"), []byte(`{"x":1}`))) || !bytes.Equal(p, frame([]byte("shardId-000"), []byte("42"))) {
+			return fmt.Errorf("values not framed: %q %q", m, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.DeleteMapping(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketLeases) != nil {
 			return errors.New("leases bucket still there")
+		}
+		if v := tx.Bucket(bucketPositions).Bucket([]byte("a")); v != nil {
+			return errors.New("positions of the deleted mapping still there")
+		}
+		if framed, err := isFramed(tx); !framed || err != nil {
+			return fmt.Errorf("store not marked framed: %v", err)
 		}
 		return nil
 	})

@@ -189,25 +189,30 @@ func chooseMeta(f io.ReaderAt, size int64) (meta, []string, error) {
 		return meta{}, nil, fmt.Errorf("the file is %d bytes, shorter than its two %d-byte meta pages", size, pageSize)
 	}
 	m1, err1 := parseMeta(read(int64(pageSize), metaOffset+metaSize))
-	if err0 == nil && m0.pageSize != pageSize {
-		err0 = fmt.Errorf("page size %d, the file's is %d", m0.pageSize, pageSize)
-	}
-	if err1 == nil && m1.pageSize != pageSize {
-		err1 = fmt.Errorf("page size %d, the file's is %d", m1.pageSize, pageSize)
-	}
 	m0.slot, m1.slot = 0, 1
+	// The choice is bbolt's (DB.meta): the valid meta with the higher
+	// txid. Only then is its page size compared, so that the verified
+	// meta is always the one bbolt reads.
+	var chosen meta
+	var notes []string
 	switch {
 	case err0 != nil && err1 != nil:
 		return meta{}, nil, fmt.Errorf("both meta pages are damaged (meta 0: %v; meta 1: %v)", err0, err1)
 	case err0 != nil:
-		return m1, []string{fmt.Sprintf("meta page 0 is damaged (%v); the store is read as of transaction %d, from meta page 1", err0, m1.txid)}, nil
+		chosen = m1
+		notes = []string{fmt.Sprintf("meta page 0 is damaged (%v); the store is read as of transaction %d, from meta page 1", err0, m1.txid)}
 	case err1 != nil:
-		return m0, []string{fmt.Sprintf("meta page 1 is damaged (%v); the store is read as of transaction %d, from meta page 0", err1, m0.txid)}, nil
+		chosen = m0
+		notes = []string{fmt.Sprintf("meta page 1 is damaged (%v); the store is read as of transaction %d, from meta page 0", err1, m0.txid)}
 	case m1.txid > m0.txid:
-		return m1, nil, nil
+		chosen = m1
 	default:
-		return m0, nil, nil
+		chosen = m0
 	}
+	if chosen.pageSize != pageSize {
+		return meta{}, nil, fmt.Errorf("meta page %d: page size %d, the file's is %d", chosen.slot, chosen.pageSize, pageSize)
+	}
+	return chosen, notes, nil
 }
 
 // page reads page id with its overflow pages, checking its header.

@@ -35,6 +35,9 @@ func openStore(ctx context.Context, c *common, log *slog.Logger) (stateStore, er
 		if err != nil {
 			return nil, err
 		}
+		for _, n := range s.Verification().Notes {
+			log.Warn("store", "path", s.Path(), "note", n)
+		}
 		if openedStore != nil {
 			openedStore(s)
 		}

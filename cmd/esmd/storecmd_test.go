@@ -341,3 +341,28 @@ func TestStoreCommandLine(t *testing.T) {
 		}
 	}
 }
+
+// TestServeWarnsOfAStoreReadFromTheOlderMeta: with one meta page damaged,
+// serve starts on the other (bbolt's fallback: the same mappings here) and
+// logs what it found.
+func TestServeWarnsOfAStoreReadFromTheOlderMeta(t *testing.T) {
+	dir := newStore(t, goodMappings)
+	path := filepath.Join(dir, checkpoint.FileName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(b[16:80]) // the meta of page 0
+	os.WriteFile(path, b, 0o600)
+	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	c.dataDir, c.functionCheck = dir, "never"
+	var log lockedBuffer
+	addr, stop := serveLogging(t, c, &log)
+	defer stop()
+	if got := listMappings(t, addr); !slices.Equal(got, sortedKeys(goodMappings)) {
+		t.Errorf("serves %v", got)
+	}
+	if !strings.Contains(log.String(), "meta page 0 is damaged") {
+		t.Errorf("no warning in the log: %s", log.String())
+	}
+}
