@@ -28,6 +28,9 @@ type Engine struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// shared is o.store when several engines share it (SharedStore).
+	shared SharedStore
+
 	mu       sync.Mutex
 	mappings map[string]*entry
 	closed   bool
@@ -39,6 +42,9 @@ type entry struct {
 	// gen counts the user's (and Disable's) changes; a settle goroutine
 	// applies its result only while no newer change was made.
 	gen uint64
+	// rev is the stored revision en.m was read or written at, with a
+	// SharedStore (0 otherwise).
+	rev int64
 }
 
 type pipeline struct {
@@ -54,9 +60,10 @@ func New(ctx context.Context, opts ...Option) (*Engine, error) {
 		opt(&o)
 	}
 	e := &Engine{o: o, mappings: map[string]*entry{}}
+	e.shared, _ = o.store.(SharedStore)
 	e.ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if o.store != nil {
-		stored, err := o.store.LoadMappings(ctx)
+		stored, revs, err := e.load(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -65,7 +72,7 @@ func New(ctx context.Context, opts ...Option) (*Engine, error) {
 			if err := json.Unmarshal(data, &m); err != nil {
 				return nil, fmt.Errorf("esm: stored mapping %s is unreadable: %w", id, err)
 			}
-			e.mappings[id] = &entry{m: &m}
+			e.mappings[id] = &entry{m: &m, rev: revs[id]}
 		}
 	}
 	return e, nil
@@ -80,6 +87,7 @@ func (e *Engine) Start() {
 	for _, en := range e.mappings {
 		e.settleLocked(en)
 	}
+	e.watchLocked()
 }
 
 // Close stops every pipeline, waiting for them until ctx is done.
@@ -172,18 +180,27 @@ func (e *Engine) Create(ctx context.Context, cfg *Config) (*Mapping, error) {
 		m.State = StateDisabled
 	}
 
+	if e.shared != nil {
+		return e.createShared(ctx, m, *cfg.FunctionName)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.addLocked(ctx, m, *cfg.FunctionName)
+}
+
+// addLocked adds a new mapping unless it duplicates another.
+func (e *Engine) addLocked(ctx context.Context, m *Mapping, fnName string) (*Mapping, error) {
 	if e.closed {
 		return nil, &Error{Type: ErrTypeService, Status: http.StatusInternalServerError, Message: "esmd is shutting down"}
 	}
-	if err := e.duplicateLocked(m, *cfg.FunctionName, ""); err != nil {
+	if err := e.duplicateLocked(m, fnName, ""); err != nil {
 		return nil, err
 	}
-	if err := e.persist(ctx, m); err != nil {
-		return nil, err
-	}
+	id := m.UUID
 	en := &entry{m: m}
+	if err := e.persist(ctx, en, m); err != nil {
+		return nil, err
+	}
 	e.mappings[id] = en
 	out := m.Clone()
 	e.settleLocked(en)
@@ -304,10 +321,10 @@ func decodeMarker(s string) (listKey, error) {
 	return k, nil
 }
 
-// Update applies a partial UpdateEventSourceMapping. Members that only
+// update applies a partial UpdateEventSourceMapping. Members that only
 // Create accepts are ignored, as AWS ignores members outside the request
 // shape.
-func (e *Engine) Update(ctx context.Context, id string, upd *Config) (*Mapping, error) {
+func (e *Engine) update(ctx context.Context, id string, upd *Config) (*Mapping, error) {
 	u := upd.clone()
 	u.EventSourceArn, u.StartingPosition, u.StartingPositionTimestamp = nil, nil, nil
 	u.Topics, u.Queues, u.SelfManagedEventSource = nil, nil, nil
@@ -391,7 +408,7 @@ func (e *Engine) Update(ctx context.Context, id string, upd *Config) (*Mapping, 
 	}
 	next.StateTransitionReason = userReason(next.Source)
 	next.LastModified = e.o.now()
-	if err := e.persist(ctx, next); err != nil {
+	if err := e.persist(ctx, en, next); err != nil {
 		return nil, err
 	}
 	en.m = next
@@ -503,9 +520,9 @@ func merge(cur *Mapping, u *Config) (*Config, error) {
 	return &c, nil
 }
 
-// Delete starts deleting a mapping and returns its last configuration with
+// remove starts deleting a mapping and returns its last configuration with
 // State Deleting. The mapping disappears once its pipeline has stopped.
-func (e *Engine) Delete(ctx context.Context, id string) (*Mapping, error) {
+func (e *Engine) remove(ctx context.Context, id string) (*Mapping, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	en, ok := e.mappings[id]
@@ -518,7 +535,7 @@ func (e *Engine) Delete(ctx context.Context, id string) (*Mapping, error) {
 	next := en.m.Clone()
 	next.State = StateDeleting
 	next.LastModified = e.o.now()
-	if err := e.persist(ctx, next); err != nil {
+	if err := e.persist(ctx, en, next); err != nil {
 		return nil, err
 	}
 	en.m = next
@@ -531,6 +548,54 @@ func (e *Engine) Delete(ctx context.Context, id string) (*Mapping, error) {
 // running pipeline if any, starts a new one when the mapping is enabled, and
 // records the final state. It runs in a goroutine owned by the engine.
 func (e *Engine) settleLocked(en *entry) {
+	e.afterStopLocked(en, func() {
+		m := en.m
+		next := m.Clone()
+		switch {
+		case m.State == StateDeleting:
+			if err := e.unstore(e.ctx, en); err != nil {
+				if errors.Is(err, errStale) {
+					e.resettleLocked(en) // another worker changed it meanwhile
+					return
+				}
+				e.o.log.Error("delete mapping", "uuid", m.UUID, "err", err)
+				return // stays Deleting; the next start finishes it
+			}
+			delete(e.mappings, m.UUID)
+			return
+		case next.Enabled():
+			next.State = StateEnabled
+			if _, ok := e.o.runners[m.Source]; !ok {
+				next.LastProcessingResult = fmt.Sprintf("PROBLEM: this esmd has no poller for %s event sources yet; the mapping is kept and will run once one is available", m.Source)
+			}
+		default:
+			next.State = StateDisabled
+		}
+		if next.State != m.State || next.LastProcessingResult != m.LastProcessingResult {
+			if m.State.Transitional() {
+				next.LastModified = e.o.now()
+			}
+			if err := e.persist(e.ctx, en, next); err != nil {
+				if errors.Is(err, errStale) {
+					e.resettleLocked(en) // another worker changed it meanwhile
+					return
+				}
+				e.o.log.Error("persist mapping state", "uuid", m.UUID, "err", err)
+			}
+		}
+		en.m = next
+		if next.State == StateEnabled {
+			if r, ok := e.o.runners[m.Source]; ok {
+				en.run = e.startLocked(en, r)
+			}
+		}
+	})
+}
+
+// afterStopLocked stops en's pipeline and then, in a goroutine owned by
+// the engine and under its lock, runs then, unless a newer change (a
+// later afterStopLocked) owns the entry by then.
+func (e *Engine) afterStopLocked(en *entry, then func()) {
 	if e.closed {
 		return
 	}
@@ -550,40 +615,7 @@ func (e *Engine) settleLocked(en *entry) {
 		if e.closed || en.gen != gen {
 			return // a newer change owns the entry now
 		}
-		m := en.m
-		next := m.Clone()
-		switch {
-		case m.State == StateDeleting:
-			if e.o.store != nil {
-				if err := e.o.store.DeleteMapping(e.ctx, m.UUID); err != nil {
-					e.o.log.Error("delete mapping", "uuid", m.UUID, "err", err)
-					return // stays Deleting; the next start finishes it
-				}
-			}
-			delete(e.mappings, m.UUID)
-			return
-		case next.Enabled():
-			next.State = StateEnabled
-			if _, ok := e.o.runners[m.Source]; !ok {
-				next.LastProcessingResult = fmt.Sprintf("PROBLEM: this esmd has no poller for %s event sources yet; the mapping is kept and will run once one is available", m.Source)
-			}
-		default:
-			next.State = StateDisabled
-		}
-		if next.State != m.State || next.LastProcessingResult != m.LastProcessingResult {
-			if m.State.Transitional() {
-				next.LastModified = e.o.now()
-			}
-			if err := e.persist(e.ctx, next); err != nil {
-				e.o.log.Error("persist mapping state", "uuid", m.UUID, "err", err)
-			}
-		}
-		en.m = next
-		if next.State == StateEnabled {
-			if r, ok := e.o.runners[m.Source]; ok {
-				en.run = e.startLocked(en, r)
-			}
-		}
+		then()
 	}()
 }
 
@@ -634,16 +666,26 @@ func (r *reporter) ProcessingResult(result string) {
 	}
 	next := en.m.Clone()
 	next.LastProcessingResult = result
-	if err := e.persist(e.ctx, next); err != nil {
+	if err := e.persist(e.ctx, en, next); err != nil {
+		if errors.Is(err, errStale) {
+			return // reloaded: the next result is written over the newer mapping
+		}
 		e.o.log.Error("persist processing result", "uuid", r.id, "err", err)
 	}
 	en.m = next
 }
 
 func (r *reporter) Disable(reason string) {
+	r.e.mu.Lock()
+	defer r.e.mu.Unlock()
+	r.disableLocked(reason, 1)
+}
+
+// disableLocked disables the mapping; a write refused as stale (another
+// worker changed the mapping) is applied again, up to retries times, to
+// the reloaded mapping if it is still enabled.
+func (r *reporter) disableLocked(reason string, retries int) {
 	e := r.e
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	en, ok := e.mappings[r.id]
 	if !ok || en.m.State != StateEnabled {
 		return
@@ -653,20 +695,32 @@ func (r *reporter) Disable(reason string) {
 	next.State = StateDisabling
 	next.StateTransitionReason = reason
 	next.LastModified = e.o.now()
-	if err := e.persist(e.ctx, next); err != nil {
+	if err := e.persist(e.ctx, en, next); err != nil {
+		if errors.Is(err, errStale) {
+			if retries > 0 {
+				r.disableLocked(reason, retries-1)
+			}
+			return
+		}
 		e.o.log.Error("persist disable", "uuid", r.id, "err", err)
 	}
 	en.m = next
 	e.settleLocked(en)
 }
 
-func (e *Engine) persist(ctx context.Context, m *Mapping) error {
+// persist stores m, the next version of en's mapping. With a SharedStore
+// the write is conditional on en.rev: when another worker changed the
+// mapping since, en is reloaded and persist returns errStale.
+func (e *Engine) persist(ctx context.Context, en *entry, m *Mapping) error {
 	if e.o.store == nil {
 		return nil
 	}
 	data, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("esm: encode mapping %s: %w", m.UUID, err)
+	}
+	if e.shared != nil {
+		return e.persistShared(ctx, en, m.UUID, data)
 	}
 	if err := e.o.store.SaveMapping(ctx, m.UUID, data); err != nil {
 		// The store's error names files and paths: log it, answer as AWS.
@@ -830,11 +884,8 @@ func (e *Engine) entryLocked(arn string) (*entry, error) {
 	return en, nil
 }
 
-// TagResource adds or replaces tags on a mapping ARN. The checks run in
-// AWS's order: the shape of the resource and of the tags (one
-// ValidationException), an empty map, the mapping's existence, then the
-// tag rules on the tags the mapping would carry.
-func (e *Engine) TagResource(ctx context.Context, arn string, tags map[string]string) error {
+// tagResource adds or replaces tags on a mapping ARN (TagResource).
+func (e *Engine) tagResource(ctx context.Context, arn string, tags map[string]string) error {
 	var c checker
 	c.resource(arn)
 	if tags == nil {
@@ -864,16 +915,15 @@ func (e *Engine) TagResource(ctx context.Context, arn string, tags map[string]st
 	if err := checkTagRules(next.Tags); err != nil {
 		return err
 	}
-	if err := e.persist(ctx, next); err != nil {
+	if err := e.persist(ctx, en, next); err != nil {
 		return err
 	}
 	en.m = next
 	return nil
 }
 
-// UntagResource removes tags; keys that are not set are ignored. TagKeys
-// is required: none at all is refused as AWS refuses a missing member.
-func (e *Engine) UntagResource(ctx context.Context, arn string, keys []string) error {
+// untagResource removes tags (UntagResource).
+func (e *Engine) untagResource(ctx context.Context, arn string, keys []string) error {
 	var c checker
 	c.resource(arn)
 	if len(keys) == 0 {
@@ -892,7 +942,7 @@ func (e *Engine) UntagResource(ctx context.Context, arn string, keys []string) e
 	for _, k := range keys {
 		delete(next.Tags, k)
 	}
-	if err := e.persist(ctx, next); err != nil {
+	if err := e.persist(ctx, en, next); err != nil {
 		return err
 	}
 	en.m = next

@@ -294,3 +294,29 @@ func (s *Store) Positions(ctx context.Context, mapping string) (map[string]strin
 	}
 	return m, nil
 }
+
+// exclusiveLock is the key of the session advisory lock Exclusive holds
+// ("esmx").
+const exclusiveLock = 0x65736d78
+
+// Exclusive runs fn while holding a session advisory lock: no other
+// worker's Exclusive runs meanwhile. The engine creates mappings under it,
+// so that its duplicate check sees every other worker's creations.
+func (s *Store) Exclusive(ctx context.Context, fn func() error) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return s.errorf("take the exclusive lock", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(exclusiveLock)); err != nil {
+		// The lock may have been granted as ctx ended: closing the
+		// session releases it.
+		conn.Conn().Close(context.WithoutCancel(ctx))
+		return s.errorf("take the exclusive lock", err)
+	}
+	ferr := fn()
+	if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(exclusiveLock)); err != nil {
+		conn.Conn().Close(context.WithoutCancel(ctx))
+	}
+	return ferr
+}

@@ -22,6 +22,9 @@ type stateStore interface {
 	Close() error
 }
 
+// The PostgreSQL store is shared by several workers' engines.
+var _ esm.SharedStore = (*pgstore.Store)(nil)
+
 // openedStore, when set (by tests), is told of each embedded store serve
 // opens, so a test can read checkpoints while serve holds the file.
 var openedStore func(*checkpoint.Store)
