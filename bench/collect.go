@@ -25,13 +25,21 @@ type Collector struct {
 	duration Histogram // invoke start -> response, ns
 	batches  Histogram // records per invocation
 	series   []interval
+	step     time.Duration // the length of each interval of series
 
 	// progress is signalled (without blocking) when the round's last
 	// wanted record arrives or a probe does.
 	progress chan struct{}
 }
 
-// interval is one second of a round, counted from Collector.start.
+// Series resolution: intervals of firstStep, doubled (neighbours merged)
+// whenever a round would need more than maxPoints of them.
+const (
+	firstStep = 100 * time.Millisecond
+	maxPoints = 600
+)
+
+// interval is one step of a round, counted from Collector.start.
 type interval struct {
 	records, invocations int64
 	latency              Histogram
@@ -45,6 +53,7 @@ func NewCollector(n uint64, want int64, start time.Time) *Collector {
 		seen:     make([]uint64, (n+63)/64),
 		probes:   map[uint64]bool{},
 		progress: make(chan struct{}, 1),
+		step:     firstStep,
 	}
 }
 
@@ -55,11 +64,7 @@ func (c *Collector) Observe(t time.Time, toks []token) {
 	defer c.mu.Unlock()
 	c.invocations++
 	c.batches.Record(int64(len(toks)))
-	sec := int(max(t.Sub(c.start), 0) / time.Second)
-	for len(c.series) <= sec {
-		c.series = append(c.series, interval{})
-	}
-	iv := &c.series[sec]
+	iv := c.interval(t)
 	iv.invocations++
 	fresh := false
 	for _, tk := range toks {
@@ -96,6 +101,31 @@ func (c *Collector) Observe(t time.Time, toks []token) {
 			c.signal()
 		}
 	}
+}
+
+// interval returns the series interval of time t, merging neighbours
+// when t lies beyond maxPoints intervals.
+func (c *Collector) interval(t time.Time) *interval {
+	d := max(t.Sub(c.start), 0)
+	for int(d/c.step) >= maxPoints {
+		merged := c.series[:0:0]
+		for i := 0; i < len(c.series); i += 2 {
+			iv := c.series[i]
+			if i+1 < len(c.series) {
+				o := &c.series[i+1]
+				iv.records += o.records
+				iv.invocations += o.invocations
+				iv.latency.Merge(&o.latency)
+			}
+			merged = append(merged, iv)
+		}
+		c.series, c.step = merged, 2*c.step
+	}
+	i := int(d / c.step)
+	for len(c.series) <= i {
+		c.series = append(c.series, interval{})
+	}
+	return &c.series[i]
 }
 
 // ObserveDuration records how long one invocation took.

@@ -33,7 +33,7 @@ func TestCollector(t *testing.T) {
 			name: "every record once", n: 4, want: 4,
 			invokes: []invoke{{at(20), []token{tok(0), tok(1)}}, {at(1500), []token{tok(2), tok(3)}}},
 			unique:  4, done: true, batchMax: 2, latencyMaxMs: 1490,
-			seriesRecords: []int64{2, 2},
+			seriesRecords: []int64{2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2},
 		},
 		{
 			name: "duplicates are counted once", n: 3, want: 3,
@@ -53,7 +53,7 @@ func TestCollector(t *testing.T) {
 		{
 			name: "probes are not records", n: 2, want: 2,
 			invokes: []invoke{{at(20), []token{tok(7)}}, {at(2100), nil}},
-			missing: []uint64{0, 1}, batchMax: 1, probed: 7, seriesRecords: []int64{0, 0, 0},
+			missing: []uint64{0, 1}, batchMax: 1, probed: 7, seriesRecords: make([]int64, 22),
 		},
 	}
 	for _, tt := range tests {
@@ -120,5 +120,29 @@ func TestCompare(t *testing.T) {
 	if c.EsmdMedian != want.EsmdMedian || c.RawMedian != want.RawMedian || c.Ratio != want.Ratio ||
 		!slices.Equal(c.Ratios, want.Ratios) || c.CPURatio != want.CPURatio || c.RSSRatio != want.RSSRatio {
 		t.Errorf("compare = %+v, want %+v", *c, want)
+	}
+}
+
+// TestCollectorSeriesCompacts: a long round keeps at most maxPoints
+// intervals, merging neighbours, with every record still counted.
+func TestCollectorSeriesCompacts(t *testing.T) {
+	start := time.Unix(0, 0)
+	c := NewCollector(1000, 1000, start)
+	for id := range uint64(1000) {
+		at := start.Add(time.Duration(id) * 150 * time.Millisecond) // 150 s in all
+		c.Observe(at, []token{{id: id, produced: at.UnixNano(), match: true}})
+	}
+	if len(c.series) > maxPoints || c.step != 400*time.Millisecond {
+		t.Fatalf("%d intervals of %v, want at most %d of 400ms", len(c.series), c.step, maxPoints)
+	}
+	var records, invocations int64
+	var lat Histogram
+	for _, iv := range c.series {
+		records += iv.records
+		invocations += iv.invocations
+		lat.Merge(&iv.latency)
+	}
+	if records != 1000 || invocations != 1000 || lat.Count() != 1000 {
+		t.Errorf("series holds %d records, %d invocations, %d latencies; want 1000 each", records, invocations, lat.Count())
 	}
 }

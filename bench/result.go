@@ -44,7 +44,8 @@ type Settings struct {
 
 // Machine describes where the benchmark ran.
 type Machine struct {
-	OS, Arch  string
+	OS        string    `json:"os"`
+	Arch      string    `json:"arch"`
 	CPUs      int       `json:"cpus"`
 	GoVersion string    `json:"go_version"`
 	LoadAvg   []float64 `json:"load_avg,omitempty"` // 1, 5, 15 minutes, at the start
@@ -93,6 +94,7 @@ type Round struct {
 	PeakRSSBytes        int64   `json:"peak_rss_bytes"`
 	ExitError           string  `json:"exit_error,omitempty"`
 	Series              []Point `json:"series"`
+	SeriesStepSeconds   float64 `json:"series_step_seconds"`
 	LatencyHistogram    []Bin   `json:"latency_histogram_ns"`
 	BatchSizeHistogram  []Bin   `json:"batch_size_histogram"`
 	ProduceSeconds      float64 `json:"produce_seconds"`
@@ -109,15 +111,17 @@ type BatchStats struct {
 	Max  int64   `json:"max"`
 }
 
-// Point is one second of a round.
+// Point is one interval of a round (Round.SeriesStepSeconds long).
 type Point struct {
-	T           int     `json:"t"` // seconds since the child started
-	Records     int64   `json:"records"`
-	Invocations int64   `json:"invocations"`
-	P50         float64 `json:"p50_ms"`
-	P90         float64 `json:"p90_ms"`
-	P99         float64 `json:"p99_ms"`
-	Max         float64 `json:"max_ms"`
+	T                    float64 `json:"t"` // seconds from the child's start to the interval's
+	Records              int64   `json:"records"`
+	Invocations          int64   `json:"invocations"`
+	RecordsPerSecond     float64 `json:"records_per_second"`
+	InvocationsPerSecond float64 `json:"invocations_per_second"`
+	P50                  float64 `json:"p50_ms"`
+	P90                  float64 `json:"p90_ms"`
+	P99                  float64 `json:"p99_ms"`
+	Max                  float64 `json:"max_ms"`
 }
 
 // Comparison is esmd against the raw loop, over the rounds.

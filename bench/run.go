@@ -307,9 +307,12 @@ func (b *bencher) finish(r *Round, c *child, coll *Collector) {
 	r.Latency, r.InvokeDuration = coll.latency.Percentiles(), coll.duration.Percentiles()
 	r.BatchSize = BatchStats{Mean: round3(coll.batches.Mean()), P50: coll.batches.Quantile(0.5), P99: coll.batches.Quantile(0.99), Max: coll.batches.Max()}
 	r.LatencyHistogram, r.BatchSizeHistogram = coll.latency.Bins(), coll.batches.Bins()
+	step := coll.step.Seconds()
+	r.SeriesStepSeconds = step
 	for i := range coll.series {
 		iv := &coll.series[i]
-		r.Series = append(r.Series, Point{T: i, Records: iv.records, Invocations: iv.invocations,
+		r.Series = append(r.Series, Point{T: round3(float64(i) * step), Records: iv.records, Invocations: iv.invocations,
+			RecordsPerSecond: round3(float64(iv.records) / step), InvocationsPerSecond: round3(float64(iv.invocations) / step),
 			P50: ms(iv.latency.Quantile(0.5)), P90: ms(iv.latency.Quantile(0.9)), P99: ms(iv.latency.Quantile(0.99)), Max: ms(iv.latency.Max())})
 	}
 	first, last := coll.first, coll.last

@@ -10,7 +10,8 @@
 # internal/testenv runs as a plain process (the service is never started),
 # and activemq (ActiveMQ 5.17 and a JRE), whose jar internal/testenv runs
 # with its own config (internal/testenv/activemq), and postgresql-15, which
-# internal/testenv runs as a plain process with its own data directory.
+# internal/testenv runs as a plain process with its own data directory,
+# and chromium, which the test of esmd bench's HTML report runs headless.
 # Idempotent: a second run only checks versions and exits.
 # Needs: node >= 20 and npm, go; apt-get for RabbitMQ and ActiveMQ.
 set -euo pipefail
@@ -140,6 +141,20 @@ if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now postgresql.service >/dev/null 2>&1 || true
   fi
+fi
+
+# chromium (Debian's package): the test of esmd bench's HTML report opens
+# it headless (--dump-dom) to check that the charts render.
+if ! command -v chromium >/dev/null; then
+  if ! command -v apt-get >/dev/null; then
+    echo "install-test-deps: chromium is missing and apt-get is not available; install Chromium so that 'chromium' is on PATH" >&2
+    exit 1
+  fi
+  SUDO=
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "install-test-deps: apt-get install chromium"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
 echo "install-test-deps: ready in $CACHE"

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/esmd/esmd/bench"
 	"github.com/esmd/esmd/internal/testenv"
@@ -84,9 +88,11 @@ func checkRounds(t *testing.T, res *bench.Result, kinds ...string) {
 // accounted for.
 func TestBenchKafkaEmbedded(t *testing.T) {
 	testenv.Skip(t)
+	report := t.TempDir()
 	res, out := runBench(t, "--records", "3000", "--record-size", "200", "--batch-size", "50", "--window", "0s",
-		"--partitions", "3", "--match-share", "0.5")
+		"--partitions", "3", "--match-share", "0.5", "--report", report)
 	checkRounds(t, res, "esmd")
+	checkReport(t, filepath.Join(report, bench.ReportFile), res)
 	r := res.Rounds[0]
 	if r.Wanted < 1400 || r.Wanted > 1600 {
 		t.Errorf("%d records match, want about half of 3000", r.Wanted)
@@ -146,4 +152,70 @@ func TestBenchActiveMQ(t *testing.T) {
 	res, _ := runBench(t, "--source", "activemq", "--broker", "stomp://"+testenv.ActiveMQUser+":"+testenv.ActiveMQPassword+"@"+b.STOMPAddr,
 		"--records", "300", "--record-size", "200", "--batch-size", "20", "--window", "0s", "--compare", "raw", "--rounds", "1")
 	checkRounds(t, res, "esmd", "raw")
+}
+
+// checkReport opens the HTML report in headless Chromium and checks, in
+// the DOM after the page's script ran, that every chart was drawn with the
+// run's numbers.
+func checkReport(t *testing.T, page string, res *bench.Result) {
+	t.Helper()
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium is not on PATH: run scripts/install-test-deps.sh")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+		"--user-data-dir="+t.TempDir(), "--dump-dom", "file://"+page)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	dom, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	svg := func(id string) map[string]string {
+		m := regexp.MustCompile(`<svg id="` + regexp.QuoteMeta(id) + `"([^>]*)>`).FindSubmatch(dom)
+		if m == nil {
+			t.Fatalf("no chart %s in the DOM", id)
+		}
+		attrs := map[string]string{}
+		for _, a := range regexp.MustCompile(`([a-z-]+)="([^"]*)"`).FindAllSubmatch(m[1], -1) {
+			attrs[string(a[1])] = string(a[2])
+		}
+		if attrs["data-rendered"] != "true" {
+			t.Errorf("chart %s was not drawn", id)
+		}
+		return attrs
+	}
+	tp := svg("throughput")
+	if tp["data-series"] != strconv.Itoa(len(res.Rounds)) {
+		t.Errorf("throughput chart: %s lines, want one per round (%d)", tp["data-series"], len(res.Rounds))
+	}
+	for i, r := range res.Rounds {
+		var maxRate float64
+		for _, p := range r.Series {
+			maxRate = max(maxRate, p.RecordsPerSecond)
+		}
+		if got, _ := strconv.ParseFloat(tp["data-ymax"], 64); i == 0 && got < maxRate {
+			t.Errorf("throughput chart's top %v is below round %d's peak %v", got, i, maxRate)
+		}
+		if lines := regexp.MustCompile(`<polyline[^>]*data-label="` + r.Kind + ` ` + strconv.Itoa(r.Index) + `" data-points="(\d+)"`).FindSubmatch(dom); lines == nil || string(lines[1]) != strconv.Itoa(len(r.Series)) {
+			t.Errorf("throughput line of %s %d: %q, want %d points", r.Kind, r.Index, lines, len(r.Series))
+		}
+		n := strconv.Itoa(i)
+		svg("latency-" + n)
+		if got := svg("latency-hist-" + n)["data-count"]; got != strconv.FormatInt(r.Delivered, 10) {
+			t.Errorf("latency histogram of round %d counts %s records, want %d", i, got, r.Delivered)
+		}
+		if got := svg("batch-hist-" + n)["data-count"]; got != strconv.FormatInt(r.Invocations, 10) {
+			t.Errorf("batch-size histogram of round %d counts %s invocations, want %d", i, got, r.Invocations)
+		}
+		want := fmt.Sprintf("<td>%d/%d</td>", r.Delivered, r.Wanted)
+		if !bytes.Contains(dom, []byte(want)) {
+			t.Errorf("rounds table has no %s", want)
+		}
+	}
+	if !bytes.Contains(dom, []byte(`<td class="l">batch_size</td><td>`+strconv.Itoa(res.Settings.BatchSize)+`</td>`)) {
+		t.Errorf("settings table has no batch_size %d", res.Settings.BatchSize)
+	}
 }
