@@ -290,14 +290,21 @@ func signBackupRequest(ctx context.Context, req *http.Request, profile, region s
 // store (checkpoint.Store).
 type backupStore interface {
 	Backup(w io.Writer, size func(int64)) (int64, error)
+	Path() string
 }
 
 // withStoreBackup serves GET /esmd/store/backup (esmd's own endpoint, not
-// AWS's): a consistent copy of the embedded store, streamed from one read
-// transaction while esmd keeps running. It is mounted beside the API so
-// that it sits behind whatever guards the API. A PostgreSQL store is
-// backed up with PostgreSQL's tools instead.
+// AWS's): a consistent copy of the embedded store. It is mounted beside the
+// API so that it sits behind whatever guards the API. A PostgreSQL store
+// is backed up with PostgreSQL's tools instead.
+//
+// The copy is taken from one read transaction into an unlinked temporary
+// file beside the store, and only then sent: a read transaction held open
+// by a slow client would stop bbolt from growing the file (its remap waits
+// for every reader), and so stall every checkpoint. One backup runs at a
+// time; another meanwhile is refused with 503.
 func withStoreBackup(next http.Handler, store any, log *slog.Logger) http.Handler {
+	busy := make(chan struct{}, 1)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != storeBackupPath {
 			next.ServeHTTP(w, r)
@@ -313,23 +320,48 @@ func withStoreBackup(next http.Handler, store any, log *slog.Logger) http.Handle
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		started := false
-		_, err := s.Backup(w, func(size int64) {
-			w.Header().Set("Content-Type", "application/octet-stream")
-			w.Header().Set("Content-Disposition", `attachment; filename="`+checkpoint.FileName+`"`)
-			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-			w.Header().Set("Cache-Control", "no-store")
-			started = true
-		})
-		if err == nil {
+		select {
+		case busy <- struct{}{}:
+			defer func() { <-busy }()
+		default:
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, "a backup is already running", http.StatusServiceUnavailable)
 			return
 		}
-		log.Error("store backup", "err", err)
-		if started {
-			// Part of the copy is out: cut the connection so the client
-			// sees a short body, never a complete-looking copy.
+		f, size, err := snapshot(s)
+		if err != nil {
+			log.Error("store backup", "err", err)
+			http.Error(w, "the store could not be copied: see esmd's log", http.StatusInternalServerError)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="`+checkpoint.FileName+`"`)
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		w.Header().Set("Cache-Control", "no-store")
+		if _, err := io.Copy(w, f); err != nil {
+			log.Warn("store backup: sending the copy", "err", err)
+			// Cut the connection, so that the client sees a short body.
 			panic(http.ErrAbortHandler)
 		}
-		http.Error(w, "the store could not be read: see esmd's log", http.StatusInternalServerError)
 	})
+}
+
+// snapshot copies the store into an unlinked temporary file beside it,
+// returned at offset 0 with its size.
+func snapshot(s backupStore) (*os.File, int64, error) {
+	f, err := os.CreateTemp(filepath.Dir(s.Path()), ".esmd-backup-*")
+	if err != nil {
+		return nil, 0, err
+	}
+	os.Remove(f.Name()) // the open file stays readable; nothing is left behind
+	n, err := s.Backup(f, nil)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, n, nil
 }

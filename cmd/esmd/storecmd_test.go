@@ -366,3 +366,44 @@ func TestServeWarnsOfAStoreReadFromTheOlderMeta(t *testing.T) {
 		t.Errorf("no warning in the log: %s", log.String())
 	}
 }
+
+// blockingStore is a backupStore whose Backup waits for release.
+type blockingStore struct {
+	dir              string
+	entered, release chan struct{}
+}
+
+func (b *blockingStore) Path() string { return filepath.Join(b.dir, checkpoint.FileName) }
+func (b *blockingStore) Backup(w io.Writer, _ func(int64)) (int64, error) {
+	close(b.entered)
+	<-b.release
+	n, err := w.Write([]byte("copy"))
+	return int64(n), err
+}
+
+// TestStoreBackupOneAtATime: a backup while another runs is refused with
+// 503; the first completes, and leaves no temporary file beside the store.
+func TestStoreBackupOneAtATime(t *testing.T) {
+	st := &blockingStore{dir: t.TempDir(), entered: make(chan struct{}), release: make(chan struct{})}
+	h := withStoreBackup(http.NotFoundHandler(), st, slog.New(slog.DiscardHandler))
+	first := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(first, httptest.NewRequest("GET", storeBackupPath, nil))
+	}()
+	<-st.entered
+	second := httptest.NewRecorder()
+	h.ServeHTTP(second, httptest.NewRequest("GET", storeBackupPath, nil))
+	if second.Code != http.StatusServiceUnavailable || second.Header().Get("Retry-After") == "" {
+		t.Errorf("second backup: %d %v", second.Code, second.Header())
+	}
+	close(st.release)
+	<-done
+	if first.Code != http.StatusOK || first.Body.String() != "copy" || first.Header().Get("Content-Length") != "4" {
+		t.Errorf("first backup: %d %v %q", first.Code, first.Header(), first.Body.String())
+	}
+	if left, _ := os.ReadDir(st.dir); len(left) != 0 {
+		t.Errorf("left beside the store: %v", left)
+	}
+}
