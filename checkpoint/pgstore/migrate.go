@@ -30,6 +30,22 @@ var migrations = []string{
 		position text NOT NULL,
 		PRIMARY KEY (mapping, lane)
 	);`,
+	// 2: leases of the lanes no broker shares out (stream shards), and the
+	// workers that share a mapping's lanes, each with its expiry.
+	`CREATE TABLE esmd_leases (
+		mapping    text NOT NULL REFERENCES esmd_mappings (uuid) ON DELETE CASCADE,
+		lane       text NOT NULL,
+		owner      text NOT NULL DEFAULT '',
+		counter    bigint NOT NULL DEFAULT 0,
+		expires_at timestamptz NOT NULL DEFAULT '-infinity',
+		PRIMARY KEY (mapping, lane)
+	);
+	CREATE TABLE esmd_lane_workers (
+		mapping    text NOT NULL REFERENCES esmd_mappings (uuid) ON DELETE CASCADE,
+		worker     text NOT NULL,
+		expires_at timestamptz NOT NULL,
+		PRIMARY KEY (mapping, worker)
+	);`,
 }
 
 // SchemaVersion is the schema version this esmd writes.
