@@ -29,3 +29,12 @@ func SplitFunction(fn string) (name, qualifier string) {
 	}
 	return fn, ""
 }
+
+// bareName is the name of an unqualified function ARN or partial ARN
+// (account:function:name), and name itself otherwise.
+func bareName(fn string) string {
+	if i := strings.LastIndex(fn, ":function:"); i >= 0 {
+		return fn[i+len(":function:"):]
+	}
+	return fn
+}

@@ -97,6 +97,7 @@ type options struct {
 	maxResponse    int64
 	unsigned       *bool
 	direct         bool
+	byName         bool
 	clientOpts     []func(*lambda.Options)
 }
 
@@ -106,6 +107,15 @@ type Option func(*options) error
 // WithMode selects ModeAWS (default) or ModeRIE (esmd --invoke-mode).
 func WithMode(m Mode) Option {
 	return func(o *options) error { o.mode = m; return nil }
+}
+
+// WithFunctionNames makes Invoke name the function by its name alone
+// (arn:...:function:NAME becomes NAME), not by its ARN: sam local
+// start-lambda serves functions by name only (aws/aws-sam-cli#8289). AWS
+// takes either for a function of the caller's account and region. Default
+// false (esmd --invoke-by arn).
+func WithFunctionNames(on bool) Option {
+	return func(o *options) error { o.byName = on; return nil }
 }
 
 // WithEndpoint overrides the Invoke endpoint URL (esmd --lambda-endpoint).
@@ -317,6 +327,9 @@ func (l *LambdaInvoker) sem(key string) chan struct{} {
 // name "function" is used.
 func (l *LambdaInvoker) Invoke(ctx context.Context, fn string, payload []byte) (Result, error) {
 	name, qualifier := SplitFunction(fn)
+	if l.opts.byName {
+		name = bareName(name)
+	}
 	if l.opts.mode == ModeRIE {
 		name, qualifier = "function", ""
 	}

@@ -96,6 +96,27 @@ func testInvokeRequest(t *testing.T, path Option) {
 	}
 }
 
+// TestInvokeByName checks WithFunctionNames: the path names the function
+// alone, as sam local start-lambda needs, and the qualifier stays a query.
+func TestInvokeByName(t *testing.T) { eachPath(t, testInvokeByName) }
+
+func testInvokeByName(t *testing.T, path Option) {
+	var gotPath, gotQualifier string
+	url := faultServer(t, func(w http.ResponseWriter, r *http.Request) {
+		gotPath, gotQualifier = r.URL.EscapedPath(), r.URL.Query().Get("Qualifier")
+		w.Write([]byte(`{}`))
+	})
+	inv := newInvoker(t, url, path, WithFunctionNames(true))
+	for _, fn := range []string{testARN + ":PROD", "123456789012:function:fn:PROD", "fn:PROD"} {
+		if _, err := inv.Invoke(context.Background(), fn, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		if gotPath != "/2015-03-31/functions/fn/invocations" || gotQualifier != "PROD" {
+			t.Errorf("%s: path %s qualifier %q", fn, gotPath, gotQualifier)
+		}
+	}
+}
+
 func TestInvokeFaults(t *testing.T) { eachPath(t, testInvokeFaults) }
 
 func testInvokeFaults(t *testing.T, path Option) {

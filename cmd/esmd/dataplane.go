@@ -57,7 +57,8 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger, store source.Ch
 	// resolved endpoint but skips the client's middleware stack: it halves
 	// the per-invoke cost and keeps the body of a crashed RIE runtime's 502.
 	// --invoke-path sdk goes through the SDK client instead.
-	iopts := []dispatcher.Option{dispatcher.WithMode(mode), dispatcher.WithDirectHTTP(c.invokePath == "direct")}
+	iopts := []dispatcher.Option{dispatcher.WithMode(mode), dispatcher.WithDirectHTTP(c.invokePath == "direct"),
+		dispatcher.WithFunctionNames(c.invokeBy == "name")}
 	if c.lambdaEndpoint != "" {
 		iopts = append(iopts, dispatcher.WithEndpoint(c.lambdaEndpoint))
 	}

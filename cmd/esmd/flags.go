@@ -26,6 +26,7 @@ type common struct {
 	lambdaEndpoint string
 	invokeMode     string
 	invokePath     string
+	invokeBy       string
 	functionCheck  string
 	maxFilters     int
 	secretsFile    string
@@ -57,6 +58,7 @@ func newCommon(name string, out io.Writer, defaultAddr string) *common {
 	fs.StringVar(&c.lambdaEndpoint, "lambda-endpoint", "", "Lambda endpoint URL for GetFunction and Invoke (default: AWS_ENDPOINT_URL_LAMBDA / AWS_ENDPOINT_URL, else AWS)")
 	fs.StringVar(&c.invokeMode, "invoke-mode", "aws", "aws: a Lambda-compatible Invoke API; rie: the AWS Lambda Runtime Interface Emulator (one invocation at a time, no GetFunction)")
 	fs.StringVar(&c.invokePath, "invoke-path", "direct", "how Invoke requests are sent: direct (net/http with the SDK's signer, credentials and endpoint) or sdk (the SDK Lambda client)")
+	fs.StringVar(&c.invokeBy, "invoke-by", "arn", "how Invoke names the function: arn, or name (the function's name alone, which sam local start-lambda needs; esmd run -f TEMPLATE uses name unless this flag is given)")
 	fs.StringVar(&c.functionCheck, "function-check", "auto", "look functions up with GetFunction on create: always, never, or auto (when a Lambda endpoint or AWS credentials are configured)")
 	fs.IntVar(&c.maxFilters, "max-filters", 5, "FilterCriteria filters allowed per mapping (AWS: 5, up to 10 with a quota increase)")
 	fs.StringVar(&c.secretsFile, "secrets-file", "", "JSON object from secret ARN to the secret's fields ({\"username\": ..., \"password\": ...}), answering for AWS Secrets Manager")
@@ -74,6 +76,13 @@ func newCommon(name string, out io.Writer, defaultAddr string) *common {
 		}
 	}
 	return c
+}
+
+// set reports whether the flag was given on the command line.
+func (c *common) set(name string) bool {
+	found := false
+	c.fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }
 
 func (c *common) usage(w io.Writer) {
@@ -96,6 +105,11 @@ func (c *common) validate() error {
 	case "direct", "sdk":
 	default:
 		return fmt.Errorf("--invoke-path must be direct or sdk, not %q", c.invokePath)
+	}
+	switch c.invokeBy {
+	case "arn", "name":
+	default:
+		return fmt.Errorf("--invoke-by must be arn or name, not %q", c.invokeBy)
 	}
 	switch c.functionCheck {
 	case "auto", "always", "never":

@@ -130,7 +130,9 @@ Usage:
         Standalone worker: run the mappings the file declares (the shape
         'aws lambda create-event-source-mapping --cli-input-json' takes; a
         single object, a list, or {"EventSourceMappings": [...]}, in JSON or
-        YAML). Add --addr to also serve the API.
+        YAML), or a SAM, CloudFormation or Serverless Framework template
+        (--parameter-overrides, --import-value, --resource, --stage).
+        Add --addr to also serve the API.
   esmd filter --pattern P --event E [--source sqs|kinesis|kafka|mq|dynamodb]
         Check whether a FilterCriteria pattern keeps an event.
   esmd store check [--data-dir DIR | --store FILE]

@@ -293,7 +293,14 @@ func buildBinary(t *testing.T) string {
 // calls at a closed loopback port) with static credentials.
 func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
+	return startCommand(t, bin, "serve", args...)
+}
+
+// startCommand runs an esmd command that serves the API (serve, or run
+// with --addr) as startBinary does.
+func startCommand(t *testing.T, bin, command string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{command, "--addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=us-east-1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

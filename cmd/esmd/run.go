@@ -7,22 +7,34 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 
 	"github.com/esmd/esmd/api"
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/templates"
 )
 
 type runOpts struct {
 	*common
-	file string
+	file      string
+	overrides listFlag
+	imports   listFlag
+	resources listFlag
+	stage     string
 }
 
 func runFlags(out io.Writer) *runOpts {
 	o := &runOpts{common: newCommon("esmd run", out, "")}
-	o.fs.StringVar(&o.file, "f", "", "mappings file (JSON or YAML): one CreateEventSourceMapping request, a list of them, or {\"EventSourceMappings\": [...]}")
+	fs := o.fs
+	fs.StringVar(&o.file, "f", "", "mappings file: a SAM, CloudFormation or Serverless Framework template (YAML or JSON), or CreateEventSourceMapping requests (one, a list, or {\"EventSourceMappings\": [...]})")
+	fs.Var(&o.overrides, "parameter-overrides", "template parameters, as SAM takes them: 'Key=Value Key2=Value2' or 'ParameterKey=Key,ParameterValue=Value ...' (repeatable)")
+	fs.Var(&o.imports, "import-value", "`NAME=VALUE`: what Fn::ImportValue NAME returns (repeatable)")
+	fs.Var(&o.resources, "resource", "`ID=VALUE` or `ID.Attr=VALUE`: what Ref ID or GetAtt ID.Attr returns, for values esmd cannot form (a DynamoDB table's StreamArn, a resource type it does not know) (repeatable)")
+	fs.StringVar(&o.stage, "stage", "", "Serverless Framework stage (default: provider.stage, else dev)")
 	return o
 }
 
@@ -42,16 +54,26 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stderr, "esmd run:", err)
 		return errUsage
 	}
-	cfgs, err := readMappingsFile(o.file)
+	topts, err := o.templateOptions()
+	if err != nil {
+		fmt.Fprintln(stderr, "esmd run:", err)
+		return errUsage
+	}
+	log := o.logger(stderr)
+	decls, isTemplate, err := readMappingsFile(o.file, topts, log)
 	if err != nil {
 		return err
 	}
-	log := o.logger(stderr)
+	if isTemplate && !o.set("invoke-by") {
+		// The functions of a template are served by name (sam local
+		// start-lambda takes no ARN: aws/aws-sam-cli#8289).
+		o.invokeBy = "name"
+	}
 	return serve(ctx, o.common, log, func(e *esm.Engine, addr string) error {
-		for i, cfg := range cfgs {
-			m, created, err := e.Declare(ctx, cfg)
+		for _, d := range decls {
+			m, created, err := e.Declare(ctx, d.cfg)
 			if err != nil {
-				return fmt.Errorf("%s: mapping %d: %w", o.file, i+1, err)
+				return fmt.Errorf("%s: %w", d.origin, err)
 			}
 			verb := "updated"
 			if created {
@@ -63,13 +85,88 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	})
 }
 
-// readMappingsFile decodes a mappings file with the API's own decoder, so
-// member names, types and errors are those of CreateEventSourceMapping.
-func readMappingsFile(path string) ([]*esm.Config, error) {
+// templateOptions are what a template's references resolve to, from the
+// flags.
+func (o *runOpts) templateOptions() (templates.Options, error) {
+	t := templates.Options{Region: o.region, Account: o.account, Stage: o.stage,
+		Parameters: map[string]string{}, Imports: map[string]string{}, Resources: map[string]string{}}
+	for _, s := range o.overrides {
+		if err := templates.ParseParameterOverrides(s, t.Parameters); err != nil {
+			return t, err
+		}
+	}
+	for flag, l := range map[string]listFlag{"--import-value": o.imports, "--resource": o.resources} {
+		into := t.Imports
+		if flag == "--resource" {
+			into = t.Resources
+		}
+		for _, s := range l {
+			k, v, ok := strings.Cut(s, "=")
+			if !ok || k == "" {
+				return t, fmt.Errorf("%s %q: write NAME=VALUE", flag, s)
+			}
+			into[k] = v
+		}
+	}
+	return t, nil
+}
+
+// declared is one mapping of a mappings file and where it is declared.
+type declared struct {
+	cfg    *esm.Config
+	origin string
+}
+
+// readMappingsFile reads a template (templates.Parse), else the
+// --cli-input-json shapes, and decodes every request with the API's own
+// decoder, so member names, types and errors are those of
+// CreateEventSourceMapping.
+func readMappingsFile(path string, topts templates.Options, log *slog.Logger) (_ []declared, template bool, _ error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	var items []json.RawMessage
+	var origins []string
+	tmpl, err := templates.Parse(path, raw, topts)
+	switch {
+	case err == nil:
+		if len(tmpl.Ignored) > 0 {
+			log.Info("template: ignored, not event source mappings: "+strings.Join(tmpl.Ignored, ", "), "file", path)
+		}
+		if len(tmpl.Mappings) == 0 {
+			return nil, true, fmt.Errorf("%s: the %s template declares no event source mappings", path, tmpl.Format)
+		}
+		log.Info("template read", "file", path, "format", tmpl.Format, "mappings", len(tmpl.Mappings))
+		for _, m := range tmpl.Mappings {
+			items = append(items, m.Request)
+			origins = append(origins, m.Origin)
+		}
+	case errors.Is(err, templates.ErrNotTemplate):
+		if items, err = cliInputs(path, raw); err != nil {
+			return nil, false, err
+		}
+		for i := range items {
+			origins = append(origins, fmt.Sprintf("%s: mapping %d", path, i+1))
+		}
+	default:
+		return nil, false, err
+	}
+	out := make([]declared, len(items))
+	for i, it := range items {
+		var cfg esm.Config
+		if err := api.DecodeBody(it, &cfg); err != nil {
+			return nil, tmpl != nil, fmt.Errorf("%s: %w", origins[i], err)
+		}
+		out[i] = declared{cfg: &cfg, origin: origins[i]}
+	}
+	return out, tmpl != nil, nil
+}
+
+// cliInputs reads the shapes aws lambda create-event-source-mapping
+// --cli-input-json takes: one request, a list, or {"EventSourceMappings":
+// [...]}, in JSON or YAML.
+func cliInputs(path string, raw []byte) ([]json.RawMessage, error) {
 	js, err := yaml.YAMLToJSON(raw) // JSON is YAML, so both arrive here as JSON
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -94,13 +191,5 @@ func readMappingsFile(path string) ([]*esm.Config, error) {
 	if len(items) == 0 {
 		return nil, fmt.Errorf("%s: no mappings declared", path)
 	}
-	out := make([]*esm.Config, len(items))
-	for i, it := range items {
-		var cfg esm.Config
-		if err := api.DecodeBody(it, &cfg); err != nil {
-			return nil, fmt.Errorf("%s: mapping %d: %w", path, i+1, err)
-		}
-		out[i] = &cfg
-	}
-	return out, nil
+	return items, nil
 }
