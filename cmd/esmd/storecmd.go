@@ -339,13 +339,42 @@ func withStoreBackup(next http.Handler, store any, log *slog.Logger) http.Handle
 		w.Header().Set("Content-Disposition", `attachment; filename="`+checkpoint.FileName+`"`)
 		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 		w.Header().Set("Cache-Control", "no-store")
-		if _, err := io.Copy(w, f); err != nil {
+		if err := sendCopy(w, f); err != nil {
 			log.Warn("store backup: sending the copy", "err", err)
 			// Cut the connection, so that the client sees a short body.
 			panic(http.ErrAbortHandler)
 		}
 	})
 }
+
+// sendCopy writes f to w in chunks, moving the connection's write deadline
+// on with each: a copy larger than the server's WriteTimeout can carry
+// still goes out while the client keeps reading, and a client that stops
+// reading is cut after backupChunkTimeout.
+func sendCopy(w http.ResponseWriter, f io.Reader) error {
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 1<<20)
+	for {
+		n, rerr := f.Read(buf)
+		if n > 0 {
+			if err := rc.SetWriteDeadline(time.Now().Add(backupChunkTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return err
+			}
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// backupChunkTimeout bounds the sending of each MiB of a backup.
+const backupChunkTimeout = 30 * time.Second
 
 // snapshot copies the store into an unlinked temporary file beside it,
 // returned at offset 0 with its size.
