@@ -35,7 +35,7 @@ type usage struct {
 
 // startEsmd runs `esmd run -f` on mapping in dir, invoking the function at
 // lambda, with the target's flags.
-func startEsmd(cfg *Config, dir string, mapping *esm.Config, lambda string, flags []string) (*child, error) {
+func startEsmd(cfg *Config, dir string, mapping *esm.Config, lambda string, flags, env []string) (*child, error) {
 	js, err := json.Marshal(mapping)
 	if err != nil {
 		return nil, err
@@ -48,22 +48,22 @@ func startEsmd(cfg *Config, dir string, mapping *esm.Config, lambda string, flag
 		"--lambda-endpoint", lambda, "--invoke-mode", cfg.InvokeMode,
 		"--function-check", "never", "--log-level", "warn"}
 	args = append(append(args, flags...), cfg.ServeArgs...)
-	return startChild(cfg.Exe, args, nil)
+	return startChild(cfg.Exe, args, nil, env)
 }
 
-// startRaw runs the raw loop of spec.
-func startRaw(cfg *Config, spec *RawSpec) (*child, error) {
+// startRaw runs the raw loop of spec, with env added to its environment.
+func startRaw(cfg *Config, spec *RawSpec, env []string) (*child, error) {
 	js, err := json.Marshal(spec)
 	if err != nil {
 		return nil, err
 	}
-	return startChild(cfg.Exe, []string{"bench", "--raw-child"}, js)
+	return startChild(cfg.Exe, []string{"bench", "--raw-child"}, js, env)
 }
 
-func startChild(exe string, args []string, stdin []byte) (*child, error) {
+func startChild(exe string, args []string, stdin []byte, env []string) (*child, error) {
 	c := &child{exited: make(chan struct{}), stderr: &tail{max: 8 << 10}}
 	c.cmd = exec.Command(exe, args...)
-	c.cmd.Env = childEnv()
+	c.cmd.Env = append(childEnv(), env...)
 	c.cmd.Stdin = bytes.NewReader(stdin)
 	c.cmd.Stdout = c.stderr
 	c.cmd.Stderr = c.stderr

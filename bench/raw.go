@@ -35,6 +35,8 @@ type RawSpec struct {
 	// virtual host.
 	Arn   string `json:"arn,omitempty"`
 	VHost string `json:"vhost,omitempty"`
+	// Since is where a change stream starts (DocumentDB).
+	Since time.Time `json:"since,omitzero"`
 	// BatchSize and Window are the mapping's batching.
 	BatchSize int           `json:"batch_size"`
 	Window    time.Duration `json:"window"`
@@ -50,11 +52,13 @@ type RawSpec struct {
 
 // rawLoops are the plain client loops, by source.
 var rawLoops = map[string]func(ctx context.Context, s *RawSpec, inv *rawInvoker) error{
-	"kafka":    rawKafka,
-	"sqs":      rawSQS,
-	"kinesis":  rawKinesis,
-	"rabbitmq": rawRabbitMQ,
-	"activemq": rawActiveMQ,
+	"kafka":      rawKafka,
+	"sqs":        rawSQS,
+	"kinesis":    rawKinesis,
+	"rabbitmq":   rawRabbitMQ,
+	"activemq":   rawActiveMQ,
+	"dynamodb":   rawDynamoDB,
+	"documentdb": rawDocumentDB,
 }
 
 // RawMain runs the raw loop that spec (JSON) describes until ctx is done:

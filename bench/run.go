@@ -48,6 +48,9 @@ func Run(ctx context.Context, cfg Config, out Output) (*Result, error) {
 	}
 	defer os.RemoveAll(dir)
 	b := &bencher{cfg: &cfg, t: t, ep: ep, dir: dir, out: out, stamp: time.Now().Format("150405")}
+	if (cfg.MatchShare < 1 || cfg.Filter != "") && t.Filter() == "" {
+		return nil, fmt.Errorf("bench: %s mappings take no FilterCriteria (Lambda does not filter them)", cfg.Source)
+	}
 	for i := range cfg.Rounds {
 		kinds := []string{"esmd"}
 		if cfg.Compare == "raw" {
@@ -157,7 +160,7 @@ func (b *bencher) start(kind, name string) (*child, error) {
 		s.Source, s.BatchSize, s.Window = cfg.Source, cfg.BatchSize, max(cfg.Window, 0)
 		s.Filter = cfg.MatchShare < 1 || cfg.Filter != ""
 		s.Lambda, s.RIE, s.Region = b.ep.URL(), cfg.InvokeMode == "rie", region()
-		return startRaw(cfg, &s)
+		return startRaw(cfg, &s, childEnvOf(b.t))
 	}
 	dir, err := os.MkdirTemp(b.dir, name+"-*")
 	if err != nil {
@@ -169,7 +172,7 @@ func (b *bencher) start(kind, name string) (*child, error) {
 			return nil, err
 		}
 	}
-	return startEsmd(cfg, dir, b.mapping(), b.ep.URL(), flags)
+	return startEsmd(cfg, dir, b.mapping(), b.ep.URL(), flags, childEnvOf(b.t))
 }
 
 // mapping is the round's mapping with the bench's batching and filter.
@@ -394,7 +397,7 @@ func (g *generator) produce(ctx context.Context, from, to uint64, rate int, prog
 
 func settingsOf(c *Config) Settings {
 	return Settings{
-		Source: c.Source, Embedded: c.Source == "kafka" && len(c.KafkaBootstrap) == 0,
+		Source: c.Source, Embedded: c.Source == "kafka" && len(c.KafkaBootstrap) == 0 || c.Source == "dynamodb" || c.Source == "documentdb" && c.DocDBURI == "",
 		Records: c.Records, RecordSize: c.RecordSize, Rate: c.Rate, BatchSize: c.BatchSize,
 		WindowSeconds: windowSeconds(c.Window), ParallelizationFactor: c.ParallelizationFactor,
 		Partitions: c.Partitions, Filter: c.Filter, MatchShare: c.MatchShare,

@@ -12,7 +12,7 @@ func PrintSummary(w io.Writer, res *Result) {
 	s := res.Settings
 	where := s.Source
 	if s.Embedded {
-		where += " (in-process broker)"
+		where += " (in-process server)"
 	}
 	fmt.Fprintf(w, "\nesmd bench: %s, %d records of %d bytes, rate %s, BatchSize %d, window %s, %d partitions/shards",
 		where, s.Records, s.RecordSize, rateString(s.Rate), s.BatchSize, windowString(s.WindowSeconds), s.Partitions)

@@ -42,8 +42,26 @@ func newTarget(ctx context.Context, cfg *Config) (Target, error) {
 		return newRabbitMQ(ctx, cfg)
 	case "activemq":
 		return newActiveMQ(ctx, cfg)
+	case "dynamodb":
+		return newDynamoDB(ctx, cfg)
+	case "documentdb":
+		return newDocumentDB(ctx, cfg)
 	}
-	return nil, fmt.Errorf("bench: source %s is not supported yet", cfg.Source)
+	return nil, fmt.Errorf("bench: no source %s", cfg.Source)
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// enver is a Target whose children need environment variables (the
+// endpoint of an in-process server).
+type enver interface {
+	ChildEnv() []string
+}
+
+// childEnvOf is the extra environment of t's children.
+func childEnvOf(t Target) []string {
+	if e, ok := t.(enver); ok {
+		return e.ChildEnv()
+	}
+	return nil
+}

@@ -219,3 +219,22 @@ func checkReport(t *testing.T, page string, res *bench.Result) {
 		t.Errorf("settings table has no batch_size %d", res.Settings.BatchSize)
 	}
 }
+
+// TestBenchDynamoDB runs esmd and the raw SDK loop on the in-process
+// DynamoDB Streams server the bench starts, with a filter.
+func TestBenchDynamoDB(t *testing.T) {
+	testenv.Skip(t)
+	res, _ := runBench(t, "--source", "dynamodb", "--records", "300", "--record-size", "200", "--batch-size", "50",
+		"--shards", "2", "--compare", "raw", "--rounds", "1", "--match-share", "0.6")
+	checkRounds(t, res, "esmd", "raw")
+}
+
+// TestBenchDocumentDB runs esmd and the raw mongo-driver loop on the
+// MongoDB wire-protocol server of --docdb-uri (testenv.Mongo).
+func TestBenchDocumentDB(t *testing.T) {
+	testenv.Skip(t)
+	srv := testenv.Mongo(t)
+	res, _ := runBench(t, "--source", "documentdb", "--docdb-uri", srv.UserURI(testenv.MongoUser, testenv.MongoPassword),
+		"--records", "300", "--record-size", "200", "--batch-size", "50", "--compare", "raw", "--rounds", "1")
+	checkRounds(t, res, "esmd", "raw")
+}
