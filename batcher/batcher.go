@@ -81,7 +81,7 @@ func (b *Batch) Envelope() payload.Envelope {
 func (b *Batch) AppendEvent(dst []byte) []byte {
 	bl := payload.NewBuilder(b.Envelope())
 	for i := range b.Records {
-		bl.Add(b.Records[i].Group, b.Records[i].Data)
+		b.Records[i].AddTo(bl)
 	}
 	return bl.AppendTo(dst)
 }
@@ -553,11 +553,11 @@ func (b *Batcher) advance(q *queue) {
 			return
 		}
 		r := &q.recs[q.scanN]
-		if q.scan.SizeWith(r.Group, len(r.Data)) > limit {
+		if q.scan.SizeWith(r.Group, r.Len()) > limit {
 			q.scanFull = true // scanN == 0: an oversize record
 			return
 		}
-		q.scan.Add(r.Group, r.Data)
+		r.AddTo(q.scan)
 		q.scanN++
 	}
 	if q.scanN == b.policy.BatchSize {
@@ -713,7 +713,7 @@ func (b *Batcher) take(q *queue, now time.Time) *Batch {
 	if n == 0 {
 		r := &q.recs[0]
 		bt.Oversize = true
-		bt.Size = q.scan.SizeWith(r.Group, len(r.Data))
+		bt.Size = q.scan.SizeWith(r.Group, r.Len())
 		if b.tw > 0 {
 			// The wrapper it was measured with, so AppendEvent gives the
 			// event Size counts (an S3 on-failure record carries it). It is

@@ -25,6 +25,11 @@ func rec(lane, key string, id int, size int) source.Record {
 	return source.Record{Lane: lane, Key: key, ID: strconv.Itoa(id), Seq: strconv.Itoa(id), Data: jsonString(size)}
 }
 
+// bytesEncoder is a payload.Encoder that appends fixed bytes.
+type bytesEncoder []byte
+
+func (e bytesEncoder) AppendEncoded(dst []byte) []byte { return append(dst, e...) }
+
 func jsonString(size int) []byte {
 	d := make([]byte, size)
 	for i := range d {

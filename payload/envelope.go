@@ -160,8 +160,8 @@ func (e *Envelope) Append(dst []byte, group string, records [][]byte) []byte {
 // groups in any interleaving; the event lists the groups in order of first
 // appearance and each group's records in the order they were added.
 //
-// A Builder keeps references to the added Data slices until Reset; it does
-// not copy them. The zero value is not usable; use NewBuilder.
+// A Builder keeps references to the added Data slices and Encoders until
+// Reset; it does not copy them. The zero value is not usable; use NewBuilder.
 type Builder struct {
 	env      Envelope
 	overhead int
@@ -173,7 +173,17 @@ type Builder struct {
 
 type builderRec struct {
 	data []byte
-	next int32 // index of the group's next record, -1 at the end
+	enc  Encoder // instead of data: encoded when the event is written
+	next int32   // index of the group's next record, -1 at the end
+}
+
+// Encoder encodes one record on demand: AppendEncoded appends the same
+// bytes Builder.Add would take as data. A record added with AddEncoder is
+// encoded straight into the event when the event is written, instead of
+// into a buffer of its own that the event then copies (Kafka records, whose
+// key and value are base64: most of the cost of a Kafka event).
+type Encoder interface {
+	AppendEncoded(dst []byte) []byte
 }
 
 type builderGroup struct {
@@ -250,9 +260,19 @@ func (b *Builder) lookup(group string) (int, bool) {
 // Add appends one encoded record to the event. group is ignored for
 // ungrouped kinds.
 func (b *Builder) Add(group string, data []byte) {
-	b.size += b.delta(group, len(data))
+	b.add(group, len(data), builderRec{data: data, next: -1})
+}
+
+// AddEncoder adds a record that enc encodes when the event is written; n
+// is the exact length of what enc appends.
+func (b *Builder) AddEncoder(group string, n int, enc Encoder) {
+	b.add(group, n, builderRec{enc: enc, next: -1})
+}
+
+func (b *Builder) add(group string, n int, rec builderRec) {
+	b.size += b.delta(group, n)
 	ri := int32(len(b.recs))
-	b.recs = append(b.recs, builderRec{data: data, next: -1})
+	b.recs = append(b.recs, rec)
 	if b.env.Grouped {
 		gi, ok := b.lookup(group)
 		if !ok {
@@ -289,7 +309,7 @@ func (b *Builder) AppendTo(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = append(dst, b.recs[i].data...)
+			dst = b.recs[i].appendTo(dst)
 		}
 		return b.env.suffix(dst)
 	}
@@ -303,11 +323,18 @@ func (b *Builder) AppendTo(dst []byte) []byte {
 			if i != b.groups[gi].head {
 				dst = append(dst, ',')
 			}
-			dst = append(dst, b.recs[i].data...)
+			dst = b.recs[i].appendTo(dst)
 		}
 		dst = append(dst, ']')
 	}
 	return b.env.suffix(dst)
+}
+
+func (r *builderRec) appendTo(dst []byte) []byte {
+	if r.enc != nil {
+		return r.enc.AppendEncoded(dst)
+	}
+	return append(dst, r.data...)
 }
 
 // Bytes returns the event in a new slice of exactly Size() bytes.

@@ -1,8 +1,10 @@
 package payload
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -26,14 +28,30 @@ func FuzzAppendString(f *testing.F) {
 }
 
 func FuzzKafkaEvent(f *testing.F) {
-	f.Add("topic", int32(0), []byte("key"), []byte("value"), "h", []byte{0x80, 0x7f})
-	f.Fuzz(func(t *testing.T, topic string, part int32, key, value []byte, hk string, hv []byte) {
-		r := KafkaRecord{Topic: topic, Partition: part, Key: key, Value: value, Headers: []KafkaHeader{{hk, hv}}}
+	f.Add("topic", int32(0), int64(0), int64(0), []byte("key"), []byte("value"), "h", []byte{0x80, 0x7f})
+	f.Add("t\x00\xff", int32(-1), int64(-9223372036854775808), int64(-1), []byte(nil), []byte(nil), "", []byte(nil))
+	f.Fuzz(func(t *testing.T, topic string, part int32, off, ms int64, key, value []byte, hk string, hv []byte) {
+		r := KafkaRecord{Topic: topic, Partition: part, Offset: off, Timestamp: time.UnixMilli(ms), Key: key, Value: value,
+			Headers: []KafkaHeader{{hk, hv}}}
+		rec := AppendKafka(nil, &r)
+		if n := KafkaSize(&r); n != len(rec) {
+			t.Fatalf("KafkaSize %d, len %d: %s", n, len(rec), rec)
+		}
 		b := NewBuilder(SelfManagedKafka("b"))
-		b.Add(KafkaGroup(topic, part), AppendKafka(nil, &r))
+		b.Add(KafkaGroup(topic, part), rec)
 		out := b.Bytes()
 		if len(out) != b.Size() || !json.Valid(out) {
 			t.Fatalf("size %d/%d valid %v: %s", len(out), b.Size(), json.Valid(out), out)
 		}
+		lazy := NewBuilder(SelfManagedKafka("b"))
+		lazy.AddEncoder(KafkaGroup(topic, part), KafkaSize(&r), kafkaEncoder{&r})
+		if got := lazy.Bytes(); lazy.Size() != b.Size() || !bytes.Equal(got, out) {
+			t.Fatalf("AddEncoder gives %d bytes (size %d): %s, Add %s", len(got), lazy.Size(), got, out)
+		}
 	})
 }
+
+// kafkaEncoder encodes a KafkaRecord on demand.
+type kafkaEncoder struct{ r *KafkaRecord }
+
+func (e kafkaEncoder) AppendEncoded(dst []byte) []byte { return AppendKafka(dst, e.r) }

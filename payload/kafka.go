@@ -75,6 +75,73 @@ func AppendKafka(dst []byte, r *KafkaRecord) []byte {
 	return append(dst, ']', '}')
 }
 
+// KafkaSize returns len(AppendKafka(nil, r)) without encoding r.
+func KafkaSize(r *KafkaRecord) int {
+	n := len(`{"topic":,"partition":,"offset":,"timestamp":,"timestampType":,"value":,"headers":[]}`) +
+		StringSize(r.Topic) + intSize(int64(r.Partition)) + intSize(r.Offset) + intSize(r.Timestamp.UnixMilli()) +
+		base64Size(len(r.Value))
+	if r.TimestampType == "" {
+		n += len(`"CREATE_TIME"`)
+	} else {
+		n += StringSize(r.TimestampType)
+	}
+	if r.Key != nil {
+		n += len(`,"key":`) + base64Size(len(r.Key))
+	}
+	for i := range r.Headers {
+		h := &r.Headers[i]
+		if i > 0 {
+			n++
+		}
+		n += len(`{:[]}`) + StringSize(h.Key) + signedBytesSize(h.Value)
+	}
+	return n
+}
+
+// base64Size is the length of AppendBase64's output for n bytes, quotes
+// included.
+func base64Size(n int) int { return 2 + (n+2)/3*4 }
+
+// intSize is the number of characters of v in base 10.
+func intSize(v int64) int {
+	n := 1
+	if v < 0 {
+		n++
+		if v == -v { // math.MinInt64
+			return 20
+		}
+		v = -v
+	}
+	for v >= 10 {
+		v /= 10
+		n++
+	}
+	return n
+}
+
+// signedBytesSize returns len(AppendSignedBytes(nil, b)).
+func signedBytesSize(b []byte) int {
+	n := max(len(b)-1, 0) // commas
+	for _, c := range b {
+		v := int8(c)
+		switch {
+		case v <= -100:
+			n += 4
+		case v <= -10:
+			n += 3
+		case v < 0:
+			n += 2
+		case v < 10:
+			n++
+		case v < 100:
+			n += 2
+		default:
+			n += 3
+		}
+	}
+	return n
+}
+
 // AppendSignedBytes appends b as comma separated signed byte values.
 func AppendSignedBytes(dst []byte, b []byte) []byte {
 	for i, c := range b {

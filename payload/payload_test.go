@@ -463,3 +463,31 @@ func contains(got, want any, path string) (string, bool) {
 		return path, cmp.Equal(got, want, numberCmp)
 	}
 }
+
+func TestKafkaSize(t *testing.T) {
+	many := make([]byte, 300)
+	for i := range many {
+		many[i] = byte(i)
+	}
+	cases := []struct {
+		name string
+		r    KafkaRecord
+	}{
+		{"empty", KafkaRecord{}},
+		{"nil key", KafkaRecord{Topic: "t", Value: []byte("v")}},
+		{"empty key", KafkaRecord{Topic: "t", Key: []byte{}, Value: []byte{}}},
+		{"extremes", KafkaRecord{Topic: "t\"\\\n\x01é\xff", Partition: -2147483648, Offset: -9223372036854775808,
+			Timestamp: time.UnixMilli(9223372036854775807), Key: []byte("k1"), Value: []byte("val")}},
+		{"log append", KafkaRecord{Topic: "t", Partition: 7, Offset: 1234567890, TimestampType: "LOG_APPEND_TIME",
+			Timestamp: time.UnixMilli(1700000000123), Value: many}},
+		{"headers", KafkaRecord{Topic: "t", Headers: []KafkaHeader{{"a", many}, {"", nil}, {"q\"", []byte{0x80, 0x7f, 0, 0xff, 0x9c, 0x9d, 0xf6, 0xf5}}}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := AppendKafka(nil, &c.r)
+			if n := KafkaSize(&c.r); n != len(got) {
+				t.Fatalf("KafkaSize %d, AppendKafka %d bytes: %s", n, len(got), got)
+			}
+		})
+	}
+}

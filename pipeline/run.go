@@ -406,6 +406,10 @@ func (x *run) pollLoop(ctx context.Context, maxBuf int, space <-chan struct{}) e
 func (x *run) filter(recs []source.Record) (kept, dropped []source.Record) {
 	kept = make([]source.Record, 0, len(recs))
 	for _, rec := range recs {
+		if rec.Encoder != nil && rec.Data == nil {
+			// The filter reads the bytes: encode them once, here.
+			rec.Data, rec.Encoder = rec.Bytes(), nil
+		}
 		ok, err := x.match.Match(x.fsrc, rec.Data)
 		if err != nil {
 			x.log.Warn("record the filter cannot read is dropped", "lane", rec.Lane, "id", rec.ID, "err", err)
@@ -538,7 +542,7 @@ func (x *run) windowEnd(ctx context.Context, bt *batcher.Batch) {
 func (x *run) builder(bt *batcher.Batch, recs []source.Record) *payload.Builder {
 	b := payload.NewBuilder(bt.Envelope())
 	for i := range recs {
-		b.Add(recs[i].Group, recs[i].Data)
+		recs[i].AddTo(b)
 	}
 	return b
 }

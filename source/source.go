@@ -1,9 +1,10 @@
 // Package source is the contract between a source (one package under
 // pollers/) and the rest of the data plane. It holds:
 //
-//   - Record, what a poller hands out: one source record already encoded as
-//     the JSON element AWS puts in the function's event, with what the core
-//     needs to batch, order, retry and acknowledge it;
+//   - Record, what a poller hands out: one source record encoded as the JSON
+//     element AWS puts in the function's event (or able to encode itself
+//     into the event on demand), with what the core needs to batch, order,
+//     retry and acknowledge it;
 //   - Poller, how the pipeline reads records and reports their outcome
 //     (Ack, with per-record failures as one *BatchError value, in the style
 //     of benthos's batch.Error);
@@ -18,7 +19,11 @@
 // Descriptor.
 package source
 
-import "time"
+import (
+	"time"
+
+	"github.com/esmd/esmd/payload"
+)
 
 // Record is one source record on its way to the function.
 type Record struct {
@@ -45,8 +50,43 @@ type Record struct {
 	Group string
 	// Data is the record exactly as it appears inside the event (package
 	// payload encodes it). The filter matches these bytes and the batcher
-	// measures the 6 MB cap on them.
+	// measures the 6 MB cap on them. Nil when Encoder is set.
 	Data []byte
+	// Encoder, when not nil, encodes the record on demand instead of Data:
+	// the record is then encoded straight into each event that carries it,
+	// by the goroutine that invokes its batch (so in parallel across
+	// lanes), with no buffer of its own that the event would copy. Size is
+	// the exact length it appends. Use Len, Bytes and AddTo rather than
+	// Data where either may be set.
+	Encoder payload.Encoder
+	// Size is the length of what Encoder appends (unused without it).
+	Size int
 	// Meta is the poller's own handle (a receipt handle, a delivery tag).
 	Meta any
+}
+
+// Len returns the length of the record's encoded bytes.
+func (r *Record) Len() int {
+	if r.Encoder != nil && r.Data == nil {
+		return r.Size
+	}
+	return len(r.Data)
+}
+
+// Bytes returns the record's encoded bytes: Data, or what Encoder appends
+// to a new slice.
+func (r *Record) Bytes() []byte {
+	if r.Encoder != nil && r.Data == nil {
+		return r.Encoder.AppendEncoded(make([]byte, 0, r.Size))
+	}
+	return r.Data
+}
+
+// AddTo adds the record to an event's builder, under its Group.
+func (r *Record) AddTo(b *payload.Builder) {
+	if r.Encoder != nil && r.Data == nil {
+		b.AddEncoder(r.Group, r.Size, r.Encoder)
+		return
+	}
+	b.Add(r.Group, r.Data)
 }

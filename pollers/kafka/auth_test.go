@@ -163,7 +163,7 @@ func TestSASL(t *testing.T) {
 			p := open(t, cfg)
 			defer p.Close()
 			if r := pollN(t, p, 1, 20*time.Second); string(decode(t, r[0]).Value) != "hello" {
-				t.Fatalf("got %s", r[0].Data)
+				t.Fatalf("got %s", r[0].Bytes())
 			}
 			// The kafka:// destination client of the same mapping.
 			dest, err := NewProducer(context.Background(), cfg)
@@ -237,7 +237,7 @@ func TestClientCertificate(t *testing.T) {
 	p := open(t, cfg)
 	defer p.Close()
 	if r := pollN(t, p, 1, 20*time.Second); string(decode(t, r[0]).Value) != "mutual" {
-		t.Fatalf("got %s", r[0].Data)
+		t.Fatalf("got %s", r[0].Bytes())
 	}
 
 	// Without the client certificate the server refuses the connection.

@@ -4,8 +4,9 @@
 // The poller is one member of the mapping's consumer group (ConsumerGroupId,
 // which defaults to the mapping's UUID) using cooperative-sticky
 // rebalancing. It hands the pipeline one source.Record per Kafka record,
-// laned by "topic-partition" and already encoded as the record of the
-// Lambda Kafka event (payload.AppendKafka). Offsets are committed only
+// laned by "topic-partition", which encodes itself as the record of the
+// Lambda Kafka event (payload.AppendKafka) when its batch's event is
+// written (source.Record.Encoder). Offsets are committed only
 // below every record the pipeline has not finished (source.Tracker), so a
 // restart or a rebalance re-reads unfinished records and never skips one.
 //
@@ -14,9 +15,9 @@
 // three batches, or up to 1,000 records when batches are small; one in
 // flight, the next ones ready). When the partitions hold enough fetched
 // records the poller stops polling kgo, and a partition holding twice its
-// share is paused in kgo until the pipeline catches up. Encoding
-// (payload.AppendKafka) happens at hand-out, into one allocation per
-// hand-out.
+// share is paused in kgo until the pipeline catches up. A hand-out only
+// counts: encoding happens in the goroutines that invoke the batches, in
+// parallel across partitions, straight into each event.
 //
 // Revoked partitions: the held records are dropped at once (the pipeline
 // never saw them), the poller waits (up to Config.RevokeTimeout) for the

@@ -107,8 +107,8 @@ type wire struct {
 func decode(t testing.TB, r source.Record) wire {
 	t.Helper()
 	var w wire
-	if err := json.Unmarshal(r.Data, &w); err != nil {
-		t.Fatalf("record %s: %v: %s", r.ID, err, r.Data)
+	if err := json.Unmarshal(r.Bytes(), &w); err != nil {
+		t.Fatalf("record %s: %v: %s", r.ID, err, r.Bytes())
 	}
 	return w
 }

@@ -413,22 +413,14 @@ func (p *Poller) handOut() ([]source.Record, map[string][]int32) {
 	if p.cfg.MaxPollers > 0 {
 		p.rotate()
 	}
-	count, size := 0, 0
+	count := 0
 	for _, pt := range p.order {
-		n := take(pt)
-		count += n
-		for _, r := range pt.held[:n] {
-			size += encodedSize(r)
-		}
+		count += take(pt)
 	}
 	if count == 0 {
 		return nil, nil
 	}
 	out := make([]source.Record, 0, count)
-	// One allocation for the encoded records of this hand-out: each record's
-	// Data is a capped window of it, and the slab is freed with the last of
-	// them.
-	slab := make([]byte, 0, size)
 	var resume map[string][]int32
 	for _, pt := range p.order {
 		n := take(pt)
@@ -437,14 +429,14 @@ func (p *Poller) handOut() ([]source.Record, map[string][]int32) {
 		}
 		offs := p.offs[:0]
 		for _, r := range pt.held[:n] {
-			start := len(slab)
-			kr := kafkaRecord(r)
-			slab = payload.AppendKafka(slab, &kr)
+			// Records are encoded when their batch's event is written, in
+			// the goroutine that invokes it: not here, under p.mu, one
+			// record after the other.
 			seq := strconv.FormatInt(r.Offset, 10)
 			offs = append(offs, r.Offset)
 			out = append(out, source.Record{
 				Lane: pt.lane, Key: string(r.Key), ID: seq, Seq: seq, Arrival: r.Timestamp, Group: pt.lane,
-				Data: slab[start:len(slab):len(slab)], Meta: pt,
+				Encoder: (*encoder)(r), Size: encodedSize(r), Meta: pt,
 			})
 		}
 		p.tracker.AddOffsets(pt.lane, offs...)
@@ -501,14 +493,21 @@ func (p *Poller) rotate() {
 	}
 }
 
-// encodedSize is an upper bound of a record's encoded size, so encoding
-// allocates once.
+// encoder encodes a fetched record as the element of a Kafka event
+// (source.Record.Encoder). A *kgo.Record converts to it without an
+// allocation; kgo never modifies a record it returned.
+type encoder kgo.Record
+
+// AppendEncoded implements payload.Encoder.
+func (e *encoder) AppendEncoded(dst []byte) []byte {
+	kr := kafkaRecord((*kgo.Record)(e))
+	return payload.AppendKafka(dst, &kr)
+}
+
+// encodedSize is the exact length of a record's encoding.
 func encodedSize(r *kgo.Record) int {
-	n := 160 + 2*len(r.Topic) + (len(r.Key)+2)/3*4 + (len(r.Value)+2)/3*4
-	for _, h := range r.Headers {
-		n += 8 + 2*len(h.Key) + 5*len(h.Value)
-	}
-	return n
+	kr := kafkaRecord(r)
+	return payload.KafkaSize(&kr)
 }
 
 func kafkaRecord(r *kgo.Record) payload.KafkaRecord {

@@ -41,7 +41,11 @@ func TestRecordShape(t *testing.T) {
 	m := &esm.Mapping{Source: esm.SourceMSK, Config: esm.Config{EventSourceArn: ptr("arn:aws:kafka:us-east-1:000000000000:cluster/c/1")}}
 	b := payload.NewBuilder(envelope(m))
 	for _, r := range recs {
-		b.Add(r.Group, r.Data)
+		if r.Data != nil || r.Encoder == nil || r.Len() != len(r.Bytes()) {
+			t.Errorf("record %s: Data %q, Encoder %v, Len %d, encoded %d bytes: want encoded on demand with its exact Len",
+				r.ID, r.Data, r.Encoder, r.Len(), len(r.Bytes()))
+		}
+		r.AddTo(b)
 	}
 	var ev events.KafkaEvent
 	if err := json.Unmarshal(b.Bytes(), &ev); err != nil {
@@ -71,8 +75,8 @@ func TestRecordShape(t *testing.T) {
 	// Byte-exact: signed header bytes, no "key" for a keyless record.
 	want0 := fmt.Sprintf(`{"topic":%q,"partition":1,"offset":0,"timestamp":1749116692330,"timestampType":"CREATE_TIME","key":"azE=","value":"eyJhIjoxfQ==","headers":[{"h":[118]},{"e":[-61,-85]},{"h":[119]}]}`, topic)
 	want1 := fmt.Sprintf(`{"topic":%q,"partition":1,"offset":1,"timestamp":1749116692330,"timestampType":"CREATE_TIME","value":"a2V5bGVzcw==","headers":[]}`, topic)
-	if string(recs[0].Data) != want0 || string(recs[1].Data) != want1 {
-		t.Errorf("records:\n%s\n%s\nwant\n%s\n%s", recs[0].Data, recs[1].Data, want0, want1)
+	if string(recs[0].Bytes()) != want0 || string(recs[1].Bytes()) != want1 {
+		t.Errorf("records:\n%s\n%s\nwant\n%s\n%s", recs[0].Bytes(), recs[1].Bytes(), want0, want1)
 	}
 	if recs[0].Lane != lane || recs[0].Group != lane || recs[0].Key != "k1" || recs[0].ID != "0" || recs[0].Seq != "0" || !recs[0].Arrival.Equal(ts) {
 		t.Errorf("source fields: %+v", recs[0])
