@@ -79,11 +79,14 @@ type Endpoint struct {
 	// Forward is the base URL of a real Lambda Invoke API (--lambda-endpoint).
 	Forward string
 
-	coll   atomic.Pointer[Collector]
-	errors atomic.Int64
-	client *http.Client
-	srv    *http.Server
-	url    string
+	coll    atomic.Pointer[Collector]
+	errors  atomic.Int64
+	lastErr atomic.Pointer[string]
+	// inflight counts invocations not yet answered.
+	inflight atomic.Int64
+	client   *http.Client
+	srv      *http.Server
+	url      string
 }
 
 // Start listens on 127.0.0.1 and serves until Close.
@@ -109,23 +112,44 @@ func (e *Endpoint) Close() {
 	}
 }
 
+// Quiesce waits until no invocation is in flight, or for at most max.
+func (e *Endpoint) Quiesce(max time.Duration) {
+	for deadline := time.Now().Add(max); e.inflight.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // Use makes c the collector of the invocations that follow.
 func (e *Endpoint) Use(c *Collector) { e.coll.Store(c) }
 
 // Errors is how many requests the endpoint failed (bad requests, errors of
-// the function forwarded to).
-func (e *Endpoint) Errors() int64 { return e.errors.Load() }
+// the function forwarded to), and what the last one was.
+func (e *Endpoint) Errors() (int64, string) {
+	last := ""
+	if p := e.lastErr.Load(); p != nil {
+		last = *p
+	}
+	return e.errors.Load(), last
+}
+
+// failed counts a failed request.
+func (e *Endpoint) failed(what string) {
+	e.errors.Add(1)
+	e.lastErr.Store(&what)
+}
 
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	e.inflight.Add(1)
+	defer e.inflight.Add(-1)
 	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/invocations") {
-		e.errors.Add(1)
+		e.failed(r.Method + " " + r.URL.Path + ": not an Invoke request")
 		http.Error(w, `{"Type":"User","message":"not an Invoke request"}`, http.StatusNotFound)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxEvent+1))
 	if err != nil || len(body) > maxEvent {
-		e.errors.Add(1)
+		e.failed("cannot read the event")
 		http.Error(w, `{"Type":"User","message":"cannot read the event"}`, http.StatusRequestEntityTooLarge)
 		return
 	}
@@ -163,12 +187,15 @@ func (e *Endpoint) forward(w http.ResponseWriter, r *http.Request, body []byte) 
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
+		if r.Context().Err() != nil {
+			return // the caller went away: not the function's error
+		}
 		e.fail(w, err)
 		return
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 || resp.Header.Get("X-Amz-Function-Error") != "" {
-		e.errors.Add(1)
+		e.failed(fmt.Sprintf("the function answered %d %s", resp.StatusCode, resp.Header.Get("X-Amz-Function-Error")))
 	}
 	for k, v := range resp.Header {
 		w.Header()[k] = v
@@ -178,7 +205,7 @@ func (e *Endpoint) forward(w http.ResponseWriter, r *http.Request, body []byte) 
 }
 
 func (e *Endpoint) fail(w http.ResponseWriter, err error) {
-	e.errors.Add(1)
+	e.failed(err.Error())
 	var ne net.Error
 	status := http.StatusBadGateway
 	if errors.As(err, &ne) && ne.Timeout() {

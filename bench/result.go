@@ -69,7 +69,8 @@ type Round struct {
 	Invocations int64    `json:"invocations"`
 	// Errors counts invocations the endpoint failed or the function
 	// forwarded to answered with an error.
-	Errors int64 `json:"errors"`
+	Errors    int64  `json:"errors"`
+	LastError string `json:"last_error,omitempty"`
 	// StartupSeconds is from the child's start to the first invocation
 	// with a record; SteadySeconds from there to the last record's
 	// invocation; WallSeconds is both.

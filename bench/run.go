@@ -106,6 +106,7 @@ func (b *bencher) round(ctx context.Context, kind string, idx int) (*Round, erro
 		r.ProducedPerSecond = round3(float64(n) / r.ProduceSeconds)
 	}
 
+	errs0, _ := b.ep.Errors()
 	c, err := b.start(kind, name)
 	if err != nil {
 		return nil, err
@@ -139,6 +140,9 @@ func (b *bencher) round(ctx context.Context, kind string, idx int) (*Round, erro
 	err = b.await(ctx, kind, idx, c, coll, r, perr)
 	stopProducing()
 	wg.Wait()
+	// The last record arrived with its invocation: let it finish before
+	// the child is stopped, so its duration counts and nothing is cut.
+	b.ep.Quiesce(10 * time.Second)
 	if err := c.stop(30 * time.Second); err != nil && r.ExitError == "" {
 		r.ExitError = err.Error()
 	}
@@ -149,6 +153,10 @@ func (b *bencher) round(ctx context.Context, kind string, idx int) (*Round, erro
 		r.ProducedPerSecond = round3(float64(n) / r.ProduceSeconds)
 	}
 	b.finish(r, c, coll)
+	errs, last := b.ep.Errors()
+	if r.Errors = errs - errs0; r.Errors > 0 {
+		r.LastError = last
+	}
 	return r, nil
 }
 
@@ -320,7 +328,6 @@ func (b *bencher) finish(r *Round, c *child, coll *Collector) {
 	}
 	first, last := coll.first, coll.last
 	coll.mu.Unlock()
-	r.Errors = b.ep.Errors()
 	if !first.IsZero() {
 		r.StartupSeconds = round3(first.Sub(c.started).Seconds())
 		r.SteadySeconds = round3(last.Sub(first).Seconds())

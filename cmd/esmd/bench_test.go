@@ -238,3 +238,18 @@ func TestBenchDocumentDB(t *testing.T) {
 		"--records", "300", "--record-size", "200", "--batch-size", "50", "--compare", "raw", "--rounds", "1")
 	checkRounds(t, res, "esmd", "raw")
 }
+
+// TestBenchRealFunction invokes a real function (aws-lambda-go under the
+// Runtime Interface Emulator, --invoke-mode rie) through the bench's
+// counting endpoint, from esmd and from the raw loop.
+func TestBenchRealFunction(t *testing.T) {
+	testenv.Skip(t)
+	res, _ := runBench(t, "--lambda-endpoint", testenv.RIE(t), "--invoke-mode", "rie",
+		"--records", "200", "--record-size", "200", "--batch-size", "20", "--partitions", "2", "--compare", "raw", "--rounds", "1")
+	checkRounds(t, res, "esmd", "raw")
+	for _, r := range res.Rounds {
+		if r.InvokeDuration.Count != uint64(r.Invocations) {
+			t.Errorf("%s: %d invoke durations for %d invocations", r.Kind, r.InvokeDuration.Count, r.Invocations)
+		}
+	}
+}
