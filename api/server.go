@@ -63,6 +63,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	path := r.URL.Path
+	if err := checkParams(r); err != nil {
+		writeError(w, err)
+		return
+	}
 	switch {
 	case path == esmPrefix || path == esmPrefix+"/":
 		switch r.Method {
@@ -208,14 +212,23 @@ func (h *Handler) respond(w http.ResponseWriter, status int, body any, err error
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return &esm.Error{Type: esm.ErrTypeRequestTooLarge, Status: http.StatusRequestEntityTooLarge,
-				Message: fmt.Sprintf("Request must be smaller than %d bytes for the operation", MaxBodyBytes)}
-		}
-		return esm.InvalidRequestContent(err.Error())
+		return bodyError(err)
 	}
 	return DecodeBody(body, v)
+}
+
+// bodyError is the API error for a failed body read.
+func bodyError(err error) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return tooLarge()
+	}
+	return esm.InvalidRequestContent(err.Error())
+}
+
+func tooLarge() *esm.Error {
+	return &esm.Error{Type: esm.ErrTypeRequestTooLarge, Status: http.StatusRequestEntityTooLarge,
+		Message: fmt.Sprintf("Request must be smaller than %d bytes for the operation", MaxBodyBytes)}
 }
 
 // DecodeBody parses a request body into v with the API's rules: an empty
@@ -228,6 +241,9 @@ func DecodeBody(body []byte, v any) error {
 	}
 	if body[0] != '{' {
 		return esm.InvalidRequestContent("the request body must be a JSON object")
+	}
+	if msg := invalidText(body); msg != "" {
+		return esm.InvalidRequestContent(msg)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
@@ -251,6 +267,11 @@ func describe(err error) string {
 	return err.Error()
 }
 
+// frontEnd are the exceptions of AWS's front end (authentication, access),
+// whose bodies carry only a message.
+var frontEnd = map[string]bool{ErrTypeMissingToken: true, ErrTypeIncompleteSignature: true,
+	ErrTypeInvalidSignature: true, ErrTypeUnrecognizedClient: true, ErrTypeAccessDenied: true}
+
 // writeError renders an error in the REST-JSON shape Lambda uses.
 func writeError(w http.ResponseWriter, err error) {
 	var ae *esm.Error
@@ -258,7 +279,7 @@ func writeError(w http.ResponseWriter, err error) {
 		ae = &esm.Error{Type: esm.ErrTypeService, Status: http.StatusInternalServerError, Message: err.Error()}
 	}
 	body := map[string]string{ae.MessageKey(): ae.Message}
-	if f := ae.Fault(); f != "" {
+	if f := ae.Fault(); f != "" && !frontEnd[ae.Type] {
 		body["Type"] = f
 	}
 	data, _ := json.Marshal(body)

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/esmd/esmd/api"
 	"github.com/esmd/esmd/source"
 )
 
@@ -31,6 +34,12 @@ type common struct {
 	maxFilters     int
 	secretsFile    string
 	drainTimeout   time.Duration
+	// API protection (api.Policy, api.NewServer).
+	apiCredentials       string
+	allowUnauthenticated bool
+	allowedHosts         csvFlag
+	allowedOrigins       csvFlag
+	maxConns             int
 	// sources are the sources this esmd reads (sources()).
 	sources []*source.Descriptor
 	// source holds the values of the flags the sources add
@@ -43,6 +52,19 @@ type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// csvFlag is a repeatable flag whose values may also be comma-separated.
+type csvFlag []string
+
+func (l *csvFlag) String() string { return strings.Join(*l, ",") }
+func (l *csvFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
 
 func newCommon(name string, out io.Writer, defaultAddr string) *common {
 	c := &common{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
@@ -63,6 +85,11 @@ func newCommon(name string, out io.Writer, defaultAddr string) *common {
 	fs.IntVar(&c.maxFilters, "max-filters", 5, "FilterCriteria filters allowed per mapping (AWS: 5, up to 10 with a quota increase)")
 	fs.StringVar(&c.secretsFile, "secrets-file", "", "JSON object from secret ARN to the secret's fields ({\"username\": ..., \"password\": ...}), answering for AWS Secrets Manager")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "when a mapping stops (disable, update, delete, shutdown): how long invocations in flight may finish and be acknowledged before they are cancelled")
+	fs.StringVar(&c.apiCredentials, "api-credentials", "", "require AWS SigV4-signed API requests, with the keys of this file (AWS shared-credentials format: [section] aws_access_key_id / aws_secret_access_key, one or more), or 'env' for AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default: unsigned requests accepted, on a loopback --addr only)")
+	fs.BoolVar(&c.allowUnauthenticated, "allow-unauthenticated", false, "serve the API on a non-loopback --addr without --api-credentials: anyone who reaches the port can manage mappings")
+	fs.Var(&c.allowedHosts, "allowed-hosts", "host names accepted in the Host header besides the --addr host, localhost and IP addresses (comma-separated or repeated; * for any): names a DNS-rebinding page cannot use")
+	fs.Var(&c.allowedOrigins, "allowed-origins", "browser origins (scheme://host[:port], comma-separated or repeated; * for any) whose requests are accepted and answered with CORS headers (default: none; requests without an Origin are not affected)")
+	fs.IntVar(&c.maxConns, "max-connections", 0, fmt.Sprintf("bound on open API connections (default %d, fewer when the file-descriptor limit is low)", api.DefaultMaxConns))
 	c.sources = sources()
 	c.source = map[string]*listFlag{}
 	for _, d := range c.sources {
@@ -122,7 +149,40 @@ func (c *common) validate() error {
 	if c.region == "" {
 		c.region = "us-east-1"
 	}
+	for _, o := range c.allowedOrigins {
+		if o != "*" && !validOrigin(o) {
+			return fmt.Errorf("--allowed-origins: %q is not an origin (scheme://host[:port])", o)
+		}
+	}
+	if c.maxConns < 0 {
+		return fmt.Errorf("--max-connections must not be negative")
+	}
+	if c.addr != "" && c.apiCredentials == "" && !c.allowUnauthenticated && !isLoopback(c.addr) {
+		return fmt.Errorf("--addr %s is not a loopback address and no --api-credentials are given: anyone who reaches the port "+
+			"could create mappings, use the secrets of --secrets-file and read them back through the brokers they name. "+
+			"Give --api-credentials FILE (or --api-credentials env), bind 127.0.0.1, or pass --allow-unauthenticated "+
+			"if the network itself is trusted", c.addr)
+	}
 	return nil
+}
+
+// isLoopback reports whether a listen address binds loopback only.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func validOrigin(o string) bool {
+	u, err := url.Parse(o)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
+		(u.Path == "" || u.Path == "/") && u.RawQuery == "" && u.User == nil
 }
 
 func (c *common) logger(w io.Writer) *slog.Logger {

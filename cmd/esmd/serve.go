@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -48,6 +50,16 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // serve runs the engine and, when c.addr is set, the API, until ctx is
 // done. ready, when not nil, is called with the engine once the API listens.
 func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Engine, string) error) error {
+	// The API binds first: a port clash or unreadable credentials end esmd
+	// before the store is opened and before any pipeline polls.
+	var front *apiFront
+	if c.addr != "" {
+		var err error
+		if front, err = listenAPI(c, log); err != nil {
+			return err
+		}
+		defer front.ln.Close()
+	}
 	store, err := openStore(ctx, c, log)
 	if err != nil {
 		return err
@@ -97,19 +109,12 @@ func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Eng
 	addr := ""
 	var srv *http.Server
 	errc := make(chan error, 1)
-	if c.addr != "" {
-		ln, err := net.Listen("tcp", c.addr)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", c.addr, err)
-		}
-		addr = ln.Addr().String()
-		srv = &http.Server{
-			// The store backup endpoint sits with the API, behind its guards.
-			Handler:           withMetrics(withStoreBackup(api.New(engine, log), store, log), metrics),
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}
-		go func() { errc <- srv.Serve(ln) }()
+	if front != nil {
+		addr = front.ln.Addr().String()
+		// The store backup endpoint sits with the API, behind its guards.
+		h := api.Protect(withMetrics(withLongBackup(withStoreBackup(api.New(engine, log), store, log)), metrics), front.policy)
+		srv = api.NewServer(h, front.limiter, max(time.Minute, c.drainTimeout+30*time.Second), log)
+		go func() { errc <- srv.Serve(front.ln) }()
 		log.Info("esmd listening", "addr", "http://"+addr, "data-dir", c.dataDir, "region", c.region, "version", versionString())
 	}
 	if ready != nil {
@@ -134,6 +139,47 @@ func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Eng
 		}
 	}
 	return nil
+}
+
+// apiFront is the API's listener and the policy its requests pass.
+type apiFront struct {
+	ln      net.Listener
+	limiter *api.ConnLimiter
+	policy  api.Policy
+}
+
+// listenAPI loads the API credentials, binds c.addr and bounds its
+// connections (--max-connections, else api.DefaultMaxConns or fewer when
+// the file limit is low, keeping descriptors for pipelines and the store).
+func listenAPI(c *common, log *slog.Logger) (*apiFront, error) {
+	policy := api.Policy{AllowedHosts: c.allowedHosts, AllowedOrigins: c.allowedOrigins}
+	if host, _, err := net.SplitHostPort(c.addr); err == nil {
+		policy.BindHost = host
+	}
+	if c.apiCredentials != "" {
+		creds, err := api.LoadCredentials(c.apiCredentials, os.Getenv, func(msg string) { log.Warn(msg) })
+		if err != nil {
+			return nil, err
+		}
+		policy.Verifier = api.NewVerifier(creds, nil)
+		log.Info("API requests must be SigV4-signed", "service", api.SigningService, "access-keys", strings.Join(creds.IDs(), ","))
+	} else if !isLoopback(c.addr) {
+		log.Warn("API requests are not authenticated on a non-loopback address (--allow-unauthenticated)", "addr", c.addr)
+	}
+	conns := c.maxConns
+	if conns == 0 {
+		conns = api.DefaultMaxConns
+		if lim := fileLimit(); lim > 0 && lim < uint64(conns)+256 {
+			conns = max(int(lim/2), 1)
+			log.Warn("few file descriptors: fewer API connections", "nofile", lim, "max-connections", conns)
+		}
+	}
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", c.addr, err)
+	}
+	lim := api.NewConnLimiter(conns)
+	return &apiFront{ln: lim.Listener(ln), limiter: lim, policy: policy}, nil
 }
 
 // functionChecker looks functions up with Lambda GetFunction.
@@ -193,5 +239,16 @@ func withMetrics(api http.Handler, m *pipeline.Metrics) http.Handler {
 			return
 		}
 		api.ServeHTTP(w, r)
+	})
+}
+
+// withLongBackup gives the store backup an hour to send the copy: the
+// server's WriteTimeout is sized for API calls.
+func withLongBackup(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == storeBackupPath {
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Hour))
+		}
+		next.ServeHTTP(w, r)
 	})
 }

@@ -1,0 +1,150 @@
+package api
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Server limits. Each is sized for the Lambda API: small JSON requests,
+// answered in well under a second, except when a create looks a function
+// or a source up (bounded by their own 10 s timeouts) or a stop drains.
+const (
+	// ReadHeaderTimeout cuts a connection whose request headers do not
+	// arrive in time (slowloris).
+	ReadHeaderTimeout = 10 * time.Second
+	// ReadTimeout bounds reading a whole request, headers and body: a 1
+	// MB body at 35 KB/s still arrives.
+	ReadTimeout = 30 * time.Second
+	// IdleTimeout closes a keep-alive connection with no request.
+	IdleTimeout = 30 * time.Second
+	// MaxHeaderBytes bounds the request line and headers.
+	MaxHeaderBytes = 64 << 10
+	// DefaultMaxConns is the default bound on open API connections.
+	DefaultMaxConns = 256
+)
+
+// NewServer returns the HTTP server for the API handler h with every
+// limit set. writeTimeout bounds a request from the end of its headers to
+// the end of its response; it must cover the slowest operation.
+func NewServer(h http.Handler, lim *ConnLimiter, writeTimeout time.Duration, log *slog.Logger) *http.Server {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+	}
+	if log != nil {
+		srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	}
+	if lim != nil {
+		srv.ConnState = lim.ConnState
+	}
+	return srv
+}
+
+// ConnLimiter bounds the connections a listener holds open. When the
+// bound is reached, the connection idle the longest is closed to make
+// room; when none is idle, Accept waits for one to close, and new
+// connections wait in the kernel's backlog meanwhile. Every connection is
+// cut by the server's timeouts, so waiting is bounded.
+//
+// Bounding connections below the process's file limit keeps descriptors
+// for the pipelines and the store; should accept still fail for want of
+// descriptors (EMFILE), net/http retries with a backoff of up to a second,
+// and the API answers again as soon as descriptors are freed.
+type ConnLimiter struct {
+	slots chan struct{}
+
+	mu   sync.Mutex
+	idle map[net.Conn]time.Time
+}
+
+// NewConnLimiter returns a limiter for max connections.
+func NewConnLimiter(max int) *ConnLimiter {
+	if max < 1 {
+		max = 1
+	}
+	return &ConnLimiter{slots: make(chan struct{}, max), idle: map[net.Conn]time.Time{}}
+}
+
+// Listener wraps ln so that it holds at most the limiter's connections.
+func (l *ConnLimiter) Listener(ln net.Listener) net.Listener {
+	return &limitListener{Listener: ln, l: l, done: make(chan struct{})}
+}
+
+// ConnState is the http.Server.ConnState hook that tells the limiter which
+// connections are idle.
+func (l *ConnLimiter) ConnState(c net.Conn, s http.ConnState) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s == http.StateIdle {
+		l.idle[c] = time.Now()
+	} else {
+		delete(l.idle, c)
+	}
+}
+
+// evictIdle closes the connection idle the longest, if any.
+func (l *ConnLimiter) evictIdle() {
+	l.mu.Lock()
+	var oldest net.Conn
+	var at time.Time
+	for c, t := range l.idle {
+		if oldest == nil || t.Before(at) {
+			oldest, at = c, t
+		}
+	}
+	delete(l.idle, oldest)
+	l.mu.Unlock()
+	if oldest != nil {
+		oldest.Close()
+	}
+}
+
+type limitListener struct {
+	net.Listener
+	l         *ConnLimiter
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (ln *limitListener) Accept() (net.Conn, error) {
+	select {
+	case ln.l.slots <- struct{}{}:
+	default:
+		ln.l.evictIdle()
+		select {
+		case ln.l.slots <- struct{}{}:
+		case <-ln.done:
+			return nil, net.ErrClosed
+		}
+	}
+	c, err := ln.Listener.Accept()
+	if err != nil {
+		<-ln.l.slots
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-ln.l.slots }}, nil
+}
+
+func (ln *limitListener) Close() error {
+	ln.closeOnce.Do(func() { close(ln.done) })
+	return ln.Listener.Close()
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
