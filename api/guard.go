@@ -60,8 +60,10 @@ type Policy struct {
 //     (parameters such as charset allowed): 415 UnsupportedMediaTypeException.
 //     This alone stops the "simple" cross-site POSTs (text/plain, forms)
 //     browsers send without a preflight.
-//  5. The body is read, at most MaxBodyBytes and at most p.MaxBodies at a
-//     time, and the signature checked over it.
+//  5. The body is read, at most MaxBodyBytes, and the signature checked
+//     over it. At most p.MaxBodies requests with a body are read and
+//     handled at a time; the others wait, and requests without a body
+//     (Get, List, Delete, ListTags, UntagResource) never wait.
 func Protect(next http.Handler, p Policy) http.Handler {
 	g := &guard{next: next, p: p, hosts: map[string]bool{"localhost": true}, origins: map[string]bool{}}
 	if h := normHost(p.BindHost); h != "" {
@@ -83,7 +85,8 @@ func Protect(next http.Handler, p Policy) http.Handler {
 	if n <= 0 {
 		n = DefaultMaxBodies
 	}
-	g.bodies = make(chan struct{}, n)
+	g.slots = make(chan struct{}, n)
+	g.free = make(chan []byte, n)
 	return g
 }
 
@@ -94,7 +97,8 @@ type guard struct {
 	anyHost   bool
 	origins   map[string]bool
 	anyOrigin bool
-	bodies    chan struct{}
+	slots     chan struct{}
+	free      chan []byte
 }
 
 func normHost(h string) string {
@@ -169,11 +173,17 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, err := g.readBody(w, r)
+	if !g.acquire(r) {
+		return // the client went away
+	}
+	var buf []byte
+	if hasBody(r) {
+		buf = g.buffer()
+		defer g.release(buf)
+	}
+	body, err := readBody(r, buf)
 	if err != nil {
-		if r.Context().Err() == nil {
-			writeError(w, err)
-		}
+		writeError(w, err)
 		return
 	}
 	if sig != nil {
@@ -182,38 +192,80 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The handler copies what it keeps (encoding/json does), so buf can
+	// serve the next request once it returns.
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	g.next.ServeHTTP(w, r)
 }
 
-// readBody reads the whole body, bounded by MaxBodyBytes, holding one of
-// the body slots while it reads.
-func (g *guard) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
-		return nil, nil
-	}
-	if r.ContentLength > MaxBodyBytes {
-		return nil, tooLarge()
+// acquire takes a body slot for a request with a body, waiting while
+// p.MaxBodies requests hold theirs; it reports false when the client went
+// away first.
+func (g *guard) acquire(r *http.Request) bool {
+	if !hasBody(r) {
+		return true
 	}
 	select {
-	case g.bodies <- struct{}{}:
+	case g.slots <- struct{}{}:
+		return true
 	case <-r.Context().Done():
-		return nil, r.Context().Err()
+		return false
 	}
-	defer func() { <-g.bodies }()
+}
+
+// buffer returns a MaxBodyBytes buffer for a request with a body: one
+// released by an earlier request, else a new one. At most p.MaxBodies are
+// in use, so buffers never amount to more than MaxBodies*MaxBodyBytes and
+// slow or abandoned bodies leave no garbage behind.
+func (g *guard) buffer() []byte {
+	select {
+	case b := <-g.free:
+		return b
+	default:
+		return make([]byte, MaxBodyBytes)
+	}
+}
+
+func (g *guard) release(buf []byte) {
+	if buf == nil {
+		return
+	}
+	g.free <- buf // never blocks: one place for each slot
+	<-g.slots
+}
+
+func hasBody(r *http.Request) bool {
+	return r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
+}
+
+// readBody reads the whole body into buf; a body longer than buf (that
+// is, MaxBodyBytes) is RequestTooLargeException.
+func readBody(r *http.Request, buf []byte) ([]byte, error) {
+	if !hasBody(r) {
+		return nil, nil
+	}
+	if r.ContentLength > int64(len(buf)) {
+		return nil, tooLarge()
+	}
 	if r.ContentLength > 0 {
-		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
+		if _, err := io.ReadFull(r.Body, buf[:r.ContentLength]); err != nil {
 			return nil, esm.InvalidRequestContent("reading the request body: " + err.Error())
 		}
-		return buf, nil
+		return buf[:r.ContentLength], nil
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		return nil, bodyError(err)
+	n, err := io.ReadFull(r.Body, buf)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return buf[:n], nil
+	case err != nil:
+		return nil, esm.InvalidRequestContent("reading the request body: " + err.Error())
 	}
-	return data, nil
+	var one [1]byte
+	if m, _ := io.ReadFull(r.Body, one[:]); m > 0 {
+		return nil, tooLarge()
+	}
+	return buf, nil
 }
 
 func truncate(s string, n int) string {

@@ -4,9 +4,11 @@
 #   fauxqs/node_modules/fauxqs   npm fauxqs (SQS + SNS + S3 emulator), pinned
 #   kinesis/node_modules/kinesis-local  npm kinesis-local (kinesis-mock), pinned
 #   kinesalite/node_modules/kinesalite  npm kinesalite, pinned (Kinesis benchmarks only)
+#   jssdk/node_modules/@aws-sdk/client-lambda  npm, pinned (API client tests)
 #   bin/aws-lambda-rie           the Lambda Runtime Interface Emulator, built
 #                                from its pinned Go pseudo-version
-# and, system-wide with apt (Debian; as root), rabbitmq-server, which
+# and, system-wide with apt (Debian; as root), awscli when no `aws` is on
+# PATH (the API client tests drive esmd with it), rabbitmq-server, which
 # internal/testenv runs as a plain process (the service is never started),
 # and activemq (ActiveMQ 5.17 and a JRE), whose jar internal/testenv runs
 # with its own config (internal/testenv/activemq), and postgresql-15, which
@@ -19,11 +21,12 @@ set -euo pipefail
 FAUXQS_VERSION=1.9.2                                 # keep in sync with internal/testenv
 KINESIS_LOCAL_VERSION=0.6.2                          # internal/testenv KinesisLocalVersion
 KINESALITE_VERSION=3.3.3                             # internal/testenv KinesaliteVersion
+JS_LAMBDA_VERSION=3.1164.0                           # internal/testenv JSLambdaVersion
 RIE_VERSION=v0.0.0-20261030222936-bef5c4ba774d       # (FauxQSVersion, RIEVersion)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${ESMD_TEST_CACHE:-$ROOT/.cache/testenv}
-mkdir -p "$CACHE/bin" "$CACHE/fauxqs" "$CACHE/kinesis" "$CACHE/kinesalite"
+mkdir -p "$CACHE/bin" "$CACHE/fauxqs" "$CACHE/kinesis" "$CACHE/kinesalite" "$CACHE/jssdk"
 
 # fauxqs
 have=$(node -p "require('$CACHE/fauxqs/node_modules/fauxqs/package.json').version" 2>/dev/null || true)
@@ -49,6 +52,14 @@ if [ "$have" != "$KINESALITE_VERSION" ]; then
   npm install --prefix "$CACHE/kinesalite" --no-audit --no-fund --loglevel=error "kinesalite@$KINESALITE_VERSION"
 fi
 
+# @aws-sdk/client-lambda (the JavaScript SDK v3 client of esmd's API tests)
+have=$(node -p "require('$CACHE/jssdk/node_modules/@aws-sdk/client-lambda/package.json').version" 2>/dev/null || true)
+if [ "$have" != "$JS_LAMBDA_VERSION" ]; then
+  echo "install-test-deps: npm install @aws-sdk/client-lambda@$JS_LAMBDA_VERSION into $CACHE/jssdk"
+  [ -f "$CACHE/jssdk/package.json" ] || echo '{"name":"esmd-testenv","private":true}' > "$CACHE/jssdk/package.json"
+  npm install --prefix "$CACHE/jssdk" --no-audit --no-fund --loglevel=error "@aws-sdk/client-lambda@$JS_LAMBDA_VERSION"
+fi
+
 # aws-lambda-rie
 stamp="$CACHE/bin/aws-lambda-rie.version"
 if [ ! -x "$CACHE/bin/aws-lambda-rie" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$RIE_VERSION" ]; then
@@ -58,6 +69,20 @@ if [ ! -x "$CACHE/bin/aws-lambda-rie" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$
     go install "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$RIE_VERSION")
   echo "$RIE_VERSION" > "$stamp"
 fi
+# The AWS CLI (the API client tests drive esmd with it): the machine image
+# has pip's awscli; elsewhere Debian's package.
+if ! command -v aws >/dev/null; then
+  if ! command -v apt-get >/dev/null; then
+    echo "install-test-deps: the AWS CLI (aws) is missing and apt-get is not available; install the AWS CLI" >&2
+    exit 1
+  fi
+  SUDO=
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "install-test-deps: apt-get install awscli"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends awscli >/dev/null
+fi
+
 # rabbitmq-server (Debian's package, with Erlang). internal/testenv starts it
 # itself, on loopback, with its own directories; the package's service is
 # not used (and does not start under policy-rc.d in containers).

@@ -301,6 +301,13 @@ func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 func startCommand(t *testing.T, bin, command string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{command, "--addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
+	return cmd, startListening(t, cmd)
+}
+
+// startListening starts cmd, an esmd command that serves the API, and
+// returns the API address it prints.
+func startListening(t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=us-east-1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -315,11 +322,11 @@ func startCommand(t *testing.T, bin, command string, args ...string) (*exec.Cmd,
 	for sc.Scan() {
 		if m := re.FindStringSubmatch(sc.Text()); m != nil {
 			go func() { _, _ = io.Copy(io.Discard, stderr) }()
-			return cmd, m[1]
+			return m[1]
 		}
 	}
 	t.Fatal("esmd printed no listening line")
-	return nil, ""
+	return ""
 }
 
 // TestSIGTERMShutsDownGracefully runs the real binary.
