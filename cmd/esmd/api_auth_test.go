@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/esmd/esmd/api"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pollers/memsource"
@@ -438,5 +439,25 @@ func TestServeUnderALowFileLimit(t *testing.T) {
 				return nil
 			})
 		})
+	}
+}
+
+// TestContainerFilesRequireCredentials: the image and docker-compose.yml
+// (which cannot run here) listen on every interface with
+// --api-credentials, and the example credentials file they mount parses.
+func TestContainerFilesRequireCredentials(t *testing.T) {
+	root := testenv.RepoRoot()
+	for _, f := range []string{"Dockerfile", "docker-compose.yml"} {
+		data, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), "0.0.0.0:9000") || !strings.Contains(string(data), "/run/secrets/esmd-api-credentials") {
+			t.Errorf("%s does not serve with /run/secrets/esmd-api-credentials", f)
+		}
+	}
+	creds, err := api.LoadCredentials(filepath.Join(root, "examples", "api-credentials"), os.Getenv, nil)
+	if err != nil || len(creds) != 1 {
+		t.Fatalf("examples/api-credentials: %v %v", creds.IDs(), err)
 	}
 }
