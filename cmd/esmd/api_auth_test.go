@@ -406,7 +406,6 @@ func TestServeUnderALowFileLimit(t *testing.T) {
 				"--data-dir", t.TempDir(), "--function-check", "never"}, tc.args...)
 			cmd := exec.Command("sh", args...)
 			addr := startListening(t, cmd)
-			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 			var flood []net.Conn
 			defer func() {
 				for _, c := range flood {
