@@ -114,24 +114,29 @@ func Open(dir string) (*Store, error) {
 	return s, nil
 }
 
-// load reads the store's format and checks every value. settled is false
-// when Open has to write first: buckets to create, a leases bucket to
-// drop, values to frame.
+// load reads the store's format and checks every value (of an older
+// store: their layout; their checksums once framed). settled is false when
+// Open has to write first: buckets to create, a leases bucket to drop,
+// values to frame.
 func (s *Store) load() (settled bool, err error) {
+	var hasMappings, hasPositions bool
 	err = s.view("read format", func(tx *bolt.Tx) error {
 		framed, err := isFramed(tx)
 		if err != nil {
 			return &DamageError{Path: s.path, Reason: err.Error()}
 		}
 		s.framed = framed
-		settled = framed && tx.Bucket(bucketMappings) != nil && tx.Bucket(bucketPositions) != nil && tx.Bucket(bucketLeases) == nil
+		hasMappings, hasPositions = tx.Bucket(bucketMappings) != nil, tx.Bucket(bucketPositions) != nil
+		settled = framed && hasMappings && hasPositions && tx.Bucket(bucketLeases) == nil
 		return nil
 	})
-	if err != nil || !settled && !s.framed {
-		// An older store: its values carry no checksum to check.
-		return settled, err
+	if err == nil && hasMappings {
+		_, err = s.LoadMappings(context.Background())
 	}
-	return settled, s.checkValues()
+	if err == nil && hasPositions {
+		err = s.AllPositions(context.Background(), func(string, string, string) error { return nil })
+	}
+	return settled, err
 }
 
 // OpenReadOnly opens an existing store file to read it (Check, Backup,
@@ -152,18 +157,11 @@ func OpenReadOnly(path string) (*Store, error) {
 	return s, nil
 }
 
-// checkValues reads every mapping and position, checking their checksums,
-// so that damage inside a value stops Open rather than a poller later.
-func (s *Store) checkValues() error {
-	if _, err := s.LoadMappings(context.Background()); err != nil {
-		return err
-	}
-	return s.AllPositions(context.Background(), func(string, string, string) error { return nil })
-}
-
 func initBuckets(tx *bolt.Tx) error {
 	for _, b := range [][]byte{bucketMappings, bucketPositions} {
-		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+		if _, err := tx.CreateBucketIfNotExists(b); errors.Is(err, bolterrors.ErrIncompatibleValue) {
+			return fmt.Errorf("%w: %q is a value, not a bucket", errNotEsmd, b)
+		} else if err != nil {
 			return fmt.Errorf("bucket %s: %w", b, err)
 		}
 	}
@@ -353,7 +351,7 @@ func (s *Store) LoadMappings(_ context.Context) (map[string][]byte, error) {
 		}
 		return b.ForEach(func(k, v []byte) error {
 			if v == nil {
-				return fmt.Errorf("mapping %q is a bucket, not a value", k)
+				return fmt.Errorf("%w: mapping %q is a bucket, not a value", errNotEsmd, k)
 			}
 			data, err := s.unframe(k, v)
 			if err != nil {
@@ -457,7 +455,10 @@ func (s *Store) Positions(_ context.Context, mapping string) (map[string]string,
 // AllPositions calls fn with every checkpoint in the store, by mapping
 // and lane, in key order.
 func (s *Store) AllPositions(_ context.Context, fn func(mapping, lane, pos string) error) error {
-	return s.view("read positions", func(tx *bolt.Tx) error {
+	// Read first, call fn after the transaction: fn's own failures are
+	// not the store's.
+	var all [][3]string
+	err := s.view("read positions", func(tx *bolt.Tx) error {
 		ps, err := bucket(tx, bucketPositions)
 		if err != nil {
 			return err
@@ -465,26 +466,36 @@ func (s *Store) AllPositions(_ context.Context, fn func(mapping, lane, pos strin
 		return ps.ForEach(func(m, v []byte) error {
 			b := ps.Bucket(m)
 			if b == nil {
-				return fmt.Errorf("positions of %q: a value, not a bucket", m)
+				return fmt.Errorf("%w: positions of %q: a value, not a bucket", errNotEsmd, m)
 			}
 			return b.ForEach(func(lane, pos []byte) error {
 				if pos == nil {
-					return fmt.Errorf("position %q/%q: a bucket, not a value", m, lane)
+					return fmt.Errorf("%w: position %q/%q: a bucket, not a value", errNotEsmd, m, lane)
 				}
 				p, err := s.unframe(lane, pos)
 				if err != nil {
 					return err
 				}
-				return fn(string(m), string(lane), string(p))
+				all = append(all, [3]string{string(m), string(lane), string(p)})
+				return nil
 			})
 		})
 	})
+	if err != nil {
+		return err
+	}
+	for _, e := range all {
+		if err := fn(e[0], e[1], e[2]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Check runs bbolt's own consistency check (Tx.Check) over the store and
 // returns every inconsistency it reports, joined. Open has verified the
 // file already; Check is the second opinion 'esmd store check' gives. Its
-// cost grows with the file: see BenchmarkCheck.
+// cost grows with the file: see BenchmarkOpenCost.
 func (s *Store) Check(_ context.Context) error {
 	return s.view("check", func(tx *bolt.Tx) error {
 		var errs []error
@@ -569,10 +580,13 @@ func (s *Store) unframe(key, v []byte) ([]byte, error) {
 func bucket(tx *bolt.Tx, name []byte) (*bolt.Bucket, error) {
 	b := tx.Bucket(name)
 	if b == nil {
-		return nil, fmt.Errorf("no %q bucket: not an esmd store", name)
+		return nil, fmt.Errorf("%w: no %q bucket", errNotEsmd, name)
 	}
 	return b, nil
 }
+
+// errNotEsmd marks a sound bbolt file whose layout is not an esmd store's.
+var errNotEsmd = errors.New("not an esmd store")
 
 func (s *Store) view(what string, fn func(*bolt.Tx) error) error {
 	err := s.guard(what, func() error { return s.db.View(fn) })
@@ -588,6 +602,9 @@ func (s *Store) wrap(what string, err error) error {
 	var d *DamageError
 	if err == nil || errors.As(err, &d) {
 		return err
+	}
+	if errors.Is(err, errNotEsmd) {
+		return &DamageError{Path: s.path, Reason: err.Error()}
 	}
 	return fmt.Errorf("checkpoint: %s in %s: %w", what, s.path, err)
 }

@@ -191,3 +191,67 @@ func TestStoreInUse(t *testing.T) {
 		t.Fatalf("second open: %v", err)
 	}
 }
+
+// TestNotAnEsmdStore: sound bbolt files laid out otherwise than esmd's
+// are refused as damaged, and left as they were.
+func TestNotAnEsmdStore(t *testing.T) {
+	cases := map[string]func(tx *bolt.Tx) error{
+		"mappings is a bucket of buckets": func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucket(bucketMappings)
+			if err != nil {
+				return err
+			}
+			_, err = b.CreateBucket([]byte("a"))
+			return err
+		},
+		"a position is a value of positions": func(tx *bolt.Tx) error {
+			if _, err := tx.CreateBucket(bucketMappings); err != nil {
+				return err
+			}
+			b, err := tx.CreateBucket(bucketPositions)
+			if err != nil {
+				return err
+			}
+			return b.Put([]byte("a"), []byte("1"))
+		},
+		"a framed store with a value not framed": func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucket(bucketMappings)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(bucketPositions); err != nil {
+				return err
+			}
+			if err := b.Put([]byte("a"), []byte(`{"x":1}`)); err != nil {
+				return err
+			}
+			f, err := tx.CreateBucket(bucketFormat)
+			if err != nil {
+				return err
+			}
+			return f.Put(keyFramed, frame(keyFramed, []byte("1")))
+		},
+	}
+	for name, build := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, FileName)
+			db, err := bolt.Open(path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Update(build); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			before, _ := os.ReadFile(path)
+			_, err = Open(dir)
+			if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("open: %v", err)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+				t.Error("the file was changed")
+			}
+		})
+	}
+}
