@@ -150,6 +150,11 @@ func (e *Engine) Create(ctx context.Context, cfg *Config) (*Mapping, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r, ok := e.o.runners[src].(AccessChecker); ok {
+		if err := r.CheckAccess(ctx, src, cfg); err != nil {
+			return nil, err
+		}
+	}
 	if r, ok := e.o.runners[src].(SourceChecker); ok {
 		if err := r.CheckSource(ctx, src, cfg); err != nil {
 			return nil, err
@@ -364,6 +369,11 @@ func (e *Engine) update(ctx context.Context, id string, upd *Config) (*Mapping, 
 	}
 	if u.FilterCriteria != nil {
 		if err := e.checkPatterns(cur.Source, u.FilterCriteria); err != nil {
+			return nil, err
+		}
+	}
+	if r, ok := e.o.runners[cur.Source].(AccessChecker); ok {
+		if err := r.CheckAccess(ctx, cur.Source, merged); err != nil {
 			return nil, err
 		}
 	}

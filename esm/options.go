@@ -31,6 +31,14 @@ type SourceChecker interface {
 	CheckSource(ctx context.Context, src Source, cfg *Config) error
 }
 
+// AccessChecker is implemented by a Runner that checks, at create and at
+// update, that the secrets a mapping names may be sent where the mapping
+// would send them (a secret restricted to some endpoints). It returns an
+// *Error to refuse the request.
+type AccessChecker interface {
+	CheckAccess(ctx context.Context, src Source, cfg *Config) error
+}
+
 // Reporter is how a running pipeline reports back to the engine.
 type Reporter interface {
 	// ProcessingResult sets LastProcessingResult ("OK", "PROBLEM: ...").

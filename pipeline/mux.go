@@ -54,3 +54,13 @@ func (m Mux) CheckSource(ctx context.Context, src esm.Source, cfg *esm.Config) e
 	}
 	return r.CheckSource(ctx, src, cfg)
 }
+
+// CheckAccess implements esm.AccessChecker with the check of the Runner
+// that serves the mapping.
+func (m Mux) CheckAccess(ctx context.Context, src esm.Source, cfg *esm.Config) error {
+	r, err := m.pick(ctx, cfg)
+	if err != nil {
+		return nil
+	}
+	return r.CheckAccess(ctx, src, cfg)
+}

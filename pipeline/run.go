@@ -74,6 +74,14 @@ func (r *Runner) CheckSource(ctx context.Context, src esm.Source, cfg *esm.Confi
 	return r.Source.Check(ctx, r.env(), cfg)
 }
 
+// CheckAccess implements esm.AccessChecker with the source's Access check.
+func (r *Runner) CheckAccess(ctx context.Context, src esm.Source, cfg *esm.Config) error {
+	if r.Source == nil || r.Source.Access == nil || src != r.Source.Source {
+		return nil
+	}
+	return r.Source.Access(ctx, r.env(), cfg)
+}
+
 func (r *Runner) env() *source.Env {
 	if r.Env != nil {
 		return r.Env
@@ -222,7 +230,7 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 	x.policy = r.RetryPolicy(m)
 	if d := m.Config.DestinationConfig; d != nil && d.OnFailure != nil && d.OnFailure.Destination != nil && *d.OnFailure.Destination != "" && r.Destination != nil {
 		if x.sender, err = r.Destination(*d.OnFailure.Destination, m); err != nil {
-			return fmt.Errorf("OnFailure destination: %w", err)
+			return x.shown(fmt.Errorf("OnFailure destination: %w", err))
 		}
 		// A sender that owns a client (a Kafka producer) is closed with the
 		// pipeline.
@@ -254,7 +262,7 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 		open = func(ctx context.Context, m *esm.Mapping) (source.Poller, error) { return x.src.Open(ctx, r.env(), m) }
 	}
 	if x.poller, err = open(ctx, m); err != nil {
-		return x.disableOr(ctx, fmt.Errorf("open source: %w", err))
+		return x.disableOr(ctx, x.shown(fmt.Errorf("open source: %w", err)))
 	}
 	x.mm = r.Metrics.mapping(m)
 	x.mm.attach(x.poller)
@@ -306,7 +314,7 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 	}
 	select {
 	case err := <-errc:
-		return x.disableOr(ctx, err)
+		return x.disableOr(ctx, x.shown(err))
 	default:
 	}
 	return nil
@@ -337,6 +345,17 @@ func (x *run) drain(handlers *sync.WaitGroup, cancelWork context.CancelFunc) {
 	}
 	cancelWork()
 	<-done
+}
+
+// shown returns what of err the mapping's LastProcessingResult may show: a
+// source's *source.Problem shows its phrase only, and its detail (which may
+// say what listens on a host:port the caller named) goes to the log.
+func (x *run) shown(err error) error {
+	shown, detail := source.Shown(err)
+	if detail != nil {
+		x.log.Warn("source problem", "problem", shown.Error(), "err", detail)
+	}
+	return shown
 }
 
 // disableOr returns err, unless it is an *esm.DisableError: then the

@@ -63,6 +63,12 @@ type Descriptor struct {
 	// *esm.Error to refuse the mapping; any other error does not refuse it
 	// (the poller retries). Nil: no check.
 	Check func(ctx context.Context, env *Env, cfg *esm.Config) error
+	// Access is the check, at create and at update, that the secrets a
+	// mapping names in SourceAccessConfigurations may be sent where the
+	// mapping would send them (SecretTarget with the source's
+	// secrets.Target). It returns an *esm.Error to refuse the request. Nil:
+	// no check.
+	Access func(ctx context.Context, env *Env, cfg *esm.Config) error
 	// Open translates a mapping into the poller's configuration and starts
 	// the poller. An *esm.DisableError disables the mapping.
 	Open func(ctx context.Context, env *Env, m *esm.Mapping) (Poller, error)

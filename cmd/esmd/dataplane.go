@@ -68,7 +68,7 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger, store source.Ch
 	}
 	// Path-style S3 addressing works with AWS and with every S3 emulator.
 	clients := destination.NewClients(cfg, true)
-	sec, err := secrets.Load(c.secretsFile)
+	sec, err := secrets.Load(c.secretsFile, log)
 	if err != nil {
 		inv.Close()
 		return nil, nil, err

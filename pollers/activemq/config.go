@@ -14,6 +14,7 @@ import (
 	"github.com/go-stomp/stomp/v3"
 
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/source"
 )
 
 // Config says which queue a Poller reads and how.
@@ -134,12 +135,18 @@ var ErrAuthentication = errors.New("authentication failed")
 const ReasonAuthN = "EVENT_SOURCE_AUTHN_ERROR"
 
 // disabling wraps an authentication error in an *esm.DisableError, on
-// which the pipeline disables the mapping as Lambda does.
+// which the pipeline disables the mapping as Lambda does. Any other failure
+// to connect (refused, timed out, unresolvable, TLS, a peer that is no
+// STOMP broker) is AWS's "Connection error" to an API caller, its detail
+// for the log only.
 func disabling(err error) error {
-	if errors.Is(err, ErrAuthentication) {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrAuthentication):
 		return &esm.DisableError{Reason: ReasonAuthN, Err: err}
 	}
-	return err
+	return source.ConnectionProblem(err)
 }
 
 // dial connects to one endpoint and logs in. ActiveMQ answers refused

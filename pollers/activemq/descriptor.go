@@ -13,6 +13,7 @@ import (
 
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/filter"
+	"github.com/esmd/esmd/internal/secrets"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
 )
@@ -40,6 +41,16 @@ func Descriptor() *source.Descriptor {
 			e := EnvFor(env)
 			return e.Claims(ctx, *cfg.EventSourceArn), nil
 		},
+		Access: func(ctx context.Context, env *source.Env, c *esm.Config) error {
+			if c.EventSourceArn == nil || !source.NamesSecrets(c) {
+				return nil
+			}
+			eps, err := EnvFor(env).endpoints(ctx, *c.EventSourceArn)
+			if err != nil {
+				return nil // the poller reports it, and checks again
+			}
+			return source.SecretTarget(ctx, env, c, Target(*c.EventSourceArn, STOMPEndpoints(eps)))
+		},
 		Open: func(ctx context.Context, env *source.Env, m *esm.Mapping) (source.Poller, error) {
 			e := EnvFor(env)
 			cfg, err := e.Config(ctx, &m.Config, m.UUID)
@@ -60,8 +71,10 @@ type Env struct {
 	// Describe returns a broker's engine and every instance's endpoints
 	// (Amazon MQ DescribeBroker); nil when esmd has no way to.
 	Describe func(ctx context.Context, arn string) (engine string, endpoints []string, err error)
-	// Secret returns the username and password of a BASIC_AUTH secret.
-	Secret func(ctx context.Context, arn string) (username, password string, err error)
+	// Secret returns the username and password of a BASIC_AUTH secret to
+	// be sent to a broker (secrets.Resolver.BasicAuth, which refuses a
+	// broker the secret's restriction does not allow).
+	Secret func(ctx context.Context, arn string, to secrets.Target) (username, password string, err error)
 }
 
 // EnvFor makes the Env of esmd's flags (--mq-broker), AWS config and
@@ -115,6 +128,37 @@ func (e *Env) Claims(ctx context.Context, arn string) bool {
 	return err == nil && engine == string(mqtypes.EngineTypeActivemq)
 }
 
+// endpoints returns a broker's endpoints: --mq-broker's, else
+// DescribeBroker's.
+func (e *Env) endpoints(ctx context.Context, arn string) ([]string, error) {
+	if eps, ok := e.Brokers[arn]; ok {
+		return eps, nil
+	}
+	if e.Describe == nil {
+		return nil, fmt.Errorf("activemq: unknown broker %s (give its endpoints with --mq-broker ARN=stomp://host:port)", arn)
+	}
+	_, eps, err := e.Describe(ctx, arn)
+	if err != nil {
+		return nil, fmt.Errorf("describe broker %s: %w", arn, err)
+	}
+	return eps, nil
+}
+
+// Target is where a mapping sends its BASIC_AUTH secret: the broker's ARN
+// and its STOMP endpoints (port 61613, or 61614 for stomp+ssl, when an
+// endpoint names none).
+func Target(brokerArn string, stompEndpoints []string) secrets.Target {
+	t := secrets.Target{ARN: brokerArn}
+	for _, e := range stompEndpoints {
+		port := "61613"
+		if strings.HasPrefix(e, "stomp+ssl://") {
+			port = "61614"
+		}
+		t.Endpoints = append(t.Endpoints, secrets.HostPort(e, port))
+	}
+	return t
+}
+
 // Config returns the poller configuration of a mapping: its broker's STOMP
 // endpoints, Queues[0], the BASIC_AUTH credentials and BatchSize.
 func (e *Env) Config(ctx context.Context, c *esm.Config, name string) (Config, error) {
@@ -126,15 +170,9 @@ func (e *Env) Config(ctx context.Context, c *esm.Config, name string) (Config, e
 		return cfg, fmt.Errorf("activemq: the mapping has %d queues, want 1", len(c.Queues))
 	}
 	arn := *c.EventSourceArn
-	eps, ok := e.Brokers[arn]
-	if !ok {
-		if e.Describe == nil {
-			return cfg, fmt.Errorf("activemq: unknown broker %s (give its endpoints with --mq-broker ARN=stomp://host:port)", arn)
-		}
-		var err error
-		if _, eps, err = e.Describe(ctx, arn); err != nil {
-			return cfg, fmt.Errorf("describe broker %s: %w", arn, err)
-		}
+	eps, err := e.endpoints(ctx, arn)
+	if err != nil {
+		return cfg, err
 	}
 	cfg = Config{Endpoints: STOMPEndpoints(eps), Queue: c.Queues[0], Name: name, EventSourceARN: arn}
 	if len(cfg.Endpoints) == 0 {
@@ -149,8 +187,8 @@ func (e *Env) Config(ctx context.Context, c *esm.Config, name string) (Config, e
 				return cfg, fmt.Errorf("activemq: no secrets resolver for BASIC_AUTH %s", *s.URI)
 			}
 			var err error
-			if cfg.Username, cfg.Password, err = e.Secret(ctx, *s.URI); err != nil {
-				return cfg, fmt.Errorf("BASIC_AUTH secret: %w", err)
+			if cfg.Username, cfg.Password, err = e.Secret(ctx, *s.URI, Target(arn, cfg.Endpoints)); err != nil {
+				return cfg, source.Denied(fmt.Errorf("BASIC_AUTH secret: %w", err))
 			}
 		}
 	}

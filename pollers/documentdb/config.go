@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/source"
 )
 
 // Config says which change stream a Poller reads and how.
@@ -271,6 +272,13 @@ func disabling(err error) error {
 			msg += " (server: " + se.Error() + ")"
 		}
 		return &esm.DisableError{Reason: ReasonHistoryLost, Err: &wrapped{msg: msg, err: err}}
+	}
+	var se mongo.ServerError
+	if !errors.As(err, &se) && !errors.Is(err, context.Canceled) {
+		// No server answered (refused, timed out, unresolvable, TLS, a
+		// peer that is no DocumentDB): AWS's "Connection error" to an
+		// API caller, the detail for the log only.
+		return source.ConnectionProblem(err)
 	}
 	return err
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/filter"
+	"github.com/esmd/esmd/internal/secrets"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/pollers/stream"
 	"github.com/esmd/esmd/source"
@@ -53,6 +54,20 @@ func Descriptor() *source.Descriptor {
 		Filter:   filter.SourceDocumentDB,
 		Batching: source.Batching{BatchSize: 100, Window: 500 * time.Millisecond, FromFirstRecord: true},
 		Oversize: source.OversizeDrop,
+		Access: func(ctx context.Context, env *source.Env, c *esm.Config) error {
+			if c.EventSourceArn == nil || !source.NamesSecrets(c) {
+				return nil
+			}
+			e, err := EnvFor(env)
+			if err != nil {
+				return nil
+			}
+			uri, err := e.clusterURI(ctx, *c.EventSourceArn)
+			if err != nil {
+				return nil // the poller reports it, and checks again
+			}
+			return source.SecretTarget(ctx, env, c, Target(*c.EventSourceArn, uri))
+		},
 		Open: func(ctx context.Context, env *source.Env, m *esm.Mapping) (source.Poller, error) {
 			e, err := EnvFor(env)
 			if err != nil {
@@ -88,8 +103,10 @@ type Env struct {
 	// Describe finds the connection string of a cluster not in Clusters
 	// (RDS DescribeDBClusters); nil when esmd has no way to.
 	Describe func(ctx context.Context, clusterArn string) (string, error)
-	// Secret returns the username and password of a BASIC_AUTH secret.
-	Secret func(ctx context.Context, secretArn string) (username, password string, err error)
+	// Secret returns the username and password of a BASIC_AUTH secret to
+	// be sent to a cluster (secrets.Resolver.BasicAuth, which refuses a
+	// cluster the secret's restriction does not allow).
+	Secret func(ctx context.Context, secretArn string, to secrets.Target) (username, password string, err error)
 	// Positions stores checkpoints (the embedded store).
 	Positions Positions
 }
@@ -204,11 +221,24 @@ func (e *Env) Config(ctx context.Context, m *esm.Mapping) (Config, error) {
 		if e.Secret == nil {
 			return cfg, fmt.Errorf("documentdb: no secrets resolver for BASIC_AUTH %s", arn)
 		}
-		if cfg.Username, cfg.Password, err = e.Secret(ctx, arn); err != nil {
-			return cfg, fmt.Errorf("BASIC_AUTH secret: %w", err)
+		if cfg.Username, cfg.Password, err = e.Secret(ctx, arn, Target(*c.EventSourceArn, uri)); err != nil {
+			return cfg, source.Denied(fmt.Errorf("BASIC_AUTH secret: %w", err))
 		}
 	}
 	return cfg, nil
+}
+
+// Target is where a mapping sends its BASIC_AUTH secret: the cluster's ARN
+// and the hosts of its connection string (port 27017 when a host names
+// none).
+func Target(clusterArn, uri string) secrets.Target {
+	t := secrets.Target{ARN: clusterArn}
+	if cs, err := connstring.Parse(uri); err == nil {
+		for _, h := range cs.Hosts {
+			t.Endpoints = append(t.Endpoints, secrets.HostPort(h, "27017"))
+		}
+	}
+	return t
 }
 
 func basicAuth(c *esm.Config) string {

@@ -50,7 +50,7 @@ func sourceEnv(t testing.TB, flags map[string][]string) *source.Env {
 	if err := os.WriteFile(f, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sec, err := secrets.Load(f)
+	sec, err := secrets.Load(f, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestDescriptorOpen(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	b, _ := json.Marshal(map[string]map[string]string{secretArn: {"username": testenv.MongoUser, "password": "wrong"}})
 	_ = os.WriteFile(bad, b, 0o600)
-	env.Secrets, _ = secrets.Load(bad)
+	env.Secrets, _ = secrets.Load(bad, nil)
 	_, err = documentdb.Descriptor().Open(context.Background(), env, m)
 	var de *esm.DisableError
 	if !errors.As(err, &de) || de.Reason != "EVENT_SOURCE_AUTHN_ERROR" {

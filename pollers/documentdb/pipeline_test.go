@@ -329,7 +329,7 @@ func TestPipelineWrongCredentialsDisable(t *testing.T) {
 	}
 	fn := &function{}
 	rep, _ := run(t, s, collName(t), fn, func(_ *esm.Mapping, env *source.Env) {
-		env.Secrets, _ = secrets.Load(bad)
+		env.Secrets, _ = secrets.Load(bad, nil)
 	})
 	select {
 	case reason := <-rep.disabled:

@@ -382,8 +382,35 @@ func TestTLS(t *testing.T) {
 	cfg.CAFile, cfg.ServerSelectionTimeout = "", time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := documentdb.Open(ctx, cfg); err == nil || !strings.Contains(err.Error(), "certificate") {
+	// The API shows AWS's phrase; the log gets the certificate error.
+	_, err := documentdb.Open(ctx, cfg)
+	var pr *source.Problem
+	if !errors.As(err, &pr) || err.Error() != source.PhraseConnection || !strings.Contains(pr.Err.Error(), "certificate") {
 		t.Errorf("open without the CA: %v", err)
+	}
+}
+
+// TestConnectionErrorsLookAlike: whatever listens (or not) at a cluster's
+// address, the error an API caller sees is AWS's one phrase; the causes go
+// to the log.
+func TestConnectionErrorsLookAlike(t *testing.T) {
+	t.Parallel()
+	for name, addr := range testenv.Unreachable(t) {
+		for _, tlsOff := range []string{"true", "false"} {
+			cfg := documentdb.Config{URI: "mongodb://" + addr + "/?tls=" + tlsOff, Database: "db", Mapping: "m", Positions: openStore(t),
+				ServerSelectionTimeout: time.Second}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			p, err := documentdb.Open(ctx, cfg)
+			cancel()
+			if err == nil {
+				p.Close()
+				t.Fatalf("%s: connected", name)
+			}
+			shown, detail := source.Shown(err)
+			if shown.Error() != source.PhraseConnection || detail == nil {
+				t.Errorf("%s (tls=%s): shown %q, want %q", name, tlsOff, shown, source.PhraseConnection)
+			}
+		}
 	}
 }
 

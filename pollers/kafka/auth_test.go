@@ -94,7 +94,7 @@ func secretsFile(t testing.TB, m map[string]map[string]string) *secrets.Resolver
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r, err := secrets.Load(path)
+	r, err := secrets.Load(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,12 +21,13 @@ import (
 
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/secrets"
+	"github.com/esmd/esmd/source"
 )
 
 // Secrets resolves the secret ARNs of SourceAccessConfigurations;
 // *secrets.Resolver implements it.
 type Secrets interface {
-	Get(ctx context.Context, arn string) (secrets.Secret, error)
+	Get(ctx context.Context, arn string, to secrets.Target) (secrets.Secret, error)
 }
 
 // Env is what ConfigFor needs besides the mapping.
@@ -141,33 +142,34 @@ func ConfigFor(ctx context.Context, m *esm.Mapping, env Env) (Config, error) {
 		sec, frac := math.Modf(*c.StartingPositionTimestamp)
 		cfg.StartingTimestamp = time.Unix(int64(sec), int64(frac*1e9))
 	}
-	var (
-		useTLS bool
-		roots  *x509.CertPool
-		certs  []tls.Certificate
-	)
-	for _, sac := range c.SourceAccessConfigurations {
-		typ, uri := deref(sac.Type), deref(sac.URI)
-		switch typ {
-		case sacVPCSubnet, sacVPCSecGroup:
-			continue
-		case sacBasicAuth, sacScram256, sacScram512, sacClientCert, sacRootCA:
-		default:
-			return Config{}, fmt.Errorf("kafka: SourceAccessConfigurations type %q is not supported", typ)
+	sacs, err := secretConfigs(c)
+	if err != nil {
+		return Config{}, err
+	}
+	if mskLookup {
+		if err := mskBrokers(ctx, env, deref(c.EventSourceArn), &cfg, sacs.clientCert, sacs.sasl); err != nil {
+			return Config{}, err
 		}
+	}
+	to := target(m.Source, c, cfg.Seeds)
+	var (
+		roots *x509.CertPool
+		certs []tls.Certificate
+	)
+	for _, sac := range sacs.list {
+		typ, uri := deref(sac.Type), deref(sac.URI)
 		if env.Secrets == nil {
 			return Config{}, fmt.Errorf("kafka: %s secret %s: no secrets resolver", typ, uri)
 		}
-		sec, err := env.Secrets.Get(ctx, uri)
+		// The secret is handed out for these brokers only: a secret
+		// restricted to other endpoints is refused here, before any
+		// connection (the second line of defence after Access).
+		sec, err := env.Secrets.Get(ctx, uri, to)
 		if err != nil {
-			return Config{}, fmt.Errorf("kafka: %s: %w", typ, err)
+			return Config{}, source.Denied(fmt.Errorf("kafka: %s: %w", typ, err))
 		}
-		useTLS = true
 		switch typ {
 		case sacBasicAuth, sacScram256, sacScram512:
-			if cfg.SASL != nil {
-				return Config{}, errors.New("kafka: more than one SASL SourceAccessConfiguration")
-			}
 			if sec.Username() == "" || sec.Password() == "" {
 				return Config{}, fmt.Errorf("kafka: %s secret %s: needs username and password", typ, uri)
 			}
@@ -187,15 +189,55 @@ func ConfigFor(ctx context.Context, m *esm.Mapping, env Env) (Config, error) {
 			}
 		}
 	}
-	if useTLS {
+	if len(sacs.list) > 0 {
 		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, Certificates: certs}
 	}
-	if mskLookup {
-		if err := mskBrokers(ctx, env, deref(c.EventSourceArn), &cfg, len(certs) > 0); err != nil {
-			return Config{}, err
-		}
-	}
 	return cfg, nil
+}
+
+// secretSACs are the SourceAccessConfigurations of a mapping that name
+// secrets, and what they ask for.
+type secretSACs struct {
+	list             []esm.SourceAccessConfiguration
+	sasl, clientCert bool
+}
+
+// secretConfigs returns the secrets a Kafka mapping names; any of them
+// implies TLS.
+func secretConfigs(c *esm.Config) (secretSACs, error) {
+	var out secretSACs
+	for _, sac := range c.SourceAccessConfigurations {
+		switch typ := deref(sac.Type); typ {
+		case sacVPCSubnet, sacVPCSecGroup:
+			continue
+		case sacBasicAuth, sacScram256, sacScram512:
+			if out.sasl {
+				return out, errors.New("kafka: more than one SASL SourceAccessConfiguration")
+			}
+			out.sasl = true
+		case sacClientCert:
+			out.clientCert = true
+		case sacRootCA:
+		default:
+			return out, fmt.Errorf("kafka: SourceAccessConfigurations type %q is not supported", typ)
+		}
+		out.list = append(out.list, sac)
+	}
+	return out, nil
+}
+
+// target is where a Kafka mapping sends its secrets: the bootstrap
+// brokers (port 9092 when they name none, as kgo assumes) and, for MSK, the
+// cluster's ARN.
+func target(src esm.Source, c *esm.Config, seeds []string) secrets.Target {
+	t := secrets.Target{}
+	if src == esm.SourceMSK {
+		t.ARN = deref(c.EventSourceArn)
+	}
+	for _, s := range seeds {
+		t.Endpoints = append(t.Endpoints, secrets.HostPort(strings.TrimSpace(s), "9092"))
+	}
+	return t
 }
 
 func saslMechanism(typ, user, pass string) sasl.Mechanism {
@@ -259,7 +301,7 @@ func NewProducer(ctx context.Context, cfg Config) (*kgo.Client, error) {
 	defer cancel()
 	if err := cl.Ping(pctx); err != nil {
 		cl.Close()
-		return nil, fmt.Errorf("kafka: connect to %v: %w", cfg.Seeds, err)
+		return nil, connectError(fmt.Errorf("kafka: connect to %v: %w", cfg.Seeds, err))
 	}
 	return cl, nil
 }

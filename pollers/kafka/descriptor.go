@@ -2,16 +2,19 @@ package kafka
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	kafkasvc "github.com/aws/aws-sdk-go-v2/service/kafka"
+	"github.com/google/uuid"
 
 	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/filter"
+	"github.com/esmd/esmd/internal/secrets"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
 )
@@ -39,10 +42,29 @@ func descriptor(src esm.Source) *source.Descriptor {
 		Failures:         Failures,
 		FailureInfo:      failureInfo,
 		MaxRetryAttempts: maxRetryAttempts,
+		Access: func(ctx context.Context, env *source.Env, c *esm.Config) error {
+			if !source.NamesSecrets(c) {
+				return nil
+			}
+			e, err := envFor(env, "")
+			if err != nil {
+				return nil
+			}
+			to, ok := accessTarget(ctx, e, src, c)
+			if !ok {
+				return nil
+			}
+			return source.SecretTarget(ctx, env, c, to)
+		},
 		Open: func(ctx context.Context, env *source.Env, m *esm.Mapping) (source.Poller, error) {
 			cfg, err := configFor(ctx, env, m)
 			if err != nil {
 				return nil, err
+			}
+			if env.Store != nil {
+				if cfg.InstanceID, err = InstanceIDFor(ctx, env.Store, m.UUID); err != nil {
+					return nil, err
+				}
 			}
 			return New(ctx, cfg)
 		},
@@ -71,6 +93,36 @@ func descriptor(src esm.Source) *source.Descriptor {
 	}
 }
 
+// Positions is where InstanceIDFor keeps a worker's instance ids: the
+// embedded store (checkpoint.Store).
+type Positions interface {
+	Position(ctx context.Context, mapping, lane string) (pos string, ok bool, err error)
+	SetPosition(ctx context.Context, mapping, lane, pos string) error
+}
+
+// instanceLane is the store key, beside the mapping's checkpoints, of the
+// mapping's static group membership on this worker.
+const instanceLane = "esmd:kafka-group-instance-id"
+
+// InstanceIDFor returns this worker's group instance id for a mapping
+// (Config.InstanceID): made once at random and kept in the worker's store
+// (its --data-dir), so it survives restarts and no two workers share it.
+// It goes when the mapping is deleted, with the mapping's other positions.
+func InstanceIDFor(ctx context.Context, store Positions, mapping string) (string, error) {
+	id, ok, err := store.Position(ctx, mapping, instanceLane)
+	if err != nil {
+		return "", fmt.Errorf("kafka: group instance id: %w", err)
+	}
+	if ok && id != "" {
+		return id, nil
+	}
+	id = "esmd-" + uuid.NewString()
+	if err := store.SetPosition(ctx, mapping, instanceLane, id); err != nil {
+		return "", fmt.Errorf("kafka: group instance id: %w", err)
+	}
+	return id, nil
+}
+
 // closingSender is a destination sender that owns its producer.
 type closingSender struct {
 	destination.Sender
@@ -85,12 +137,58 @@ func (s closingSender) Close() error {
 
 // configFor reads the source's flags and translates the mapping.
 func configFor(ctx context.Context, env *source.Env, m *esm.Mapping) (Config, error) {
-	clusters, err := ParseClusters(env.Flags["msk-cluster"])
+	e, err := envFor(env, m.UUID)
 	if err != nil {
 		return Config{}, err
 	}
-	return ConfigFor(ctx, m, Env{Secrets: env.Secrets, Clusters: clusters, Log: env.Log.With("uuid", m.UUID),
-		MSK: kafkasvc.NewFromConfig(env.AWS), Credentials: env.AWS.Credentials})
+	return ConfigFor(ctx, m, e)
+}
+
+// envFor is the Env of esmd's flags, secrets and AWS configuration.
+func envFor(env *source.Env, uuid string) (Env, error) {
+	clusters, err := ParseClusters(env.Flags["msk-cluster"])
+	if err != nil {
+		return Env{}, err
+	}
+	log := env.Log
+	if log != nil && uuid != "" {
+		log = log.With("uuid", uuid)
+	}
+	e := Env{Clusters: clusters, Log: log, MSK: kafkasvc.NewFromConfig(env.AWS), Credentials: env.AWS.Credentials}
+	if env.Secrets != nil {
+		e.Secrets = env.Secrets
+	}
+	return e, nil
+}
+
+// accessTarget is where a mapping would send its secrets, as ConfigFor
+// finds it: its bootstrap servers, or its MSK cluster's ARN and brokers
+// (--msk-cluster, else GetBootstrapBrokers). ok is false when that cannot be
+// told now (the cluster cannot be looked up): the poller checks again
+// before it connects.
+func accessTarget(ctx context.Context, env Env, src esm.Source, c *esm.Config) (secrets.Target, bool) {
+	var seeds []string
+	switch src {
+	case esm.SourceKafka:
+		if s := c.SelfManagedEventSource; s != nil {
+			seeds = s.Endpoints["KAFKA_BOOTSTRAP_SERVERS"]
+		}
+	case esm.SourceMSK:
+		arn := aws.ToString(c.EventSourceArn)
+		seeds = env.Clusters[arn]
+		if len(seeds) == 0 && env.MSK != nil {
+			sacs, err := secretConfigs(c)
+			if err != nil {
+				return secrets.Target{}, false
+			}
+			var cfg Config
+			if err := mskBrokers(ctx, env, arn, &cfg, sacs.clientCert, sacs.sasl); err != nil {
+				return secrets.Target{}, false
+			}
+			seeds = cfg.Seeds
+		}
+	}
+	return target(src, c, seeds), true
 }
 
 // envelope is the event envelope of a Kafka mapping: MSK events carry the

@@ -22,7 +22,7 @@ type MSK interface {
 // documented order: mTLS, SASL/SCRAM, SASL/IAM (when the mapping names no
 // secret), unauthenticated TLS, plaintext (spec KAF-18). Private listeners
 // win over public ones, as the ESM runs in the cluster's VPC.
-func mskBrokers(ctx context.Context, env Env, arn string, cfg *Config, clientCert bool) error {
+func mskBrokers(ctx context.Context, env Env, arn string, cfg *Config, clientCert, sasl bool) error {
 	out, err := env.MSK.GetBootstrapBrokers(ctx, &kafka.GetBootstrapBrokersInput{ClusterArn: aws.String(arn)})
 	if err != nil {
 		return fmt.Errorf("MSK cluster %s: GetBootstrapBrokers: %w", arn, err)
@@ -38,7 +38,7 @@ func mskBrokers(ctx context.Context, env Env, arn string, cfg *Config, clientCer
 	switch {
 	case clientCert:
 		cfg.Seeds = pick(out.BootstrapBrokerStringTls, out.BootstrapBrokerStringPublicTls)
-	case cfg.SASL != nil:
+	case sasl:
 		cfg.Seeds = pick(out.BootstrapBrokerStringSaslScram, out.BootstrapBrokerStringPublicSaslScram)
 	default:
 		if iam := pick(out.BootstrapBrokerStringSaslIam, out.BootstrapBrokerStringPublicSaslIam); len(iam) > 0 && env.Credentials != nil {

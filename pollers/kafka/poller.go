@@ -74,6 +74,15 @@ type Config struct {
 	// records in flight to finish before abandoning them (default 10 s,
 	// well below the group's 60 s rebalance timeout).
 	RevokeTimeout time.Duration
+	// InstanceID, when set, makes the poller a static member of the group
+	// (KIP-345 group.instance.id): a worker that restarts with the same id,
+	// after a crash or a SIGKILL, takes its place back at once, with its
+	// partitions, instead of waiting for the group to expire its session
+	// (SessionTimeout) and rebalance. The id must be stable for one worker
+	// and mapping and differ between workers (InstanceIDFor). Close leaves
+	// the group explicitly, so a stopped mapping hands its partitions over
+	// at once too.
+	InstanceID string
 	// Log receives the poller's logs (default: discard).
 	Log *slog.Logger
 	// ClientOpts are extra kgo options, applied last (tests shorten
@@ -220,6 +229,9 @@ func New(ctx context.Context, cfg Config) (*Poller, error) {
 	if cfg.SASL != nil {
 		opts = append(opts, kgo.SASL(cfg.SASL))
 	}
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
 	opts = append(opts, cfg.ClientOpts...)
 	p.cl, err = kgo.NewClient(opts...)
 	if err != nil {
@@ -231,7 +243,7 @@ func New(ctx context.Context, cfg Config) (*Poller, error) {
 	defer cancel()
 	if err := p.cl.Ping(pctx); err != nil {
 		p.cl.Close()
-		return nil, disabling(fmt.Errorf("kafka: connect to %v: %w", cfg.Seeds, err))
+		return nil, connectError(fmt.Errorf("kafka: connect to %v: %w", cfg.Seeds, err))
 	}
 	p.wg.Add(1)
 	go p.commitLoop()
@@ -633,11 +645,48 @@ func (p *Poller) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		p.closeErr = p.commit(ctx, nil)
 		cancel()
+		if p.cfg.InstanceID != "" {
+			p.leaveStatic()
+		}
 		// Leaving the group revokes everything; revoked sees closing and
 		// does not wait for records that will never finish.
 		p.cl.Close()
 	})
 	return p.closeErr
+}
+
+// leaveStatic leaves the group as a static member, which kgo does not do
+// on Close (it expects the member to come back): a mapping that stops
+// (disabled, updated, deleted, esmd shut down) hands its partitions over
+// at once rather than after the session timeout. It stops the group
+// management first (revoking everything, so no commit can follow), then
+// sends the LeaveGroup that names the instance.
+func (p *Poller) leaveStatic() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	member, _ := p.cl.GroupMetadata()
+	if err := p.cl.LeaveGroupContext(ctx); err != nil {
+		p.log.Warn("kafka: leave the group", "err", err)
+		return
+	}
+	req := kmsg.NewPtrLeaveGroupRequest()
+	req.Group = p.cfg.Group
+	lm := kmsg.NewLeaveGroupRequestMember()
+	lm.MemberID, lm.InstanceID = member, &p.cfg.InstanceID
+	req.Members = append(req.Members, lm)
+	resp, err := req.RequestWith(ctx, p.cl)
+	if err == nil {
+		err = kerr.ErrorForCode(resp.ErrorCode)
+		for _, m := range resp.Members {
+			if err == nil {
+				err = kerr.ErrorForCode(m.ErrorCode)
+			}
+		}
+	}
+	if err != nil {
+		// The group expires the member after its session timeout.
+		p.log.Warn("kafka: leave the group as a static member", "instance", p.cfg.InstanceID, "err", err)
+	}
 }
 
 func (p *Poller) commitLoop() {
@@ -930,15 +979,29 @@ const (
 // disabling wraps errors that retrying does not fix in an
 // *esm.DisableError, so the pipeline disables the mapping as Lambda does:
 // refused credentials (EVENT_SOURCE_AUTHN_ERROR) and missing ACLs on the
-// topic, group or cluster (EVENT_SOURCE_AUTHZ_ERROR). Other errors are
-// returned as they are (retried).
+// topic, group or cluster (EVENT_SOURCE_AUTHZ_ERROR). Their API text is
+// AWS's phrase (a *source.Problem); the broker's own message goes to the
+// log. Other errors are returned as they are (retried).
 func disabling(err error) error {
 	switch {
 	case errors.Is(err, kerr.SaslAuthenticationFailed):
-		return &esm.DisableError{Reason: ReasonAuthN, Err: err}
+		return &esm.DisableError{Reason: ReasonAuthN, Err: &source.Problem{Phrase: source.PhraseSASL, Err: err}}
 	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.GroupAuthorizationFailed),
 		errors.Is(err, kerr.ClusterAuthorizationFailed):
-		return &esm.DisableError{Reason: ReasonAuthZ, Err: err}
+		return &esm.DisableError{Reason: ReasonAuthZ, Err: &source.Problem{Phrase: source.PhraseAuthorize, Err: err}}
 	}
 	return err
+}
+
+// connectError classifies a failed connection check: a refusal by the
+// cluster disables the mapping (disabling); anything else (refused, timed
+// out, unresolvable, TLS, a peer that is no Kafka broker) is AWS's
+// "Connection error" to an API caller, whatever the cause, so that the
+// mapping's LastProcessingResult does not tell an open port from a closed
+// one or a name that does not resolve.
+func connectError(err error) error {
+	if d := disabling(err); d != err {
+		return d
+	}
+	return source.ConnectionProblem(err)
 }

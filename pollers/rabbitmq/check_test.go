@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/secrets"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pollers/rabbitmq"
 	"github.com/esmd/esmd/source"
@@ -26,7 +27,7 @@ func TestCreateTimeChecks(t *testing.T) {
 	good, bad := "arn:aws:secretsmanager:us-east-1:000000000000:secret:good", "arn:aws:secretsmanager:us-east-1:000000000000:secret:bad"
 	env := &rabbitmq.Env{
 		Brokers: map[string]string{broker: "amqp://" + b.Addr},
-		Secret: func(_ context.Context, arn string) (string, string, error) {
+		Secret: func(_ context.Context, arn string, _ secrets.Target) (string, string, error) {
 			if arn == good {
 				return testenv.RabbitMQUser, testenv.RabbitMQPassword, nil
 			}

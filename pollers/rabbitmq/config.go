@@ -14,6 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/source"
 )
 
 // Config says which queue a Poller reads and how.
@@ -225,7 +226,14 @@ func (c *Config) dial(ctx context.Context) (*amqp.Connection, error) {
 	}
 	conn, err := amqp.DialConfig(c.URL, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s, virtual host %q: %w", redact(c.URL), c.VHost, classify(err))
+		err = fmt.Errorf("connect to %s, virtual host %q: %w", redact(c.URL), c.VHost, classify(err))
+		if !errors.Is(err, ErrAuthentication) && !errors.Is(err, ErrAuthorization) && !errors.Is(err, ErrVHostNotFound) {
+			// Refused, timed out, unresolvable, TLS, or no AMQP broker
+			// (whose bytes amqp091 reports as a frame error): one phrase
+			// for the API, the detail for the log.
+			err = source.ConnectionProblem(err)
+		}
+		return nil, err
 	}
 	return conn, nil
 }

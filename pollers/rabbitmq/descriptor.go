@@ -41,6 +41,13 @@ func Descriptor() *source.Descriptor {
 			}
 			return e.CheckSource(ctx, esm.SourceMQ, cfg)
 		},
+		Access: func(ctx context.Context, env *source.Env, cfg *esm.Config) error {
+			e, err := EnvFor(env)
+			if err != nil {
+				return nil
+			}
+			return e.CheckAccess(ctx, env, cfg)
+		},
 		Open: func(ctx context.Context, env *source.Env, m *esm.Mapping) (source.Poller, error) {
 			e, err := EnvFor(env)
 			if err != nil {
@@ -67,13 +74,16 @@ func EnvFor(env *source.Env) (*Env, error) {
 		return nil, err
 	}
 	client := mq.NewFromConfig(env.AWS)
-	return &Env{
+	e := &Env{
 		Brokers: brokers,
 		Describe: func(ctx context.Context, arn string) (string, error) {
 			return describeBroker(ctx, client, arn)
 		},
-		Secret: env.Secrets.BasicAuth,
-	}, nil
+	}
+	if env.Secrets != nil {
+		e.Secret = env.Secrets.BasicAuth
+	}
+	return e, nil
 }
 
 // describeBroker returns the AMQPS endpoint of an Amazon MQ for RabbitMQ

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/secrets"
+	"github.com/esmd/esmd/source"
 )
 
 // Env is what the poller of a mapping needs from esmd: where brokers are
@@ -19,8 +21,10 @@ type Env struct {
 	// Describe finds the AMQP endpoint of a broker not in Brokers (Amazon
 	// MQ DescribeBroker); nil when esmd has no way to.
 	Describe func(ctx context.Context, brokerArn string) (string, error)
-	// Secret returns the username and password of a BASIC_AUTH secret.
-	Secret func(ctx context.Context, secretArn string) (username, password string, err error)
+	// Secret returns the username and password of a BASIC_AUTH secret to
+	// be sent to a broker (secrets.Resolver.BasicAuth, which refuses a
+	// broker the secret's restriction does not allow).
+	Secret func(ctx context.Context, secretArn string, to secrets.Target) (username, password string, err error)
 }
 
 // ParseBrokers parses --mq-broker values, "ARN=URL", or "ARN=URL,URL,..."
@@ -94,11 +98,36 @@ func (e *Env) Config(ctx context.Context, c *esm.Config, name string) (Config, e
 		if e.Secret == nil {
 			return cfg, fmt.Errorf("rabbitmq: no secrets resolver for BASIC_AUTH %s", arn)
 		}
-		if cfg.Username, cfg.Password, err = e.Secret(ctx, arn); err != nil {
-			return cfg, fmt.Errorf("BASIC_AUTH secret: %w", err)
+		if cfg.Username, cfg.Password, err = e.Secret(ctx, arn, Target(*c.EventSourceArn, u)); err != nil {
+			return cfg, source.Denied(fmt.Errorf("BASIC_AUTH secret: %w", err))
 		}
 	}
 	return cfg, nil
+}
+
+// Target is where a mapping sends its BASIC_AUTH secret: the broker's ARN
+// and its AMQP endpoint (port 5671 for amqps, 5672 for amqp when the URL
+// names none).
+func Target(brokerArn, url string) secrets.Target {
+	port := "5672"
+	if strings.HasPrefix(url, "amqps://") {
+		port = "5671"
+	}
+	return secrets.Target{ARN: brokerArn, Endpoints: []string{secrets.HostPort(url, port)}}
+}
+
+// CheckAccess implements the Access check of the descriptor: a BASIC_AUTH
+// secret restricted to other brokers is refused (an *esm.Error). A broker
+// that cannot be found now is left to the poller, which checks again.
+func (e *Env) CheckAccess(ctx context.Context, env *source.Env, c *esm.Config) error {
+	if c.EventSourceArn == nil || !source.NamesSecrets(c) {
+		return nil
+	}
+	u, err := e.brokerURL(ctx, *c.EventSourceArn)
+	if err != nil {
+		return nil
+	}
+	return source.SecretTarget(ctx, env, c, Target(*c.EventSourceArn, u))
 }
 
 // VHost returns a mapping's virtual host: its VIRTUAL_HOST, else "/".

