@@ -19,6 +19,19 @@
 // counts: encoding happens in the goroutines that invoke the batches, in
 // parallel across partitions, straight into each event.
 //
+// Commits and restarts: a batch's offsets are committed before its
+// partition's next batch is invoked (Done commits; concurrent Dones share
+// one OffsetCommit), so a crash redelivers only the batches in flight, one
+// per partition. Each worker is a static member of the group
+// (Config.InstanceID, KIP-345: an id made once per mapping and kept in the
+// worker's store): a worker restarted after a SIGKILL takes its place and
+// its partitions back at once, where a dynamic member would wait for the
+// group to expire the dead one's session. Close leaves the group with its
+// instance id, so a mapping that stops hands over at once too. Measured
+// with the real binary (TestKafkaSIGKILLRestart, 3 partitions, BatchSize 5):
+// the restart went from about 10 s to about 0.3 s, and the duplicates from
+// everything delivered before the kill (120) to the batches in flight (15).
+//
 // Revoked partitions: the held records are dropped at once (the pipeline
 // never saw them), the poller waits (up to Config.RevokeTimeout) for the
 // few records handed out to finish, commits what finished, and abandons the

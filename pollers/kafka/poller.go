@@ -66,9 +66,9 @@ type Config struct {
 	// flight per partition): ProvisionedPollerConfig.MaximumPollers
 	// (rotate says why partitions). 0: no bound (on-demand mode).
 	MaxPollers int
-	// CommitInterval is how often finished offsets are committed (default
-	// 500 ms; Close and revocations commit at once). A crash loses at most
-	// this much progress: those records are delivered again.
+	// CommitInterval is how often a commit that failed is tried again
+	// (default 500 ms). Done commits each batch's offsets before it
+	// returns, and Close and revocations commit at once.
 	CommitInterval time.Duration
 	// RevokeTimeout bounds how long a revocation waits for the partition's
 	// records in flight to finish before abandoning them (default 10 s,
@@ -580,10 +580,29 @@ func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) e
 
 // Done is half of Ack (source.Poller): the partition's commit mark moves to
 // just after the last record such that it and every record before it are
-// done. The commit itself follows within CommitInterval. Records of an
-// assignment that is gone (revoked, lost) are ignored: the new owner
-// reads them again.
+// done, and Done commits it before it returns, so that the pipeline invokes
+// the partition's next batch only once this one is committed: a crash
+// (SIGKILL, OOM) redelivers at most the batches in flight, one per
+// partition. Commits are shared: a Done that waited for another's commit
+// finds its mark committed, or commits every mark that moved meanwhile in
+// one request. A failed commit is logged and retried every CommitInterval.
+// Records of an assignment that is gone (revoked, lost) are ignored: the
+// new owner reads them again.
 func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
+	moved, err := p.markDone(recs)
+	if moved {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if cerr := p.commit(cctx, nil); cerr != nil {
+			p.log.Warn("kafka commit", "err", cerr)
+		}
+		cancel()
+	}
+	return err
+}
+
+// markDone moves the commit marks of the partitions of recs, and reports
+// whether one moved.
+func (p *Poller) markDone(recs []source.Record) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	// The records of a batch are one partition's: they go to the tracker
@@ -630,7 +649,7 @@ func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 			p.wake = nil
 		}
 	}
-	return err
+	return moved, err
 }
 
 // Close commits what is finished, leaves the group and closes the client.
