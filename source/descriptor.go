@@ -164,6 +164,11 @@ type Env struct {
 	// SetPosition per mapping and lane): the embedded store, or the
 	// PostgreSQL store several workers share (--store).
 	Store Checkpoints
+	// Worker is this esmd process's stable identity (internal/workerid,
+	// kept in --data-dir): the same across its restarts, different for
+	// every worker. "" when there is none: sources then do without (Kafka
+	// joins its groups as a dynamic member).
+	Worker string
 }
 
 // Checkpoints keeps the positions of ordered sources, per mapping and

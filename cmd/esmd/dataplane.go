@@ -10,6 +10,7 @@ import (
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/awsconfig"
 	"github.com/esmd/esmd/internal/secrets"
+	"github.com/esmd/esmd/internal/workerid"
 	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/pollers/activemq"
 	"github.com/esmd/esmd/pollers/documentdb"
@@ -74,6 +75,11 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger, store source.Ch
 		return nil, nil, err
 	}
 	env := &source.Env{AWS: cfg, Secrets: sec.WithSecretsManager(cfg), Flags: map[string][]string{}, Log: log, Store: store}
+	// A stable identity lets a worker that restarts take its place back at
+	// once where brokers allow it (Kafka static membership).
+	if env.Worker, err = workerid.Load(c.dataDir); err != nil {
+		log.Warn("no worker id: Kafka mappings join their groups as dynamic members, and a restart waits for the group's session timeout", "err", err)
+	}
 	for name, v := range c.source {
 		env.Flags[name] = *v
 	}

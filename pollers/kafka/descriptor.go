@@ -2,14 +2,12 @@ package kafka
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	kafkasvc "github.com/aws/aws-sdk-go-v2/service/kafka"
-	"github.com/google/uuid"
 
 	"github.com/esmd/esmd/destination"
 	"github.com/esmd/esmd/esm"
@@ -61,11 +59,7 @@ func descriptor(src esm.Source) *source.Descriptor {
 			if err != nil {
 				return nil, err
 			}
-			if env.Store != nil {
-				if cfg.InstanceID, err = InstanceIDFor(ctx, env.Store, m.UUID); err != nil {
-					return nil, err
-				}
-			}
+			cfg.InstanceID = InstanceID(env.Worker, m.UUID)
 			return New(ctx, cfg)
 		},
 		Destination: func(ctx context.Context, env *source.Env, m *esm.Mapping, dest string) (destination.Sender, bool, error) {
@@ -93,34 +87,14 @@ func descriptor(src esm.Source) *source.Descriptor {
 	}
 }
 
-// Positions is where InstanceIDFor keeps a worker's instance ids: the
-// embedded store (checkpoint.Store).
-type Positions interface {
-	Position(ctx context.Context, mapping, lane string) (pos string, ok bool, err error)
-	SetPosition(ctx context.Context, mapping, lane, pos string) error
-}
-
-// instanceLane is the store key, beside the mapping's checkpoints, of the
-// mapping's static group membership on this worker.
-const instanceLane = "esmd:kafka-group-instance-id"
-
-// InstanceIDFor returns this worker's group instance id for a mapping
-// (Config.InstanceID): made once at random and kept in the worker's store
-// (its --data-dir), so it survives restarts and no two workers share it.
-// It goes when the mapping is deleted, with the mapping's other positions.
-func InstanceIDFor(ctx context.Context, store Positions, mapping string) (string, error) {
-	id, ok, err := store.Position(ctx, mapping, instanceLane)
-	if err != nil {
-		return "", fmt.Errorf("kafka: group instance id: %w", err)
+// InstanceID returns a worker's group instance id for a mapping
+// (Config.InstanceID): stable across the worker's restarts, different for
+// every worker and mapping; "" (a dynamic member) without a worker id.
+func InstanceID(worker, mapping string) string {
+	if worker == "" {
+		return ""
 	}
-	if ok && id != "" {
-		return id, nil
-	}
-	id = "esmd-" + uuid.NewString()
-	if err := store.SetPosition(ctx, mapping, instanceLane, id); err != nil {
-		return "", fmt.Errorf("kafka: group instance id: %w", err)
-	}
-	return id, nil
+	return "esmd-" + worker + "-" + mapping
 }
 
 // closingSender is a destination sender that owns its producer.

@@ -23,8 +23,8 @@
 // partition's next batch is invoked (Done commits; concurrent Dones share
 // one OffsetCommit), so a crash redelivers only the batches in flight, one
 // per partition. Each worker is a static member of the group
-// (Config.InstanceID, KIP-345: an id made once per mapping and kept in the
-// worker's store): a worker restarted after a SIGKILL takes its place and
+// (Config.InstanceID, KIP-345: the worker's id, kept in its --data-dir by
+// internal/workerid, and the mapping's UUID): a worker restarted after a SIGKILL takes its place and
 // its partitions back at once, where a dynamic member would wait for the
 // group to expire the dead one's session. Close leaves the group with its
 // instance id, so a mapping that stops hands over at once too. Measured

@@ -79,7 +79,7 @@ type Config struct {
 	// after a crash or a SIGKILL, takes its place back at once, with its
 	// partitions, instead of waiting for the group to expire its session
 	// (SessionTimeout) and rebalance. The id must be stable for one worker
-	// and mapping and differ between workers (InstanceIDFor). Close leaves
+	// and mapping and differ between workers (InstanceID). Close leaves
 	// the group explicitly, so a stopped mapping hands its partitions over
 	// at once too.
 	InstanceID string
