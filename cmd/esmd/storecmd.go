@@ -40,9 +40,11 @@ const storeCmdUsage = `Usage:
         Write a consistent copy of a store to FILE (a temporary file beside
         it, synced and verified, then renamed). With --endpoint, the copy
         comes from a running 'esmd serve' (GET ` + storeBackupPath + `, an endpoint
-        of esmd's own, signed with SigV4 when AWS credentials are configured);
-        without it, from a store no esmd is running on. To restore, stop esmd
-        and copy FILE to DIR/` + checkpoint.FileName + `.
+        of esmd's own, behind the API's authentication: the request is signed
+        with SigV4 when AWS credentials are set, in the environment or by
+        --profile, as a serve with --api-credentials requires); without it,
+        from a store no esmd is running on. To restore, stop esmd and copy
+        FILE to DIR/` + checkpoint.FileName + `.
 `
 
 // storeCmd runs 'esmd store check' and 'esmd store backup'.
@@ -249,8 +251,7 @@ func fetchBackup(ctx context.Context, endpoint, profile, region string, w io.Wri
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("back up through %s: %s: %s", endpoint, resp.Status, strings.TrimSpace(string(msg)))
+		return fmt.Errorf("back up through %s: %s", endpoint, refusal(resp))
 	}
 	n, err := io.Copy(w, resp.Body)
 	if err != nil {
@@ -260,6 +261,29 @@ func fetchBackup(ctx context.Context, endpoint, profile, region string, w io.Wri
 		return fmt.Errorf("back up through %s: %d of %d bytes received", endpoint, n, resp.ContentLength)
 	}
 	return nil
+}
+
+// refusal describes an answer other than 200: the status, and the error
+// type and first line of the message of an API error (AWS's JSON shape).
+func refusal(resp *http.Response) string {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
+	var e struct {
+		Type    string `json:"__type"`
+		Message string `json:"message"`
+	}
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &e) == nil && e.Message != "" {
+		msg = e.Message
+	}
+	msg, _, _ = strings.Cut(msg, "\n")
+	typ := resp.Header.Get("X-Amzn-Errortype")
+	if typ == "" {
+		typ = e.Type
+	}
+	if typ, _, _ = strings.Cut(typ, ":"); typ != "" {
+		msg = typ + ": " + msg
+	}
+	return resp.Status + ": " + msg
 }
 
 // signBackupRequest signs req with SigV4 (service lambda, as the API's

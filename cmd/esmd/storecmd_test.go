@@ -407,3 +407,46 @@ func TestStoreBackupOneAtATime(t *testing.T) {
 		t.Errorf("left beside the store: %v", left)
 	}
 }
+
+// TestStoreBackupBehindAuth: with --api-credentials, the backup endpoint is
+// behind SigV4 as the API is: unsigned and wrongly signed requests are
+// refused, and the CLI signs with the credentials in the environment or
+// of --profile.
+func TestStoreBackupBehindAuth(t *testing.T) {
+	addr := serveWithCredentials(t)
+	home := t.TempDir()
+	shared := filepath.Join(home, "credentials")
+	os.WriteFile(shared, []byte("[esmd]\naws_access_key_id = "+apiKeyID+"\naws_secret_access_key = "+apiSecret+"\n"), 0o600)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", shared)
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(home, "config"))
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	for _, tc := range []struct {
+		name        string
+		key, secret string
+		args        []string
+		code        int
+		stderr      string
+	}{
+		{"unsigned", "", "", nil, 1, "403 Forbidden: MissingAuthenticationTokenException"},
+		{"unknown key", "AKIDUNKNOWN", "x", nil, 1, "UnrecognizedClientException"},
+		{"wrong secret", apiKeyID, "wrong", nil, 1, "InvalidSignatureException"},
+		{"credentials from the environment", apiKeyID, apiSecret, nil, 0, ""},
+		{"--profile", "", "", []string{"--profile", "esmd"}, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("AWS_ACCESS_KEY_ID", tc.key)
+			t.Setenv("AWS_SECRET_ACCESS_KEY", tc.secret)
+			t.Setenv("AWS_PROFILE", "")
+			out := filepath.Join(t.TempDir(), "copy.db")
+			var stderr bytes.Buffer
+			args := append(append([]string{"store", "backup", "--endpoint", "http://" + addr}, tc.args...), out)
+			code := run(context.Background(), args, nil, io.Discard, &stderr)
+			if code != tc.code || !strings.Contains(stderr.String(), tc.stderr) {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			if _, err := os.Stat(out); (err == nil) != (tc.code == 0) {
+				t.Errorf("copy written: %v", err)
+			}
+		})
+	}
+}
