@@ -133,7 +133,7 @@ func (c *Config) Validate() error {
 		return errors.New("--window must be whole seconds between 0s and 300s (MaximumBatchingWindowInSeconds)")
 	case c.ParallelizationFactor < 0 || c.ParallelizationFactor > 10:
 		return errors.New("--parallelization-factor must be between 1 and 10")
-	case c.Partitions < 1 || c.Partitions > 1000:
+	case c.Partitions < 1 || c.Partitions > 1000 && c.Lanes == 0:
 		return errors.New("--partitions must be between 1 and 1000")
 	case c.MatchShare <= 0 || c.MatchShare > 1:
 		return errors.New("--match-share must be in (0, 1]")
@@ -143,8 +143,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--invoke-mode must be aws or rie, not %q", c.InvokeMode)
 	case c.Rounds < 1 || c.Rounds > 100:
 		return errors.New("--rounds must be between 1 and 100")
-	case c.Lanes < 0 || c.Lanes > 1_000_000:
-		return errors.New("--lanes must be between 0 and 1000000")
+	case c.Lanes < 0 || c.Lanes > 100_000:
+		return errors.New("--lanes must be between 0 and 100000")
+	case c.Trickle < 0:
+		return errors.New("--trickle must not be negative")
 	case c.Exe == "":
 		return errors.New("bench: no esmd binary to run")
 	}

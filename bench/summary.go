@@ -10,6 +10,12 @@ import (
 // figures and, with --compare raw, the ratio.
 func PrintSummary(w io.Writer, res *Result) {
 	s := res.Settings
+	if res.Scale != nil {
+		fmt.Fprintf(w, "\nesmd bench --lanes %d: one Kafka mapping with a lane per partition\nmachine: %s/%s, %d CPUs, load %v, %s\n",
+			res.Scale.Lanes, res.Machine.OS, res.Machine.Arch, res.Machine.CPUs, res.Machine.LoadAvg, res.Machine.GoVersion)
+		PrintScale(w, res.Scale)
+		return
+	}
 	where := s.Source
 	if s.Embedded {
 		where += " (in-process server)"

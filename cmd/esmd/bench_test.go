@@ -253,3 +253,20 @@ func TestBenchRealFunction(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchScale runs scale mode small: every lane gets its record, esmd's
+// metrics list every lane, and the figures are filled in.
+func TestBenchScale(t *testing.T) {
+	testenv.Skip(t)
+	res, _ := runBench(t, "--lanes", "40", "--trickle", "20", "--measure", "2s", "--record-size", "100")
+	s := res.Scale
+	if s == nil {
+		t.Fatal("no scale result")
+	}
+	if s.LanesSeen != 40 || s.Delivered != s.Wanted || s.Wanted != 40+2*20 {
+		t.Errorf("lanes seen %d of 40, delivered %d of %d (want 80)", s.LanesSeen, s.Delivered, s.Wanted)
+	}
+	if s.BaselineRSSBytes <= 0 || s.LanesRSSBytes <= 0 || s.PeakRSSBytes < s.LanesRSSBytes || s.Goroutines <= s.BaselineGoroutines || s.MeasureSeconds < 2 {
+		t.Errorf("scale figures %+v", *s)
+	}
+}
