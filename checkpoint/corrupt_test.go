@@ -504,14 +504,22 @@ func FuzzOpen(f *testing.F) {
 		}
 		defer s.Close()
 		ctx := context.Background()
-		if _, err := s.LoadMappings(ctx); err != nil && !errors.Is(err, ErrDamaged) {
-			t.Fatal(err)
-		}
-		if err := s.AllPositions(ctx, func(string, string, string) error { return nil }); err != nil && !errors.Is(err, ErrDamaged) {
-			t.Fatal(err)
-		}
+		readAllOrDamaged(t, s)
 		_ = s.Check(ctx)
 	})
+}
+
+// readAllOrDamaged reads every mapping and position of s: the reads
+// succeed or fail with ErrDamaged.
+func readAllOrDamaged(t *testing.T, s *Store) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := s.LoadMappings(ctx); err != nil && !errors.Is(err, ErrDamaged) {
+		t.Fatal(err)
+	}
+	if err := s.AllPositions(ctx, func(string, string, string) error { return nil }); err != nil && !errors.Is(err, ErrDamaged) {
+		t.Fatal(err)
+	}
 }
 
 // FuzzVerify runs the verifier alone (in memory, fast) on arbitrary
@@ -543,12 +551,7 @@ func FuzzVerify(f *testing.F) {
 		}
 		defer s.Close()
 		ctx := context.Background()
-		if _, err := s.LoadMappings(ctx); err != nil && !errors.Is(err, ErrDamaged) {
-			t.Fatal(err)
-		}
-		if err := s.AllPositions(ctx, func(string, string, string) error { return nil }); err != nil && !errors.Is(err, ErrDamaged) {
-			t.Fatal(err)
-		}
+		readAllOrDamaged(t, s)
 		if err := s.Check(ctx); err != nil {
 			t.Fatalf("bbolt's check fails on a file the verifier passed: %v", err)
 		}
