@@ -460,3 +460,25 @@ func TestContainerFilesRequireCredentials(t *testing.T) {
 		t.Fatalf("examples/api-credentials: %v %v", creds.IDs(), err)
 	}
 }
+
+// TestStoreBackupThroughTheSignedAPI: esmd store backup --endpoint signs
+// its request with the SDK's credentials, so it works against an API that
+// requires them, and fails with AWS's error without them.
+func TestStoreBackupThroughTheSignedAPI(t *testing.T) {
+	addr := serveWithCredentials(t)
+	backup := filepath.Join(t.TempDir(), "esmd.db")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+	t.Setenv("AWS_ACCESS_KEY_ID", apiKeyID)
+	var stderr bytes.Buffer
+	err := storeBackupCmd(context.Background(), []string{"--endpoint", "http://" + addr, backup}, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "The request signature we calculated does not match") {
+		t.Fatalf("backup with a wrong secret: %v", err)
+	}
+	t.Setenv("AWS_SECRET_ACCESS_KEY", apiSecret)
+	if err := storeBackupCmd(context.Background(), []string{"--endpoint", "http://" + addr, backup}, io.Discard, &stderr); err != nil {
+		t.Fatalf("signed backup: %v", err)
+	}
+	if st, err := os.Stat(backup); err != nil || st.Size() == 0 {
+		t.Fatalf("backup file: %v", err)
+	}
+}
