@@ -87,7 +87,7 @@ func newCommon(name string, out io.Writer, defaultAddr string) *common {
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "when a mapping stops (disable, update, delete, shutdown): how long invocations in flight may finish and be acknowledged before they are cancelled")
 	fs.StringVar(&c.apiCredentials, "api-credentials", "", "require AWS SigV4-signed API requests, with the keys of this file (AWS shared-credentials format: [section] aws_access_key_id / aws_secret_access_key, one or more), or 'env' for AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default: unsigned requests accepted, on a loopback --addr only)")
 	fs.BoolVar(&c.allowUnauthenticated, "allow-unauthenticated", false, "serve the API on a non-loopback --addr without --api-credentials: anyone who reaches the port can manage mappings")
-	fs.Var(&c.allowedHosts, "allowed-hosts", "host names accepted in the Host header besides the --addr host, localhost and IP addresses (comma-separated or repeated; * for any): names a DNS-rebinding page cannot use")
+	fs.Var(&c.allowedHosts, "allowed-hosts", "host names clients reach the API by, accepted in the Host header besides the --addr host, localhost and IP addresses (comma-separated or repeated; * for any); other names are refused, which defeats DNS rebinding")
 	fs.Var(&c.allowedOrigins, "allowed-origins", "browser origins (scheme://host[:port], comma-separated or repeated; * for any) whose requests are accepted and answered with CORS headers (default: none; requests without an Origin are not affected)")
 	fs.IntVar(&c.maxConns, "max-connections", 0, fmt.Sprintf("bound on open API connections (default %d, fewer when the file-descriptor limit is low)", api.DefaultMaxConns))
 	c.sources = sources()
