@@ -172,8 +172,12 @@ func TestInvalidUTF8IsRefused(t *testing.T) {
 		name, method, path, body string
 		code, msg                string
 	}{
-		{"body byte", "POST", "/2015-03-31/event-source-mappings", "{\"FunctionName\":\"f\xff\"}",
-			esm.ErrTypeInvalidRequestContent, "Could not parse request body into json: Invalid UTF-8 byte 0xff at offset 18"},
+		{"start byte", "POST", "/2015-03-31/event-source-mappings", "{\"FunctionName\":\"f\xff\"}",
+			esm.ErrTypeInvalidRequestContent, "Could not parse request body into json: Invalid UTF-8 start byte 0xff\n at [Source: (byte[]); line: 1, column: 19]"},
+		{"middle byte", "POST", "/2015-03-31/event-source-mappings", "{\n\"FunctionName\":\"\xe2\x82(\"}",
+			esm.ErrTypeInvalidRequestContent, "Could not parse request body into json: Invalid UTF-8 middle byte 0x28\n at [Source: (byte[]); line: 2, column: 19]"},
+		{"truncated sequence", "POST", "/2015-03-31/event-source-mappings", "{\"FunctionName\":\"\xe2",
+			esm.ErrTypeInvalidRequestContent, "Could not parse request body into json: Unexpected end-of-input in a UTF-8 sequence starting with byte 0xe2"},
 		{"lone low surrogate", "POST", "/2015-03-31/event-source-mappings", `{"FunctionName":"f\udc00"}`,
 			esm.ErrTypeInvalidRequestContent, `Could not parse request body into json: Invalid UTF-16 surrogate \udc00 at offset 18`},
 		{"lone high surrogate", "POST", "/2017-03-31/tags/arn:aws:lambda:us-east-1:111111111111:event-source-mapping:x", `{"Tags":{"k":"\ud800x"}}`,

@@ -19,7 +19,7 @@ func invalidText(b []byte) string {
 		if c >= utf8.RuneSelf {
 			r, n := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && n == 1 {
-				return fmt.Sprintf("Invalid UTF-8 byte 0x%02x at offset %d", c, i)
+				return utf8Error(b, i)
 			}
 			i += n
 			continue
@@ -55,6 +55,43 @@ func invalidText(b []byte) string {
 		}
 	}
 	return ""
+}
+
+// utf8Error describes the invalid sequence at b[i] in the words of the
+// JSON parser behind AWS's front end: a byte that cannot start a sequence
+// is a "start byte", a bad continuation a "middle byte".
+func utf8Error(b []byte, i int) string {
+	kind, at := "start", i
+	if c := b[i]; c >= 0xC2 && c <= 0xF4 {
+		// A valid lead: the culprit is the first byte after it that does
+		// not continue the sequence, else (an overlong or surrogate form)
+		// the one right after it.
+		n := 2
+		if c >= 0xF0 {
+			n = 4
+		} else if c >= 0xE0 {
+			n = 3
+		}
+		kind, at = "middle", i+1
+		for j := i + 1; j < i+n && j < len(b); j++ {
+			if b[j]&0xC0 != 0x80 {
+				at = j
+				break
+			}
+		}
+		if at >= len(b) {
+			return fmt.Sprintf("Unexpected end-of-input in a UTF-8 sequence starting with byte 0x%02x", c)
+		}
+	}
+	line, col := 1, 1
+	for _, c := range b[:at] {
+		if c == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return fmt.Sprintf("Invalid UTF-8 %s byte 0x%02x\n at [Source: (byte[]); line: %d, column: %d]", kind, b[at], line, col)
 }
 
 // hex4 decodes the 4 hex digits at the start of b.
