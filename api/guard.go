@@ -173,6 +173,10 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if r.ContentLength > MaxBodyBytes {
+		writeError(w, tooLarge())
+		return
+	}
 	if !g.acquire(r) {
 		return // the client went away
 	}

@@ -74,7 +74,6 @@ func NewVerifier(creds Credentials, now func() time.Time) *Verifier {
 // sigRequest is what the verifier read from a request before its body.
 type sigRequest struct {
 	cred          Credential
-	date          time.Time
 	amzDate       string // as sent
 	scope         string // date/region/service/aws4_request
 	signedHeaders []string
@@ -82,9 +81,9 @@ type sigRequest struct {
 	presigned     bool
 }
 
+// authErr is a front-end refusal: every one is a 403, as AWS answers.
 func authErr(typ, format string, args ...any) *esm.Error {
-	status := http.StatusForbidden
-	return &esm.Error{Type: typ, Status: status, Message: fmt.Sprintf(format, args...)}
+	return &esm.Error{Type: typ, Status: http.StatusForbidden, Message: fmt.Sprintf(format, args...)}
 }
 
 // parse checks everything about the signature that does not need the
@@ -180,7 +179,6 @@ func (v *Verifier) parse(r *http.Request) (*sigRequest, error) {
 	if err != nil {
 		return nil, authErr(ErrTypeIncompleteSignature, "Date must be in ISO-8601 'basic format'. Got '%s'. See http://en.wikipedia.org/wiki/ISO_8601", s.amzDate)
 	}
-	s.date = t
 	switch {
 	case parts[1] != s.amzDate[:8]:
 		return nil, authErr(ErrTypeInvalidSignature,
