@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -238,6 +239,7 @@ type invokeRecorder struct {
 	keys    func(body []byte) ([]string, error)
 	mu      sync.Mutex
 	seen    map[string]int
+	order   []string // every delivery, in the order recorded
 	invokes int
 }
 
@@ -262,6 +264,7 @@ func (r *invokeRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	for _, k := range keys {
 		r.seen[k]++
 	}
+	r.order = append(r.order, keys...)
 	r.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	io.WriteString(w, "null")
@@ -276,6 +279,13 @@ func (r *invokeRecorder) count() (invokes, distinct, total int) {
 		total += n
 	}
 	return r.invokes, len(r.seen), total
+}
+
+// deliveries returns every delivery so far, in the order recorded.
+func (r *invokeRecorder) deliveries() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.order)
 }
 
 // buildBinary builds the esmd binary for a test.
