@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +26,8 @@ type child struct {
 	err     error  // the exit error, once exited is closed
 	stderr  *tail  // the last of what it wrote on stderr
 	usage   *usage // its resource use, once exited is closed
+	// hwm is the largest VmHWM (peak RSS) read from /proc while it ran.
+	hwm atomic.Int64
 }
 
 // usage is what wait4 tells of a child.
@@ -71,12 +74,43 @@ func startChild(exe string, args []string, stdin []byte, env []string) (*child, 
 	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", exe, err)
 	}
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		c.sampleHWM()
+	}()
 	go func() {
 		c.err = c.cmd.Wait()
+		<-sampled
 		c.usage = rusageOf(c.cmd.ProcessState)
+		if h := c.hwm.Load(); h > 0 {
+			// wait4's ru_maxrss of a child started with vfork and exec
+			// includes the parent's RSS at the exec (Linux carries the
+			// old memory's high-water mark over): the bench's own RSS,
+			// which holds the in-process broker's records. /proc's
+			// VmHWM is the child's own.
+			c.usage.PeakRSS = h
+		}
 		close(c.exited)
 	}()
 	return c, nil
+}
+
+// sampleHWM reads the child's VmHWM every 100 ms until it exits (no
+// /proc: nothing is read).
+func (c *child) sampleHWM() {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		h, err := procStatus(c.cmd.Process.Pid, "VmHWM:")
+		if err != nil {
+			return // exited, or no /proc
+		}
+		if h > c.hwm.Load() {
+			c.hwm.Store(h)
+		}
+		<-tick.C
+	}
 }
 
 // childEnv is the environment of children: the bench's, with dummy

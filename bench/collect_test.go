@@ -108,7 +108,7 @@ func TestMatches(t *testing.T) {
 
 func TestCompare(t *testing.T) {
 	rounds := []*Round{
-		{Kind: "esmd", RecordsPerSecond: 90, CPUMicrosPerRecord: 10, PeakRSSBytes: 200},
+		{Kind: "esmd", RecordsPerSecond: 90, CPUMicrosPerRecord: 10, PeakRSSBytes: 200, Latency: Percentiles{P99: 7}},
 		{Kind: "raw", RecordsPerSecond: 100, CPUMicrosPerRecord: 8, PeakRSSBytes: 100},
 		{Kind: "raw", RecordsPerSecond: 100, CPUMicrosPerRecord: 8, PeakRSSBytes: 100},
 		{Kind: "esmd", RecordsPerSecond: 50, CPUMicrosPerRecord: 8, PeakRSSBytes: 100},
@@ -116,7 +116,7 @@ func TestCompare(t *testing.T) {
 		{Kind: "raw", RecordsPerSecond: 100, CPUMicrosPerRecord: 8, PeakRSSBytes: 100},
 	}
 	c := compare(rounds)
-	want := Comparison{EsmdMedian: 90, RawMedian: 100, Ratio: 0.9, Ratios: []float64{0.9, 0.5, 1.2}, CPURatio: 1, RSSRatio: 1.5}
+	want := Comparison{EsmdMedian: 90, RawMedian: 100, Ratio: 0.9, Ratios: []float64{0.9, 0.5, 1.2}, CPURatio: 1, RSSRatio: 1.5, EsmdP99: 0}
 	if c.EsmdMedian != want.EsmdMedian || c.RawMedian != want.RawMedian || c.Ratio != want.Ratio ||
 		!slices.Equal(c.Ratios, want.Ratios) || c.CPURatio != want.CPURatio || c.RSSRatio != want.RSSRatio {
 		t.Errorf("compare = %+v, want %+v", *c, want)

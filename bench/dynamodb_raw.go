@@ -18,9 +18,9 @@ import (
 )
 
 // rawDynamoDB is the plain SDK loop over a DynamoDB stream: one goroutine
-// per shard reads from TRIM_HORIZON with GetRecords (Limit BatchSize, at
-// most 1,000), invokes each read as one DynamoDB event and checkpoints its
-// sequence number, written to a file every 100 ms as for Kinesis. The
+// per shard reads from TRIM_HORIZON with GetRecords (up to 1,000 records),
+// invokes what it read in events of up to BatchSize records, checkpointing
+// after each, written to a file every 100 ms as for Kinesis. The
 // attribute maps are encoded with esmd's encoder, so the event bytes are
 // the same.
 func rawDynamoDB(ctx context.Context, s *RawSpec, inv *rawInvoker) error {
@@ -84,7 +84,7 @@ func dynamoShard(ctx context.Context, s *RawSpec, inv *rawInvoker, cl *dynamodbs
 	env := payload.StreamRecords(s.Arn)
 	var ev, keys, img []byte
 	for iter != nil && ctx.Err() == nil {
-		out, err := cl.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(int32(min(s.BatchSize, 1000)))})
+		out, err := cl.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(1000)})
 		if err != nil {
 			return err
 		}
@@ -96,32 +96,36 @@ func dynamoShard(ctx context.Context, s *RawSpec, inv *rawInvoker, cl *dynamodbs
 			}
 			continue
 		}
-		ev = append(ev[:0], env.Head...)
-		n := 0
-		for i := range out.Records {
-			r := &out.Records[i]
-			d := r.Dynamodb
-			keys = ddb.AppendAttributeMap(keys[:0], d.Keys)
-			img = ddb.AppendAttributeMap(img[:0], d.NewImage)
-			if s.Filter && !bytes.Contains(img, []byte(`"kind":{"S":"match"}`)) {
-				continue
+		for recs := out.Records; len(recs) > 0; {
+			k := min(s.BatchSize, len(recs))
+			ev = append(ev[:0], env.Head...)
+			n := 0
+			for i := range recs[:k] {
+				r := &recs[i]
+				d := r.Dynamodb
+				keys = ddb.AppendAttributeMap(keys[:0], d.Keys)
+				img = ddb.AppendAttributeMap(img[:0], d.NewImage)
+				if s.Filter && !bytes.Contains(img, []byte(`"kind":{"S":"match"}`)) {
+					continue
+				}
+				if n > 0 {
+					ev = append(ev, ',')
+				}
+				n++
+				ev = payload.AppendDynamoDB(ev, &payload.DynamoDBRecord{EventID: aws.ToString(r.EventID), EventName: string(r.EventName),
+					AWSRegion: s.Region, ApproximateCreationDateTime: aws.ToTime(d.ApproximateCreationDateTime).Truncate(time.Second),
+					Keys: keys, NewImage: img, SequenceNumber: aws.ToString(d.SequenceNumber), SizeBytes: aws.ToInt64(d.SizeBytes),
+					StreamViewType: string(d.StreamViewType), EventSourceARN: s.Arn})
 			}
+			ev = append(ev, env.Tail...)
 			if n > 0 {
-				ev = append(ev, ',')
+				if err := inv.Invoke(ctx, ev); err != nil {
+					return err
+				}
 			}
-			n++
-			ev = payload.AppendDynamoDB(ev, &payload.DynamoDBRecord{EventID: aws.ToString(r.EventID), EventName: string(r.EventName),
-				AWSRegion: s.Region, ApproximateCreationDateTime: aws.ToTime(d.ApproximateCreationDateTime).Truncate(time.Second),
-				Keys: keys, NewImage: img, SequenceNumber: aws.ToString(d.SequenceNumber), SizeBytes: aws.ToInt64(d.SizeBytes),
-				StreamViewType: string(d.StreamViewType), EventSourceARN: s.Arn})
+			ck.set(shard, aws.ToString(recs[k-1].Dynamodb.SequenceNumber))
+			recs = recs[k:]
 		}
-		ev = append(ev, env.Tail...)
-		if n > 0 {
-			if err := inv.Invoke(ctx, ev); err != nil {
-				return err
-			}
-		}
-		ck.set(shard, aws.ToString(out.Records[len(out.Records)-1].Dynamodb.SequenceNumber))
 	}
 	return ctx.Err()
 }

@@ -21,8 +21,9 @@ import (
 const kinesisIdle = 200 * time.Millisecond
 
 // rawKinesis is the plain SDK loop: one goroutine per shard reads from
-// TRIM_HORIZON with GetRecords (Limit BatchSize), invokes each read as one
-// Kinesis event, and checkpoints its sequence number; a checkpointer
+// TRIM_HORIZON with GetRecords (up to 10,000 records, as Lambda reads),
+// invokes what it read in events of up to BatchSize records, and
+// checkpoints after each; a checkpointer
 // writes the shards' checkpoints to a file (fsync) every 100 ms, as esmd's
 // default checkpoint interval does.
 func rawKinesis(ctx context.Context, s *RawSpec, inv *rawInvoker) error {
@@ -86,7 +87,7 @@ func kinesisShard(ctx context.Context, s *RawSpec, inv *rawInvoker, cl *kinesis.
 	env := payload.StreamRecords(s.Arn)
 	var ev []byte
 	for iter != nil && ctx.Err() == nil {
-		out, err := cl.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(int32(s.BatchSize))})
+		out, err := cl.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
 		if err != nil {
 			return err
 		}
@@ -98,28 +99,32 @@ func kinesisShard(ctx context.Context, s *RawSpec, inv *rawInvoker, cl *kinesis.
 			}
 			continue
 		}
-		ev = append(ev[:0], env.Head...)
-		n := 0
-		for i := range out.Records {
-			r := &out.Records[i]
-			if !keep(s, r.Data) {
-				continue
+		for recs := out.Records; len(recs) > 0; {
+			k := min(s.BatchSize, len(recs))
+			ev = append(ev[:0], env.Head...)
+			n := 0
+			for i := range recs[:k] {
+				r := &recs[i]
+				if !keep(s, r.Data) {
+					continue
+				}
+				if n > 0 {
+					ev = append(ev, ',')
+				}
+				n++
+				ev = payload.AppendKinesis(ev, &payload.KinesisRecord{ShardID: shard, PartitionKey: aws.ToString(r.PartitionKey),
+					SequenceNumber: aws.ToString(r.SequenceNumber), Data: r.Data, ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
+					AWSRegion: s.Region, EventSourceARN: s.Arn})
 			}
+			ev = append(ev, env.Tail...)
 			if n > 0 {
-				ev = append(ev, ',')
+				if err := inv.Invoke(ctx, ev); err != nil {
+					return err
+				}
 			}
-			n++
-			ev = payload.AppendKinesis(ev, &payload.KinesisRecord{ShardID: shard, PartitionKey: aws.ToString(r.PartitionKey),
-				SequenceNumber: aws.ToString(r.SequenceNumber), Data: r.Data, ApproximateArrivalTimestamp: aws.ToTime(r.ApproximateArrivalTimestamp),
-				AWSRegion: s.Region, EventSourceARN: s.Arn})
+			ck.set(shard, aws.ToString(recs[k-1].SequenceNumber))
+			recs = recs[k:]
 		}
-		ev = append(ev, env.Tail...)
-		if n > 0 {
-			if err := inv.Invoke(ctx, ev); err != nil {
-				return err
-			}
-		}
-		ck.set(shard, aws.ToString(out.Records[len(out.Records)-1].SequenceNumber))
 	}
 	return ctx.Err()
 }

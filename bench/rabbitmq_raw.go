@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -11,7 +12,8 @@ import (
 )
 
 // rawRabbitMQ is the plain amqp091-go loop: one consumer with a prefetch
-// of rawPrefetch(BatchSize) collects up to BatchSize deliveries (waiting up to Window
+// of rawPrefetch(BatchSize), its deliveries buffered as they arrive,
+// collects up to BatchSize deliveries (waiting up to Window
 // for more), invokes them as one RabbitMQ event, and acknowledges them
 // with one multiple ack.
 func rawRabbitMQ(ctx context.Context, s *RawSpec, inv *rawInvoker) error {
@@ -27,10 +29,28 @@ func rawRabbitMQ(ctx context.Context, s *RawSpec, inv *rawInvoker) error {
 	if err := ch.Qos(rawPrefetch(s.BatchSize), 0, false); err != nil {
 		return err
 	}
-	deliveries, err := ch.ConsumeWithContext(ctx, s.Name, "", false, false, false, false, nil)
+	consumed, err := ch.ConsumeWithContext(ctx, s.Name, "", false, false, false, false, nil)
 	if err != nil {
 		return err
 	}
+	// amqp091-go hands deliveries over an unbuffered channel, one at a
+	// time: a buffer of the prefetch lets a batch take what has arrived.
+	deliveries := make(chan amqp.Delivery, rawPrefetch(s.BatchSize))
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(deliveries)
+		for d := range consumed {
+			select {
+			case deliveries <- d:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	env := payload.RabbitMQ(s.Arn)
 	group := payload.RabbitMQGroup(s.Name, s.VHost)
 	var ev []byte
@@ -51,7 +71,10 @@ func rawRabbitMQ(ctx context.Context, s *RawSpec, inv *rawInvoker) error {
 		for len(batch) < s.BatchSize {
 			if s.Window == 0 {
 				select {
-				case d := <-deliveries:
+				case d, ok := <-deliveries:
+					if !ok {
+						break fill
+					}
 					batch = append(batch, d)
 					continue
 				default:
@@ -59,7 +82,10 @@ func rawRabbitMQ(ctx context.Context, s *RawSpec, inv *rawInvoker) error {
 				}
 			}
 			select {
-			case d := <-deliveries:
+			case d, ok := <-deliveries:
+				if !ok {
+					break fill
+				}
 				batch = append(batch, d)
 			case <-window.C:
 				break fill

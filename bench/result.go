@@ -138,6 +138,11 @@ type Comparison struct {
 	CPURatio float64 `json:"cpu_ratio_median"`
 	// RSSRatio is the median of esmd/raw peak RSS.
 	RSSRatio float64 `json:"rss_ratio_median"`
+	// EsmdP99 and RawP99 are the medians of the rounds' produce->invoke
+	// p99 latency: the figure to compare at a fixed --rate, where both
+	// deliver at the rate.
+	EsmdP99 float64 `json:"esmd_p99_ms_median"`
+	RawP99  float64 `json:"raw_p99_ms_median"`
 }
 
 // compare fills the comparison of esmd's rounds with the raw loop's.
@@ -158,6 +163,9 @@ func compare(rounds []*Round) *Comparison {
 		rss = append(rss, safeDiv(float64(es[i].PeakRSSBytes), float64(rs[i].PeakRSSBytes)))
 	}
 	rate := func(r *Round) float64 { return r.RecordsPerSecond }
+	p99 := func(r *Round) float64 { return r.Latency.P99 }
+	c.EsmdP99 = round3(median(mapf(es, p99)))
+	c.RawP99 = round3(median(mapf(rs, p99)))
 	c.EsmdMedian = round3(median(mapf(es, rate)))
 	c.RawMedian = round3(median(mapf(rs, rate)))
 	c.Ratio = round3(median(c.Ratios))

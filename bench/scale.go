@@ -221,19 +221,25 @@ func scrape(ctx context.Context, url string) (goroutines, lanes int, err error) 
 }
 
 // procRSS is a process's resident set size (/proc/PID/status VmRSS).
-func procRSS(pid int) (int64, error) {
+func procRSS(pid int) (int64, error) { return procStatus(pid, "VmRSS:") }
+
+// procStatus reads a size in kB from /proc/PID/status, in bytes.
+func procStatus(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for line := range bytes.Lines(b) {
-		if v, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
+		if v, ok := bytes.CutPrefix(line, []byte(field)); ok {
 			f := strings.Fields(string(v))
+			if len(f) == 0 {
+				break
+			}
 			kb, err := strconv.ParseInt(f[0], 10, 64)
 			return kb * 1024, err
 		}
 	}
-	return 0, errors.New("no VmRSS")
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // procCPU is a process's user+system CPU time (/proc/PID/stat, in clock

@@ -59,7 +59,8 @@ func PrintSummary(w io.Writer, res *Result) {
 	if c := res.Compare; c != nil {
 		fmt.Fprintf(w, "\ncompare raw: esmd %.0f records/s, raw loop %.0f records/s (medians); esmd/raw ratio %.2f (median of %v)\n",
 			c.EsmdMedian, c.RawMedian, c.Ratio, c.Ratios)
-		fmt.Fprintf(w, "             CPU per record raw/esmd %.2f, peak RSS esmd/raw %.2f\n", c.CPURatio, c.RSSRatio)
+		fmt.Fprintf(w, "             CPU per record raw/esmd %.2f, peak RSS esmd/raw %.2f; latency p99 esmd %.2f ms, raw %.2f ms (medians)\n",
+			c.CPURatio, c.RSSRatio, c.EsmdP99, c.RawP99)
 	}
 }
 
