@@ -272,6 +272,10 @@ func describe(err error) string {
 var frontEnd = map[string]bool{ErrTypeMissingToken: true, ErrTypeIncompleteSignature: true,
 	ErrTypeInvalidSignature: true, ErrTypeUnrecognizedClient: true, ErrTypeAccessDenied: true}
 
+// WriteError renders an error in the REST-JSON shape Lambda uses, for
+// esmd's own endpoints beside the API.
+func WriteError(w http.ResponseWriter, err error) { writeError(w, err) }
+
 // writeError renders an error in the REST-JSON shape Lambda uses.
 func writeError(w http.ResponseWriter, err error) {
 	var ae *esm.Error

@@ -45,6 +45,9 @@ type entry struct {
 	// rev is the stored revision en.m was read or written at, with a
 	// SharedStore (0 otherwise).
 	rev int64
+	// before, when set, runs once the pipeline has stopped and before the
+	// next settles (Replay's rewind), outside the engine's lock.
+	before func(context.Context)
 }
 
 type pipeline struct {
@@ -611,14 +614,17 @@ func (e *Engine) afterStopLocked(en *entry, then func()) {
 	}
 	en.gen++
 	gen := en.gen
-	old := en.run
-	en.run = nil
+	old, before := en.run, en.before
+	en.run, en.before = nil, nil
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		if old != nil {
 			old.cancel()
 			<-old.done
+		}
+		if before != nil {
+			before(e.ctx)
 		}
 		e.mu.Lock()
 		defer e.mu.Unlock()

@@ -83,6 +83,12 @@ type Descriptor struct {
 	// the others did not claim. Nil: the descriptor is its Source's only
 	// one, or its fallback.
 	Claims func(ctx context.Context, env *Env, cfg *esm.Config) (bool, error)
+	// Rewind, when set, replaces a mapping's positions (checkpoints in
+	// Env.Store, or offsets the source keeps) so that the mapping's next
+	// poller reads from `to`: esmd replay. The mapping's pipeline is stopped
+	// while it runs. Nil: the source cannot be rewound (queues: a message
+	// is gone once it was processed).
+	Rewind func(ctx context.Context, env *Env, m *esm.Mapping, to esm.Position) error
 	// Flags are the repeatable string flags the source adds to serve and
 	// run (for example --mq-broker ARN=URL); their values reach Open and
 	// Check in Env.Flags.

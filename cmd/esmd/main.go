@@ -46,6 +46,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = serveCmd(ctx, args[1:], stdout, stderr)
 	case "run":
 		err = runCmd(ctx, args[1:], stdout, stderr)
+	case "replay":
+		err = replayCmd(ctx, args[1:], stdout, stderr)
 	case "filter":
 		return filterCmd(ctx, args[1:], stdin, stdout, stderr)
 	case "demo":
@@ -92,6 +94,8 @@ func helpCmd(args []string, stdout, stderr io.Writer) int {
 		_ = benchCmd(context.Background(), []string{"-h"}, nil, stdout, stdout)
 	case "store":
 		fmt.Fprint(stdout, storeCmdUsage)
+	case "replay":
+		fmt.Fprint(stdout, replayCmdUsage)
 	default:
 		fmt.Fprintf(stderr, "esmd: no help for %q\n", args[0])
 		return 2
@@ -133,6 +137,9 @@ Usage:
         YAML), or a SAM, CloudFormation or Serverless Framework template
         (--parameter-overrides, --import-value, --resource, --stage).
         Add --addr to also serve the API.
+  esmd replay [--endpoint URL] UUID TRIM_HORIZON|LATEST|TIME
+        Rewind one mapping of a running serve (Kinesis, DynamoDB Streams,
+        Kafka, DocumentDB) to a position or a time: esmd's own call.
   esmd filter --pattern P --event E [--source sqs|kinesis|kafka|mq|dynamodb]
         Check whether a FilterCriteria pattern keeps an event.
   esmd store check [--data-dir DIR | --store FILE]
@@ -141,7 +148,7 @@ Usage:
         Write a consistent copy of a store, also while 'esmd serve' runs
         (--endpoint: through it). See 'esmd help store'.
   esmd version
-  esmd help [serve|run|filter|demo|bench|store]
+  esmd help [serve|run|replay|filter|demo|bench|store]
 
 AWS endpoints, region and credentials come from the AWS SDK's standard
 configuration: AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_LAMBDA,

@@ -235,7 +235,7 @@ func fetchBackup(ctx context.Context, endpoint, profile, region string, w io.Wri
 	if err != nil {
 		return err
 	}
-	if err := signBackupRequest(ctx, req, profile, region); err != nil {
+	if err := signRequest(ctx, req, nil, profile, region); err != nil {
 		return err
 	}
 	// No overall timeout: a large store takes as long as it takes. The
@@ -286,11 +286,11 @@ func refusal(resp *http.Response) string {
 	return resp.Status + ": " + msg
 }
 
-// signBackupRequest signs req with SigV4 (service lambda, as the API's
-// requests are) when credentials are configured: a --profile, or AWS
-// credentials in the environment. Otherwise the request goes unsigned, as
-// an esmd without API credentials accepts.
-func signBackupRequest(ctx context.Context, req *http.Request, profile, region string) error {
+// signRequest signs req, whose body is body, with SigV4 (service lambda,
+// as the API's requests are) when credentials are configured: a --profile,
+// or AWS credentials in the environment. Otherwise the request goes
+// unsigned, as an esmd without API credentials accepts.
+func signRequest(ctx context.Context, req *http.Request, body []byte, profile, region string) error {
 	if profile == "" && os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == "" {
 		return nil
 	}
@@ -306,8 +306,8 @@ func signBackupRequest(ctx context.Context, req *http.Request, profile, region s
 	if err != nil {
 		return fmt.Errorf("load AWS credentials: %w", err)
 	}
-	empty := sha256.Sum256(nil)
-	return v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(empty[:]), "lambda", cfg.Region, time.Now())
+	sum := sha256.Sum256(body)
+	return v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "lambda", cfg.Region, time.Now())
 }
 
 // backupStore is a store that can copy itself while in use: the embedded

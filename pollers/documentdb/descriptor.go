@@ -82,6 +82,7 @@ func Descriptor() *source.Descriptor {
 			}
 			return Open(ctx, cfg)
 		},
+		Rewind: Rewind,
 		Flags: []source.Flag{
 			{Name: FlagCluster, Usage: "`ARN=URI`: the connection string (mongodb://host:port[,host:port][/?options]) of the DocumentDB cluster with this ARN, instead of its RDS DescribeDBClusters endpoint; TLS is on unless the URI says tls=false, and its tlsCAFile and replicaSet options are honoured; repeatable"},
 			{Name: FlagCAFile, Usage: "`PEM` bundle of the certificate authorities DocumentDB connections trust (DocumentDB's global-bundle.pem) when the cluster's URI names no tlsCAFile (default: the system's roots)"},

@@ -137,10 +137,14 @@ func (p *Poller) open(ctx context.Context) (*mongo.ChangeStream, start, error) {
 		return nil, start{}, fmt.Errorf("documentdb: checkpoint of %s: %w", p.lane, err)
 	}
 	var from start
+	startAt, at := p.cfg.StartingPosition, p.cfg.Timestamp
+	if pos, ts, isReplay := parseReplay(cp); ok && isReplay {
+		ok, startAt, at = false, pos, ts // rewound by esmd replay (Rewind)
+	}
 	switch {
 	case ok:
 		from = resumePoint(cp)
-	case p.cfg.StartingPosition == TrimHorizon:
+	case startAt == TrimHorizon:
 		// The oldest retained event can expire between the search and the
 		// stream's opening: search again then.
 		for attempt := 1; ; attempt++ {
@@ -154,8 +158,8 @@ func (p *Poller) open(ctx context.Context) (*mongo.ChangeStream, start, error) {
 				return cs, from, err
 			}
 		}
-	case p.cfg.StartingPosition == AtTimestamp:
-		from.at = &bson.Timestamp{T: uint32(p.cfg.Timestamp.Unix())}
+	case startAt == AtTimestamp:
+		from.at = &bson.Timestamp{T: uint32(at.Unix())}
 	}
 	cs, err := p.watch(ctx, from)
 	if err != nil || ok || from.at != nil {

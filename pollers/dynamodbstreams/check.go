@@ -36,6 +36,7 @@ func Descriptor() *source.Descriptor {
 			}
 			return Open(ctx, env.AWS, c)
 		},
+		Rewind: Rewind,
 		Flags: []source.Flag{
 			{Name: "dynamodb-checkpoint-interval", Usage: "coalesce DynamoDB Streams checkpoint writes: the latest position of each shard is written at most once per `duration` (default 100ms); 0 writes each one before the batch is released"},
 		},

@@ -164,6 +164,7 @@ func (c *client) Shards(ctx context.Context) ([]stream.Shard, error) {
 		}
 		for _, s := range d.Shards {
 			sh := stream.Shard{ID: aws.ToString(s.ShardId)}
+			sh.Closed = s.SequenceNumberRange != nil && s.SequenceNumberRange.EndingSequenceNumber != nil
 			if p := aws.ToString(s.ParentShardId); p != "" {
 				sh.Parents = []string{p}
 			}
@@ -183,6 +184,9 @@ func (c *client) Iterator(ctx context.Context, shard string, pos stream.Position
 	case stream.AfterSequenceNumber:
 		in.SequenceNumber = aws.String(pos.Seq)
 	case stream.AtTimestamp:
+		if !pos.Timestamp.IsZero() {
+			return c.iteratorAt(ctx, shard, pos.Timestamp)
+		}
 		// Refused at create time; a mapping stored before that rule reads
 		// from the oldest record rather than not at all.
 		in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
@@ -192,6 +196,74 @@ func (c *client) Iterator(ctx context.Context, shard string, pos stream.Position
 		return "", fmt.Errorf("dynamodbstreams: GetShardIterator %s: %w", shard, err)
 	}
 	return aws.ToString(res.ShardIterator), nil
+}
+
+// maxScanPages bounds the GetRecords calls iteratorAt makes on one shard
+// (a shard holds 24 hours of records).
+const maxScanPages = 10000
+
+// iteratorAt emulates an AT_TIMESTAMP iterator, which DynamoDB Streams does
+// not have (esmd replay): it reads the shard from its oldest record and
+// returns an iterator at the first record whose ApproximateCreationDateTime
+// is at or after ts. That time is in whole seconds, so records of ts's
+// second count as at or after it. When no record is, the iterator is after
+// the last record read (or at TRIM_HORIZON for an empty shard).
+func (c *client) iteratorAt(ctx context.Context, shard string, ts time.Time) (string, error) {
+	at := func(typ types.ShardIteratorType, seq string) (string, error) {
+		in := &ddbs.GetShardIteratorInput{StreamArn: aws.String(c.arn), ShardId: aws.String(shard), ShardIteratorType: typ}
+		if seq != "" {
+			in.SequenceNumber = aws.String(seq)
+		}
+		res, err := c.api.GetShardIterator(ctx, in)
+		if err != nil {
+			return "", fmt.Errorf("dynamodbstreams: GetShardIterator %s: %w", shard, err)
+		}
+		return aws.ToString(res.ShardIterator), nil
+	}
+	from := ts.Truncate(time.Second)
+	iter, err := at(types.ShardIteratorTypeTrimHorizon, "")
+	if err != nil {
+		return "", err
+	}
+	last := ""
+	for range maxScanPages {
+		res, err := c.api.GetRecords(ctx, &ddbs.GetRecordsInput{ShardIterator: aws.String(iter), Limit: aws.Int32(1000)})
+		if err != nil {
+			return "", fmt.Errorf("dynamodbstreams: GetRecords %s: %w", shard, err)
+		}
+		for _, r := range res.Records {
+			if r.Dynamodb == nil || r.Dynamodb.SequenceNumber == nil {
+				continue
+			}
+			if t := r.Dynamodb.ApproximateCreationDateTime; t != nil && !t.Before(from) {
+				return at(types.ShardIteratorTypeAtSequenceNumber, *r.Dynamodb.SequenceNumber)
+			}
+			last = *r.Dynamodb.SequenceNumber
+		}
+		next := aws.ToString(res.NextShardIterator)
+		if next == "" || len(res.Records) == 0 {
+			break // the shard's end, or its tip
+		}
+		iter = next
+	}
+	if last == "" {
+		return at(types.ShardIteratorTypeTrimHorizon, "")
+	}
+	return at(types.ShardIteratorTypeAfterSequenceNumber, last)
+}
+
+// Rewind replaces the checkpoints of a mapping's shards so that its next
+// poller reads from `to` (esmd replay, stream.Rewind). DynamoDB Streams
+// has no AT_TIMESTAMP iterator: a shard rewound to a timestamp is read
+// from its oldest record to the first at or after it (iteratorAt) when
+// the poller starts.
+func Rewind(ctx context.Context, env *source.Env, m *esm.Mapping, to esm.Position) error {
+	c, err := ConfigFor(env, m)
+	if err != nil {
+		return err
+	}
+	cl := &client{api: NewClient(env.AWS, c.StreamARN), arn: c.StreamARN}
+	return stream.Rewind(ctx, cl, env.Store, m.UUID, to)
 }
 
 func (c *client) Read(ctx context.Context, shard, iter string, limit int) (stream.Page, error) {

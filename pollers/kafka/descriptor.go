@@ -62,6 +62,7 @@ func descriptor(src esm.Source) *source.Descriptor {
 			cfg.InstanceID = InstanceID(env.Worker, m.UUID)
 			return New(ctx, cfg)
 		},
+		Rewind: Rewind,
 		Destination: func(ctx context.Context, env *source.Env, m *esm.Mapping, dest string) (destination.Sender, bool, error) {
 			topic, ok := strings.CutPrefix(dest, "kafka://")
 			if !ok {

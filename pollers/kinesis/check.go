@@ -38,6 +38,7 @@ func Descriptor() *source.Descriptor {
 			}
 			return Open(ctx, env.AWS, c)
 		},
+		Rewind: Rewind,
 		Flags: []source.Flag{
 			{Name: "kinesis-invoke-identity-arn", Usage: "invokeIdentityArn of Kinesis events (the function's execution role ARN); empty by default"},
 			{Name: "kinesis-checkpoint-interval", Usage: "coalesce Kinesis checkpoint writes: the latest position of each shard is written at most once per `duration` (default 100ms); 0 writes each one before the batch is released (a crash then redelivers only the batches in flight)"},

@@ -137,6 +137,26 @@ func Open(ctx context.Context, cfg aws.Config, c Config) (*Poller, error) {
 	return New(ctx, awskinesis.NewFromConfig(cfg), c)
 }
 
+// Rewind replaces the checkpoints of a mapping's shards so that its next
+// poller reads from `to` (esmd replay): per shard, an iterator at
+// TRIM_HORIZON, LATEST or AT_TIMESTAMP (stream.Rewind).
+func Rewind(ctx context.Context, env *source.Env, m *esm.Mapping, to esm.Position) error {
+	c, err := ConfigFor(env, m)
+	if err != nil {
+		return err
+	}
+	name, region, err := StreamName(c.StreamARN)
+	if err != nil {
+		return err
+	}
+	cfg := env.AWS.Copy()
+	if region != "" {
+		cfg.Region = region
+	}
+	cl := &client{api: awskinesis.NewFromConfig(cfg), name: name, region: region, srcARN: StreamARN(c.StreamARN)}
+	return stream.Rewind(ctx, cl, env.Store, m.UUID, to)
+}
+
 // client is the stream.Client of one Kinesis stream.
 type client struct {
 	api      API
@@ -166,6 +186,7 @@ func (c *client) Shards(ctx context.Context) ([]stream.Shard, error) {
 				}
 				c.closed[sh.ID] = true
 				c.mu.Unlock()
+				sh.Closed = true
 			}
 			for _, par := range []*string{s.ParentShardId, s.AdjacentParentShardId} {
 				if par != nil && *par != "" {

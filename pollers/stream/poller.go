@@ -208,6 +208,9 @@ func (p *Poller) start(sh *shard, after string) (pos Position, ended bool, err e
 		if ok && cp == ShardEnd {
 			return Position{}, true, nil
 		}
+		if pos, isMarker := parseMarker(cp); ok && isMarker {
+			return pos, false, nil // a replay's rewind (Rewind)
+		}
 		if ok {
 			after = cp
 		}

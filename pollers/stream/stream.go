@@ -38,6 +38,9 @@ type Shard struct {
 	// ParentShardId, DynamoDB ParentShardId), two for a merge (plus
 	// Kinesis AdjacentParentShardId); empty for an original shard.
 	Parents []string
+	// Closed is true for a shard that has an ending sequence number: it
+	// takes no more records.
+	Closed bool
 }
 
 // Page is the answer of one read.
