@@ -325,3 +325,69 @@ func TestReplayRefusals(t *testing.T) {
 		t.Errorf("esmd replay of a queue: exit %d, %s", code, stderr.String())
 	}
 }
+
+// TestReplayDynamoDB rewinds a DynamoDB Streams mapping to a time.
+// DynamoDB Streams has no AT_TIMESTAMP iterator: esmd reads each shard
+// from its oldest record and restarts at the first whose
+// ApproximateCreationDateTime is at or after the time, so exactly the
+// records created after it are delivered again, each key's in order.
+func TestReplayDynamoDB(t *testing.T) {
+	e := newDDBEnv(t)
+	arn := e.stream(t, "replay", 2)
+	base := time.Now().Add(-3 * time.Hour).Truncate(time.Second)
+	write := func(at time.Time) []string {
+		var ws []ddbWrite
+		for i := range 12 {
+			ws = append(ws, ddbWrite{key: fmt.Sprintf("k%d", i%4), created: at})
+		}
+		bodies, _ := e.put(t, arn, ws...)
+		return bodies
+	}
+	before := write(base)
+	after := write(base.Add(time.Hour))
+	uuid := e.mapping(t, &lambda.CreateEventSourceMappingInput{EventSourceArn: aws.String(arn), BatchSize: aws.Int32(5)})
+	e.fn.waitDelivered(t, arn, append(slices.Clone(before), after...))
+	waitEnabled(t, e.cl, uuid)
+	n0 := len(e.fn.deliveries(arn))
+
+	replayCLI(t, e.addr, uuid, base.Add(30*time.Minute).Format(time.RFC3339))
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		if got := len(e.fn.deliveries(arn)) - n0; got < len(after) {
+			return fmt.Errorf("%d of %d records delivered again", got, len(after))
+		}
+		return nil
+	})
+	again := e.fn.deliveries(arn)[n0:]
+	var bodies []string
+	for _, d := range again {
+		bodies = append(bodies, d.body)
+	}
+	slices.Sort(bodies)
+	if !slices.Equal(bodies, after) {
+		t.Errorf("delivered again %v, want %v", bodies, after)
+	}
+	checkOnceInKeyOrder(t, again)
+}
+
+// TestReplayDocumentDB rewinds a DocumentDB mapping to a time: its change
+// stream reopens with startAtOperationTime, and the events of that second
+// and later are delivered again, in order.
+func TestReplayDocumentDB(t *testing.T) {
+	e := newDocDBE2E(t)
+	c := e.coll(t, "replay")
+	insertBodies(t, c, "before-0", "before-1", "before-2")
+	// Not a wait for esmd: operation times are whole seconds, so the later
+	// events must be written in a later second than the earlier ones.
+	mid := time.Unix(time.Now().Unix()+1, 0)
+	time.Sleep(time.Until(mid))
+	insertBodies(t, c, "after-0", "after-1", "after-2", "after-3")
+	id := e.create(t, "", c, nil)
+	first := e.fn.wait(t, c, 7)
+	waitEnabled(t, e.cl, id)
+
+	replayCLI(t, e.addr, id, mid.UTC().Format(time.RFC3339))
+	got := bodies(e.fn.wait(t, c, len(first)+4)[len(first):])
+	if want := []string{"after-0", "after-1", "after-2", "after-3"}; !slices.Equal(got, want) {
+		t.Errorf("delivered again %v, want %v", got, want)
+	}
+}

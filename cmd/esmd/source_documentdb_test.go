@@ -271,6 +271,7 @@ type docdbE2E struct {
 	mongo, lostMongo      *mongo.Client
 	fn                    *docdbFunction
 	cl                    *lambda.Client
+	addr                  string // serve's API
 	clusters              []string // ARNs of the shared server
 	next                  int      // the next of clusters to use
 	lostCluster           string   // the ARN of lost
@@ -320,7 +321,7 @@ func newDocDBE2E(t *testing.T) *docdbE2E {
 	c.lambdaEndpoint = e.fn.URL
 	addr, stop := serveWith(t, c)
 	t.Cleanup(stop)
-	e.cl = client(addr)
+	e.cl, e.addr = client(addr), addr
 	return e
 }
 
