@@ -109,10 +109,12 @@ func (e *evaluator) resourceValue(r *resource, attr string, at *yaml.Node) (any,
 	if r.fixed != "" {
 		kind = resourceKinds["AWS::Lambda::Function"]
 	}
-	if kind == nil || kind.values[attr] == nil {
-		if attr == "StreamArn" && kind == resourceKinds["AWS::DynamoDB::Table"] && kind != nil {
-			return nil, e.errf(at, "%s: a DynamoDB stream's ARN ends in a label only the running table knows (aws dynamodbstreams list-streams); give it with --resource %s=ARN", what, key)
-		}
+	// A table's stream ARN ends in a label only the running table knows.
+	stream := attr == "StreamArn" && kind != nil && kind == resourceKinds["AWS::DynamoDB::Table"]
+	if stream && e.o.StreamArn == nil {
+		return nil, e.errf(at, "%s: a DynamoDB stream's ARN ends in a label only the running table knows (aws dynamodbstreams list-streams); give it with --resource %s=ARN", what, key)
+	}
+	if kind == nil || (kind.values[attr] == nil && !stream) {
 		return nil, e.errf(at, "%s: esmd does not know this value of a %s resource; give it with --resource %s=VALUE", what, r.typ, key)
 	}
 	n := named{id: r.id, partition: partition(e.o.Region), region: e.o.Region, account: e.o.Account}
@@ -130,6 +132,13 @@ func (e *evaluator) resourceValue(r *resource, attr string, at *yaml.Node) (any,
 				n.name += ".fifo"
 			}
 		}
+	}
+	if stream {
+		arn, err := e.o.StreamArn(n.name)
+		if err != nil {
+			return nil, e.errf(at, "%s: the stream of table %s: %v; give its ARN with --resource %s=ARN", what, n.name, err, key)
+		}
+		return arn, nil
 	}
 	return kind.values[attr](n), nil
 }

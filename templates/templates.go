@@ -43,6 +43,10 @@ type Options struct {
 	// "Id.Attr" for GetAtt Id.Attr (a DynamoDB table's StreamArn, a
 	// resource type esmd does not know, a resource defined elsewhere).
 	Resources map[string]string
+	// StreamArn, when set, looks up the ARN of the latest stream of a
+	// DynamoDB table (GetAtt Table.StreamArn; esmd run asks DynamoDB
+	// Streams' ListStreams). Nil: such a reference needs Resources.
+	StreamArn func(table string) (string, error)
 	// Stage is the Serverless Framework stage (--stage); empty means
 	// provider.stage, else "dev".
 	Stage string

@@ -10,11 +10,15 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"sigs.k8s.io/yaml"
 
 	"github.com/esmd/esmd/api"
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/awsconfig"
 	"github.com/esmd/esmd/templates"
 )
 
@@ -59,6 +63,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stderr, "esmd run:", err)
 		return errUsage
 	}
+	topts.StreamArn = func(table string) (string, error) { return latestStream(ctx, o.common, table) }
 	log := o.logger(stderr)
 	decls, isTemplate, err := readMappingsFile(o.file, topts, log)
 	if err != nil {
@@ -109,6 +114,27 @@ func (o *runOpts) templateOptions() (templates.Options, error) {
 		}
 	}
 	return t, nil
+}
+
+// latestStream is the ARN of the latest stream of a DynamoDB table
+// (ListStreams), where the SDK configuration points DynamoDB Streams
+// (AWS_ENDPOINT_URL_DYNAMODB_STREAMS).
+func latestStream(ctx context.Context, c *common, table string) (string, error) {
+	cfg, err := awsconfig.Load(ctx, c.region, c.lambdaEndpoint != "")
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := dynamodbstreams.NewFromConfig(cfg).ListStreams(ctx, &dynamodbstreams.ListStreamsInput{TableName: &table})
+	if err != nil {
+		return "", fmt.Errorf("ListStreams: %w", err)
+	}
+	if len(out.Streams) == 0 {
+		return "", errors.New("the table has no stream")
+	}
+	// Streams are listed oldest first; a table has one enabled stream at most.
+	return aws.ToString(out.Streams[len(out.Streams)-1].StreamArn), nil
 }
 
 // declared is one mapping of a mappings file and where it is declared.

@@ -271,7 +271,7 @@ type docdbE2E struct {
 	mongo, lostMongo      *mongo.Client
 	fn                    *docdbFunction
 	cl                    *lambda.Client
-	addr                  string // serve's API
+	addr                  string   // serve's API
 	clusters              []string // ARNs of the shared server
 	next                  int      // the next of clusters to use
 	lostCluster           string   // the ARN of lost

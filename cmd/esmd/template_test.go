@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,11 +18,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/esmd/esmd/internal/ddbstreams"
 	"github.com/esmd/esmd/internal/testenv"
+	"github.com/esmd/esmd/templates"
 )
 
 // samFunctions stands where `sam local start-lambda` would: it serves the
@@ -252,5 +256,65 @@ func TestRunTemplateErrors(t *testing.T) {
 		if code != 1 || !strings.Contains(stderr.String(), want) {
 			t.Errorf("%s: exit %d, stderr %q, want %q", content, code, stderr.String(), want)
 		}
+	}
+}
+
+// TestTemplateTableStream checks that GetAtt Table.StreamArn is looked up
+// where the SDK points DynamoDB Streams (ListStreams by table name), and
+// that a table with no stream is an error that says how to give the ARN.
+func TestTemplateTableStream(t *testing.T) {
+	s, err := ddbstreams.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", s.URL())
+	table := fmt.Sprintf("orders-%d", time.Now().UnixNano())
+	arn, err := s.CreateStream(ddbstreams.StreamConfig{Table: table, ViewType: ddbtypes.StreamViewTypeNewImage,
+		KeySchema: []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}}, Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "template.yaml")
+	os.WriteFile(file, []byte(`Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Table:
+    Type: String
+Resources:
+  OrdersTable:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      TableName: !Ref Table
+  Audit:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Changes:
+          Type: DynamoDB
+          Properties:
+            Stream: !GetAtt OrdersTable.StreamArn
+            StartingPosition: LATEST
+`), 0o600)
+	o := runFlags(io.Discard)
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	read := func(table string) ([]declared, error) {
+		topts := templates.Options{Region: "us-east-1", Account: "000000000000", Parameters: map[string]string{"Table": table},
+			StreamArn: func(table string) (string, error) { return latestStream(context.Background(), o.common, table) }}
+		decls, _, err := readMappingsFile(file, topts, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		return decls, err
+	}
+	decls, err := read(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := aws.ToString(decls[0].cfg.EventSourceArn); got != arn {
+		t.Errorf("EventSourceArn %s, want %s", got, arn)
+	}
+	_, err = read("no-such-table")
+	if want := "template.yaml:17: Audit.Events.Changes.Properties.Stream: !GetAtt OrdersTable.StreamArn: the stream of table no-such-table: the table has no stream; give its ARN with --resource OrdersTable.StreamArn=ARN"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v, want %q", err, want)
 	}
 }
