@@ -348,6 +348,14 @@ func (p *Poller) fetchErrors(fs kgo.Fetches) error {
 			fatal = disabling(fmt.Errorf("kafka: %s: %w", topic, err))
 			return
 		}
+		if errors.Is(err, kerr.FencedInstanceID) {
+			// Another member joined with this member's instance id: two
+			// esmd processes with one worker id (one --data-dir). Poll
+			// fails, and the pipeline starts again after a backoff.
+			fatal = fmt.Errorf("kafka: group %s: another member uses this worker's group instance id %s (do two esmd processes share a --data-dir?): %w",
+				p.cfg.Group, p.cfg.InstanceID, err)
+			return
+		}
 		// kgo retries other fetch errors itself; they are worth a line.
 		p.log.Warn("kafka fetch", "topic", topic, "partition", partition, "err", err)
 	})
