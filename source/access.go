@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/aws/smithy-go"
+
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/secrets"
 )
@@ -48,6 +50,23 @@ func ConnectionProblem(err error) error {
 		return nil
 	}
 	return &Problem{Phrase: PhraseConnection, Err: err}
+}
+
+// AWSProblem classifies the error of an AWS SDK call of a poller: an
+// answer of the service (an API error with its code: a queue or stream that
+// does not exist, access denied) is returned as it is; anything else (no
+// answer: refused, timed out, unresolvable, TLS; or an answer that is no
+// AWS service's) is PhraseConnection, its detail (which names the
+// endpoint) for the log only.
+func AWSProblem(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return err
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() != "" && ae.ErrorCode() != "UnknownError" {
+		return err
+	}
+	return ConnectionProblem(err)
 }
 
 // Shown returns what of err an API caller may see, and the detail that goes

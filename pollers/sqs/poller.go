@@ -194,12 +194,12 @@ func Open(ctx context.Context, cfg aws.Config, m *esm.Mapping, opts ...Option) (
 	})
 	url, err := QueueURL(ctx, client, q)
 	if err != nil {
-		return nil, err
+		return nil, source.AWSProblem(err)
 	}
 	attrs, err := client.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{QueueUrl: &url,
 		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameVisibilityTimeout}})
 	if err != nil {
-		return nil, fmt.Errorf("sqs: read attributes of %s: %w", q.ARN, err)
+		return nil, source.AWSProblem(fmt.Errorf("sqs: read attributes of %s: %w", q.ARN, err))
 	}
 	vt, _ := strconv.Atoi(attrs.Attributes[string(types.QueueAttributeNameVisibilityTimeout)])
 

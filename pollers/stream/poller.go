@@ -88,7 +88,7 @@ func New(ctx context.Context, cl Client, c Config) (*Poller, error) {
 	}
 	shards, err := cl.Shards(ctx)
 	if err != nil {
-		return nil, err
+		return nil, source.AWSProblem(err)
 	}
 	p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	p.add(shards, true)
@@ -162,7 +162,7 @@ func (p *Poller) discover() {
 
 func (p *Poller) fail(err error) {
 	select {
-	case p.errs <- err:
+	case p.errs <- source.AWSProblem(err):
 	default:
 	}
 }
