@@ -83,11 +83,21 @@ func dynamoShard(ctx context.Context, s *RawSpec, inv *rawInvoker, cl *dynamodbs
 	iter := it.ShardIterator
 	env := payload.StreamRecords(s.Arn)
 	var ev, keys, img []byte
+	failures := 0
 	for iter != nil && ctx.Err() == nil {
 		out, err := cl.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(1000)})
 		if err != nil {
-			return err
+			// Throttling and a busy server pass: try again a few times.
+			if failures++; failures > 5 || ctx.Err() != nil {
+				return err
+			}
+			select {
+			case <-time.After(500 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			continue
 		}
+		failures = 0
 		iter = out.NextShardIterator
 		if len(out.Records) == 0 {
 			select {

@@ -86,11 +86,21 @@ func kinesisShard(ctx context.Context, s *RawSpec, inv *rawInvoker, cl *kinesis.
 	iter := it.ShardIterator
 	env := payload.StreamRecords(s.Arn)
 	var ev []byte
+	failures := 0
 	for iter != nil && ctx.Err() == nil {
 		out, err := cl.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
 		if err != nil {
-			return err
+			// Throttling and a busy server pass: try again a few times.
+			if failures++; failures > 5 || ctx.Err() != nil {
+				return err
+			}
+			select {
+			case <-time.After(500 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			continue
 		}
+		failures = 0
 		iter = out.NextShardIterator
 		if len(out.Records) == 0 {
 			select {

@@ -72,7 +72,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (*bench.Config, *benchOpts
 	fs.IntVar(&c.RecordSize, "record-size", 1024, "bytes per record body")
 	fs.IntVar(&c.Rate, "rate", 0, "records produced per second while the mapping runs; 0 produces them all first (a backlog) as fast as the source takes them")
 	fs.IntVar(&c.BatchSize, "batch-size", 100, "the mapping's BatchSize")
-	fs.DurationVar(&c.Window, "window", -1, "the mapping's MaximumBatchingWindowInSeconds as a duration of whole seconds (default: the source's)")
+	c.Window = -1
+	fs.Var(windowFlag{&c.Window}, "window", "the mapping's MaximumBatchingWindowInSeconds as a `duration` of whole seconds, e.g. 0s or 1s (default: the source's)")
 	fs.IntVar(&c.ParallelizationFactor, "parallelization-factor", 0, "the mapping's ParallelizationFactor (Kinesis, DynamoDB Streams)")
 	fs.IntVar(&c.Partitions, "partitions", 0, "Kafka partitions, or Kinesis/DynamoDB Streams shards (default 8 for Kafka, 4 for streams)")
 	fs.IntVar(&c.Partitions, "shards", 0, "the same as --partitions")
@@ -131,4 +132,24 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// windowFlag is --window: a duration, negative (unset) for the source's
+// default.
+type windowFlag struct{ d *time.Duration }
+
+func (w windowFlag) String() string {
+	if w.d == nil || *w.d < 0 {
+		return ""
+	}
+	return w.d.String()
+}
+
+func (w windowFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*w.d = d
+	return nil
 }
