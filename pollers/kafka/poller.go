@@ -287,10 +287,11 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 			}
 			return nil, nil
 		}
-		if len(out) == 0 && p.held > 0 && p.held >= p.holdShare()*len(p.order) {
-			// Enough fetched: kgo stops fetching while it is not polled
-			// (it buffers one fetch per broker), which costs nothing,
-			// unlike a pause that drops what it buffered.
+		if len(out) == 0 && p.held > 0 && !p.starving() {
+			// Every partition with room in the pipeline holds records
+			// (so none has room): kgo stops fetching while it is not
+			// polled (it buffers one fetch per broker), which costs
+			// nothing, unlike a pause that drops what it buffered.
 			ch := p.progress
 			p.mu.Unlock()
 			if len(resume) > 0 {
@@ -362,6 +363,25 @@ func (p *Poller) fetchErrors(fs kgo.Fetches) error {
 	// Retrying cannot fix credentials or ACLs: the pipeline disables the
 	// mapping (EVENT_SOURCE_AUTHN_ERROR / _AUTHZ_ERROR), as AWS does.
 	return fatal
+}
+
+// starving reports whether a partition could take records now and holds
+// none: then Poll fetches, even when the other partitions hold many (a
+// fetch often brings some partitions' records and not others'; waiting
+// for the full ones to drain would leave these idle). The partitions
+// holding twice their share are paused, so their held records stay
+// bounded. Called with p.mu held.
+func (p *Poller) starving() bool {
+	for _, pt := range p.order {
+		if pt.revoking || pt.paused || len(pt.held) > 0 || p.pending(pt) >= p.cfg.MaxOutstanding {
+			continue
+		}
+		if p.cfg.MaxPollers > 0 && !pt.active && p.active >= p.cfg.MaxPollers {
+			continue // no slot for it: records would wait anyway
+		}
+		return true
+	}
+	return false
 }
 
 // holdShare is how many fetched records a partition may hold on average:

@@ -390,3 +390,70 @@ func TestRebalance(t *testing.T) {
 		t.Errorf("no partition moved from member 1 to member 2")
 	}
 }
+
+// TestStarving: Poll fetches while a partition with room in the pipeline
+// holds no records, whatever the other partitions hold; it stops only when
+// no partition could take fetched records now.
+func TestStarving(t *testing.T) {
+	type pt struct {
+		held, pending   int
+		paused, revoked bool
+		active          bool
+	}
+	tests := []struct {
+		name       string
+		maxPollers int
+		active     int
+		parts      []pt
+		want       bool
+	}{
+		{"one full, one empty with room", 0, 0, []pt{{held: 5000, pending: 10}, {}}, true},
+		{"empty one at its limit", 0, 0, []pt{{held: 5000}, {pending: 10}}, false},
+		{"every one holds records", 0, 0, []pt{{held: 1, pending: 10}, {held: 1}}, false},
+		{"empty one revoking", 0, 0, []pt{{held: 5000}, {revoked: true}}, false},
+		{"empty one paused", 0, 0, []pt{{held: 5000}, {paused: true}}, false},
+		{"no slot for the empty one", 1, 1, []pt{{held: 5000, active: true}, {}}, false},
+		{"a free slot", 2, 1, []pt{{held: 5000, active: true}, {}}, true},
+		{"empty active one", 1, 1, []pt{{held: 5000}, {active: true}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &Poller{cfg: Config{MaxOutstanding: 10, MaxPollers: tt.maxPollers}, tracker: source.NewTracker(), active: tt.active}
+			for i, c := range tt.parts {
+				part := &part{lane: "t-" + strconv.Itoa(i), paused: c.paused, revoking: c.revoked, active: c.active}
+				part.held = make([]*kgo.Record, c.held)
+				for o := range c.pending {
+					p.tracker.AddOffsets(part.lane, int64(o))
+				}
+				p.order = append(p.order, part)
+			}
+			if got := p.starving(); got != tt.want {
+				t.Fatalf("starving() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCommitAtOnce: the first mark that moves is committed at once, not
+// one CommitInterval later (here an hour).
+func TestCommitAtOnce(t *testing.T) {
+	s := seeds(t)
+	topic := newTopic(t, s, 1)
+	prod := client(t, s, kgo.DefaultProduceTopic(topic))
+	for i := range 3 {
+		produce(t, prod, &kgo.Record{Value: []byte(strconv.Itoa(i))})
+	}
+	group := topic + ".g"
+	p := open(t, Config{Seeds: s, Topics: []string{topic}, Group: group, CommitInterval: time.Hour})
+	defer p.Close()
+	recs := pollN(t, p, 3, 20*time.Second)
+	if err := p.Done(context.Background(), recs[:2]); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func(context.Context) error {
+		if got := committed(t, s, group, topic, 0); got != 2 {
+			return fmt.Errorf("committed offset %d, want 2", got)
+		}
+		return nil
+	})
+}
