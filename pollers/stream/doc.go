@@ -52,7 +52,13 @@
 //     is not bounded, and its empty pages are read again at once.
 //   - Coalesced checkpoints: with Config.CheckpointInterval > 0, Done only
 //     notes positions; a writer stores the latest of each shard at most
-//     once per interval, ShardEnd at once, and Close flushes.
+//     once per interval, ShardEnd at once, and Close flushes. A crash
+//     loses at most the last interval's positions: those records are read
+//     again. With 0, Done returns only once its positions are stored (a
+//     crash redelivers only the batches in flight), and the Dones of
+//     several shards that come while a write is under way share the next
+//     write (group commit: one fsync with a PositionBatcher store, instead
+//     of one per shard in turn).
 //   - MaxPending: a shard stops reading while it has Config.MaxPending
 //     records read but not yet checkpointed.
 //   - Lag: Lag() returns each shard's IteratorAge (lane -> age) as AWS

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,14 @@ type Poller struct {
 	writeMu sync.Mutex
 	dirty   map[string]string // coalesced positions not yet written (doneMu)
 	flush   chan struct{}     // wakes the writer
+	// Without a CheckpointInterval, Done returns once its positions are
+	// stored, and concurrent Dones share one write (group commit): seq
+	// numbers the Dones that added to dirty (doneMu); syncMu, taken before
+	// doneMu, elects the Done that writes, and stored is the last seq a
+	// successful write covered (syncMu).
+	seq    uint64
+	syncMu sync.Mutex
+	stored uint64
 
 	mu     sync.Mutex
 	shards map[string]*shard
@@ -515,59 +524,73 @@ func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) e
 
 // Done checkpoints each shard at its last record such that it and every
 // record before it are done, and finishes shards read to their end. With
-// a CheckpointInterval the positions are written by the writer, later.
+// a CheckpointInterval the positions are written by the writer, later;
+// without one Done returns once they are stored, in one write with those
+// of the Dones of other shards that came meanwhile (group commit: one
+// fsync for all of them rather than one each, in turn).
 func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 	p.doneMu.Lock()
-	defer p.doneMu.Unlock()
-	cps := map[string]string{}
 	var lanes []string
 	for i := range recs {
 		if _, ok := recs[i].Meta.(*shard); !ok {
 			continue
 		}
-		if cp, ok := p.tracker.Done(recs[i].Lane, recs[i].Seq); ok {
-			if _, seen := cps[recs[i].Lane]; !seen {
-				lanes = append(lanes, recs[i].Lane)
+		lane := recs[i].Lane
+		if cp, ok := p.tracker.Done(lane, recs[i].Seq); ok {
+			if !slices.Contains(lanes, lane) {
+				lanes = append(lanes, lane)
 			}
-			cps[recs[i].Lane] = cp
+			p.dirty[lane] = cp
 		}
 	}
 	if len(lanes) == 0 {
+		p.doneMu.Unlock()
 		return nil
 	}
-	wctx := context.WithoutCancel(ctx)
-	var errs []error
+	p.seq++
+	seq := p.seq
 	for _, lane := range lanes {
-		if p.c.CheckpointInterval > 0 {
-			p.dirty[lane] = cps[lane]
-		} else {
-			p.writeMu.Lock()
-			err := p.c.Positions.SetPosition(wctx, p.c.Mapping, lane, cps[lane])
-			p.writeMu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("stream: checkpoint of %s: %w", lane, err))
-				continue
-			}
-		}
 		p.mu.Lock()
 		sh := p.shards[lane]
 		end := sh != nil && sh.readDone
 		p.mu.Unlock()
 		if end && p.tracker.Pending(lane) == 0 {
+			// ShardEnd is written at once and supersedes the position.
 			p.finishLocked(sh, true)
 		}
 	}
+	p.doneMu.Unlock()
+	var err error
 	if p.c.CheckpointInterval > 0 {
 		select {
 		case p.flush <- struct{}{}:
 		default:
 		}
+	} else {
+		err = p.store(seq)
 	}
 	p.mu.Lock()
 	close(p.room)
 	p.room = make(chan struct{})
 	p.mu.Unlock()
-	return errors.Join(errs...)
+	return err
+}
+
+// store returns once the positions of the Done numbered seq are stored:
+// by an earlier caller's write that took them, or by its own write of
+// every position noted so far.
+func (p *Poller) store(seq uint64) error {
+	p.syncMu.Lock()
+	defer p.syncMu.Unlock()
+	if p.stored >= seq {
+		return nil
+	}
+	upTo, err := p.writeDirty()
+	if err != nil {
+		return fmt.Errorf("stream: checkpoint: %w", err)
+	}
+	p.stored = max(p.stored, upTo)
+	return nil
 }
 
 // writer writes coalesced positions, at most once per CheckpointInterval.
@@ -579,7 +602,7 @@ func (p *Poller) writer() {
 			return
 		case <-p.flush:
 		}
-		p.writeDirty()
+		_, _ = p.writeDirty() // a failed position is kept for the next write
 		if !p.sleep(p.c.CheckpointInterval) {
 			return
 		}
@@ -587,29 +610,35 @@ func (p *Poller) writer() {
 }
 
 // writeDirty writes the coalesced positions; a failed one is kept for the
-// next write unless a newer one replaced it meanwhile.
-func (p *Poller) writeDirty() {
+// next write unless a newer one replaced it meanwhile. It returns the seq
+// of the last Done whose positions the write covered, and the write's
+// error.
+func (p *Poller) writeDirty() (uint64, error) {
 	p.doneMu.Lock()
+	upTo := p.seq
 	if len(p.dirty) == 0 {
 		p.doneMu.Unlock()
-		return
+		return upTo, nil
 	}
 	batch := p.dirty
 	p.dirty = map[string]string{}
 	p.writeMu.Lock() // before doneMu is released: writes stay in order
 	p.doneMu.Unlock()
 	failed := map[string]string{}
+	var errs []error
 	wctx := context.WithoutCancel(p.ctx)
 	if pb, ok := p.c.Positions.(PositionBatcher); ok {
 		if err := pb.SetPositions(wctx, p.c.Mapping, batch); err != nil {
 			p.c.Log.Warn("stream: checkpoint failed", "stream", p.c.Name, "shards", len(batch), "err", err)
 			failed = batch
+			errs = append(errs, err)
 		}
 	} else {
 		for lane, pos := range batch {
 			if err := p.c.Positions.SetPosition(wctx, p.c.Mapping, lane, pos); err != nil {
 				p.c.Log.Warn("stream: checkpoint failed", "stream", p.c.Name, "shard", lane, "err", err)
 				failed[lane] = pos
+				errs = append(errs, fmt.Errorf("%s: %w", lane, err))
 			}
 		}
 	}
@@ -623,6 +652,7 @@ func (p *Poller) writeDirty() {
 		}
 		p.doneMu.Unlock()
 	}
+	return upTo, errors.Join(errs...)
 }
 
 // Close stops the readers and waits for them, then writes the coalesced
@@ -631,7 +661,7 @@ func (p *Poller) writeDirty() {
 func (p *Poller) Close() error {
 	p.cancel()
 	p.wg.Wait()
-	p.writeDirty()
+	_, _ = p.writeDirty() // logged; the records are read again from the last position stored
 	return nil
 }
 

@@ -553,3 +553,112 @@ func TestClosedShardEnds(t *testing.T) {
 		t.Fatalf("ended lanes %v after an open shard's records", more)
 	}
 }
+
+// gated is a PositionBatcher whose writes wait at a gate, and fail while
+// fail is set.
+type gated struct {
+	memBatch
+	entered chan struct{} // a write reached the gate
+	gate    chan struct{}
+	fail    bool
+}
+
+func (g *gated) SetPositions(ctx context.Context, m string, pos map[string]string) error {
+	g.entered <- struct{}{}
+	<-g.gate
+	g.mu.Lock()
+	fail := g.fail
+	g.mu.Unlock()
+	if fail {
+		return errors.New("disk full")
+	}
+	return g.memBatch.SetPositions(ctx, m, pos)
+}
+
+// Without a CheckpointInterval, Done returns once its position is stored,
+// and the Dones that come while a write is under way share the next write
+// (group commit). A failed write fails its Done and is written again by
+// the next one.
+func TestSyncGroupCommit(t *testing.T) {
+	f := newFake()
+	for _, s := range []string{"a", "b", "c"} {
+		f.shard(s)
+		f.put(s, s+"1", s+"2")
+	}
+	st := &gated{entered: make(chan struct{}, 8), gate: make(chan struct{})}
+	p := open(t, f, stream.Config{Common: stream.Common{Positions: st}})
+	recs := pollN(t, p, 6)
+	first := map[string]source.Record{}
+	second := map[string]source.Record{}
+	for _, r := range recs {
+		if _, ok := first[r.Lane]; !ok {
+			first[r.Lane] = r
+		} else {
+			second[r.Lane] = r
+		}
+	}
+	done := func(r source.Record) chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- p.Done(context.Background(), []source.Record{r}) }()
+		return ch
+	}
+	a := done(first["a"])
+	<-st.entered // a's write is under way
+	b, c := done(first["b"]), done(first["c"])
+	// b and c note their positions and wait for the write after a's.
+	for deadline := time.Now().Add(10 * time.Second); stream.Noted(p) < 3; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("b and c never noted their positions")
+		}
+	}
+	if len(b) > 0 || len(c) > 0 {
+		t.Fatal("Done returned before its position was stored")
+	}
+	st.gate <- struct{}{} // a's write
+	if err := <-a; err != nil {
+		t.Fatal(err)
+	}
+	<-st.entered // the next write: b's and c's together
+	st.gate <- struct{}{}
+	for _, ch := range []chan error{b, c} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.mu.Lock()
+	batches := fmt.Sprint(st.batches)
+	st.mu.Unlock()
+	if batches != "[1 2]" {
+		t.Fatalf("writes of %s lanes, want [1 2]: a alone, then b and c together", batches)
+	}
+	for lane, r := range first {
+		if pos, _ := st.get(lane); pos != r.Seq {
+			t.Fatalf("%s at %q, want %q", lane, pos, r.Seq)
+		}
+	}
+
+	// A failed write fails its Done; the position is written by the next.
+	st.mu.Lock()
+	st.fail = true
+	st.mu.Unlock()
+	a = done(second["a"])
+	<-st.entered
+	st.gate <- struct{}{}
+	if err := <-a; err == nil {
+		t.Fatal("Done of a failed write returned nil")
+	}
+	st.mu.Lock()
+	st.fail = false
+	st.mu.Unlock()
+	b = done(second["b"])
+	<-st.entered
+	st.gate <- struct{}{}
+	if err := <-b; err != nil {
+		t.Fatal(err)
+	}
+	for _, lane := range []string{"a", "b"} {
+		if pos, _ := st.get(lane); pos != second[lane].Seq {
+			t.Fatalf("%s at %q after the retry, want %q", lane, pos, second[lane].Seq)
+		}
+	}
+}
