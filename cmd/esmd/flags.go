@@ -81,7 +81,7 @@ func newCommon(name string, out io.Writer, defaultAddr string) *common {
 	fs.StringVar(&c.invokeMode, "invoke-mode", "aws", "aws: a Lambda-compatible Invoke API; rie: the AWS Lambda Runtime Interface Emulator (one invocation at a time, no GetFunction)")
 	fs.StringVar(&c.invokePath, "invoke-path", "direct", "how Invoke requests are sent: direct (net/http with the SDK's signer, credentials and endpoint) or sdk (the SDK Lambda client)")
 	fs.StringVar(&c.invokeBy, "invoke-by", "arn", "how Invoke names the function: arn, or name (the function's name alone, which sam local start-lambda needs; esmd run -f TEMPLATE uses name unless this flag is given)")
-	fs.StringVar(&c.functionCheck, "function-check", "auto", "look functions up with GetFunction on create: always, never, or auto (when a Lambda endpoint or AWS credentials are configured)")
+	fs.StringVar(&c.functionCheck, "function-check", "auto", "look functions up with GetFunction on create: always, never, or auto (when a Lambda endpoint or AWS credentials are configured; esmd run -f TEMPLATE: never, unless this flag is given)")
 	fs.IntVar(&c.maxFilters, "max-filters", 5, "FilterCriteria filters allowed per mapping (AWS: 5, up to 10 with a quota increase)")
 	fs.StringVar(&c.secretsFile, "secrets-file", "", "JSON object from secret ARN to the secret's fields ({\"username\": ..., \"password\": ...}), answering for AWS Secrets Manager")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "when a mapping stops (disable, update, delete, shutdown): how long invocations in flight may finish and be acknowledged before they are cancelled")

@@ -160,6 +160,32 @@ func TestReplayKinesis(t *testing.T) {
 	third := waitFor(len(again) + len(all))
 	checkReplayed(third[len(again):], all)
 	waitEnabled(t, cl, uuid)
+
+	// LATEST: nothing written before is delivered again. Each shard's
+	// iterator is taken when its reader starts, so records are put until
+	// one arrives; what is delivered is a suffix of them.
+	replayCLI(t, addr, uuid, "LATEST")
+	var fresh []string
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		if len(delivered()) > len(third) {
+			return nil
+		}
+		b := fmt.Sprintf("new-%02d", len(fresh))
+		if _, err := kc.PutRecord(ctx, &awskinesis.PutRecordInput{StreamName: &name, PartitionKey: aws.String("k0"), Data: []byte(b)}); err != nil {
+			t.Fatal(err)
+		}
+		fresh = append(fresh, b)
+		return fmt.Errorf("nothing delivered after LATEST yet")
+	})
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		if got := delivered(); got[len(got)-1] != fresh[len(fresh)-1] {
+			return fmt.Errorf("waiting for %s after LATEST", fresh[len(fresh)-1])
+		}
+		return nil
+	})
+	if got := delivered()[len(third):]; !slices.Equal(got, fresh[len(fresh)-len(got):]) {
+		t.Errorf("after LATEST delivered %v; put after the replay %v", got, fresh)
+	}
 }
 
 // kafkaRecorder is an Invoke endpoint that records the Kafka records of

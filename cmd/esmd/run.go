@@ -74,6 +74,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		// start-lambda takes no ARN: aws/aws-sam-cli#8289).
 		o.invokeBy = "name"
 	}
+	if isTemplate && !o.set("function-check") {
+		// The template declares its functions, and sam local serves
+		// Invoke only (no GetFunction).
+		o.functionCheck = "never"
+	}
 	return serve(ctx, o.common, log, func(e *esm.Engine, addr string) error {
 		for _, d := range decls {
 			m, created, err := e.Declare(ctx, d.cfg)

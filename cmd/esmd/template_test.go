@@ -186,7 +186,7 @@ func TestRunSAMTemplateEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, addr := startCommand(t, buildBinary(t), "run", "-f", file, "--data-dir", filepath.Join(dir, "data"),
-		"--lambda-endpoint", srv.URL, "--function-check", "never",
+		"--lambda-endpoint", srv.URL,
 		"--parameter-overrides", fmt.Sprintf("QueueName=%s StreamName=%s", queue, stream))
 
 	ctx := context.Background()
