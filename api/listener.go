@@ -89,7 +89,9 @@ func (l *ConnLimiter) ConnState(c net.Conn, s http.ConnState) {
 	}
 }
 
-// evictIdle closes the connection idle the longest, if any.
+// evictIdle closes the connection idle the longest, if any. A request
+// that arrives on it at that very moment sees the connection reset, as it
+// would at the end of IdleTimeout; the SDKs retry such an error.
 func (l *ConnLimiter) evictIdle() {
 	l.mu.Lock()
 	var oldest net.Conn
