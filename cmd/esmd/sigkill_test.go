@@ -147,25 +147,17 @@ func waitAll(t *testing.T, rec *invokeRecorder, want []string) {
 // kafkaKeySeqs names each record of a Kafka event by its value,
 // {"k":key,"s":seq}: "k<key>/<seq>".
 func kafkaKeySeqs(body []byte) ([]string, error) {
-	var ev events.KafkaEvent
-	if err := json.Unmarshal(body, &ev); err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, recs := range ev.Records {
-		for _, kr := range recs {
-			var v struct{ K, S int }
-			raw, err := base64.StdEncoding.DecodeString(kr.Value)
-			if err != nil {
-				return nil, err
-			}
-			if err := json.Unmarshal(raw, &v); err != nil {
-				return nil, err
-			}
-			out = append(out, fmt.Sprintf("k%d/%d", v.K, v.S))
+	return kafkaEventKeys(body, func(_ string, kr events.KafkaRecord) (string, error) {
+		raw, err := base64.StdEncoding.DecodeString(kr.Value)
+		if err != nil {
+			return "", err
 		}
-	}
-	return out, nil
+		var v struct{ K, S int }
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("k%d/%d", v.K, v.S), nil
+	})
 }
 
 // TestKafkaRepeatedSIGKILL kills esmd (the real binary) 10 times while

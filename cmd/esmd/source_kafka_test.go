@@ -191,6 +191,13 @@ func newKafkaTopic(t *testing.T, ctx context.Context, seeds []string, prefix str
 
 // kafkaKeys names each record of a Kafka event "<topic>-<partition>/<offset>".
 func kafkaKeys(body []byte) ([]string, error) {
+	return kafkaEventKeys(body, func(lane string, kr events.KafkaRecord) (string, error) {
+		return fmt.Sprintf("%s/%d", lane, kr.Offset), nil
+	})
+}
+
+// kafkaEventKeys names each record of a Kafka event with name.
+func kafkaEventKeys(body []byte, name func(lane string, kr events.KafkaRecord) (string, error)) ([]string, error) {
 	var ev events.KafkaEvent
 	if err := json.Unmarshal(body, &ev); err != nil {
 		return nil, err
@@ -198,7 +205,11 @@ func kafkaKeys(body []byte) ([]string, error) {
 	var keys []string
 	for lane, rs := range ev.Records {
 		for _, kr := range rs {
-			keys = append(keys, fmt.Sprintf("%s/%d", lane, kr.Offset))
+			k, err := name(lane, kr)
+			if err != nil {
+				return nil, err
+			}
+			keys = append(keys, k)
 		}
 	}
 	return keys, nil
