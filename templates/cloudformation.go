@@ -65,14 +65,21 @@ func parseCloudFormation(file string, root *yaml.Node, o *Options) (*Template, e
 			t.Mappings = append(t.Mappings, m)
 			continue
 		}
-		restore := e.at(r.id, "FunctionName")
-		fn, err := e.name(r, "FunctionName", p[0])
-		restore()
-		if err != nil {
-			return nil, err
+		// The function's name, read at its first event source mapping:
+		// a function with only Api or Schedule events needs none.
+		fn := ""
+		name := func() (string, error) {
+			if fn != "" {
+				return fn, nil
+			}
+			restore := e.at(r.id, "FunctionName")
+			defer restore()
+			var err error
+			fn, err = e.name(r, "FunctionName", p[0])
+			return fn, err
 		}
 		for _, ev := range pairs(field(r.props, "Events")) {
-			m, ignored, err := e.samEvent(r, fn, ev[0].Value, ev[1])
+			m, ignored, err := e.samEvent(r, name, ev[0].Value, ev[1])
 			if err != nil {
 				return nil, err
 			}
@@ -105,7 +112,7 @@ func isSAM(root *yaml.Node) bool {
 
 // samEvent translates one event of an AWS::Serverless::Function. An event
 // that is not an event source mapping is returned as ignored.
-func (e *evaluator) samEvent(r *resource, fn, name string, ev *yaml.Node) (Mapping, string, error) {
+func (e *evaluator) samEvent(r *resource, fnName func() (string, error), name string, ev *yaml.Node) (Mapping, string, error) {
 	path := "Events." + name
 	restore := e.at(r.id, path+".Type")
 	defer restore()
@@ -120,6 +127,10 @@ func (e *evaluator) samEvent(r *resource, fn, name string, ev *yaml.Node) (Mappi
 	kind, ok := samEvents[typ]
 	if !ok {
 		return Mapping{}, fmt.Sprintf("%s.%s (%s)", r.id, path, typ), nil
+	}
+	fn, err := fnName()
+	if err != nil {
+		return Mapping{}, "", err
 	}
 	req := newObject()
 	req.set("FunctionName", fn)

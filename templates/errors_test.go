@@ -74,6 +74,8 @@ func TestErrors(t *testing.T) {
 			Options{}, "t.yaml:5: f.events[0].msk: a msk event needs topic"},
 		{"serverless variable cycle", "service: s\ncustom:\n  a: ${self:custom.b}\n  b: ${self:custom.a}\nfunctions:\n  f:\n    events:\n      - sqs: ${self:custom.a}\n",
 			Options{}, "more than 32 deep"},
+		{"function name of a mapping", "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      FunctionName: !ImportValue fn-name\n      Events:\n        Q:\n          Type: SQS\n          Properties:\n            Queue: arn:aws:sqs:us-east-1:000000000000:q\n",
+			Options{}, "t.yaml:6: Fn.FunctionName: !ImportValue fn-name: no value given; pass --import-value fn-name=VALUE"},
 		{"yaml syntax", "Resources:\n  M: [\n", Options{}, "t.yaml: yaml: line 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,6 +84,16 @@ func TestErrors(t *testing.T) {
 				t.Fatalf("error %v\nwant one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestNameNotNeeded: a function with no event source mapping is not
+// named, so what its name needs is not asked for.
+func TestNameNotNeeded(t *testing.T) {
+	src := "Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      FunctionName: !ImportValue fn-name\n      Events:\n        Get:\n          Type: Api\n"
+	tmpl, err := Parse("t.yaml", []byte(src), Options{})
+	if err != nil || len(tmpl.Mappings) != 0 || len(tmpl.Ignored) != 1 {
+		t.Fatalf("%+v, %v", tmpl, err)
 	}
 }
 

@@ -26,3 +26,14 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParameterOverrides: any --parameter-overrides text is read or
+// refused, never a panic.
+func FuzzParameterOverrides(f *testing.F) {
+	for _, s := range []string{`A=b C="d e"`, `ParameterKey=A,ParameterValue="x\"y" B=`, `"`, `=`, `ParameterKey=`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		_ = ParseParameterOverrides(s, map[string]string{})
+	})
+}
