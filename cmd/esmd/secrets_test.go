@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
@@ -274,5 +275,46 @@ func TestLastProcessingResultIsNoPortScanner(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// TestSignedExfiltrationRefused is issue 19's scenario with authentication
+// on: an unsigned request is refused before anything else, and a request
+// signed with esmd's credentials that names the caller's host for a
+// restricted secret is refused by the secret's restriction. Nothing
+// connects to the caller's host.
+func TestSignedExfiltrationRefused(t *testing.T) {
+	attacker := listen(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "secrets.json")
+	writeSecrets(t, path, map[string][]string{"kafka": {"127.0.0.1:19092"}})
+	creds := filepath.Join(dir, "credentials")
+	os.WriteFile(creds, []byte("[ci]\naws_access_key_id = "+apiKeyID+"\naws_secret_access_key = "+apiSecret+"\n"), 0o600)
+	c := newCommon("test", io.Discard, "127.0.0.1:0")
+	if err := c.fs.Parse([]string{"--data-dir", dir, "--secrets-file", path, "--function-check", "never", "--api-credentials", creds}); err != nil {
+		t.Fatal(err)
+	}
+	addr, stop := serveWith(t, c)
+	defer stop()
+	ctx := context.Background()
+	in := kafkaInput(attacker.addr, basicAuth("kafka"))
+
+	unsigned := lambda.New(lambda.Options{BaseEndpoint: aws.String("http://" + addr), Region: "us-east-1", RetryMaxAttempts: 1,
+		Credentials: aws.AnonymousCredentials{}})
+	if _, err := unsigned.CreateEventSourceMapping(ctx, in); err == nil || !strings.Contains(err.Error(), "MissingAuthenticationToken") {
+		t.Errorf("unsigned: %v", err)
+	}
+	signed := lambda.New(lambda.Options{BaseEndpoint: aws.String("http://" + addr), Region: "us-east-1", RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider(apiKeyID, apiSecret, "")})
+	_, err := signed.CreateEventSourceMapping(ctx, in)
+	var ipv *types.InvalidParameterValueException
+	if !errors.As(err, &ipv) || !strings.Contains(aws.ToString(ipv.Message), attacker.addr) {
+		t.Errorf("signed: %v, want InvalidParameterValueException naming %s", err, attacker.addr)
+	}
+	if out, err := signed.ListEventSourceMappings(ctx, &lambda.ListEventSourceMappingsInput{}); err != nil || len(out.EventSourceMappings) != 0 {
+		t.Errorf("mappings stored: %v %v", out, err)
+	}
+	if n := attacker.conns.Load(); n != 0 {
+		t.Errorf("the caller's host received %d connections", n)
 	}
 }
