@@ -30,6 +30,7 @@ import (
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/secrets"
 	"github.com/esmd/esmd/internal/testenv"
+	"github.com/esmd/esmd/source"
 )
 
 // pki is a throwaway CA with a server certificate for 127.0.0.1 and a
@@ -380,18 +381,31 @@ func TestDisabling(t *testing.T) {
 	for _, tc := range []struct {
 		err    error
 		reason string
+		shown  string // what LastProcessingResult shows after "PROBLEM: " (AWS's phrases)
 	}{
-		{fmt.Errorf("connect: %w", kerr.SaslAuthenticationFailed), ReasonAuthN},
-		{fmt.Errorf("t: %w", kerr.TopicAuthorizationFailed), ReasonAuthZ},
-		{kerr.GroupAuthorizationFailed, ReasonAuthZ},
-		{kerr.ClusterAuthorizationFailed, ReasonAuthZ},
-		{kerr.NotLeaderForPartition, ""},
-		{errors.New("EOF"), ""},
+		{fmt.Errorf("connect: %w", kerr.SaslAuthenticationFailed), ReasonAuthN, "SASL authentication failed"},
+		{fmt.Errorf("t: %w", kerr.TopicAuthorizationFailed), ReasonAuthZ, "Cluster failed to authorize Lambda"},
+		{kerr.GroupAuthorizationFailed, ReasonAuthZ, "Cluster failed to authorize Lambda"},
+		{kerr.ClusterAuthorizationFailed, ReasonAuthZ, "Cluster failed to authorize Lambda"},
+		{kerr.NotLeaderForPartition, "", kerr.NotLeaderForPartition.Error()},
+		{errors.New("EOF"), "", "EOF"},
 	} {
 		err := disabling(tc.err)
 		var de *esm.DisableError
 		if got := errors.As(err, &de); got != (tc.reason != "") || got && (de.Reason != tc.reason || !errors.Is(err, tc.err)) {
 			t.Errorf("disabling(%v) = %#v, want reason %q", tc.err, err, tc.reason)
+		}
+		if shown, _ := source.Shown(err); shown.Error() != tc.shown {
+			t.Errorf("disabling(%v) shows %q, want %q", tc.err, shown, tc.shown)
+		}
+		// A failed connection check: refusals as above, anything else
+		// AWS's connection phrase.
+		want := tc.shown
+		if tc.reason == "" {
+			want = source.PhraseConnection
+		}
+		if shown, _ := source.Shown(connectError(tc.err)); shown.Error() != want {
+			t.Errorf("connectError(%v) shows %q, want %q", tc.err, shown, want)
 		}
 	}
 }
