@@ -28,6 +28,10 @@ import (
 // as Prometheus counters must be); lane figures are shown only while the
 // mapping's pipeline runs, as AWS emits none for a disabled mapping.
 type Metrics struct {
+	// Worker is this esmd's id among the workers that share a store; it
+	// labels esmd_lane_leased. Set it before serving.
+	Worker string
+
 	mu   sync.Mutex
 	maps map[string]*mappingMetrics
 }
@@ -45,6 +49,13 @@ type Lagger interface {
 // the records written to the partition but not yet processed.
 type OffsetLagger interface {
 	OffsetLag() map[string]int64
+}
+
+// Leaser is optionally implemented by a source.Poller whose lanes are
+// shared among workers through leases (stream shards with a PostgreSQL
+// store): the lanes this worker holds.
+type Leaser interface {
+	Leased() []string
 }
 
 // counter names, in output order, with their AWS metric names.
@@ -149,9 +160,10 @@ func (ms *Metrics) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 	type lanes struct {
-		mm  *mappingMetrics
-		age map[string]time.Duration
-		off map[string]int64
+		mm     *mappingMetrics
+		age    map[string]time.Duration
+		off    map[string]int64
+		leased []string
 	}
 	var figs []lanes
 	for _, mm := range maps {
@@ -168,6 +180,10 @@ func (ms *Metrics) WriteTo(w io.Writer) (int64, error) {
 		if ol, ok := p.(OffsetLagger); ok {
 			l.off = ol.OffsetLag()
 		}
+		if le, ok := p.(Leaser); ok {
+			l.leased = le.Leased()
+			slices.SortFunc(l.leased, compareLanes)
+		}
 		figs = append(figs, l)
 	}
 	fmt.Fprint(cw, "# HELP esmd_iterator_age_milliseconds AWS's IteratorAge: age of the last record read from the lane when it was handed to the function.\n# TYPE esmd_iterator_age_milliseconds gauge\n")
@@ -180,6 +196,12 @@ func (ms *Metrics) WriteTo(w io.Writer) (int64, error) {
 	for _, l := range figs {
 		for _, lane := range sortedKeys(l.off) {
 			fmt.Fprintf(cw, "esmd_offset_lag{%s,lane=%s} %d\n", l.mm.labels, quote(lane), l.off[lane])
+		}
+	}
+	fmt.Fprint(cw, "# HELP esmd_lane_leased Lanes this worker holds the lease of (stream shards shared among workers through --store postgres).\n# TYPE esmd_lane_leased gauge\n")
+	for _, l := range figs {
+		for _, lane := range l.leased {
+			fmt.Fprintf(cw, "esmd_lane_leased{%s,lane=%s,worker=%s} 1\n", l.mm.labels, quote(lane), quote(ms.Worker))
 		}
 	}
 	if err := cw.w.(*bufio.Writer).Flush(); err != nil && cw.err == nil {

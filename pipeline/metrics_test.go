@@ -31,6 +31,8 @@ func (lagPoller) Lag() map[string]time.Duration {
 
 func (lagPoller) OffsetLag() map[string]int64 { return map[string]int64{"t-10": 3, "t-2": 7} }
 
+func (lagPoller) Leased() []string { return []string{"shardId-000000000010", "shardId-000000000002"} }
+
 func scrape(t *testing.T, m *Metrics) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
@@ -74,6 +76,7 @@ func TestMetricsCountEvents(t *testing.T) {
 			c.DestinationConfig = &esm.DestinationConfig{OnFailure: &esm.Destination{Destination: ptr("arn:aws:sqs:us-east-1:000000000000:dlq")}}
 		})
 		metrics := NewMetrics()
+		metrics.Worker = "w1"
 		r := &Runner{
 			Source:      descriptorFor(esm.SourceKinesis),
 			Open:        func(context.Context, *esm.Mapping) (source.Poller, error) { return lagPoller{log.NewPoller(7)}, nil },
@@ -115,6 +118,10 @@ func TestMetricsCountEvents(t *testing.T) {
 		if !strings.Contains(text, lag+`,lane="t-2"} 7`+"\n"+lag+`,lane="t-10"} 3`) {
 			t.Errorf("offset lag lines missing or out of order:\n%s", text)
 		}
+		leased := `esmd_lane_leased` + strings.TrimSuffix(labels, "}")
+		if !strings.Contains(text, leased+`,lane="shardId-000000000002",worker="w1"} 1`+"\n"+leased+`,lane="shardId-000000000010",worker="w1"} 1`) {
+			t.Errorf("leased lane lines missing or out of order:\n%s", text)
+		}
 
 		cancel()
 		if err := <-done; err != nil {
@@ -123,7 +130,7 @@ func TestMetricsCountEvents(t *testing.T) {
 		// Stopped: counters stay, lane figures go (AWS emits none for a
 		// disabled mapping).
 		text = scrape(t, metrics)
-		if value(text, "esmd_polled_events_total"+labels) != "5" || strings.Contains(text, "esmd_iterator_age_milliseconds{") {
+		if value(text, "esmd_polled_events_total"+labels) != "5" || strings.Contains(text, "esmd_iterator_age_milliseconds{") || strings.Contains(text, "esmd_lane_leased{") {
 			t.Errorf("after stop:\n%s", text)
 		}
 	})

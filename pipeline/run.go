@@ -492,8 +492,18 @@ func (x *run) handle(ctx context.Context, bt *batcher.Batch) []byte {
 		x.windowEnd(ctx, bt)
 		return nil
 	}
+	// A lane another worker took over (source.LaneHolder) is invoked no
+	// more, not even a retry: its records stay unfinished here, and its
+	// new holder reads them again from the checkpoint.
+	holder, _ := x.poller.(source.LaneHolder)
+	ctx, lost := context.WithCancel(ctx)
+	defer lost()
 	var state []byte
 	invoke := func(ctx context.Context, recs []source.Record) (dispatcher.Result, error) {
+		if holder != nil && !holder.Holds(bt.Lane) {
+			lost()
+			return dispatcher.Result{}, ctx.Err()
+		}
 		size, build := bt.Size, bt.AppendEvent
 		if len(recs) != len(bt.Records) { // a bisected or partially retried part
 			b := x.builder(bt, recs)

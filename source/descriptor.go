@@ -170,11 +170,16 @@ type Env struct {
 	// SetPosition per mapping and lane): the embedded store, or the
 	// PostgreSQL store several workers share (--store).
 	Store Checkpoints
-	// Worker is this esmd process's stable identity (internal/workerid,
-	// kept in --data-dir): the same across its restarts, different for
-	// every worker. "" when there is none: sources then do without (Kafka
-	// joins its groups as a dynamic member).
+	// Worker is this esmd process's identity among the workers (--worker-id,
+	// else internal/workerid's, kept in --data-dir: the same across its
+	// restarts, different for every worker). Sources whose lanes are leased
+	// (stream shards, with the PostgreSQL store) hold their leases under
+	// it; Kafka joins its groups as a static member with it. "" when there
+	// is none: sources then do without (Kafka joins as a dynamic member).
 	Worker string
+	// LeaseTTL is how long a lane lease lasts without renewal
+	// (--lease-duration): a dead worker's lanes are taken over after it.
+	LeaseTTL time.Duration
 }
 
 // Checkpoints keeps the positions of ordered sources, per mapping and

@@ -178,6 +178,19 @@ func AckSplit(ctx context.Context, recs []Record, outcome error,
 	return errors.Join(errs...)
 }
 
+// LaneHolder is optionally implemented by a Poller whose lanes can be
+// taken from it while it runs: a stream shard whose lease another esmd
+// worker took over (workers sharing a PostgreSQL store). Before each
+// invocation the pipeline asks whether the poller still holds the batch's
+// lane, and leaves a batch of a lane it no longer holds unfinished instead
+// of invoking it: the lane's new holder reads it again from the
+// checkpoint. A worker that was paused past its lease (SIGSTOP, a long GC
+// pause, a frozen VM) so never invokes what it read before. Holds must be
+// cheap: no I/O.
+type LaneHolder interface {
+	Holds(lane string) bool
+}
+
 // LaneEnder is optionally implemented by a Poller whose lanes end: a shard
 // closed by a split or merge and read to its end, a Kafka partition
 // revoked. Told of it, the batcher releases the lane's buffered records

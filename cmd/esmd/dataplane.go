@@ -74,12 +74,22 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger, store source.Ch
 		inv.Close()
 		return nil, nil, err
 	}
-	env := &source.Env{AWS: cfg, Secrets: sec.WithSecretsManager(cfg), Flags: map[string][]string{}, Log: log, Store: store}
+	env := &source.Env{AWS: cfg, Secrets: sec.WithSecretsManager(cfg), Flags: map[string][]string{}, Log: log, Store: store,
+		LeaseTTL: c.leaseTTL}
 	// A stable identity lets a worker that restarts take its place back at
-	// once where brokers allow it (Kafka static membership).
-	if env.Worker, err = workerid.Load(c.dataDir); err != nil {
-		log.Warn("no worker id: Kafka mappings join their groups as dynamic members, and a restart waits for the group's session timeout", "err", err)
+	// once where brokers allow it (Kafka static membership), and its stream
+	// shards' leases before they expire.
+	env.Worker = c.workerID
+	if env.Worker == "" {
+		if env.Worker, err = workerid.Load(c.dataDir); err != nil {
+			log.Warn("no worker id: Kafka mappings join their groups as dynamic members, and a restart waits for the group's session timeout", "err", err)
+			if c.store != "" {
+				// Leases need a name: this process's.
+				env.Worker = defaultWorkerID()
+			}
+		}
 	}
+	metrics.Worker = env.Worker
 	for name, v := range c.source {
 		env.Flags[name] = *v
 	}

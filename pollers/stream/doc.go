@@ -66,6 +66,21 @@
 //     read, from its Arrival (the page's Behind only for records without
 //     one), and 0 after an empty read (the reader is at the tip). Shards
 //     not yet read and finished shards are absent.
+//   - Leases (Config.Leases: several esmd workers on one PostgreSQL
+//     store): shards are shared out, KCL-style. A lease loop runs a
+//     Balance every third of Config.LeaseTTL over the ready shards (not
+//     at ShardEnd, every listed parent at ShardEnd in the store): it
+//     renews this worker's leases, takes free or expired ones up to its
+//     share (shares differ by at most one), and names those beyond its
+//     share, which the poller stops reading, checkpoints and releases.
+//     Readers run only for held shards, and start only once their parents
+//     are done (so parent/child order holds across workers). Every
+//     checkpoint is written fenced by the lease counter: a shard another
+//     worker took is written no more (LostError), and its reader stops.
+//     Holds (source.LaneHolder) tells the pipeline not to invoke what it
+//     read of a shard it no longer holds, nor anything after a renewal
+//     older than the lease time (a paused worker). Close releases every
+//     lease, so a worker that stops hands its shards over at once.
 //   - Errors: Classify == NotFound on the listing, or on GetShardIterator
 //     of a shard, ends the poller: the next Poll returns the error (the
 //     pipeline restarts the poller with backoff, and a shard gone for good
@@ -79,7 +94,7 @@
 // Done.
 //
 // The Poller implements source.Poller (Poll, Ack, Close), source.LaneEnder
-// (a shard read to its end) and Lag; a source wraps it, for example
+// (a shard read to its end), source.LaneHolder, Lag and Leased; a source wraps it, for example
 //
 //	type Poller struct{ *stream.Poller }
 //

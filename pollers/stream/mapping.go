@@ -40,7 +40,9 @@ func CheckpointInterval(env *source.Env, flag string) (time.Duration, error) {
 // the same way into the Common configuration: EventSourceArn, UUID (the
 // key of the checkpoints), StartingPosition, the --<flag> checkpoint
 // interval and MaxPending; checkpoints live in env.Store, beside the
-// mapping, so a restart resumes exactly where the last run stopped. The
+// mapping, so a restart resumes exactly where the last run stopped, and
+// when env.Store leases lanes (PostgreSQL, several workers) the shards are
+// shared out through it. The
 // source prefixes its errors with its name.
 func CommonFor(env *source.Env, m *esm.Mapping, flag string) (Common, error) {
 	if m.Config.EventSourceArn == nil {
@@ -50,6 +52,11 @@ func CommonFor(env *source.Env, m *esm.Mapping, flag string) (Common, error) {
 		return Common{}, errors.New("no checkpoint store")
 	}
 	c := Common{StreamARN: *m.Config.EventSourceArn, Mapping: m.UUID, Positions: env.Store, Log: env.Log}
+	// A store several workers share leases the shards out (PostgreSQL);
+	// the embedded store is one process's, which reads every shard.
+	if l, ok := env.Store.(Leases); ok && env.Worker != "" {
+		c.Leases, c.Worker, c.LeaseTTL = l, env.Worker, env.LeaseTTL
+	}
 	if m.Config.StartingPosition != nil {
 		c.StartingPosition = *m.Config.StartingPosition
 	}

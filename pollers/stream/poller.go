@@ -57,6 +57,8 @@ type Poller struct {
 	mu     sync.Mutex
 	shards map[string]*shard
 	room   chan struct{} // closed and replaced when records are done
+
+	leases *leaseState // with Config.Leases
 }
 
 type shard struct {
@@ -73,6 +75,12 @@ type shard struct {
 	finOnce  sync.Once
 	age      atomic.Int64 // IteratorAge of the last read, in ns
 	read     atomic.Bool  // a read succeeded
+	// The reader: ctx ends it (the poller's, or with leases one of its
+	// own, cancelled when the lease goes), stopped is closed when it
+	// returned. Both are set by startReader (p.mu).
+	ctx     context.Context
+	cancel  context.CancelFunc
+	stopped chan struct{}
 }
 
 // New starts a Poller on cl. Shards are listed once before New returns, so
@@ -95,6 +103,10 @@ func New(ctx context.Context, cl Client, c Config) (*Poller, error) {
 		dirty:   map[string]string{},
 		flush:   make(chan struct{}, 1),
 	}
+	if c.Leases != nil {
+		p.leases = newLeaseState()
+		p.c.Positions = fenced{p: p, inner: c.Positions}
+	}
 	shards, err := cl.Shards(ctx)
 	if err != nil {
 		return nil, source.AWSProblem(err)
@@ -103,6 +115,10 @@ func New(ctx context.Context, cl Client, c Config) (*Poller, error) {
 	p.add(shards, true)
 	p.wg.Add(1)
 	go p.discover()
+	if c.Leases != nil {
+		p.wg.Add(1)
+		go p.lease()
+	}
 	if c.CheckpointInterval > 0 {
 		p.wg.Add(1)
 		go p.writer()
@@ -134,10 +150,20 @@ func (p *Poller) add(shards []Shard, initial bool) {
 		p.shards[s.ID] = sh
 		fresh = append(fresh, sh)
 	}
-	for _, sh := range fresh {
-		p.wg.Add(1)
-		go p.read(sh)
+	if p.c.Leases != nil {
+		return // the lease loop starts the readers of the shards it holds
 	}
+	for _, sh := range fresh {
+		p.startReaderLocked(sh, p.ctx)
+	}
+}
+
+// startReaderLocked starts a shard's reader under ctx. Called with p.mu.
+func (p *Poller) startReaderLocked(sh *shard, ctx context.Context) {
+	sh.ctx, sh.cancel = context.WithCancel(ctx)
+	sh.stopped = make(chan struct{})
+	p.wg.Add(1)
+	go p.read(sh)
 }
 
 // discover lists the shards every ListInterval, or at once when a shard
@@ -180,13 +206,13 @@ func (p *Poller) fail(err error) {
 // or until the poller closes; false when it closed. (Its jitter is not
 // backoff.Jitter's [d/2, d): an idle shard is read about every MaxWait,
 // as AWS reads it.)
-func (p *Poller) sleep(d time.Duration) bool {
-	return backoff.Sleep(p.ctx, d*4/5+rand.N(d*2/5+1)) == nil
+func (p *Poller) sleep(ctx context.Context, d time.Duration) bool {
+	return backoff.Sleep(ctx, d*4/5+rand.N(d*2/5+1)) == nil
 }
 
 // waitParents waits until every parent shard the poller knows is finished.
 // A parent no longer listed (past retention) counts as finished.
-func (p *Poller) waitParents(sh *shard) bool {
+func (p *Poller) waitParents(ctx context.Context, sh *shard) bool {
 	for _, id := range sh.parents {
 		p.mu.Lock()
 		par := p.shards[id]
@@ -196,7 +222,7 @@ func (p *Poller) waitParents(sh *shard) bool {
 		}
 		select {
 		case <-par.finished:
-		case <-p.ctx.Done():
+		case <-ctx.Done():
 			return false
 		}
 	}
@@ -208,9 +234,9 @@ func (p *Poller) waitParents(sh *shard) bool {
 // shard that appeared after the poller started or whose parent has a
 // checkpoint, else at the starting position. ended is true for a shard
 // checkpointed at ShardEnd.
-func (p *Poller) start(sh *shard, after string) (pos Position, ended bool, err error) {
+func (p *Poller) start(ctx context.Context, sh *shard, after string) (pos Position, ended bool, err error) {
 	if after == "" {
-		cp, ok, err := p.c.Positions.Position(p.ctx, p.c.Mapping, sh.id)
+		cp, ok, err := p.c.Positions.Position(ctx, p.c.Mapping, sh.id)
 		if err != nil {
 			return Position{}, false, fmt.Errorf("stream: checkpoint of %s: %w", sh.id, err)
 		}
@@ -238,30 +264,30 @@ func (p *Poller) start(sh *shard, after string) (pos Position, ended bool, err e
 
 // iterator returns a shard iterator (see start); a position past the
 // retention is replaced by TRIM_HORIZON.
-func (p *Poller) iterator(sh *shard, after string) (string, bool, error) {
-	pos, ended, err := p.start(sh, after)
+func (p *Poller) iterator(ctx context.Context, sh *shard, after string) (string, bool, error) {
+	pos, ended, err := p.start(ctx, sh, after)
 	if ended || err != nil {
 		return "", ended, err
 	}
-	if !p.acquire() {
-		return "", false, p.ctx.Err()
+	if !p.acquire(ctx) {
+		return "", false, ctx.Err()
 	}
 	defer p.release()
-	it, err := p.cl.Iterator(p.ctx, sh.id, pos)
+	it, err := p.cl.Iterator(ctx, sh.id, pos)
 	if err != nil && pos.Type != TrimHorizon && p.cl.Classify(err) == Trimmed {
 		p.c.Log.Warn("stream: position is past the retention; reading from TRIM_HORIZON (records were lost)",
 			"stream", p.c.Name, "shard", sh.id, "position", pos.Seq, "err", err)
-		it, err = p.cl.Iterator(p.ctx, sh.id, Position{Type: TrimHorizon})
+		it, err = p.cl.Iterator(ctx, sh.id, Position{Type: TrimHorizon})
 	}
 	return it, false, err
 }
 
 // acquire takes a call slot; false when the poller closed.
-func (p *Poller) acquire() bool {
+func (p *Poller) acquire(ctx context.Context) bool {
 	select {
 	case p.calls <- struct{}{}:
 		return true
-	case <-p.ctx.Done():
+	case <-ctx.Done():
 		return false
 	}
 }
@@ -269,21 +295,25 @@ func (p *Poller) acquire() bool {
 func (p *Poller) release() { <-p.calls }
 
 // readPage is one Read in a call slot (a pushing source's without).
-func (p *Poller) readPage(sh *shard, iter string, limit int) (Page, error) {
+func (p *Poller) readPage(ctx context.Context, sh *shard, iter string, limit int) (Page, error) {
 	if p.push {
-		return p.cl.Read(p.ctx, sh.id, iter, limit)
+		return p.cl.Read(ctx, sh.id, iter, limit)
 	}
-	if !p.acquire() {
-		return Page{}, p.ctx.Err()
+	if !p.acquire(ctx) {
+		return Page{}, ctx.Err()
 	}
 	defer p.release()
-	return p.cl.Read(p.ctx, sh.id, iter, limit)
+	return p.cl.Read(ctx, sh.id, iter, limit)
 }
 
 // read is the reader of one shard.
 func (p *Poller) read(sh *shard) {
 	defer p.wg.Done()
-	if !p.waitParents(sh) {
+	defer close(sh.stopped)
+	ctx := sh.ctx
+	// With leases, a reader starts only once the shard's parents are done
+	// (ready).
+	if p.c.Leases == nil && !p.waitParents(ctx, sh) {
 		return
 	}
 	var (
@@ -293,15 +323,15 @@ func (p *Poller) read(sh *shard) {
 		// doubling up to MaxWait; a read with records resets it.
 		wait = backoff.New(p.c.EmptyWait, p.c.MaxWait)
 	)
-	for p.ctx.Err() == nil {
+	for ctx.Err() == nil {
 		if iter == "" {
-			it, ended, err := p.iterator(sh, lastRead)
+			it, ended, err := p.iterator(ctx, sh, lastRead)
 			if ended {
 				p.finish(sh, false)
 				return
 			}
 			if err != nil {
-				if p.ctx.Err() != nil {
+				if ctx.Err() != nil {
 					return
 				}
 				switch p.cl.Classify(err) {
@@ -312,7 +342,7 @@ func (p *Poller) read(sh *shard) {
 				default:
 					p.c.Log.Warn("stream: GetShardIterator failed", "stream", p.c.Name, "shard", sh.id, "err", err)
 				}
-				if !p.sleep(wait.Next()) {
+				if !p.sleep(ctx, wait.Next()) {
 					return
 				}
 				continue
@@ -329,16 +359,16 @@ func (p *Poller) read(sh *shard) {
 		if left := p.c.MaxPending - pending; left <= 0 || pending > 0 && left < max(1, min(p.c.Limit, p.c.MaxPending)/4) {
 			select {
 			case <-room:
-			case <-p.ctx.Done():
+			case <-ctx.Done():
 				return
 			}
 			continue
 		}
 		// Never more than MaxPending records pending: a read asks for
 		// what is left.
-		page, err := p.readPage(sh, iter, min(p.c.Limit, p.c.MaxPending-pending))
+		page, err := p.readPage(ctx, sh, iter, min(p.c.Limit, p.c.MaxPending-pending))
 		if err != nil {
-			if p.ctx.Err() != nil {
+			if ctx.Err() != nil {
 				return
 			}
 			switch p.cl.Classify(err) {
@@ -352,7 +382,7 @@ func (p *Poller) read(sh *shard) {
 				iter = ""
 				p.c.Log.Warn("stream: GetRecords failed", "stream", p.c.Name, "shard", sh.id, "err", err)
 			}
-			if !p.sleep(wait.Next()) {
+			if !p.sleep(ctx, wait.Next()) {
 				return
 			}
 			continue
@@ -368,7 +398,7 @@ func (p *Poller) read(sh *shard) {
 			lastRead = recs[len(recs)-1].Seq
 			select {
 			case p.out <- recs:
-			case <-p.ctx.Done():
+			case <-ctx.Done():
 				return
 			}
 			wait.Reset()
@@ -378,14 +408,14 @@ func (p *Poller) read(sh *shard) {
 			// an end marker tells Poll the lane ended (source.LaneEnder).
 			select {
 			case p.out <- []source.Record{{Lane: sh.id, Meta: laneEnd{}}}:
-			case <-p.ctx.Done():
+			case <-ctx.Done():
 				return
 			}
 			p.finish(sh, true)
 			return
 		}
 		iter = page.Next
-		if len(page.Records) == 0 && !p.push && !p.sleep(wait.Next()) {
+		if len(page.Records) == 0 && !p.push && !p.sleep(ctx, wait.Next()) {
 			return
 		}
 	}
@@ -603,7 +633,7 @@ func (p *Poller) writer() {
 		case <-p.flush:
 		}
 		_, _ = p.writeDirty() // a failed position is kept for the next write
-		if !p.sleep(p.c.CheckpointInterval) {
+		if !p.sleep(p.ctx, p.c.CheckpointInterval) {
 			return
 		}
 	}
@@ -628,7 +658,11 @@ func (p *Poller) writeDirty() (uint64, error) {
 	var errs []error
 	wctx := context.WithoutCancel(p.ctx)
 	if pb, ok := p.c.Positions.(PositionBatcher); ok {
-		if err := pb.SetPositions(wctx, p.c.Mapping, batch); err != nil {
+		if err := pb.SetPositions(wctx, p.c.Mapping, batch); errorLost(err) {
+			// The others were written; the lost ones are another
+			// worker's now, and the lease loop stops them.
+			p.c.Log.Info("stream: checkpoint refused", "stream", p.c.Name, "err", err)
+		} else if err != nil {
 			p.c.Log.Warn("stream: checkpoint failed", "stream", p.c.Name, "shards", len(batch), "err", err)
 			failed = batch
 			errs = append(errs, err)
@@ -662,6 +696,9 @@ func (p *Poller) Close() error {
 	p.cancel()
 	p.wg.Wait()
 	_, _ = p.writeDirty() // logged; the records are read again from the last position stored
+	if p.leases != nil {
+		p.releaseAll()
+	}
 	return nil
 }
 

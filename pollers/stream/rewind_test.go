@@ -60,7 +60,7 @@ func TestRewind(t *testing.T) {
 			t.Errorf("%s: checkpoints (-want +got):\n%s", tc.to.Type, diff)
 		}
 		p := &Poller{c: Config{Common: Common{Mapping: "m", Positions: got, StartingPosition: TrimHorizon}}, ctx: context.Background()}
-		pos, ended, err := p.start(&shard{id: "a"}, "")
+		pos, ended, err := p.start(context.Background(), &shard{id: "a"}, "")
 		if err != nil || ended || !pos.Timestamp.Equal(tc.pos.Timestamp) || pos.Type != tc.pos.Type {
 			t.Errorf("%s: shard a starts at %+v (ended %v, %v), want %+v", tc.to.Type, pos, ended, err, tc.pos)
 		}

@@ -165,6 +165,18 @@ type Common struct {
 	CheckpointInterval time.Duration
 	// Log receives warnings; nil discards them.
 	Log *slog.Logger
+	// Leases, when set, shares the stream's shards with the other esmd
+	// workers of one store (see lease.go): the poller reads only the
+	// shards it holds a lease on, as Worker, and every checkpoint it
+	// writes is fenced by the lease. Without it (the embedded store) the
+	// poller reads every shard.
+	Leases Leases
+	// Worker is this worker's id in the leases.
+	Worker string
+	// LeaseTTL is how long a lease lasts without renewal (default 10 s):
+	// the poller renews its leases every third of it, and a dead worker's
+	// shards are taken over once it has passed.
+	LeaseTTL time.Duration
 }
 
 // Config is what the Poller reads and how: the Common configuration and
@@ -207,5 +219,8 @@ func (c *Config) setDefaults() {
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = DefaultLeaseTTL
 	}
 }
