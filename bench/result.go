@@ -19,6 +19,9 @@ type Result struct {
 	Compare *Comparison `json:"compare,omitempty"`
 	// Scale is set in scale mode (--lanes).
 	Scale *ScaleResult `json:"scale,omitempty"`
+	// Interrupted says the run was stopped (Ctrl-C) during its last
+	// round, whose figures are those measured until then.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // Settings are the benchmark's settings as run.
@@ -101,6 +104,7 @@ type Round struct {
 	ProduceSeconds      float64 `json:"produce_seconds"`
 	ProducedPerSecond   float64 `json:"produced_per_second"`
 	TimedOut            bool    `json:"timed_out,omitempty"`
+	Interrupted         bool    `json:"interrupted,omitempty"`
 	DuplicatesExplained string  `json:"duplicates_explained,omitempty"`
 }
 

@@ -67,6 +67,11 @@ func Run(ctx context.Context, cfg Config, out Output) (*Result, error) {
 			}
 			res.Rounds = append(res.Rounds, r)
 			fmt.Fprintln(out.W, roundLine(r))
+			if r.Interrupted {
+				// Ctrl-C: what was measured so far is the result.
+				res.Interrupted = true
+				return res, nil
+			}
 		}
 	}
 	if cfg.Compare == "raw" {
@@ -138,6 +143,9 @@ func (b *bencher) round(ctx context.Context, kind string, idx int) (*Round, erro
 		}()
 	}
 	err = b.await(ctx, kind, idx, c, coll, r, perr)
+	if err != nil && ctx.Err() != nil {
+		r.Interrupted, err = true, nil
+	}
 	stopProducing()
 	wg.Wait()
 	// The last record arrived with its invocation: let it finish before
@@ -314,7 +322,9 @@ func (b *bencher) progress(line string, clear bool) {
 func (b *bencher) finish(r *Round, c *child, coll *Collector) {
 	coll.mu.Lock()
 	r.Delivered, r.Duplicates, r.FilteredIn, r.Invocations = coll.unique, coll.dups, coll.filteredIn, coll.invocations
-	r.Lost = r.Wanted - r.Delivered
+	if !r.Interrupted {
+		r.Lost = r.Wanted - r.Delivered // else some were never produced
+	}
 	r.Latency, r.InvokeDuration = coll.latency.Percentiles(), coll.duration.Percentiles()
 	r.BatchSize = BatchStats{Mean: round3(coll.batches.Mean()), P50: coll.batches.Quantile(0.5), P99: coll.batches.Quantile(0.99), Max: coll.batches.Max()}
 	r.LatencyHistogram, r.BatchSizeHistogram = coll.latency.Bins(), coll.batches.Bins()
@@ -438,7 +448,7 @@ func roundLine(r *Round) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%-4s round %d: %d/%d records in %.2fs (+%.2fs start-up): %.0f records/s, %.0f invocations/s, batch mean %.1f; latency p50 %.1f ms p99 %.1f ms; CPU %.1f us/record, peak RSS %.0f MB",
 		r.Kind, r.Index, r.Delivered, r.Wanted, r.SteadySeconds, r.StartupSeconds, r.RecordsPerSecond, r.InvocationsPerSecond,
-		r.BatchSize.Mean, r.Latency.P50, r.Latency.P99, r.CPUMicrosPerRecord, float64(r.PeakRSSBytes)/1e6)
+		r.BatchSize.Mean, r.Latency.P50, r.Latency.P99, r.CPUMicrosPerRecord, float64(r.PeakRSSBytes)/(1<<20))
 	if r.Lost > 0 || r.Duplicates > 0 || r.FilteredIn > 0 {
 		fmt.Fprintf(&sb, "; LOST %d, duplicates %d, filtered in %d", r.Lost, r.Duplicates, r.FilteredIn)
 	}

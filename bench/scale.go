@@ -58,6 +58,7 @@ func runScale(ctx context.Context, cfg *Config, out Output, res *Result) error {
 		return errors.New("scale mode runs Kafka lanes (partitions): use --source kafka")
 	}
 	cfg.Partitions = cfg.Lanes
+	res.Settings.Partitions = cfg.Lanes
 	t, err := newKafka(ctx, cfg)
 	if err != nil {
 		return err

@@ -49,6 +49,9 @@ func PrintSummary(w io.Writer, res *Result) {
 		if r.LastError != "" {
 			fmt.Fprintf(w, "               last: %s\n", firstLine(r.LastError))
 		}
+		if r.Interrupted {
+			fmt.Fprintln(w, "  interrupted  stopped before every record arrived; the figures are those until then")
+		}
 		if r.TimedOut {
 			fmt.Fprintln(w, "  timed out    no new record arrived for the --timeout")
 		}
