@@ -79,11 +79,31 @@ func (b *Batch) Envelope() payload.Envelope {
 
 // AppendEvent appends the batch's event, exactly Size bytes, to dst.
 func (b *Batch) AppendEvent(dst []byte) []byte {
-	bl := payload.NewBuilder(b.Envelope())
+	env := b.Envelope()
+	if recs := b.Records; !env.Grouped || oneGroup(recs) {
+		// The common case (a Kafka lane is one partition): records in
+		// order, no Builder to fill.
+		group := ""
+		if len(recs) > 0 {
+			group = recs[0].Group
+		}
+		return env.AppendFunc(dst, group, len(recs), func(dst []byte, i int) []byte { return recs[i].AppendTo(dst) })
+	}
+	bl := payload.NewBuilder(env)
 	for i := range b.Records {
 		b.Records[i].AddTo(bl)
 	}
 	return bl.AppendTo(dst)
+}
+
+// oneGroup reports whether every record has the first one's Group.
+func oneGroup(recs []source.Record) bool {
+	for i := 1; i < len(recs); i++ {
+		if recs[i].Group != recs[0].Group {
+			return false
+		}
+	}
+	return true
 }
 
 // Batcher batches the records of one event source mapping, lane by lane.

@@ -766,3 +766,38 @@ func TestIdleLanes(t *testing.T) {
 		}
 	})
 }
+
+// TestOneGroupEvent: a batch of one group (a Kafka partition) is written
+// without a Builder, byte for byte as the Builder writes it, for grouped and
+// ungrouped envelopes and records with Data or an Encoder.
+func TestOneGroupEvent(t *testing.T) {
+	for name, env := range map[string]payload.Envelope{
+		"kafka": payload.SelfManagedKafka("b-1:9092"), "sqs": sqsEnv, "rabbitmq": payload.RabbitMQ("arn:aws:mq:us-east-1:000000000000:broker:b:b-1"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := newB(t, Policy{BatchSize: 10}, env)
+			var recs []source.Record
+			for i := range 10 {
+				r := rec("lane", "", i, 2+i*7)
+				r.Group = "topic-0"
+				if i%3 == 0 {
+					r.Encoder, r.Size, r.Data = bytesEncoder(r.Data), len(r.Data), nil
+				}
+				recs = append(recs, r)
+			}
+			mustAdd(t, b, recs...)
+			bt := tryNext(b)
+			if bt == nil || len(bt.Records) != 10 {
+				t.Fatalf("batch %v, want the 10 records", bt)
+			}
+			ev := checkEvent(t, bt)
+			nb := payload.NewBuilder(bt.Envelope())
+			for _, r := range bt.Records {
+				r.AddTo(nb)
+			}
+			if want := nb.Bytes(); string(ev) != string(want) {
+				t.Fatalf("event\n%s\nwant (Builder)\n%s", ev, want)
+			}
+		})
+	}
+}

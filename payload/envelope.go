@@ -136,19 +136,25 @@ func (e *Envelope) Overhead() int {
 // ignored for other kinds. An empty records slice gives an event with an
 // empty array (or map).
 func (e *Envelope) Append(dst []byte, group string, records [][]byte) []byte {
+	return e.AppendFunc(dst, group, len(records), func(dst []byte, i int) []byte { return append(dst, records[i]...) })
+}
+
+// AppendFunc is Append for n records that rec appends, record i to dst:
+// an event of one group written without a Builder.
+func (e *Envelope) AppendFunc(dst []byte, group string, n int, rec func(dst []byte, i int) []byte) []byte {
 	dst = e.prefix(dst)
-	grouped := e.Grouped
-	if grouped && len(records) > 0 {
+	grouped := e.Grouped && n > 0
+	if grouped {
 		dst = AppendString(dst, group)
 		dst = append(dst, ':', '[')
 	}
-	for i, r := range records {
+	for i := range n {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = append(dst, r...)
+		dst = rec(dst, i)
 	}
-	if grouped && len(records) > 0 {
+	if grouped {
 		dst = append(dst, ']')
 	}
 	return e.suffix(dst)

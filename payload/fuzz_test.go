@@ -2,6 +2,7 @@ package payload
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"testing"
 	"time"
@@ -55,3 +56,17 @@ func FuzzKafkaEvent(f *testing.F) {
 type kafkaEncoder struct{ r *KafkaRecord }
 
 func (e kafkaEncoder) AppendEncoded(dst []byte) []byte { return AppendKafka(dst, e.r) }
+
+func FuzzAppendBase64(f *testing.F) {
+	for _, s := range []string{"", "a", "ab", "abc", "abcdefgh", "abcdefghi", "\x00\xff\x80\x7f\x01\xfe\x10\xef\x20"} {
+		f.Add([]byte(s), 0)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, prefix int) {
+		dst := make([]byte, prefix&15, prefix&15+(prefix>>4&7)) // some room, or none
+		got := AppendBase64(dst, b)
+		want := append(append(append(make([]byte, prefix&15), '"'), base64.StdEncoding.EncodeToString(b)...), '"')
+		if !bytes.Equal(got, want) {
+			t.Fatalf("AppendBase64(%x) = %s, want %s", b, got, want)
+		}
+	})
+}

@@ -2,6 +2,8 @@ package payload
 
 import (
 	"encoding/base64"
+	"encoding/binary"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -163,10 +165,36 @@ func StringSize[S ~string | ~[]byte](s S) int {
 
 // AppendBase64 appends b as a quoted standard (padded) base64 string.
 func AppendBase64(dst []byte, b []byte) []byte {
+	n := base64.StdEncoding.EncodedLen(len(b))
+	dst = slices.Grow(dst, n+2)
 	dst = append(dst, '"')
-	dst = base64.StdEncoding.AppendEncode(dst, b)
+	out := dst[len(dst) : len(dst)+n]
+	// Six bytes (eight characters) at a time, two characters per table
+	// lookup: Kafka values are most of a Kafka event, and this is about
+	// twice as fast as base64.Encoding's three bytes at a time
+	// (BenchmarkBase64). Each step loads eight bytes, so it stops eight
+	// before the end; the rest, a multiple of three bytes in, is the
+	// standard encoder's, padding included.
+	si, di := 0, 0
+	for ; len(b)-si >= 8; si, di = si+6, di+8 {
+		v := binary.BigEndian.Uint64(b[si:])
+		binary.LittleEndian.PutUint64(out[di:], uint64(base64Pairs[v>>52])|uint64(base64Pairs[v>>40&0xFFF])<<16|
+			uint64(base64Pairs[v>>28&0xFFF])<<32|uint64(base64Pairs[v>>16&0xFFF])<<48)
+	}
+	base64.StdEncoding.Encode(out[di:], b[si:])
+	dst = dst[:len(dst)+n]
 	return append(dst, '"')
 }
+
+// base64Pairs holds the two base64 characters of each 12-bit value, the
+// first in the low byte.
+var base64Pairs = func() (t [4096]uint16) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := range t {
+		t[i] = uint16(alphabet[i>>6]) | uint16(alphabet[i&63])<<8
+	}
+	return t
+}()
 
 func appendStringOrNull(dst []byte, s string) []byte {
 	if s == "" {

@@ -491,3 +491,25 @@ func TestKafkaSize(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendBase64 compares AppendBase64 with the standard encoder for
+// every length up to 100 (each tail of the eight-byte steps) and each
+// byte value.
+func TestAppendBase64(t *testing.T) {
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	for _, src := range [][]byte{all, bytes.Repeat([]byte{0xff}, 100), make([]byte, 100)} {
+		for n := 0; n <= 100 && n <= len(src); n++ {
+			got := AppendBase64([]byte("x"), src[:n])
+			want := `x"` + base64.StdEncoding.EncodeToString(src[:n]) + `"`
+			if string(got) != want {
+				t.Fatalf("AppendBase64 of %d bytes %x = %s, want %s", n, src[:n], got, want)
+			}
+		}
+	}
+	if got, want := AppendBase64(nil, all), `"`+base64.StdEncoding.EncodeToString(all)+`"`; string(got) != want {
+		t.Fatalf("AppendBase64 of every byte value = %s, want %s", got, want)
+	}
+}

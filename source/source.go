@@ -82,6 +82,14 @@ func (r *Record) Bytes() []byte {
 	return r.Data
 }
 
+// AppendTo appends the record's encoded bytes to dst.
+func (r *Record) AppendTo(dst []byte) []byte {
+	if r.Encoder != nil && r.Data == nil {
+		return r.Encoder.AppendEncoded(dst)
+	}
+	return append(dst, r.Data...)
+}
+
 // AddTo adds the record to an event's builder, under its Group.
 func (r *Record) AddTo(b *payload.Builder) {
 	if r.Encoder != nil && r.Data == nil {
