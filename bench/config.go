@@ -67,6 +67,9 @@ type Config struct {
 	Trickle int
 	// Idle is how long scale mode measures an idle process.
 	Idle time.Duration
+	// ProfileDir, when set, gets a CPU profile of each round's child
+	// (ESMD_CPUPROFILE, which esmd's main honours).
+	ProfileDir string
 }
 
 // Defaults fills the zero fields with the defaults of `esmd bench`.

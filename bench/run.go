@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -112,7 +113,7 @@ func (b *bencher) round(ctx context.Context, kind string, idx int) (*Round, erro
 	}
 
 	errs0, _ := b.ep.Errors()
-	c, err := b.start(kind, name)
+	c, err := b.start(kind, name, idx)
 	if err != nil {
 		return nil, err
 	}
@@ -169,14 +170,25 @@ func (b *bencher) round(ctx context.Context, kind string, idx int) (*Round, erro
 }
 
 // start starts the child of kind for the round named name.
-func (b *bencher) start(kind, name string) (*child, error) {
+func (b *bencher) start(kind, name string, idx int) (*child, error) {
 	cfg := b.cfg
+	env := childEnvOf(b.t)
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+		abs, err := filepath.Abs(filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-round%d.pprof", kind, idx)))
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, "ESMD_CPUPROFILE="+abs)
+	}
 	if kind == "raw" {
 		s := b.t.Raw()
 		s.Source, s.BatchSize, s.Window = cfg.Source, cfg.BatchSize, max(cfg.Window, 0)
 		s.Filter = cfg.MatchShare < 1 || cfg.Filter != ""
 		s.Lambda, s.RIE, s.Region = b.ep.URL(), cfg.InvokeMode == "rie", region()
-		return startRaw(cfg, &s, childEnvOf(b.t))
+		return startRaw(cfg, &s, env)
 	}
 	dir, err := os.MkdirTemp(b.dir, name+"-*")
 	if err != nil {
@@ -188,7 +200,7 @@ func (b *bencher) start(kind, name string) (*child, error) {
 			return nil, err
 		}
 	}
-	return startEsmd(cfg, dir, b.mapping(), b.ep.URL(), flags, childEnvOf(b.t))
+	return startEsmd(cfg, dir, b.mapping(), b.ep.URL(), flags, env)
 }
 
 // mapping is the round's mapping with the bench's batching and filter.

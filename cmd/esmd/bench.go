@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -94,6 +95,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*bench.Config, *benchOpts
 	fs.DurationVar(&c.Idle, "measure", 10*time.Second, "scale mode: how long to measure once every lane runs")
 	fs.StringVar(&o.json, "json", "", "write the result as JSON to this file (schema: docs/performance.md)")
 	fs.StringVar(&o.report, "report", "", "write a self-contained HTML report into this directory")
+	fs.StringVar(&c.ProfileDir, "profile", "", "write a CPU profile of each round's child (esmd or the raw loop) into this directory: <kind>-round<N>.pprof")
 	if err := parse(fs, args); err != nil {
 		return nil, nil, err
 	}
@@ -152,4 +154,31 @@ func (w windowFlag) Set(s string) error {
 	}
 	*w.d = d
 	return nil
+}
+
+// profileEnv names the file a process writes its CPU profile to, from
+// start to exit; esmd bench --profile sets it for its children.
+const profileEnv = "ESMD_CPUPROFILE"
+
+// startProfile starts the CPU profile $ESMD_CPUPROFILE asks for, and
+// returns the function that writes it.
+func startProfile(stderr io.Writer) func() {
+	path := os.Getenv(profileEnv)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(stderr, "esmd: CPU profile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(stderr, "esmd: CPU profile:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
