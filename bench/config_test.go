@@ -67,3 +67,18 @@ func TestDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultWindow: a raw loop gets the window esmd runs with when
+// --window is not given, the source descriptor's.
+func TestDefaultWindow(t *testing.T) {
+	for _, src := range Sources {
+		want := time.Duration(0)
+		switch src {
+		case "kafka", "rabbitmq", "activemq", "documentdb":
+			want = 500 * time.Millisecond
+		}
+		if got := defaultWindow(src); got != want {
+			t.Errorf("%s: %v, want %v", src, got, want)
+		}
+	}
+}

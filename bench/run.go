@@ -103,8 +103,12 @@ func (b *bencher) round(ctx context.Context, kind string, idx int) (*Round, erro
 	gen := &generator{t: b.t, size: cfg.RecordSize, share: cfg.MatchShare}
 	if cfg.Rate == 0 {
 		start := time.Now()
+		last := start
 		if err := gen.produce(ctx, 0, n, 0, func(done uint64) {
-			b.progress(fmt.Sprintf("%s round %d: producing %d/%d records", kind, idx, done, n), false)
+			if now := time.Now(); b.out.Terminal || now.Sub(last) >= 5*time.Second {
+				last = now
+				b.progress(fmt.Sprintf("%s round %d: producing %d/%d records", kind, idx, done, n), false)
+			}
 		}); err != nil {
 			return nil, fmt.Errorf("produce: %w", err)
 		}
@@ -185,7 +189,10 @@ func (b *bencher) start(kind, name string, idx int) (*child, error) {
 	}
 	if kind == "raw" {
 		s := b.t.Raw()
-		s.Source, s.BatchSize, s.Window = cfg.Source, cfg.BatchSize, max(cfg.Window, 0)
+		s.Source, s.BatchSize, s.Window = cfg.Source, cfg.BatchSize, cfg.Window
+		if s.Window < 0 {
+			s.Window = defaultWindow(cfg.Source)
+		}
 		s.Filter = cfg.MatchShare < 1 || cfg.Filter != ""
 		s.Lambda, s.RIE, s.Region = b.ep.URL(), cfg.InvokeMode == "rie", region()
 		return startRaw(cfg, &s, env)

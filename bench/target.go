@@ -3,8 +3,17 @@ package bench
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/pollers/activemq"
+	"github.com/esmd/esmd/pollers/documentdb"
+	"github.com/esmd/esmd/pollers/dynamodbstreams"
+	"github.com/esmd/esmd/pollers/kafka"
+	"github.com/esmd/esmd/pollers/kinesis"
+	"github.com/esmd/esmd/pollers/rabbitmq"
+	"github.com/esmd/esmd/pollers/sqs"
+	"github.com/esmd/esmd/source"
 )
 
 // Target is one source as the bench drives it.
@@ -64,4 +73,20 @@ func childEnvOf(t Target) []string {
 		return e.ChildEnv()
 	}
 	return nil
+}
+
+// descriptors are the sources' descriptors, for their default batching.
+var descriptors = map[string]func() *source.Descriptor{
+	"kafka": kafka.SelfManagedDescriptor, "sqs": sqs.Descriptor, "kinesis": kinesis.Descriptor,
+	"dynamodb": dynamodbstreams.Descriptor, "rabbitmq": rabbitmq.Descriptor, "activemq": activemq.Descriptor,
+	"documentdb": documentdb.Descriptor,
+}
+
+// defaultWindow is the source's default MaximumBatchingWindowInSeconds
+// (its descriptor's), which a raw loop uses when esmd runs with it.
+func defaultWindow(src string) time.Duration {
+	if d := descriptors[src]; d != nil {
+		return d().Batching.Window
+	}
+	return 0
 }

@@ -165,7 +165,7 @@ func checkReport(t *testing.T, page string, res *bench.Result) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
 		"--user-data-dir="+t.TempDir(), "--dump-dom", "file://"+page)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
