@@ -223,3 +223,27 @@ func (s *Store) LaneOwners(ctx context.Context, mapping string) ([]Lease, error)
 	}
 	return out, nil
 }
+
+// ResetPositions replaces positions of a mapping's lanes (esmd replay) and
+// takes every lease of the mapping from its holder, in one transaction: a
+// worker still reading a lane can no longer write its position (its
+// counter is stale) and stops reading it at its next Balance, and whoever
+// takes the lane next reads it from the new position.
+func (s *Store) ResetPositions(ctx context.Context, mapping string, positions map[string]string) error {
+	lanes, pos := make([]string, 0, len(positions)), make([]string, 0, len(positions))
+	for l, p := range positions {
+		lanes, pos = append(lanes, l), append(pos, p)
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, upsertPositions, mapping, lanes, pos); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE esmd_leases SET counter = counter + 1, owner = '', expires_at = '-infinity'
+			WHERE mapping = $1`, mapping)
+		return err
+	})
+	if err != nil {
+		return s.errorf("reset the positions of "+mapping, err)
+	}
+	return nil
+}

@@ -233,3 +233,32 @@ func TestLeasesGoWithTheirMapping(t *testing.T) {
 		t.Error("balance of a deleted mapping")
 	}
 }
+
+// TestResetPositionsTakesTheLeases: a replay's positions are written and
+// every lease of the mapping is taken from its holder, whose writes at its
+// old counters are refused from then on.
+func TestResetPositionsTakesTheLeases(t *testing.T) {
+	ctx := t.Context()
+	f := newFleet(t, 2, time.Hour)
+	f.round("w1")
+	held := maps.Clone(f.owned["w1"])
+	if err := f.s.ResetPositions(ctx, f.mapping, map[string]string{f.lanes[0]: "TRIM_HORIZON", f.lanes[1]: "TRIM_HORIZON"}); err != nil {
+		t.Fatal(err)
+	}
+	leases, err := f.s.LaneOwners(ctx, f.mapping)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leases {
+		if l.Owner != "" || l.Counter != held[l.Lane]+1 {
+			t.Errorf("lease after reset: %+v", l)
+		}
+	}
+	lost, err := f.s.SetPositionsFenced(ctx, f.mapping, "w1", map[string]string{f.lanes[0]: "9"}, held)
+	if err != nil || len(lost) != 1 {
+		t.Fatalf("write at the old counter: lost %v, err %v", lost, err)
+	}
+	if pos, _, _ := f.s.Position(ctx, f.mapping, f.lanes[0]); pos != "TRIM_HORIZON" {
+		t.Errorf("position after reset and a stale write: %s", pos)
+	}
+}

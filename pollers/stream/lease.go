@@ -224,12 +224,13 @@ func (p *Poller) balance() error {
 	}
 	st := p.leases
 	st.mu.Lock()
-	// Lost: held before and not now, or a write was refused (the lease
-	// moved, and may have come back at a new counter: read it afresh from
-	// the stored position).
+	// Lost: held before and not now, held at another counter (the lease
+	// moved meanwhile: after expiry, or a replay reset the positions), or
+	// a write was refused. A lane held again is read afresh from its
+	// stored position.
 	var lost []string
-	for lane := range st.counters {
-		if _, ok := owned[lane]; !ok || st.lost[lane] {
+	for lane, c := range st.counters {
+		if now, ok := owned[lane]; !ok || now != c || st.lost[lane] {
 			lost = append(lost, lane)
 		}
 	}

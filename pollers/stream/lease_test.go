@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/esmd/esmd/checkpoint/pgstore"
+	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pollers/stream"
 	"github.com/esmd/esmd/source"
@@ -225,5 +226,40 @@ func TestLostLeaseIsFenced(t *testing.T) {
 	p.Close()
 	if pos, _, _ := s.Position(t.Context(), "m", "shard-0"); pos != "00000009" {
 		t.Errorf("position after a's late acknowledgement: %s", pos)
+	}
+}
+
+// TestReplayResetsLeasedShards: a replay's new positions (stream.Rewind on
+// a store that leases) take the shards from the worker still reading
+// them, which reads them again from there; nothing it wrote before
+// overwrites the new positions.
+func TestReplayResetsLeasedShards(t *testing.T) {
+	s := leaseStore(t)
+	f := newFake()
+	for _, id := range []string{"shard-0", "shard-1"} {
+		f.shard(id)
+		f.put(id, id+"/0", id+"/1", id+"/2")
+	}
+	a := startWorker(t, f, s, s, "a")
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error { return delivered(t, f, a) })
+	testenv.Eventually(t, 30*time.Second, func(ctx context.Context) error {
+		if pos, err := s.Positions(ctx, "m"); err != nil || pos["shard-0"] != "00000003" || pos["shard-1"] != "00000003" {
+			return fmt.Errorf("checkpoints %v %v", pos, err)
+		}
+		return nil
+	})
+	if err := stream.Rewind(t.Context(), f, s, "m", esm.Position{Type: esm.ReplayTrimHorizon}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.EventuallyTrue(t, 30*time.Second, "every record read twice", func() bool {
+		got := a.bodies()
+		return len(got["shard-0"]) == 6 && len(got["shard-1"]) == 6
+	})
+	got := a.bodies()
+	for _, id := range []string{"shard-0", "shard-1"} {
+		want := []string{id + "/0", id + "/1", id + "/2", id + "/0", id + "/1", id + "/2"}
+		if !slices.Equal(got[id], want) {
+			t.Errorf("%s read %v, want %v", id, got[id], want)
+		}
 	}
 }

@@ -62,5 +62,17 @@ func Rewind(ctx context.Context, cl Client, store source.Checkpoints, mapping st
 			pos[s.ID] = marker(to)
 		}
 	}
+	if r, ok := store.(PositionResetter); ok {
+		return r.ResetPositions(ctx, mapping, pos)
+	}
 	return store.SetPositions(ctx, mapping, pos)
+}
+
+// PositionResetter is implemented by a store whose lanes are leased
+// (pgstore.Store): ResetPositions writes positions and takes every lease
+// of the mapping from its holder in one transaction, so that workers still
+// reading the mapping write over none of them and read the shards again
+// from there.
+type PositionResetter interface {
+	ResetPositions(ctx context.Context, mapping string, positions map[string]string) error
 }
