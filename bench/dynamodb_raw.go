@@ -3,9 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -41,38 +38,13 @@ func rawDynamoDB(ctx context.Context, s *RawSpec, inv *rawInvoker) error {
 		}
 		in.ExclusiveStartShardId = out.StreamDescription.LastEvaluatedShardId
 	}
-	ck := &checkpoints{pos: map[string]string{}}
-	dir, err := os.MkdirTemp("", "esmd-bench-raw-*")
-	if err != nil {
-		return err
+	ids := make([]string, len(shards))
+	for i, sh := range shards {
+		ids[i] = aws.ToString(sh.ShardId)
 	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		ck.run(ctx, filepath.Join(dir, "checkpoints.json"))
-	}()
-	errc := make(chan error, len(shards))
-	for _, sh := range shards {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errc <- dynamoShard(ctx, s, inv, cl, aws.ToString(sh.ShardId), ck)
-		}()
-	}
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-		cancel()
-	}
-	wg.Wait()
-	if err != nil && ctx.Err() == nil {
-		return err
-	}
-	return nil
+	return eachShard(ctx, ids, func(ctx context.Context, shard string, ck *checkpoints) error {
+		return dynamoShard(ctx, s, inv, cl, shard, ck)
+	})
 }
 
 func dynamoShard(ctx context.Context, s *RawSpec, inv *rawInvoker, cl *dynamodbstreams.Client, shard string, ck *checkpoints) error {
@@ -80,62 +52,27 @@ func dynamoShard(ctx context.Context, s *RawSpec, inv *rawInvoker, cl *dynamodbs
 	if err != nil {
 		return err
 	}
-	iter := it.ShardIterator
-	env := payload.StreamRecords(s.Arn)
-	var ev, keys, img []byte
-	failures := 0
-	for iter != nil && ctx.Err() == nil {
-		out, err := cl.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(1000)})
-		if err != nil {
-			// Throttling and a busy server pass: try again a few times.
-			if failures++; failures > 5 || ctx.Err() != nil {
-				return err
+	var keys, img []byte
+	return readShard(ctx, s, inv, ck, shard, it.ShardIterator, shardReader[types.Record]{
+		get: func(ctx context.Context, iter *string) ([]types.Record, *string, error) {
+			out, err := cl.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(1000)})
+			if err != nil {
+				return nil, nil, err
 			}
-			select {
-			case <-time.After(500 * time.Millisecond):
-			case <-ctx.Done():
+			return out.Records, out.NextShardIterator, nil
+		},
+		encode: func(dst []byte, r *types.Record) ([]byte, bool) {
+			d := r.Dynamodb
+			keys = ddb.AppendAttributeMap(keys[:0], d.Keys)
+			img = ddb.AppendAttributeMap(img[:0], d.NewImage)
+			if s.Filter && !bytes.Contains(img, []byte(`"kind":{"S":"match"}`)) {
+				return dst, false
 			}
-			continue
-		}
-		failures = 0
-		iter = out.NextShardIterator
-		if len(out.Records) == 0 {
-			select {
-			case <-time.After(kinesisIdle):
-			case <-ctx.Done():
-			}
-			continue
-		}
-		for recs := out.Records; len(recs) > 0; {
-			k := min(s.BatchSize, len(recs))
-			ev = append(ev[:0], env.Head...)
-			n := 0
-			for i := range recs[:k] {
-				r := &recs[i]
-				d := r.Dynamodb
-				keys = ddb.AppendAttributeMap(keys[:0], d.Keys)
-				img = ddb.AppendAttributeMap(img[:0], d.NewImage)
-				if s.Filter && !bytes.Contains(img, []byte(`"kind":{"S":"match"}`)) {
-					continue
-				}
-				if n > 0 {
-					ev = append(ev, ',')
-				}
-				n++
-				ev = payload.AppendDynamoDB(ev, &payload.DynamoDBRecord{EventID: aws.ToString(r.EventID), EventName: string(r.EventName),
-					AWSRegion: s.Region, ApproximateCreationDateTime: aws.ToTime(d.ApproximateCreationDateTime).Truncate(time.Second),
-					Keys: keys, NewImage: img, SequenceNumber: aws.ToString(d.SequenceNumber), SizeBytes: aws.ToInt64(d.SizeBytes),
-					StreamViewType: string(d.StreamViewType), EventSourceARN: s.Arn})
-			}
-			ev = append(ev, env.Tail...)
-			if n > 0 {
-				if err := inv.Invoke(ctx, ev); err != nil {
-					return err
-				}
-			}
-			ck.set(shard, aws.ToString(recs[k-1].Dynamodb.SequenceNumber))
-			recs = recs[k:]
-		}
-	}
-	return ctx.Err()
+			return payload.AppendDynamoDB(dst, &payload.DynamoDBRecord{EventID: aws.ToString(r.EventID), EventName: string(r.EventName),
+				AWSRegion: s.Region, ApproximateCreationDateTime: aws.ToTime(d.ApproximateCreationDateTime).Truncate(time.Second),
+				Keys: keys, NewImage: img, SequenceNumber: aws.ToString(d.SequenceNumber), SizeBytes: aws.ToInt64(d.SizeBytes),
+				StreamViewType: string(d.StreamViewType), EventSourceARN: s.Arn}), true
+		},
+		seq: func(r *types.Record) string { return aws.ToString(r.Dynamodb.SequenceNumber) },
+	})
 }
