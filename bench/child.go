@@ -74,13 +74,14 @@ func startChild(exe string, args []string, stdin []byte, env []string) (*child, 
 	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", exe, err)
 	}
-	sampled := make(chan struct{})
+	sampled, reaped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(sampled)
-		c.sampleHWM()
+		c.sampleHWM(reaped)
 	}()
 	go func() {
 		c.err = c.cmd.Wait()
+		close(reaped)
 		<-sampled
 		c.usage = rusageOf(c.cmd.ProcessState)
 		if h := c.hwm.Load(); h > 0 {
@@ -96,20 +97,30 @@ func startChild(exe string, args []string, stdin []byte, env []string) (*child, 
 	return c, nil
 }
 
-// sampleHWM reads the child's VmHWM every 100 ms until it exits (no
-// /proc: nothing is read).
-func (c *child) sampleHWM() {
+// sampleHWM reads the child's VmHWM every 100 ms until it exits (an
+// exited child has none) or reaped is closed (its PID may then be
+// another process's); without /proc nothing is read.
+func (c *child) sampleHWM(reaped <-chan struct{}) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		h, err := procStatus(c.cmd.Process.Pid, "VmHWM:")
 		if err != nil {
-			return // exited, or no /proc
+			return
+		}
+		select {
+		case <-reaped:
+			return
+		default:
 		}
 		if h > c.hwm.Load() {
 			c.hwm.Store(h)
 		}
-		<-tick.C
+		select {
+		case <-tick.C:
+		case <-reaped:
+			return
+		}
 	}
 }
 
