@@ -929,6 +929,14 @@ func (b *Batcher) Buffered(lane string) int {
 	return 0
 }
 
+// Lanes returns how many lanes the Batcher knows: with records buffered or
+// in flight, or idle for less than a minute.
+func (b *Batcher) Lanes() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.lanes)
+}
+
 // Len returns how many records are buffered in all lanes and not yet in a
 // batch.
 func (b *Batcher) Len() int {

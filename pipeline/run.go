@@ -43,8 +43,11 @@ type Runner struct {
 	// Log receives the pipeline's logs (default: discard).
 	Log *slog.Logger
 	// MaxBuffered is how many records a mapping buffers before polling
-	// pauses (default 4 batches' worth, at least 10,000, so that sources
-	// with many lanes, such as Kafka partitions, still fill whole batches).
+	// pauses. Default: 4 batches' worth, at least 10,000, and for sources
+	// with lanes of their own (Kafka partitions, shards) at least two
+	// batches per lane, up to 100,000 records: a lane that holds less than
+	// a batch waits for its batching window, so a bound below one batch
+	// per lane leaves lanes idle while others hold the records.
 	MaxBuffered int
 	// MaxInFlight caps concurrent invocations of a mapping (default 1,000;
 	// SQS ScalingConfig.MaximumConcurrency lowers it).
@@ -167,6 +170,10 @@ type run struct {
 	bufs  sync.Pool // *[]byte
 }
 
+// maxAutoBuffered caps the default buffer of a mapping whose lanes each
+// want two batches (Runner.MaxBuffered).
+const maxAutoBuffered = 100000
+
 // payloadReleaser is an Invoker that reads a payload only until Invoke
 // returns, as dispatcher.LambdaInvoker does on its direct HTTP path.
 type payloadReleaser interface {
@@ -253,9 +260,15 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 	if x.batches, err = batcher.New(policy, x.src.Envelope(m)); err != nil {
 		return err
 	}
-	maxBuf := r.MaxBuffered
-	if maxBuf <= 0 {
-		maxBuf = max(4*policy.BatchSize, 10000)
+	maxBuf := func() int { return r.MaxBuffered }
+	if r.MaxBuffered <= 0 {
+		base := max(4*policy.BatchSize, 10000)
+		maxBuf = func() int { return base }
+		if !x.src.Batching.Deal {
+			maxBuf = func() int {
+				return max(base, min(2*policy.BatchSize*x.batches.Lanes(), maxAutoBuffered))
+			}
+		}
 	}
 	open := r.Open
 	if open == nil {
@@ -374,10 +387,10 @@ func (x *run) disableOr(ctx context.Context, err error) error {
 	return nil
 }
 
-func (x *run) pollLoop(ctx context.Context, maxBuf int, space <-chan struct{}) error {
+func (x *run) pollLoop(ctx context.Context, maxBuf func() int, space <-chan struct{}) error {
 	ender, _ := x.poller.(source.LaneEnder)
 	for {
-		for x.batches.Len() >= maxBuf {
+		for x.batches.Len() >= maxBuf() {
 			select {
 			case <-ctx.Done():
 				return nil

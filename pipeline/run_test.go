@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -730,4 +731,92 @@ func TestPipelineProcessingResultAfterRetries(t *testing.T) {
 			})
 		})
 	}
+}
+
+// spreadPoller hands out n records per lane, interleaved: each Poll gives
+// every lane per records, as a Kafka fetch of several partitions does.
+type spreadPoller struct {
+	lanes, per, n int
+	mu            sync.Mutex
+	polled        int // per lane
+}
+
+func (p *spreadPoller) Poll(ctx context.Context) ([]source.Record, error) {
+	p.mu.Lock()
+	if p.polled >= p.n {
+		p.mu.Unlock()
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	var out []source.Record
+	for l := range p.lanes {
+		for i := p.polled; i < p.polled+p.per; i++ {
+			seq := strconv.Itoa(i)
+			out = append(out, source.Record{Lane: "lane-" + strconv.Itoa(l), ID: seq, Seq: seq, Data: []byte(`{}`)})
+		}
+	}
+	p.polled += p.per
+	p.mu.Unlock()
+	return out, nil
+}
+
+func (p *spreadPoller) Ack(context.Context, []source.Record, error) error { return nil }
+func (p *spreadPoller) Close() error                                      { return nil }
+
+// countingInvoker records the number of records of each event.
+type countingInvoker struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (c *countingInvoker) Invoke(_ context.Context, _ string, payload []byte) (dispatcher.Result, error) {
+	var ev struct{ Records []json.RawMessage }
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return dispatcher.Result{}, err
+	}
+	c.mu.Lock()
+	c.sizes = append(c.sizes, len(ev.Records))
+	c.mu.Unlock()
+	return dispatcher.Result{StatusCode: 200, ExecutedVersion: "$LATEST", Payload: []byte("null")}, nil
+}
+
+// TestPipelineBuffersABatchPerLane: with the default buffer, eight lanes
+// whose records arrive interleaved each fill a whole batch of 10,000
+// (80,000 records, twice the 4-batch default) instead of waiting for the
+// batching window with half a batch each.
+func TestPipelineBuffersABatchPerLane(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const lanes, batch = 8, 10000
+		inv := &countingInvoker{}
+		m := mapping(func(c *esm.Config) {
+			c.BatchSize = ptr(int64(batch))
+			c.MaximumBatchingWindowInSeconds = ptr(int64(300))
+		})
+		r := &Runner{Source: descriptorFor(esm.SourceKinesis), Invoker: inv,
+			Open: func(context.Context, *esm.Mapping) (source.Poller, error) {
+				return &spreadPoller{lanes: lanes, per: 500, n: batch}, nil
+			}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx, m, &fakeReporter{}) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}()
+		// Well within the 300 s window: only full batches come this soon.
+		testenv.EventuallyTrue(t, 10*time.Second, "eight invocations", func() bool {
+			inv.mu.Lock()
+			defer inv.mu.Unlock()
+			return len(inv.sizes) >= lanes
+		})
+		inv.mu.Lock()
+		defer inv.mu.Unlock()
+		for i, n := range inv.sizes[:lanes] {
+			if n != batch {
+				t.Fatalf("invocation %d of %d records, want full batches of %d: %v", i, n, batch, inv.sizes)
+			}
+		}
+	})
 }
