@@ -80,6 +80,11 @@ func Descriptor() *source.Descriptor {
 			if env.Log != nil {
 				cfg.Log = env.Log.With("uuid", m.UUID)
 			}
+			// A store several workers share leases the change stream out:
+			// one worker reads it, the others stand by.
+			if l, ok := env.Store.(Leases); ok && env.Worker != "" {
+				return OpenLeased(ctx, cfg, Lease{Leases: l, Worker: env.Worker, TTL: env.LeaseTTL})
+			}
 			return Open(ctx, cfg)
 		},
 		Rewind: Rewind,

@@ -34,7 +34,16 @@ func Rewind(ctx context.Context, env *source.Env, m *esm.Mapping, to esm.Positio
 	if to.Type == esm.ReplayAtTimestamp {
 		cp += ":" + strconv.FormatInt(to.Timestamp.Unix(), 10)
 	}
-	return env.Store.SetPosition(ctx, m.UUID, Lane(aws.ToString(dc.DatabaseName), aws.ToString(dc.CollectionName)), cp)
+	lane := Lane(aws.ToString(dc.DatabaseName), aws.ToString(dc.CollectionName))
+	// A store that leases the stream (PostgreSQL, several workers) takes
+	// the lease from whichever worker reads it in the same write, so that
+	// its checkpoints do not overwrite the replay's.
+	if r, ok := env.Store.(interface {
+		ResetPositions(ctx context.Context, mapping string, positions map[string]string) error
+	}); ok {
+		return r.ResetPositions(ctx, m.UUID, map[string]string{lane: cp})
+	}
+	return env.Store.SetPosition(ctx, m.UUID, lane, cp)
 }
 
 // parseReplay reads a checkpoint written by Rewind.
