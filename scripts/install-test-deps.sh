@@ -83,89 +83,57 @@ if ! command -v aws >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends awscli >/dev/null
 fi
 
-# rabbitmq-server (Debian's package, with Erlang). internal/testenv starts it
-# itself, on loopback, with its own directories; the package's service is
-# not used (and does not start under policy-rc.d in containers).
+# apt_no_service PACKAGE WHAT SERVICE... installs a Debian package whose
+# service the tests never use (internal/testenv runs the server itself, on
+# loopback, with its own directories): a policy-rc.d that refuses service
+# starts keeps the package from starting it (listening on every interface)
+# for the length of the install, and should one have started anyway
+# (systemd socket activation) it is stopped and disabled. WHAT says what to
+# install by hand where apt-get is missing.
+apt_no_service() {
+  local pkg=$1 what=$2; shift 2
+  if ! command -v apt-get >/dev/null; then
+    echo "install-test-deps: $pkg is missing and apt-get is not available; $what" >&2
+    exit 1
+  fi
+  local SUDO=
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "install-test-deps: apt-get install $pkg"
+  local policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    trap "$SUDO rm -f $policy" EXIT
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
+  if [ -n "$policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now "$@" >/dev/null 2>&1 || true
+  fi
+}
+
+# rabbitmq-server (Debian's package, with Erlang).
 if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
-  if ! command -v apt-get >/dev/null; then
-    echo "install-test-deps: rabbitmq-server is missing and apt-get is not available; install RabbitMQ 3.10+ so that /usr/lib/rabbitmq/bin/rabbitmq-server exists" >&2
-    exit 1
-  fi
-  SUDO=
-  [ "$(id -u)" = 0 ] || SUDO=sudo
-  echo "install-test-deps: apt-get install rabbitmq-server"
-  # The package would start its service (and epmd), listening on every
-  # interface: a policy-rc.d that refuses service starts prevents that for
-  # the length of the install.
-  policy=
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    policy=/usr/sbin/policy-rc.d
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
-    $SUDO chmod 755 "$policy"
-    trap '$SUDO rm -f "$policy"' EXIT
-  fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
-  if [ -n "$policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
-  # Should a service have started anyway (systemd socket activation), stop
-  # and disable it: the tests never use it.
-  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    $SUDO systemctl disable --now rabbitmq-server.service epmd.socket epmd.service >/dev/null 2>&1 || true
-  fi
+  apt_no_service rabbitmq-server "install RabbitMQ 3.10+ so that /usr/lib/rabbitmq/bin/rabbitmq-server exists" \
+    rabbitmq-server.service epmd.socket epmd.service
 fi
 
-# activemq (Debian's package, ActiveMQ 5.17 with a headless JRE).
-# internal/testenv runs the broker's jar itself on loopback with its own
-# config (internal/testenv/activemq), ports and data directory; the
-# package's service is not used.
+# activemq (Debian's package, ActiveMQ 5.17 with a headless JRE):
+# internal/testenv runs the broker's jar with its own config
+# (internal/testenv/activemq), ports and data directory.
 if [ ! -f /usr/share/activemq/bin/activemq.jar ] || ! command -v java >/dev/null; then
-  if ! command -v apt-get >/dev/null; then
-    echo "install-test-deps: activemq is missing and apt-get is not available; install ActiveMQ 5.17 so that /usr/share/activemq/bin/activemq.jar exists, and a JRE" >&2
-    exit 1
-  fi
-  SUDO=
-  [ "$(id -u)" = 0 ] || SUDO=sudo
-  echo "install-test-deps: apt-get install activemq"
-  policy=
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    policy=/usr/sbin/policy-rc.d
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
-    $SUDO chmod 755 "$policy"
-    trap '$SUDO rm -f "$policy"' EXIT
-  fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends activemq >/dev/null
-  if [ -n "$policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
-  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    $SUDO systemctl disable --now activemq.service >/dev/null 2>&1 || true
-  fi
+  apt_no_service activemq "install ActiveMQ 5.17 so that /usr/share/activemq/bin/activemq.jar exists, and a JRE" \
+    activemq.service
 fi
 
-# postgresql (Debian's PostgreSQL 15): internal/testenv runs initdb and
-# postgres itself, on loopback, with its own data directory, as the
-# postgres user the package creates when the tests run as root; the
-# package's service (and its cluster) are not used.
+# postgresql-15 (Debian's PostgreSQL 15): internal/testenv runs initdb and
+# postgres itself, as the postgres user the package creates when the tests
+# run as root; the package's cluster is not used.
 if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
-  if ! command -v apt-get >/dev/null; then
-    echo "install-test-deps: PostgreSQL 15 is missing and apt-get is not available; install it so that /usr/lib/postgresql/15/bin/postgres exists" >&2
-    exit 1
-  fi
-  SUDO=
-  [ "$(id -u)" = 0 ] || SUDO=sudo
-  echo "install-test-deps: apt-get install postgresql-15"
-  policy=
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    policy=/usr/sbin/policy-rc.d
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
-    $SUDO chmod 755 "$policy"
-    trap '$SUDO rm -f "$policy"' EXIT
-  fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null
-  if [ -n "$policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
-  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    $SUDO systemctl disable --now postgresql.service >/dev/null 2>&1 || true
-  fi
+  apt_no_service postgresql-15 "install PostgreSQL 15 so that /usr/lib/postgresql/15/bin/postgres exists" \
+    postgresql.service
 fi
 
 # chromium (Debian's package): the test of esmd bench's HTML report opens
