@@ -49,9 +49,14 @@ func NewServer(h http.Handler, lim *ConnLimiter, writeTimeout time.Duration, log
 
 // ConnLimiter bounds the connections a listener holds open. When the
 // bound is reached, the connection idle the longest is closed to make
-// room; when none is idle, Accept waits for one to close, and new
+// room; when none is idle (between requests), the one that has waited the
+// longest for its request headers (a silent client, a slowloris); when
+// every connection is in a request, Accept waits for one to close, and new
 // connections wait in the kernel's backlog meanwhile. Every connection is
-// cut by the server's timeouts, so waiting is bounded.
+// cut by the server's timeouts, so waiting is bounded. Without closing
+// connections that send nothing, an attacker who keeps --max-connections
+// of them open, reconnecting as ReadHeaderTimeout cuts them, would keep
+// every client out.
 //
 // Bounding connections below the process's file limit keeps descriptors
 // for the pipelines and the store; should accept still fail for want of
@@ -60,8 +65,11 @@ func NewServer(h http.Handler, lim *ConnLimiter, writeTimeout time.Duration, log
 type ConnLimiter struct {
 	slots chan struct{}
 
-	mu   sync.Mutex
-	idle map[net.Conn]time.Time
+	mu sync.Mutex
+	// idle are the connections between requests, fresh those accepted
+	// whose first request's headers have not all arrived, each with the
+	// time it entered that state.
+	idle, fresh map[net.Conn]time.Time
 }
 
 // NewConnLimiter returns a limiter for max connections.
@@ -69,7 +77,7 @@ func NewConnLimiter(max int) *ConnLimiter {
 	if max < 1 {
 		max = 1
 	}
-	return &ConnLimiter{slots: make(chan struct{}, max), idle: map[net.Conn]time.Time{}}
+	return &ConnLimiter{slots: make(chan struct{}, max), idle: map[net.Conn]time.Time{}, fresh: map[net.Conn]time.Time{}}
 }
 
 // Listener wraps ln so that it holds at most the limiter's connections.
@@ -82,30 +90,44 @@ func (l *ConnLimiter) Listener(ln net.Listener) net.Listener {
 func (l *ConnLimiter) ConnState(c net.Conn, s http.ConnState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if s == http.StateIdle {
+	delete(l.idle, c)
+	delete(l.fresh, c)
+	switch s {
+	case http.StateIdle:
 		l.idle[c] = time.Now()
-	} else {
-		delete(l.idle, c)
+	case http.StateNew:
+		l.fresh[c] = time.Now()
 	}
 }
 
-// evictIdle closes the connection idle the longest, if any. A request
-// that arrives on it at that very moment sees the connection reset, as it
-// would at the end of IdleTimeout; the SDKs retry such an error.
+// evictIdle closes the connection idle the longest, else the one that has
+// waited the longest for its first request, if any. A request that arrives
+// on it at that very moment sees the connection reset, as it would at the
+// end of IdleTimeout; the SDKs retry such an error.
 func (l *ConnLimiter) evictIdle() {
 	l.mu.Lock()
-	var oldest net.Conn
-	var at time.Time
-	for c, t := range l.idle {
-		if oldest == nil || t.Before(at) {
-			oldest, at = c, t
-		}
+	oldest := oldestOf(l.idle)
+	if oldest == nil {
+		oldest = oldestOf(l.fresh)
 	}
 	delete(l.idle, oldest)
+	delete(l.fresh, oldest)
 	l.mu.Unlock()
 	if oldest != nil {
 		oldest.Close()
 	}
+}
+
+// oldestOf returns the connection of conns with the earliest time, or nil.
+func oldestOf(conns map[net.Conn]time.Time) net.Conn {
+	var oldest net.Conn
+	var at time.Time
+	for c, t := range conns {
+		if oldest == nil || t.Before(at) {
+			oldest, at = c, t
+		}
+	}
+	return oldest
 }
 
 type limitListener struct {

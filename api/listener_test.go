@@ -131,6 +131,30 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 	}
 }
 
+// TestSilentConnectionsMakeRoom: with every slot taken by connections that
+// never finish their request headers (silent, or a slowloris), a new client
+// is still answered: the limiter closes the one waiting the longest instead
+// of leaving the API unreachable until ReadHeaderTimeout cuts them, which an
+// attacker that reconnects at once would keep it for good.
+func TestSilentConnectionsMakeRoom(t *testing.T) {
+	addr := serveLimited(t, http.HandlerFunc(okHandler), 2, time.Hour, time.Hour, time.Hour)
+	for i := range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if i == 1 {
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+		}
+	}
+	for range 3 {
+		if err := get(addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestBodySlotsBoundBufferedBodies: with every body slot held by a slow
 // sender, a request without a body is still answered, and a body waits
 // for a slot instead of being buffered.
