@@ -137,7 +137,15 @@ type limitListener struct {
 	closeOnce sync.Once
 }
 
+// Accept takes a slot for a connection once it has arrived: making room
+// before, while no one is connecting, would close a connection (an idle
+// one, or one whose request is on its way) for nothing. While it waits for
+// a slot, the accepted connection is one descriptor beyond the limit.
 func (ln *limitListener) Accept() (net.Conn, error) {
+	c, err := ln.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
 	select {
 	case ln.l.slots <- struct{}{}:
 	default:
@@ -145,13 +153,9 @@ func (ln *limitListener) Accept() (net.Conn, error) {
 		select {
 		case ln.l.slots <- struct{}{}:
 		case <-ln.done:
+			c.Close()
 			return nil, net.ErrClosed
 		}
-	}
-	c, err := ln.Listener.Accept()
-	if err != nil {
-		<-ln.l.slots
-		return nil, err
 	}
 	return &limitConn{Conn: c, release: func() { <-ln.l.slots }}, nil
 }
