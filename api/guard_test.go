@@ -3,6 +3,9 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -230,4 +233,41 @@ func FuzzInvalidText(f *testing.F) {
 			}
 		}
 	})
+}
+
+// faultyEngine fails every call it implements with an error that names
+// what a caller must not learn: a file, an address.
+type faultyEngine struct{ Engine }
+
+var errInternal = errors.New("open /var/lib/esmd/esmd.db: input/output error; dial tcp 10.0.0.7:5432: connect: connection refused")
+
+func (faultyEngine) Get(context.Context, string) (*esm.Mapping, error) { return nil, errInternal }
+func (faultyEngine) ListTags(context.Context, string) (map[string]string, error) {
+	return nil, fmt.Errorf("esm: %w", errInternal)
+}
+
+// TestInternalErrorsAreNotShown: an error of esmd's own (not an API
+// error) answers 500 ServiceException with a fixed message, as Lambda
+// does; its text, which may name a file or an address, goes to the log.
+func TestInternalErrorsAreNotShown(t *testing.T) {
+	var logged strings.Builder
+	h := New(faultyEngine{}, slog.New(slog.NewTextHandler(&logged, nil)))
+	for _, target := range []string{"/2015-03-31/event-source-mappings/abc", "/2017-03-31/tags/arn:aws:lambda:us-east-1:000000000000:event-source-mapping:abc"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", target, nil))
+		if rec.Code != 500 || rec.Header().Get("X-Amzn-ErrorType") != esm.ErrTypeService {
+			t.Errorf("%s: %d %s", target, rec.Code, rec.Header().Get("X-Amzn-ErrorType"))
+		}
+		if b := rec.Body.String(); strings.Contains(b, "esmd.db") || strings.Contains(b, "10.0.0.7") {
+			t.Errorf("%s: the answer shows the internal error: %s", target, b)
+		}
+	}
+	if !strings.Contains(logged.String(), "esmd.db") {
+		t.Errorf("the internal error is not logged: %s", logged.String())
+	}
+	rec := httptest.NewRecorder()
+	WriteError(rec, errInternal)
+	if b := rec.Body.String(); rec.Code != 500 || strings.Contains(b, "esmd.db") {
+		t.Errorf("WriteError: %d %s", rec.Code, b)
+	}
 }

@@ -273,14 +273,18 @@ var frontEnd = map[string]bool{ErrTypeMissingToken: true, ErrTypeIncompleteSigna
 	ErrTypeInvalidSignature: true, ErrTypeUnrecognizedClient: true, ErrTypeAccessDenied: true}
 
 // WriteError renders an error in the REST-JSON shape Lambda uses, for
-// esmd's own endpoints beside the API.
+// esmd's own endpoints beside the API; an error that is not an *esm.Error
+// is shown as esm.ServiceError, and the caller logs it.
 func WriteError(w http.ResponseWriter, err error) { writeError(w, err) }
 
-// writeError renders an error in the REST-JSON shape Lambda uses.
+// writeError renders an error in the REST-JSON shape Lambda uses. An
+// error that is not an *esm.Error is esmd's own fault: its text may name a
+// file or an address, so the answer is esm.ServiceError's fixed message
+// and the caller logs the error.
 func writeError(w http.ResponseWriter, err error) {
 	var ae *esm.Error
 	if !errors.As(err, &ae) {
-		ae = &esm.Error{Type: esm.ErrTypeService, Status: http.StatusInternalServerError, Message: err.Error()}
+		ae = esm.ServiceError()
 	}
 	body := map[string]string{ae.MessageKey(): ae.Message}
 	if f := ae.Fault(); f != "" && !frontEnd[ae.Type] {

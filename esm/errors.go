@@ -64,7 +64,12 @@ func (e *Error) MessageKey() string {
 // serviceError is the 500 ServiceException Lambda answers for a fault of
 // its own, with its own message. The detail (an endpoint that did not
 // answer, a store error) goes to esmd's log, never to the caller.
-func serviceError() *Error {
+func serviceError() *Error { return ServiceError() }
+
+// ServiceError is the 500 ServiceException for a fault of esmd's own,
+// with Lambda's fixed message: what an API answers for an error that is
+// not an *Error, whose text (a file, an address) is for the log only.
+func ServiceError() *Error {
 	return &Error{Type: ErrTypeService, Status: http.StatusInternalServerError,
 		Message: "An error occurred and the request cannot be processed."}
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/url"
@@ -52,7 +53,7 @@ type replayer interface {
 // withReplay serves POST /esmd/event-source-mappings/{UUID}/replay beside
 // the API (esmd's own call: AWS cannot change a mapping's position after
 // create). Errors have the API's REST-JSON shape.
-func withReplay(next http.Handler, e replayer) http.Handler {
+func withReplay(next http.Handler, e replayer, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rest, ok := strings.CutPrefix(r.URL.Path, replayPrefix)
 		id, ok2 := strings.CutSuffix(rest, replaySuffix)
@@ -77,6 +78,9 @@ func withReplay(next http.Handler, e replayer) http.Handler {
 		}
 		m, err := e.Replay(r.Context(), id, to)
 		if err != nil {
+			if ae := (*esm.Error)(nil); !errors.As(err, &ae) {
+				log.Error("replay", "uuid", id, "err", err) // the answer shows no detail
+			}
 			api.WriteError(w, err)
 			return
 		}

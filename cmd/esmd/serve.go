@@ -113,7 +113,7 @@ func serve(ctx context.Context, c *common, log *slog.Logger, ready func(*esm.Eng
 	if front != nil {
 		addr = front.ln.Addr().String()
 		// The store backup endpoint sits with the API, behind its guards.
-		h := api.Protect(withMetrics(withLongBackup(withLanes(withStoreBackup(withReplay(api.New(engine, log), engine), store, log), store, log)), metrics), front.policy)
+		h := api.Protect(withMetrics(withLongBackup(withLanes(withStoreBackup(withReplay(api.New(engine, log), engine, log), store, log), store, log)), metrics), front.policy)
 		srv = api.NewServer(h, front.limiter, max(time.Minute, c.drainTimeout+30*time.Second), log)
 		go func() { errc <- srv.Serve(front.ln) }()
 		log.Info("esmd listening", "addr", "http://"+addr, "data-dir", c.dataDir, "region", c.region, "version", versionString())
