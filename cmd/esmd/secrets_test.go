@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -316,5 +317,52 @@ func TestSignedExfiltrationRefused(t *testing.T) {
 	}
 	if n := attacker.conns.Load(); n != 0 {
 		t.Errorf("the caller's host received %d connections", n)
+	}
+}
+
+// TestReplayFailureIsNoPortScanner: a failed replay shows in
+// LastProcessingResult, and, like a failed poll, it must not say what
+// listens on the host:port a caller named (a closed port, a service that is
+// no Kafka broker): replaying a disabled self-managed Kafka mapping would
+// otherwise probe any address without ever starting a poller.
+func TestReplayFailureIsNoPortScanner(t *testing.T) {
+	dir := t.TempDir()
+	api, stop := secretsServe(t, dir, "")
+	defer stop()
+	ctx := context.Background()
+	addr := api.Options().BaseEndpoint
+	for name, target := range testenv.Unreachable(t) {
+		if name == "silent" || name == "unresolvable" {
+			continue // a replay waits for these as long as a poll does
+		}
+		in := kafkaInput(target, []types.SourceAccessConfiguration{{Type: types.SourceAccessTypeVpcSubnet, URI: aws.String("subnet:subnet-0123")}})
+		in.Enabled = aws.Bool(false)
+		out, err := api.CreateEventSourceMapping(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Post(aws.ToString(addr)+replayPrefix+aws.ToString(out.UUID)+replaySuffix, "application/json", strings.NewReader(`{"Position":"TRIM_HORIZON"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("%s: replay answered %d", name, resp.StatusCode)
+		}
+		testenv.Eventually(t, 60*time.Second, func(ctx context.Context) error {
+			got, err := api.GetEventSourceMapping(ctx, &lambda.GetEventSourceMappingInput{UUID: out.UUID})
+			if err != nil {
+				return err
+			}
+			res := aws.ToString(got.LastProcessingResult)
+			if !strings.HasPrefix(res, "PROBLEM: replay") {
+				return fmt.Errorf("%s: LastProcessingResult %q", name, res)
+			}
+			_, port, _ := net.SplitHostPort(target)
+			if strings.Contains(res, port) || strings.Contains(res, "dial") || strings.Contains(res, "refused") {
+				t.Errorf("%s: LastProcessingResult tells what listens at %s: %q", name, target, res)
+			}
+			return nil
+		})
 	}
 }
