@@ -277,12 +277,28 @@ func (p *Poller) balance() error {
 	}
 	held := slices.Collect(maps.Keys(st.counters))
 	st.mu.Unlock()
+	var start []*shard
 	p.mu.Lock()
 	for _, lane := range held {
 		sh := p.shards[lane]
 		if sh == nil || slices.Contains(handoff, lane) || sh.stopped != nil && !closed(sh.stopped) || closed(sh.finished) {
 			continue
 		}
+		start = append(start, sh)
+	}
+	p.mu.Unlock()
+	// A reader stopped for a handover that did not happen (the share grew
+	// back) reads again from the stored position: what it tracked is
+	// forgotten (doneMu before p.mu, as Done takes them).
+	p.doneMu.Lock()
+	for _, sh := range start {
+		if sh.stopped != nil {
+			p.tracker.Forget(sh.id)
+		}
+	}
+	p.doneMu.Unlock()
+	p.mu.Lock()
+	for _, sh := range start {
 		p.startReaderLocked(sh, p.ctx)
 	}
 	p.mu.Unlock()
