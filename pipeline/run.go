@@ -437,10 +437,20 @@ func (x *run) pollLoop(ctx context.Context, maxBuf func() int, space <-chan stru
 // drop; a record the filter cannot read is dropped.
 func (x *run) filter(recs []source.Record) (kept, dropped []source.Record) {
 	kept = make([]source.Record, 0, len(recs))
+	// The filter reads the bytes: records that encode on demand are
+	// encoded here, once, into one buffer for the whole poll.
+	size := 0
+	for i := range recs {
+		if recs[i].Encoder != nil && recs[i].Data == nil {
+			size += recs[i].Size
+		}
+	}
+	slab := make([]byte, 0, size)
 	for _, rec := range recs {
 		if rec.Encoder != nil && rec.Data == nil {
-			// The filter reads the bytes: encode them once, here.
-			rec.Data, rec.Encoder = rec.Bytes(), nil
+			start := len(slab)
+			slab = rec.AppendTo(slab)
+			rec.Data, rec.Encoder = slab[start:len(slab):len(slab)], nil
 		}
 		ok, err := x.match.Match(x.fsrc, rec.Data)
 		if err != nil {
