@@ -2,14 +2,20 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
+	"github.com/esmd/esmd/checkpoint/pgstore"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
 )
@@ -105,5 +111,56 @@ func TestStoreFlagRefusesOtherURLs(t *testing.T) {
 	_, err := openStore(t.Context(), c, c.logger(io.Discard))
 	if err == nil || !strings.Contains(err.Error(), "want a postgres:// URL") || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("openStore: %v", err)
+	}
+}
+
+// TestRunWorkersDeclareOnce: three `esmd run -f` workers started together
+// on one PostgreSQL store with the same mappings file hold one mapping,
+// not three: creation is serialised across workers, and the later
+// workers update the mapping the first created.
+func TestRunWorkersDeclareOnce(t *testing.T) {
+	queue := localQueue(t)
+	dsn := testenv.PostgreSQLDatabase(t)
+	file := filepath.Join(t.TempDir(), "mappings.yaml")
+	if err := os.WriteFile(file, []byte("- FunctionName: f\n  EventSourceArn: "+queue+"\n  Enabled: false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const workers = 3
+	declared := regexp.MustCompile(`msg="mapping (created|updated)"`)
+	logs := make([]*lockedBuffer, workers)
+	codes := make(chan int, workers)
+	for i := range workers {
+		logs[i] = &lockedBuffer{}
+		args := []string{"run", "-f", file, "--store", dsn, "--data-dir", t.TempDir(), "--function-check", "never"}
+		go func() { codes <- run(ctx, args, nil, io.Discard, logs[i]) }()
+	}
+	testenv.Eventually(t, 60*time.Second, func(context.Context) error {
+		for i, l := range logs {
+			if !declared.MatchString(l.String()) {
+				return fmt.Errorf("worker %d has not declared the mapping: %s", i, l.String())
+			}
+		}
+		return nil
+	})
+	cancel()
+	for range workers {
+		if c := <-codes; c != 0 {
+			t.Errorf("exit %d", c)
+		}
+	}
+	created := 0
+	for _, l := range logs {
+		created += strings.Count(l.String(), `msg="mapping created"`)
+	}
+	s, err := pgstore.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ms, err := s.LoadMappings(context.Background())
+	if err != nil || len(ms) != 1 || created != 1 {
+		t.Errorf("%d mappings stored, %d created (%v)", len(ms), created, err)
 	}
 }
