@@ -230,6 +230,51 @@ func TestVerifier(t *testing.T) {
 			req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDESMDTEST/20260504/us-east-1/lambda/aws4_request, SignedHeaders")
 			return req
 		}, status: 403, code: ErrTypeIncompleteSignature, msg: "'SignedHeaders' not a valid key=value pair (missing equal-sign) in Authorization header"},
+		{name: "body replaced, its hash sent", req: func() *http.Request {
+			req := signedRequest(t, "POST", esmPath, `{"FunctionName":"f"}`, now)
+			sum := sha256.Sum256([]byte(`{"FunctionName":"g"}`))
+			req.Header.Set("X-Amz-Content-Sha256", hex.EncodeToString(sum[:]))
+			req.Body = io.NopCloser(strings.NewReader(`{"FunctionName":"g"}`))
+			return req
+		}, status: 403, code: ErrTypeInvalidSignature, msg: "The request signature we calculated does not match"},
+		{name: "body replaced, the old hash sent", req: func() *http.Request {
+			req := signedRequest(t, "POST", esmPath, `{"FunctionName":"f"}`, now)
+			sum := sha256.Sum256([]byte(`{"FunctionName":"f"}`))
+			req.Header.Set("X-Amz-Content-Sha256", hex.EncodeToString(sum[:]))
+			req.Body = io.NopCloser(strings.NewReader(`{"FunctionName":"g"}`))
+			return req
+		}, status: 403, code: ErrTypeInvalidSignature, msg: "The provided 'x-amz-content-sha256' header does not match what was computed."},
+		{name: "body replaced, UNSIGNED-PAYLOAD claimed", req: func() *http.Request {
+			req := signedRequest(t, "POST", esmPath, `{"FunctionName":"f"}`, now)
+			req.Header.Set("X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD")
+			req.Body = io.NopCloser(strings.NewReader(`{"FunctionName":"g"}`))
+			return req
+		}, status: 403, code: ErrTypeInvalidSignature, msg: "The request signature we calculated does not match"},
+		{name: "presigned, expired", req: func() *http.Request {
+			req := newTestRequest("GET", esmPath, nil)
+			q := req.URL.Query()
+			q.Set("X-Amz-Expires", "60")
+			req.URL.RawQuery = q.Encode()
+			sum := sha256.Sum256(nil)
+			u, _, _ := v4.NewSigner().PresignHTTP(context.Background(), aws.Credentials{AccessKeyID: testKeyID, SecretAccessKey: testSecret},
+				req, hex.EncodeToString(sum[:]), "lambda", "us-east-1", now.Add(-2*time.Minute))
+			return newTestRequest("GET", u, nil)
+		}, status: 403, code: ErrTypeInvalidSignature, msg: "Signature expired: 20260504T115800Z is now earlier than 20260504T115900Z (20260504T120000Z - 60 sec.)"},
+		{name: "presigned for longer than a week", req: func() *http.Request {
+			req := newTestRequest("GET", esmPath, nil)
+			q := req.URL.Query()
+			q.Set("X-Amz-Expires", "604801")
+			req.URL.RawQuery = q.Encode()
+			sum := sha256.Sum256(nil)
+			u, _, _ := v4.NewSigner().PresignHTTP(context.Background(), aws.Credentials{AccessKeyID: testKeyID, SecretAccessKey: testSecret},
+				req, hex.EncodeToString(sum[:]), "lambda", "us-east-1", now)
+			return newTestRequest("GET", u, nil)
+		}, status: 403, code: ErrTypeIncompleteSignature, msg: "X-Amz-Expires must be an integer between 1 and 604800 seconds"},
+		{name: "signed path, another path sent", req: func() *http.Request {
+			req := signedRequest(t, "DELETE", esmPath+"aaaa", "", now)
+			req.URL.Path, req.RequestURI = esmPath+"bbbb", esmPath+"bbbb"
+			return req
+		}, status: 403, code: ErrTypeInvalidSignature, msg: "The request signature we calculated does not match"},
 		{name: "host not signed", req: func() *http.Request {
 			req := signedRequest(t, "GET", esmPath, "", now)
 			req.Header.Set("Authorization", strings.Replace(req.Header.Get("Authorization"), "SignedHeaders=host;", "SignedHeaders=", 1))
