@@ -18,6 +18,7 @@ import (
 	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/esmd/esmd/checkpoint/pgstore"
 	"github.com/esmd/esmd/internal/testenv"
@@ -123,7 +124,7 @@ func (f *kinesisFleet) settled(uuid string, shards int) (map[string]int, time.Du
 
 // TestWorkersShareKinesisShards is the scale-out acceptance test: three
 // esmd processes on one PostgreSQL store read one Kinesis mapping of 8
-// shards, 3/3/2. One is killed (SIGKILL): its shards move to the others
+// shards, 3/3/2, and consume one SQS mapping's queue together. One is killed (SIGKILL): its shards move to the others
 // once its leases expire. It restarts, a fourth joins (2/2/2/2), and the
 // mapping is disabled through the fourth's API. Every record is delivered
 // at least once, each key's records in order, with steps back only to a
@@ -138,8 +139,31 @@ func TestWorkersShareKinesisShards(t *testing.T) {
 	const ttl = 3 * time.Second
 	name, arn := kinesisStream(t, kc, "workers", shards)
 	rec := &kinesisRecorder{delay: 5 * time.Millisecond, byKey: map[string][]int{}}
-	fn := httptest.NewServer(rec)
+	// An SQS mapping beside it, on fauxqs, to function "sqsfn": every
+	// worker consumes its queue.
+	fq := testenv.FauxQS(t)
+	t.Setenv("AWS_ENDPOINT_URL_SQS", fq)
+	sc := sqs.NewFromConfig(testenv.AWSConfig(fq))
+	qURL, qArn := sqsQueue(t, sc, "workers", map[string]string{"VisibilityTimeout": "2"})
+	sqsRec := newInvokeRecorder(sqsIDs)
+	fn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "sqsfn") {
+			sqsRec.ServeHTTP(w, r)
+			return
+		}
+		rec.ServeHTTP(w, r)
+	}))
 	defer fn.Close()
+	sent := 0
+	sendSQS := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := sc.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &qURL, MessageBody: aws.String(fmt.Sprint(sent))}); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+		}
+	}
 	f := newKinesisFleet(t, fn.URL, ttl.String())
 	for _, id := range []string{"w1", "w2", "w3"} {
 		f.start(id)
@@ -151,6 +175,10 @@ func TestWorkersShareKinesisShards(t *testing.T) {
 		t.Fatal(err)
 	}
 	uuid := aws.ToString(out.UUID)
+	if _, err := client(f.addrs["w2"]).CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{
+		FunctionName: aws.String("sqsfn"), EventSourceArn: aws.String(qArn), BatchSize: aws.Int32(10)}); err != nil {
+		t.Fatal(err)
+	}
 	counts, took := f.settled(uuid, shards)
 	t.Logf("three workers: %v, settled in %v", counts, took.Round(time.Millisecond))
 
@@ -179,7 +207,9 @@ func TestWorkersShareKinesisShards(t *testing.T) {
 		break
 	}
 	put(40)
+	sendSQS(100)
 	f.kill(victim)
+	sendSQS(100)
 	counts, took = f.settled(uuid, shards)
 	t.Logf("%s killed (SIGKILL): its shards moved in %v (lease time %v): %v", victim, took.Round(time.Millisecond), ttl, counts)
 	deliveredAll()
@@ -200,6 +230,12 @@ func TestWorkersShareKinesisShards(t *testing.T) {
 	put(20)
 	deliveredAll()
 
+	// Every SQS message too, across the kill (one received by the killed
+	// worker comes back after its visibility timeout).
+	testenv.EventuallyTrue(t, 60*time.Second, "every SQS message delivered", func() bool {
+		_, distinct, _ := sqsRec.count()
+		return distinct == sent
+	})
 	total, distinct, err := rec.check(keys, perKey, 4)
 	if err != nil {
 		t.Fatal(err)
