@@ -56,6 +56,13 @@ func TestServeRefusesAnOpenNonLoopbackAPI(t *testing.T) {
 		{[]string{"--allowed-origins", "https://console.example.com,http://localhost:3000"}, ""},
 		{[]string{"--allowed-origins", "console.example.com"}, `--allowed-origins: "console.example.com" is not an origin`},
 		{[]string{"--max-connections", "-1"}, "--max-connections must not be negative"},
+		// A wildcard without credentials hands the API to any web page:
+		// through DNS rebinding (any Host), or by CORS (any Origin).
+		{[]string{"--allowed-hosts", "*"}, "--allowed-hosts * without --api-credentials"},
+		{[]string{"--allowed-hosts", "esmd.internal,*", "--addr", "0.0.0.0:9000", "--allow-unauthenticated"}, "--allowed-hosts * without --api-credentials"},
+		{[]string{"--allowed-origins", "*"}, "--allowed-origins * without --api-credentials"},
+		{[]string{"--allowed-hosts", "*", "--allowed-origins", "*", "--api-credentials", creds}, ""},
+		{[]string{"--allowed-hosts", "esmd.internal", "--allowed-origins", "http://localhost:3000"}, ""},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			o := serveFlags(io.Discard)

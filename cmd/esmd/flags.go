@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,8 +93,8 @@ func newCommon(name string, out io.Writer, defaultAddr string) *common {
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "when a mapping stops (disable, update, delete, shutdown): how long invocations in flight may finish and be acknowledged before they are cancelled")
 	fs.StringVar(&c.apiCredentials, "api-credentials", "", "require AWS SigV4-signed API requests, with the keys of this file (AWS shared-credentials format: [section] aws_access_key_id / aws_secret_access_key, one or more), or 'env' for AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default: unsigned requests accepted, on a loopback --addr only)")
 	fs.BoolVar(&c.allowUnauthenticated, "allow-unauthenticated", false, "serve the API on a non-loopback --addr without --api-credentials: anyone who reaches the port can manage mappings")
-	fs.Var(&c.allowedHosts, "allowed-hosts", "host names clients reach the API by, accepted in the Host header besides the --addr host, localhost and IP addresses (comma-separated or repeated; * for any); other names are refused, which defeats DNS rebinding")
-	fs.Var(&c.allowedOrigins, "allowed-origins", "browser origins (scheme://host[:port], comma-separated or repeated; * for any) whose requests are accepted and answered with CORS headers (default: none; requests without an Origin are not affected)")
+	fs.Var(&c.allowedHosts, "allowed-hosts", "host names clients reach the API by, accepted in the Host header besides the --addr host, localhost and IP addresses (comma-separated or repeated; * for any, with --api-credentials only); other names are refused, which defeats DNS rebinding")
+	fs.Var(&c.allowedOrigins, "allowed-origins", "browser origins (scheme://host[:port], comma-separated or repeated; * for any, with --api-credentials only) whose requests are accepted and answered with CORS headers (default: none; requests without an Origin are not affected)")
 	fs.IntVar(&c.maxConns, "max-connections", 0, fmt.Sprintf("bound on open API connections (default %d, fewer when the file-descriptor limit is low)", api.DefaultMaxConns))
 	c.sources = sources()
 	c.source = map[string]*listFlag{}
@@ -156,6 +158,19 @@ func (c *common) validate() error {
 	for _, o := range c.allowedOrigins {
 		if o != "*" && !validOrigin(o) {
 			return fmt.Errorf("--allowed-origins: %q is not an origin (scheme://host[:port])", o)
+		}
+	}
+	if c.apiCredentials == "" {
+		// Without signatures, the Host and Origin checks are all that keep
+		// web pages out: a wildcard gives the API to any page, through DNS
+		// rebinding (any Host) or CORS (any Origin).
+		if slices.Contains(c.allowedHosts, "*") {
+			return errors.New("--allowed-hosts * without --api-credentials would let any web page manage mappings through DNS rebinding: " +
+				"name the hosts clients use, or give --api-credentials")
+		}
+		if slices.Contains(c.allowedOrigins, "*") {
+			return errors.New("--allowed-origins * without --api-credentials would let any web page manage mappings: " +
+				"name the origins, or give --api-credentials")
 		}
 	}
 	if c.maxConns < 0 {
