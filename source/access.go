@@ -107,8 +107,12 @@ func SecretTarget(ctx context.Context, env *Env, cfg *esm.Config, t secrets.Targ
 		err := env.Secrets.Allow(ctx, *sac.URI, t)
 		var de *secrets.DeniedError
 		if errors.As(err, &de) {
+			why := fmt.Sprintf("it is not in the secret's %s", secrets.AllowedKey)
+			if de.Unrestricted {
+				why = fmt.Sprintf("the secret has no %s, which this esmd requires", secrets.AllowedKey)
+			}
 			return &esm.Error{Type: esm.ErrTypeInvalidParameterValue, Status: http.StatusBadRequest,
-				Message: fmt.Sprintf("The secret %s may not be sent to %s: it is not in the secret's %s.", de.Secret, de.Endpoint, secrets.AllowedKey)}
+				Message: fmt.Sprintf("The secret %s may not be sent to %s: %s.", de.Secret, de.Endpoint, why)}
 		}
 	}
 	return nil

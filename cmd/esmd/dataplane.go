@@ -74,6 +74,9 @@ func dataPlane(ctx context.Context, c *common, log *slog.Logger, store source.Ch
 		inv.Close()
 		return nil, nil, err
 	}
+	if c.requireAllowed {
+		sec.RequireRestriction()
+	}
 	env := &source.Env{AWS: cfg, Secrets: sec.WithSecretsManager(cfg), Flags: map[string][]string{}, Log: log, Store: store,
 		LeaseTTL: c.leaseTTL}
 	// A stable identity lets a worker that restarts take its place back at

@@ -43,6 +43,7 @@ type common struct {
 	allowUnauthenticated bool
 	allowedHosts         csvFlag
 	allowedOrigins       csvFlag
+	requireAllowed       bool
 	maxConns             int
 	// sources are the sources this esmd reads (sources()).
 	sources []*source.Descriptor
@@ -95,6 +96,7 @@ func newCommon(name string, out io.Writer, defaultAddr string) *common {
 	fs.BoolVar(&c.allowUnauthenticated, "allow-unauthenticated", false, "serve the API on a non-loopback --addr without --api-credentials: anyone who reaches the port can manage mappings")
 	fs.Var(&c.allowedHosts, "allowed-hosts", "host names clients reach the API by, accepted in the Host header besides the --addr host, localhost and IP addresses (comma-separated or repeated; * for any, with --api-credentials only); other names are refused, which defeats DNS rebinding")
 	fs.Var(&c.allowedOrigins, "allowed-origins", "browser origins (scheme://host[:port], comma-separated or repeated; * for any, with --api-credentials only) whose requests are accepted and answered with CORS headers (default: none; requests without an Origin are not affected)")
+	fs.BoolVar(&c.requireAllowed, "require-allowed-endpoints", false, "refuse every secret (of --secrets-file or Secrets Manager) without \"esmd:allowed-endpoints\": no secret can then be sent to an endpoint a mapping names unless the secret says so")
 	fs.IntVar(&c.maxConns, "max-connections", 0, fmt.Sprintf("bound on open API connections (default %d, fewer when the file-descriptor limit is low)", api.DefaultMaxConns))
 	c.sources = sources()
 	c.source = map[string]*listFlag{}

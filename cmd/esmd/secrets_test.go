@@ -366,3 +366,28 @@ func TestReplayFailureIsNoPortScanner(t *testing.T) {
 		})
 	}
 }
+
+// TestRequireAllowedEndpoints: with --require-allowed-endpoints, a secret
+// without esmd:allowed-endpoints (the only kind a Secrets Manager secret
+// written for something else can be) is refused at create for any
+// endpoint, and nothing connects to the caller's host.
+func TestRequireAllowedEndpoints(t *testing.T) {
+	attacker := listen(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "secrets.json")
+	writeSecrets(t, path, map[string][]string{"open": nil})
+	api, stop := secretsServe(t, dir, path, "--require-allowed-endpoints")
+	defer stop()
+	_, err := api.CreateEventSourceMapping(context.Background(), kafkaInput(attacker.addr, basicAuth("open")))
+	var ipv *types.InvalidParameterValueException
+	want := "The secret " + secretArn + "open may not be sent to " + attacker.addr + ": the secret has no esmd:allowed-endpoints, which this esmd requires."
+	if !errors.As(err, &ipv) || aws.ToString(ipv.Message) != want {
+		t.Errorf("create: %v, want %q", err, want)
+	}
+	if err != nil && strings.Contains(err.Error(), theSecretPW) {
+		t.Errorf("the answer shows the password: %v", err)
+	}
+	if n := attacker.conns.Load(); n != 0 {
+		t.Errorf("the caller's host received %d connections", n)
+	}
+}

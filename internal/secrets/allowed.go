@@ -48,10 +48,26 @@ type DeniedError struct {
 	// AllowedKey does not allow, or the target's ARN when its endpoints are
 	// unknown.
 	Endpoint string
+	// Unrestricted says the secret has no AllowedKey, which the Resolver
+	// requires (RequireRestriction).
+	Unrestricted bool
 }
 
 func (e *DeniedError) Error() string {
+	if e.Unrestricted {
+		return fmt.Sprintf("the secret %s may not be sent to %s: it has no %s, which esmd requires (--require-allowed-endpoints)", e.Secret, e.Endpoint, AllowedKey)
+	}
 	return fmt.Sprintf("the secret %s may not be sent to %s: the endpoint is not in the secret's %s", e.Secret, e.Endpoint, AllowedKey)
+}
+
+// denyUnrestricted is the refusal of a secret without AllowedKey when one
+// is required.
+func denyUnrestricted(secret string, t Target) *DeniedError {
+	ep := t.ARN
+	if len(t.Endpoints) > 0 {
+		ep = t.Endpoints[0]
+	}
+	return &DeniedError{Secret: secret, Endpoint: ep, Unrestricted: true}
 }
 
 // Unwrap makes errors.Is(err, ErrDenied) true.

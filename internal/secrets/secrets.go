@@ -52,8 +52,11 @@ type entry struct {
 type Resolver struct {
 	file map[string]entry
 	sm   *secretsmanager.Client
-	mu   sync.Mutex
-	seen map[string]entry
+	log  *slog.Logger
+	// require refuses secrets without AllowedKey (RequireRestriction).
+	require bool
+	mu      sync.Mutex
+	seen    map[string]entry
 }
 
 // Load reads a secrets file: a JSON object from secret ARN to the secret's
@@ -61,12 +64,12 @@ type Resolver struct {
 // log, when not nil, is told about a file other users may read or write,
 // and about secrets without a restriction.
 func Load(path string, log *slog.Logger) (*Resolver, error) {
-	r := &Resolver{seen: map[string]entry{}}
-	if path == "" {
-		return r, nil
-	}
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r := &Resolver{seen: map[string]entry{}, log: log}
+	if path == "" {
+		return r, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -97,7 +100,7 @@ func Load(path string, log *slog.Logger) (*Resolver, error) {
 		r.file[arn] = e
 	}
 	if len(open) > 0 {
-		log.Info("secrets without "+AllowedKey+" may be sent to any endpoint a mapping names", "file", path, "secrets", open)
+		log.Info("secrets without "+AllowedKey+" may be sent to any endpoint a mapping names, unless --require-allowed-endpoints is given", "file", path, "secrets", open)
 	}
 	return r, nil
 }
@@ -142,6 +145,23 @@ func (r *Resolver) WithSecretsManager(cfg aws.Config) *Resolver {
 	return r
 }
 
+// RequireRestriction makes the resolver refuse, with a *DeniedError, every
+// secret without AllowedKey (--require-allowed-endpoints): a Secrets
+// Manager secret written for something else (a database's, one RDS
+// manages) can then never be sent to an endpoint an API caller names.
+func (r *Resolver) RequireRestriction() *Resolver {
+	r.require = true
+	return r
+}
+
+// check returns nil when e may be sent to t.
+func (r *Resolver) check(arn string, e entry, t Target) error {
+	if e.allowed == nil && r.require {
+		return denyUnrestricted(arn, t)
+	}
+	return e.allowed.check(arn, t)
+}
+
 // BasicAuth returns the username and password of a BASIC_AUTH secret (the
 // SourceAccessConfigurations type every broker and cluster source uses) to
 // be sent to t; a secret without a username is an error.
@@ -163,7 +183,7 @@ func (r *Resolver) Get(ctx context.Context, arn string, t Target) (Secret, error
 	if err != nil {
 		return nil, err
 	}
-	if err := e.allowed.check(arn, t); err != nil {
+	if err := r.check(arn, e, t); err != nil {
 		return nil, err
 	}
 	return e.secret, nil
@@ -176,7 +196,7 @@ func (r *Resolver) Allow(ctx context.Context, arn string, t Target) error {
 	if err != nil {
 		return err
 	}
-	return e.allowed.check(arn, t)
+	return r.check(arn, e, t)
 }
 
 func (r *Resolver) lookup(ctx context.Context, arn string) (entry, error) {
@@ -208,7 +228,11 @@ func (r *Resolver) lookup(ctx context.Context, arn string) (entry, error) {
 	if r.seen == nil {
 		r.seen = map[string]entry{}
 	}
+	_, again := r.seen[arn]
 	r.seen[arn] = e
 	r.mu.Unlock()
+	if e.allowed == nil && !again && r.log != nil && !r.require {
+		r.log.Warn("a Secrets Manager secret without "+AllowedKey+" may be sent to any endpoint a mapping names (--require-allowed-endpoints refuses such secrets)", "secret", arn)
+	}
 	return e, nil
 }

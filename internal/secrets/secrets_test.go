@@ -224,3 +224,44 @@ func TestSecretsManagerEntry(t *testing.T) {
 		}
 	}
 }
+
+// TestRequireRestriction: with RequireRestriction, a secret without
+// esmd:allowed-endpoints is refused for every target (a Secrets Manager
+// secret written for something else cannot carry the field), and a
+// restricted one still goes where it says.
+func TestRequireRestriction(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secrets.json")
+	os.WriteFile(path, []byte(`{"open": {"username": "u", "password": "hunter2"}, "closed": {"username": "u", "password": "x", "esmd:allowed-endpoints": ["b:9096"]}}`), 0o600)
+	r, err := Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	to := Target{Endpoints: []string{"b:9096"}}
+	if _, _, err := r.BasicAuth(ctx, "open", to); err != nil {
+		t.Fatalf("without the requirement: %v", err)
+	}
+	r.RequireRestriction()
+	for _, tc := range []struct {
+		secret string
+		to     Target
+		want   string
+	}{
+		{"open", to, "the secret open may not be sent to b:9096: it has no esmd:allowed-endpoints"},
+		{"open", Target{ARN: "arn:aws:kafka:us-east-1:1:cluster/c/1"}, "the secret open may not be sent to arn:aws:kafka:us-east-1:1:cluster/c/1: it has no"},
+		{"closed", to, ""},
+		{"closed", Target{Endpoints: []string{"c:9096"}}, "the secret closed may not be sent to c:9096: the endpoint is not in"},
+	} {
+		_, _, err := r.BasicAuth(ctx, tc.secret, tc.to)
+		aerr := r.Allow(ctx, tc.secret, tc.to)
+		for _, err := range []error{err, aerr} {
+			var de *DeniedError
+			if tc.want == "" && err != nil || tc.want != "" && (!errors.As(err, &de) || !strings.HasPrefix(err.Error(), tc.want)) {
+				t.Errorf("%s to %v: %v, want %q", tc.secret, tc.to, err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("the error shows the password: %v", err)
+			}
+		}
+	}
+}
