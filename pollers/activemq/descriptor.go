@@ -95,6 +95,11 @@ func EnvFor(env *source.Env) *Env {
 		if err != nil {
 			return "", nil, err
 		}
+		// The id alone finds the broker: the rest of the ARN, which a
+		// secret's esmd:allowed-endpoints may match, must be its own.
+		if got := aws.ToString(out.BrokerArn); got != "" && got != arn {
+			return "", nil, fmt.Errorf("the broker %s is %s, not %s", id, got, arn)
+		}
 		var eps []string
 		for _, in := range out.BrokerInstances {
 			eps = append(eps, in.Endpoints...)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/esmd/esmd/esm"
@@ -22,7 +23,7 @@ func TestClaims(t *testing.T) {
 		case "/v1/brokers/b-rabbit":
 			_, _ = io.WriteString(w, `{"brokerId":"b-rabbit","engineType":"RABBITMQ","brokerInstances":[{"endpoints":["amqps://b-rabbit.mq.us-east-1.amazonaws.com:5671"]}]}`)
 		case "/v1/brokers/b-active":
-			_, _ = io.WriteString(w, `{"brokerId":"b-active","engineType":"ACTIVEMQ","brokerInstances":[`+
+			_, _ = io.WriteString(w, `{"brokerId":"b-active","brokerArn":"arn:aws:mq:us-east-1:000000000000:broker:a:b-active","engineType":"ACTIVEMQ","brokerInstances":[`+
 				`{"endpoints":["ssl://b-active-1.mq.us-east-1.amazonaws.com:61617","stomp+ssl://b-active-1.mq.us-east-1.amazonaws.com:61614"]},`+
 				`{"endpoints":["ssl://b-active-2.mq.us-east-1.amazonaws.com:61617","stomp+ssl://b-active-2.mq.us-east-1.amazonaws.com:61614"]}]}`)
 		default:
@@ -54,6 +55,14 @@ func TestClaims(t *testing.T) {
 	if err != nil || len(cfg.Endpoints) != 2 || cfg.Endpoints[0] != "stomp+ssl://b-active-1.mq.us-east-1.amazonaws.com:61614" ||
 		cfg.Endpoints[1] != "stomp+ssl://b-active-2.mq.us-east-1.amazonaws.com:61614" {
 		t.Errorf("DescribeBroker config %+v, %v", cfg, err)
+	}
+	// An ARN whose id is the broker's but whose name (or region, or
+	// account) is not, as a caller would write to match a secret's
+	// esmd:allowed-endpoints glob, is refused.
+	arn = "arn:aws:mq:us-east-1:000000000000:broker:prod-spoof:b-active"
+	if cfg, err := e.Config(ctx, &esm.Config{EventSourceArn: &arn, Queues: []string{"q"}}, "id"); err == nil ||
+		!strings.Contains(err.Error(), "the broker b-active is arn:aws:mq:us-east-1:000000000000:broker:a:b-active, not "+arn) {
+		t.Errorf("a spoofed ARN: %+v, %v", cfg, err)
 	}
 	arn = "arn:flag-active"
 	cfg, err = e.Config(ctx, &esm.Config{EventSourceArn: &arn, Queues: []string{"q"}}, "id")

@@ -96,6 +96,12 @@ func describeBroker(ctx context.Context, client *mq.Client, arn string) (string,
 	if err != nil {
 		return "", err
 	}
+	// The id alone finds the broker: the rest of the ARN (name, region,
+	// account), which a secret's esmd:allowed-endpoints may match, must be
+	// the broker's own.
+	if got := aws.ToString(out.BrokerArn); got != "" && got != arn {
+		return "", fmt.Errorf("the broker %s is %s, not %s", id, got, arn)
+	}
 	if out.EngineType != "" && out.EngineType != mqtypes.EngineTypeRabbitmq {
 		return "", fmt.Errorf("the broker's engine is %s: esmd reads RabbitMQ brokers only", out.EngineType)
 	}
