@@ -67,8 +67,9 @@ type Config struct {
 	// (rotate says why partitions). 0: no bound (on-demand mode).
 	MaxPollers int
 	// CommitInterval is how often a commit that failed is tried again
-	// (default 500 ms). Done commits each batch's offsets before it
-	// returns, and Close and revocations commit at once.
+	// (default 500 ms). A batch's offsets are committed as soon as it is
+	// done, while the partition's next batch is invoked; Close and
+	// revocations commit at once.
 	CommitInterval time.Duration
 	// RevokeTimeout bounds how long a revocation waits for the partition's
 	// records in flight to finish before abandoning them (default 10 s,
@@ -130,6 +131,7 @@ type Poller struct {
 	closing  bool
 
 	stop      chan struct{}
+	kick      chan struct{} // a mark moved: commit now (buffered 1: kicks coalesce)
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -245,6 +247,7 @@ func New(ctx context.Context, cfg Config) (*Poller, error) {
 		p.cl.Close()
 		return nil, connectError(fmt.Errorf("kafka: connect to %v: %w", cfg.Seeds, err))
 	}
+	p.kick = make(chan struct{}, 1)
 	p.wg.Add(1)
 	go p.commitLoop()
 	return p, nil
@@ -608,29 +611,73 @@ func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) e
 
 // Done is half of Ack (source.Poller): the partition's commit mark moves to
 // just after the last record such that it and every record before it are
-// done, and Done commits it before it returns, so that the pipeline invokes
-// the partition's next batch only once this one is committed: a crash
-// (SIGKILL, OOM) redelivers at most the batches in flight, one per
-// partition. Commits are shared: a Done that waited for another's commit
-// finds its mark committed, or commits every mark that moved meanwhile in
-// one request. A failed commit is logged and retried every CommitInterval.
-// Records of an assignment that is gone (revoked, lost) are ignored: the
-// new owner reads them again.
+// done, and the committer commits it at once, while the pipeline invokes
+// the partition's next batch. Done returns once the partition's previous
+// mark is committed, so a partition never has more than one finished
+// batch waiting for its commit: a crash (SIGKILL, OOM) redelivers at most
+// two batches per partition, the one in flight and the one being
+// committed. Commits are shared: one request carries every mark that moved
+// meanwhile. A failed commit is logged and retried every CommitInterval; a
+// Done waits for it at most commitWait. Records of an assignment that is
+// gone (revoked, lost) are ignored: the new owner reads them again.
 func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
-	moved, err := p.markDone(recs)
-	if moved {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if cerr := p.commit(cctx, nil); cerr != nil {
-			p.log.Warn("kafka commit", "err", cerr)
-		}
-		cancel()
+	moved, prev, err := p.markDone(recs)
+	if !moved {
+		return err
+	}
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	if len(prev) == 0 {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitWait)
+	defer cancel()
+	if werr := p.waitCommitted(wctx, prev); werr != nil {
+		p.log.Warn("kafka commit: the partition's previous batch is not committed yet; going on", "err", werr)
 	}
 	return err
 }
 
-// markDone moves the commit marks of the partitions of recs, and reports
-// whether one moved.
-func (p *Poller) markDone(recs []source.Record) (bool, error) {
+// commitWait bounds how long Done waits for a partition's previous batch
+// to be committed (a commit failing over and over).
+const commitWait = 10 * time.Second
+
+// prevMark is a partition's commit mark before a Done moved it.
+type prevMark struct {
+	pt   *part
+	mark int64
+}
+
+// waitCommitted waits until every partition of prev has committed at least
+// its previous mark, or is gone.
+func (p *Poller) waitCommitted(ctx context.Context, prev []prevMark) error {
+	for {
+		p.mu.Lock()
+		ch, waiting := p.progress, false
+		for _, pm := range prev {
+			if !pm.pt.gone && pm.pt.committed < pm.mark {
+				waiting = true
+				break
+			}
+		}
+		p.mu.Unlock()
+		if !waiting {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// markDone moves the commit marks of the partitions of recs, reports
+// whether one moved, and returns the marks they had before for those that
+// had one (a first mark has no batch before it to wait for).
+func (p *Poller) markDone(recs []source.Record) (bool, []prevMark, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	// The records of a batch are one partition's: they go to the tracker
@@ -639,6 +686,7 @@ func (p *Poller) markDone(recs []source.Record) (bool, error) {
 		cur   *part
 		offs  = p.offs[:0]
 		moved bool
+		prev  []prevMark
 		err   error
 	)
 	flush := func() {
@@ -646,6 +694,9 @@ func (p *Poller) markDone(recs []source.Record) (bool, error) {
 			return
 		}
 		if last, ok := p.tracker.DoneOffsets(cur.lane, offs...); ok {
+			if cur.mark >= 0 {
+				prev = append(prev, prevMark{cur, cur.mark})
+			}
 			cur.mark = last + 1
 			moved = true
 		}
@@ -677,7 +728,7 @@ func (p *Poller) markDone(recs []source.Record) (bool, error) {
 			p.wake = nil
 		}
 	}
-	return moved, err
+	return moved, prev, err
 }
 
 // Close commits what is finished, leaves the group and closes the client.
@@ -744,6 +795,7 @@ func (p *Poller) commitLoop() {
 		select {
 		case <-p.stop:
 			return
+		case <-p.kick:
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -808,6 +860,7 @@ func (p *Poller) commitLocked(ctx context.Context, lanes []string) error {
 	for _, s := range parts {
 		s.pt.committed = s.mark
 	}
+	p.signal() // Dones wait for their partition's previous mark
 	p.mu.Unlock()
 	return nil
 }
