@@ -50,7 +50,9 @@ type Runner struct {
 	// per lane leaves lanes idle while others hold the records.
 	MaxBuffered int
 	// MaxInFlight caps concurrent invocations of a mapping (default 1,000;
-	// SQS ScalingConfig.MaximumConcurrency lowers it).
+	// SQS ScalingConfig.MaximumConcurrency lowers it). With a store several
+	// workers share (Sharer in Env.Store), a queue mapping's cap
+	// (MaximumConcurrency, Descriptor.Concurrency) is split among them.
 	MaxInFlight int
 	// RetryDelay and MaxRetryDelay bound the backoff between attempts
 	// (defaults 100 ms and 30 s).
@@ -157,7 +159,7 @@ type run struct {
 	poller  source.Poller
 	policy  Policy
 	sender  destination.Sender
-	sem     chan struct{}
+	lim     *limiter // invocations in flight
 	now     func() time.Time
 	mm      *mappingMetrics // nil without Runner.Metrics
 	// filtering is false without FilterCriteria: every record is kept.
@@ -211,6 +213,33 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 	if err := r.Source.Validate(); err != nil {
 		return err
 	}
+	limit := r.inFlight(m)
+	// Several workers on one store split a queue mapping's cap among them
+	// (Sharer); alone, a worker applies the whole of it.
+	if c := r.concurrencyCap(m); c > 0 {
+		if sh, worker, ttl := r.sharer(); sh != nil {
+			return r.runShared(ctx, m, rep, sh, worker, ttl, limit, c)
+		}
+	}
+	return r.run(ctx, m, rep, newLimiter(limit))
+}
+
+// inFlight is the most invocations of m in flight on this worker when it
+// runs alone: MaxInFlight, or ScalingConfig.MaximumConcurrency.
+func (r *Runner) inFlight(m *esm.Mapping) int {
+	if sc := m.Config.ScalingConfig; sc != nil && sc.MaximumConcurrency != nil {
+		return int(*sc.MaximumConcurrency)
+	}
+	if r.MaxInFlight <= 0 {
+		return 1000
+	}
+	return r.MaxInFlight
+}
+
+// run is Run with lim, the mapping's in-flight limit. The batcher deals
+// records to lanes (Batching.Deal) for the mapping's whole limit, even when
+// lim is below it: lim bounds what is invoked at once, not the lanes.
+func (r *Runner) run(ctx context.Context, m *esm.Mapping, rep esm.Reporter, lim *limiter) error {
 	x := &run{r: r, m: m, rep: rep, src: r.Source, queue: r.Source.Delivery == source.Queue, fsrc: r.Source.Filter, now: r.Now}
 	if x.now == nil {
 		x.now = time.Now
@@ -245,17 +274,10 @@ func (r *Runner) Run(ctx context.Context, m *esm.Mapping, rep esm.Reporter) erro
 			defer c.Close()
 		}
 	}
-	inflight := r.MaxInFlight
-	if inflight <= 0 {
-		inflight = 1000
-	}
-	if sc := m.Config.ScalingConfig; sc != nil && sc.MaximumConcurrency != nil {
-		inflight = int(*sc.MaximumConcurrency)
-	}
-	x.sem = make(chan struct{}, inflight)
+	x.lim = lim
 	policy := BatchPolicy(x.src, m)
 	if x.src.Batching.Deal {
-		policy.Lanes = inflight // one batch in flight per lane
+		policy.Lanes = r.inFlight(m) // one batch in flight per lane
 	}
 	if x.batches, err = batcher.New(policy, x.src.Envelope(m)); err != nil {
 		return err
@@ -477,15 +499,13 @@ func (x *run) dispatchLoop(stop, work context.Context, handlers *sync.WaitGroup,
 			}
 			return err
 		}
-		select {
-		case x.sem <- struct{}{}:
-		case <-stop.Done():
+		if x.lim.acquire(stop) != nil {
 			return nil
 		}
 		handlers.Add(1)
 		go func() {
 			defer handlers.Done()
-			defer func() { <-x.sem }()
+			defer x.lim.release()
 			state := x.handle(work, bt)
 			if err := x.batches.Done(bt, state); err != nil && !errors.Is(err, batcher.ErrClosed) {
 				x.log.Error("release batch", "err", err)

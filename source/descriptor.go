@@ -31,6 +31,12 @@ type Descriptor struct {
 	// Delivery says how records are finished: Ordered (checkpoint, commit)
 	// or Queue (delete, ack, requeue). Default Ordered.
 	Delivery Delivery
+	// Concurrency is a Queue source's fixed cap of concurrent invocations
+	// of a mapping (Amazon MQ: 5 for ActiveMQ, 1 for RabbitMQ; spec MQ-3),
+	// which the poller's lanes apply on one worker. With several workers on
+	// one store the pipeline splits it among them, as it does
+	// ScalingConfig.MaximumConcurrency. Default 0: none.
+	Concurrency int
 	// Envelope returns the event envelope of a mapping's events.
 	Envelope func(m *esm.Mapping) payload.Envelope
 	// Filter is the record layout FilterCriteria are matched against (the

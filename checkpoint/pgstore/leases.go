@@ -45,22 +45,7 @@ func (s *Store) Balance(ctx context.Context, mapping, worker string, ready []str
 	secs := ttl.Seconds()
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		owned = map[string]int64{}
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('esmd-lanes:' || $1, 0))`, mapping); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO esmd_lane_workers (mapping, worker, expires_at)
-			VALUES ($1, $2, now() + make_interval(secs => $3))
-			ON CONFLICT (mapping, worker) DO UPDATE SET expires_at = EXCLUDED.expires_at`, mapping, worker, secs); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM esmd_lane_workers WHERE mapping = $1 AND expires_at <= now()`, mapping); err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, `SELECT worker FROM esmd_lane_workers WHERE mapping = $1 ORDER BY worker`, mapping)
-		if err != nil {
-			return err
-		}
-		live, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		live, err := renewPresence(ctx, tx, mapping, worker, ttl)
 		if err != nil {
 			return err
 		}

@@ -30,10 +30,12 @@ func Descriptor() *source.Descriptor {
 	return &source.Descriptor{
 		Source:   esm.SourceMQ,
 		Delivery: source.Queue,
-		Envelope: func(m *esm.Mapping) payload.Envelope { return payload.ActiveMQ(aws.ToString(m.Config.EventSourceArn)) },
-		Filter:   filter.SourceMQ,
-		Batching: source.Batching{BatchSize: 100, Window: 500 * time.Millisecond, FromFirstRecord: true, Linger: time.Millisecond},
-		Oversize: source.OversizeDrop,
+		// Spec MQ-3, across all workers (pipeline.Sharer).
+		Concurrency: 5,
+		Envelope:    func(m *esm.Mapping) payload.Envelope { return payload.ActiveMQ(aws.ToString(m.Config.EventSourceArn)) },
+		Filter:      filter.SourceMQ,
+		Batching:    source.Batching{BatchSize: 100, Window: 500 * time.Millisecond, FromFirstRecord: true, Linger: time.Millisecond},
+		Oversize:    source.OversizeDrop,
 		Claims: func(ctx context.Context, env *source.Env, cfg *esm.Config) (bool, error) {
 			if cfg.EventSourceArn == nil {
 				return false, nil

@@ -27,8 +27,10 @@ func Descriptor() *source.Descriptor {
 	return &source.Descriptor{
 		Source:   esm.SourceMQ,
 		Delivery: source.Queue,
-		Envelope: func(m *esm.Mapping) payload.Envelope { return payload.RabbitMQ(aws.ToString(m.Config.EventSourceArn)) },
-		Filter:   filter.SourceMQ,
+		// Spec MQ-3, across all workers (pipeline.Sharer).
+		Concurrency: 1,
+		Envelope:    func(m *esm.Mapping) payload.Envelope { return payload.RabbitMQ(aws.ToString(m.Config.EventSourceArn)) },
+		Filter:      filter.SourceMQ,
 		// Deliveries come one at a time: a batch that is not full waits
 		// 1 ms for more even with a window of 0, so that the pipeline is
 		// not woken per message.
