@@ -164,13 +164,17 @@ func (r *Runner) runShared(ctx context.Context, m *esm.Mapping, rep esm.Reporter
 			return nil // stopped
 		}
 		runCtx, cancel := context.WithCancel(ctx)
+		var zero sync.WaitGroup
+		zero.Add(1)
 		go func() {
+			defer zero.Done()
 			if lim.await(runCtx, func(n int) bool { return n == 0 }) == nil {
 				cancel()
 			}
 		}()
 		err := r.run(runCtx, m, rep, lim)
 		cancel()
+		zero.Wait()
 		if err != nil || ctx.Err() != nil {
 			return err
 		}
