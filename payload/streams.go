@@ -80,6 +80,55 @@ type DynamoDBRecord struct {
 	StreamViewType              string // KEYS_ONLY, NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES
 
 	EventSourceARN string
+
+	// Images, when not nil, writes NewImage and OldImage straight into the
+	// record on demand, in place of the NewImage and OldImage fields
+	// (ignored then): a poller that holds the images in another form
+	// encodes them without a buffer of their own.
+	Images DynamoDBImages
+}
+
+// DynamoDBImages writes a record's images on demand (DynamoDBRecord.Images).
+type DynamoDBImages interface {
+	// AppendImage appends NewImage (old false) or OldImage (old true) as
+	// compact typed JSON, and reports false, appending nothing, when the
+	// record has no such image.
+	AppendImage(dst []byte, old bool) ([]byte, bool)
+}
+
+// DynamoDBSize returns len(AppendDynamoDB(nil, r)) without encoding r, for
+// a record whose NewImage and OldImage encode in newImage and oldImage
+// bytes (negative: the record has none). Without Images, pass
+// len(r.NewImage) or -1 when it is nil, and so for OldImage.
+func DynamoDBSize(r *DynamoDBRecord, newImage, oldImage int) int {
+	n := len(`{"eventID":,"eventName":,"eventVersion":,"eventSource":"aws:dynamodb","awsRegion":,"dynamodb":{"Keys":`+
+		`,"SequenceNumber":,"SizeBytes":,"StreamViewType":},"eventSourceARN":}`) +
+		StringSize(r.EventID) + StringSize(r.EventName) + StringSize(r.AWSRegion) +
+		StringSize(r.SequenceNumber) + intSize(r.SizeBytes) + StringSize(r.StreamViewType) + StringSize(r.EventSourceARN)
+	if r.EventVersion == "" {
+		n += len(`"1.1"`)
+	} else {
+		n += StringSize(r.EventVersion)
+	}
+	if r.UserIdentity != nil {
+		n += len(`,"userIdentity":`) + len(r.UserIdentity)
+	}
+	if !r.ApproximateCreationDateTime.IsZero() {
+		var buf [32]byte
+		n += len(`"ApproximateCreationDateTime":,`) + len(AppendEpochSeconds(buf[:0], r.ApproximateCreationDateTime))
+	}
+	if r.Keys == nil {
+		n += 2
+	} else {
+		n += len(r.Keys)
+	}
+	if newImage >= 0 {
+		n += len(`,"NewImage":`) + newImage
+	}
+	if oldImage >= 0 {
+		n += len(`,"OldImage":`) + oldImage
+	}
+	return n
 }
 
 // AppendDynamoDB appends the DynamoDB Streams event record:
@@ -116,13 +165,19 @@ func AppendDynamoDB(dst []byte, r *DynamoDBRecord) []byte {
 	} else {
 		dst = append(dst, r.Keys...)
 	}
-	if r.NewImage != nil {
-		dst = append(dst, `,"NewImage":`...)
-		dst = append(dst, r.NewImage...)
-	}
-	if r.OldImage != nil {
-		dst = append(dst, `,"OldImage":`...)
-		dst = append(dst, r.OldImage...)
+	switch {
+	case r.Images != nil:
+		dst = appendImage(dst, `,"NewImage":`, r.Images, false)
+		dst = appendImage(dst, `,"OldImage":`, r.Images, true)
+	default:
+		if r.NewImage != nil {
+			dst = append(dst, `,"NewImage":`...)
+			dst = append(dst, r.NewImage...)
+		}
+		if r.OldImage != nil {
+			dst = append(dst, `,"OldImage":`...)
+			dst = append(dst, r.OldImage...)
+		}
 	}
 	dst = append(dst, `,"SequenceNumber":`...)
 	dst = AppendString(dst, r.SequenceNumber)
@@ -133,4 +188,15 @@ func AppendDynamoDB(dst []byte, r *DynamoDBRecord) []byte {
 	dst = append(dst, `},"eventSourceARN":`...)
 	dst = AppendString(dst, r.EventSourceARN)
 	return append(dst, '}')
+}
+
+// appendImage appends label and one of img's images, or nothing when the
+// record has no such image.
+func appendImage(dst []byte, label string, img DynamoDBImages, old bool) []byte {
+	n := len(dst)
+	dst, ok := img.AppendImage(append(dst, label...), old)
+	if !ok {
+		return dst[:n]
+	}
+	return dst
 }

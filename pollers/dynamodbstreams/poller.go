@@ -20,6 +20,7 @@ package dynamodbstreams
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -267,10 +268,18 @@ func Rewind(ctx context.Context, env *source.Env, m *esm.Mapping, to esm.Positio
 }
 
 func (c *client) Read(ctx context.Context, shard, iter string, limit int) (stream.Page, error) {
-	res, err := c.api.GetRecords(ctx, &ddbs.GetRecordsInput{ShardIterator: aws.String(iter), Limit: aws.Int32(int32(limit))})
+	res, err := c.api.GetRecords(ctx, &ddbs.GetRecordsInput{ShardIterator: aws.String(iter), Limit: aws.Int32(int32(limit))}, withRawPage)
 	if err != nil {
 		return stream.Page{}, fmt.Errorf("dynamodbstreams: GetRecords %s: %w", shard, err)
 	}
+	if raw, ok := res.ResultMetadata.Get(rawPageKey{}).(*rawPage); ok {
+		return c.rawRecords(raw), nil
+	}
+	return c.sdkRecords(res), nil
+}
+
+// sdkRecords gives the records of a page the SDK decoded.
+func (c *client) sdkRecords(res *ddbs.GetRecordsOutput) stream.Page {
 	page := stream.Page{Next: aws.ToString(res.NextShardIterator)}
 	if len(res.Records) > 0 {
 		page.Records = make([]source.Record, 0, len(res.Records))
@@ -281,7 +290,7 @@ func (c *client) Read(ctx context.Context, shard, iter string, limit int) (strea
 			page.Records = append(page.Records, c.record(&res.Records[i]))
 		}
 	}
-	return page, nil
+	return page
 }
 
 func (c *client) Classify(err error) stream.ErrorKind {
@@ -334,11 +343,7 @@ func (c *client) record(r *types.Record) source.Record {
 		dr.OldImage = AppendAttributeMap(nil, d.OldImage)
 	}
 	if u := r.UserIdentity; u != nil {
-		b := append([]byte(nil), `{"type":`...)
-		b = payload.AppendString(b, aws.ToString(u.Type))
-		b = append(b, `,"principalId":`...)
-		b = payload.AppendString(b, aws.ToString(u.PrincipalId))
-		dr.UserIdentity = append(b, '}')
+		dr.UserIdentity = identity(aws.ToString(u.Type), aws.ToString(u.PrincipalId))
 	}
 	return source.Record{
 		Key:     string(keys),
@@ -347,6 +352,76 @@ func (c *client) record(r *types.Record) source.Record {
 		Arrival: dr.ApproximateCreationDateTime,
 		Data:    payload.AppendDynamoDB(nil, &dr),
 	}
+}
+
+// rawRecords gives the records of a page the raw route decoded: each
+// encodes itself into its event from the page's bytes.
+func (c *client) rawRecords(p *rawPage) stream.Page {
+	page := stream.Page{Next: p.next}
+	if len(p.recs) == 0 {
+		return page
+	}
+	page.Records = make([]source.Record, len(p.recs))
+	encs := make([]rawEncoder, len(p.recs))
+	// The Keys of all records, in one allocation (each is the length of its
+	// span, or {}).
+	n := 0
+	for i := range p.recs {
+		n += max(imageLen(&p.recs[i].keys), 2)
+	}
+	slab := make([]byte, 0, n)
+	for i := range p.recs {
+		r := &p.recs[i]
+		e := &encs[i]
+		e.page, e.rec = p, r
+		from := len(slab)
+		if r.keys.ok {
+			slab = p.appendImage(slab, &r.keys)
+		} else {
+			slab = append(slab, '{', '}')
+		}
+		keys := slab[from:len(slab):len(slab)]
+		key := string(keys)
+		e.dr = payload.DynamoDBRecord{
+			EventID:        string(p.str(r.eventID)),
+			EventName:      intern(p.str(r.eventName)),
+			EventVersion:   intern(p.str(r.eventVersion)),
+			AWSRegion:      intern(p.str(r.region)),
+			Keys:           keys,
+			SequenceNumber: string(p.str(r.seq)),
+			SizeBytes:      r.sizeBytes,
+			StreamViewType: intern(p.str(r.viewType)),
+			EventSourceARN: c.arn,
+			Images:         e,
+		}
+		if e.dr.AWSRegion == "" {
+			e.dr.AWSRegion = c.region
+		}
+		if r.hasCreated {
+			e.dr.ApproximateCreationDateTime = r.created.Truncate(time.Second)
+		}
+		if r.hasIdentity {
+			e.dr.UserIdentity = identity(p.str(r.idType), p.str(r.principal))
+		}
+		page.Records[i] = source.Record{
+			Key:     key,
+			ID:      e.dr.SequenceNumber,
+			Seq:     e.dr.SequenceNumber,
+			Arrival: e.dr.ApproximateCreationDateTime,
+			Encoder: e,
+			Size:    payload.DynamoDBSize(&e.dr, imageLen(&r.newImage), imageLen(&r.oldImage)),
+		}
+	}
+	return page
+}
+
+// identity encodes a record's userIdentity.
+func identity[S string | []byte](typ, principal S) json.RawMessage {
+	b := append([]byte(nil), `{"type":`...)
+	b = payload.AppendString(b, typ)
+	b = append(b, `,"principalId":`...)
+	b = payload.AppendString(b, principal)
+	return append(b, '}')
 }
 
 // AppendAttributeMap appends an attribute map in DynamoDB's typed JSON

@@ -69,8 +69,8 @@ func body(t *testing.T, r source.Record) string {
 			}
 		} `json:"dynamodb"`
 	}
-	if err := json.Unmarshal(r.Data, &e); err != nil {
-		t.Fatalf("record %s: %v", r.Data, err)
+	if err := json.Unmarshal(r.Bytes(), &e); err != nil {
+		t.Fatalf("record %s: %v", r.Bytes(), err)
 	}
 	return e.Dynamodb.NewImage.Body.S
 }
@@ -160,8 +160,8 @@ func TestRecordShape(t *testing.T) {
 		`"dynamodb":{"ApproximateCreationDateTime":1795575601,"Keys":{"my_partition_key":{"S":"hello world"}},` +
 		`"NewImage":{"binary_key":{"B":"Zm9vYmFy"},"my_partition_key":{"S":"hello world"}},` +
 		`"SequenceNumber":"` + a.SequenceNumber + `","SizeBytes":70,"StreamViewType":"NEW_IMAGE"},"eventSourceARN":"` + arn + `"}`
-	if string(r.Data) != want {
-		t.Errorf("record\n got %s\nwant %s", r.Data, want)
+	if string(r.Bytes()) != want {
+		t.Errorf("record\n got %s\nwant %s", r.Bytes(), want)
 	}
 	if r.Lane != a.ShardID || r.ID != a.SequenceNumber || r.Seq != a.SequenceNumber || !r.Arrival.Equal(created) ||
 		r.Key != `{"my_partition_key":{"S":"hello world"}}` {
@@ -194,8 +194,8 @@ func TestTTLDeleteAndLag(t *testing.T) {
 		`"userIdentity":{"type":"Service","principalId":"dynamodb.amazonaws.com"},` +
 		`"dynamodb":{"ApproximateCreationDateTime":` + fmt.Sprint(created.Unix()) + `,"Keys":{"id":{"N":"101"}},` +
 		`"SequenceNumber":"` + a.SequenceNumber + `","SizeBytes":4,"StreamViewType":"KEYS_ONLY"},"eventSourceARN":"` + arn + `"}`
-	if string(r.Data) != want {
-		t.Errorf("record\n got %s\nwant %s", r.Data, want)
+	if string(r.Bytes()) != want {
+		t.Errorf("record\n got %s\nwant %s", r.Bytes(), want)
 	}
 	if lag := p.Lag()[a.ShardID]; lag < 59*time.Minute {
 		t.Errorf("Lag %v, want the age of the record (an hour)", lag)
@@ -470,6 +470,22 @@ func TestManyReadsThroughTheClient(t *testing.T) {
 			}
 			got += len(out.Records)
 			iter = out.NextShardIterator
+		}
+	}
+}
+
+// TestRecordsEncodeOnDemand checks that records read through the SDK
+// client take the raw route: no Data, an Encoder whose Size is exact.
+func TestRecordsEncodeOnDemand(t *testing.T) {
+	s, c := server(t)
+	arn := newStream(t, s, 1)
+	put(t, s, arn, "k1", "one")
+	put(t, s, arn, "k2", "two \u00e9")
+	p := open(t, c, dynamodbstreams.Config{Common: stream.Common{StreamARN: arn, Positions: openStore(t)}})
+	for _, r := range pollN(t, p, 2) {
+		if b := r.Bytes(); r.Data != nil || r.Encoder == nil || r.Len() != len(b) || !json.Valid(b) {
+			t.Errorf("record %s: Data %q, Encoder %v, Len %d, encoded %d bytes: want encoded on demand with its exact Len",
+				r.ID, r.Data, r.Encoder, r.Len(), len(b))
 		}
 	}
 }
