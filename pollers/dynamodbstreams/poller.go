@@ -10,8 +10,11 @@
 // sorted), so that ParallelizationFactor keeps each item's changes in
 // order; ID and Seq the record's SequenceNumber (the itemIdentifier of a
 // partial batch response); Arrival its ApproximateCreationDateTime (whole
-// seconds, as DynamoDB gives it); Data the event record
-// payload.AppendDynamoDB encodes, byte for byte as AWS delivers it.
+// seconds, as DynamoDB gives it). The event record is payload.AppendDynamoDB's,
+// byte for byte as AWS delivers it: an Encoder that writes it on demand from
+// the GetRecords response's own bytes (raw.go), or, for a response that
+// route refuses or a client other than the SDK's, Data encoded from the
+// SDK's types.
 //
 // DynamoDB Streams has no AT_TIMESTAMP starting position (esm validation
 // refuses such a mapping with AWS's message before a poller starts) and no
