@@ -53,5 +53,7 @@
 //
 // MQ-3 allows 5 concurrent invocations per ActiveMQ mapping. The poller
 // spreads its records over 5 lanes (a batch's worth to each in turn); the
-// pipeline has one batch in flight per lane.
+// pipeline has one batch in flight per lane. With several workers on one
+// PostgreSQL store, the 5 are split among them (Descriptor.Concurrency,
+// pipeline.Sharer).
 package activemq
