@@ -79,7 +79,7 @@ func newCommon(name string, out io.Writer, defaultAddr string) *common {
 	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "directory of the embedded store (mappings, checkpoints)")
 	fs.StringVar(&c.store, "store", os.Getenv("ESMD_STORE"), storeUsage)
 	fs.StringVar(&c.workerID, "worker-id", "", "this worker's id among the workers sharing --store: its stream shards' leases, Kafka static membership, /metrics (default: a random id kept in --data-dir)")
-	fs.DurationVar(&c.leaseTTL, "lease-duration", 10*time.Second, "with --store postgres: how long a stream shard's lease lasts without renewal; a dead worker's shards move after it")
+	fs.DurationVar(&c.leaseTTL, "lease-duration", 10*time.Second, "with --store postgres: how long a stream shard's lease, and a worker's presence that splits queue concurrency caps, last without renewal; a dead worker's shards and share move after it")
 	fs.StringVar(&c.region, "region", envOr("", "AWS_REGION", "AWS_DEFAULT_REGION"), "AWS region used to resolve function names and form ARNs (default: the SDK's region, else us-east-1)")
 	fs.StringVar(&c.account, "account-id", "000000000000", "account id used in the ARNs esmd forms")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
