@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"io"
 	"net/http"
 	"slices"
@@ -264,22 +265,38 @@ func (x *parser) str() (span, bool) {
 		return span{}, false
 	}
 	from := x.i
-	ascii := true
-	for x.i < len(x.b) {
-		c := x.b[x.i]
-		switch {
-		case c == '"':
-			s := x.b[from:x.i]
-			x.i++
-			return span{int32(from), int32(x.i - 1)}, ascii || utf8.Valid(s)
-		case c == '\\' || c < 0x20:
-			return span{}, false
-		case c >= utf8.RuneSelf:
-			ascii = false
-		}
-		x.i++
+	n := bytes.IndexByte(x.b[from:], '"')
+	if n < 0 {
+		return span{}, false
 	}
-	return span{}, false
+	s := x.b[from : from+n]
+	x.i = from + n + 1
+	if bytes.IndexByte(s, '\\') >= 0 {
+		return span{}, false
+	}
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if w := binary.LittleEndian.Uint64(s[i:]); ((w-0x2020202020202020)&^w|w)&0x8080808080808080 != 0 {
+			break // a control character or a non-ASCII byte
+		}
+	}
+	for _, c := range s[i:] {
+		if c < 0x20 {
+			return span{}, false
+		}
+		if c >= utf8.RuneSelf {
+			if !utf8.Valid(s[i:]) {
+				return span{}, false
+			}
+			for _, c := range s[i:] {
+				if c < 0x20 {
+					return span{}, false
+				}
+			}
+			break
+		}
+	}
+	return span{int32(from), int32(from + n)}, true
 }
 
 func (x *parser) records() bool {

@@ -312,3 +312,68 @@ func FuzzRawRecords(f *testing.F) {
 		same(t, body)
 	})
 }
+
+// benchBody is a GetRecords response of 1,000 INSERTs shaped like esmd
+// bench's (an id key; an image of id, bk, kind and a pad to about 1 KiB),
+// the image's names out of order as a server may send them.
+func benchBody() []byte {
+	var b strings.Builder
+	b.WriteString(`{"Records":[`)
+	pad := strings.Repeat("x", 900)
+	for i := range 1000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"awsRegion":"us-east-1","dynamodb":{"ApproximateCreationDateTime":1.7000000E9,`+
+			`"Keys":{"id":{"S":"%[1]d"}},"NewImage":{"pad":{"S":"%[2]s"},"id":{"S":"%[1]d"},"kind":{"S":"match"},"bk":{"S":"esmd-bench:%[1]d:0000000000"}},`+
+			`"SequenceNumber":"%[3]d","SizeBytes":1000,"StreamViewType":"NEW_IMAGE"},"eventID":"%032[1]x","eventName":"INSERT",`+
+			`"eventSource":"aws:dynamodb","eventVersion":"1.1"}`, i, pad, 100000000000000000+i)
+	}
+	b.WriteString(`],"NextShardIterator":"next"}`)
+	return []byte(b.String())
+}
+
+// BenchmarkGetRecordsEncode measures one GetRecords page of 1,000 records
+// from the response's bytes to the encoded events (10 of BatchSize 100),
+// through the SDK route and the raw route.
+func BenchmarkGetRecordsEncode(b *testing.B) {
+	body := benchBody()
+	for _, route := range []string{"sdk", "raw"} {
+		b.Run(route, func(b *testing.B) {
+			api := ddbs.New(ddbs.Options{Region: "us-east-1", HTTPClient: fixed(body),
+				Credentials: aws.AnonymousCredentials{}, RetryMaxAttempts: 1})
+			c := &client{api: api, arn: testARN, region: "us-east-1"}
+			in := &ddbs.GetRecordsInput{ShardIterator: aws.String("it"), Limit: aws.Int32(1000)}
+			var opts []func(*ddbs.Options)
+			if route == "raw" {
+				opts = append(opts, withRawPage)
+			}
+			var event []byte
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := api.GetRecords(context.Background(), in, opts...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				p, ok := res.ResultMetadata.Get(rawPageKey{}).(*rawPage)
+				var page stream.Page
+				if ok {
+					page = c.rawRecords(p)
+				} else {
+					page = c.sdkRecords(res)
+				}
+				if len(page.Records) != 1000 || ok != (route == "raw") {
+					b.Fatalf("%d records, raw route %v", len(page.Records), ok)
+				}
+				for i := 0; i < len(page.Records); i += 100 {
+					bl := payload.NewBuilder(payload.Records(testARN))
+					for j := i; j < i+100; j++ {
+						page.Records[j].AddTo(bl)
+					}
+					event = bl.AppendTo(event[:0])
+				}
+			}
+		})
+	}
+}
