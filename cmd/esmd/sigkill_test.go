@@ -144,6 +144,29 @@ func waitAll(t *testing.T, rec *invokeRecorder, want []string) {
 	})
 }
 
+// keyOrder checks deliveries named "<key>/<seq>", seq counting from 0
+// per key: a key's records arrive in sequence, a record coming again only
+// after an earlier one came again (a step back to a checkpoint or a
+// committed offset), never one delivered ahead of a record not yet
+// delivered.
+func keyOrder(order []string) error {
+	next := map[string]int{} // per key, the next sequence number never delivered
+	for _, d := range order {
+		key, seq, _ := strings.Cut(d, "/")
+		s, err := strconv.Atoi(seq)
+		if err != nil {
+			return fmt.Errorf("delivery %q: %w", d, err)
+		}
+		if s > next[key] {
+			return fmt.Errorf("key %s: record %d delivered before record %d", key, s, next[key])
+		}
+		if s == next[key] {
+			next[key]++
+		}
+	}
+	return nil
+}
+
 // kafkaKeySeqs names each record of a Kafka event by its value,
 // {"k":key,"s":seq}: "k<key>/<seq>".
 func kafkaKeySeqs(body []byte) ([]string, error) {
@@ -206,16 +229,8 @@ func TestKafkaRepeatedSIGKILL(t *testing.T) {
 	waitAll(t, rec, sent)
 
 	order := rec.deliveries()
-	next := map[string]int{} // per key, the next sequence number never delivered
-	for _, d := range order {
-		key, seq, _ := strings.Cut(d, "/")
-		s, _ := strconv.Atoi(seq)
-		if s > next[key] {
-			t.Fatalf("key %s: record %d delivered before record %d", key, s, next[key])
-		}
-		if s == next[key] {
-			next[key]++
-		}
+	if err := keyOrder(order); err != nil {
+		t.Fatal(err)
 	}
 	dups, bound := duplicates(order), kills*partitions*2*batch
 	t.Logf("%d kills: %d records produced, all delivered; %d deliveries, %d duplicates (bound %d); %d more deliveries within %v of each restart",

@@ -61,7 +61,7 @@ func TestWorkersKinesisThroughput(t *testing.T) {
 			rec := &kinesisRecorder{byKey: map[string][]int{}}
 			fn := httptest.NewServer(rec)
 			defer fn.Close()
-			f := newKinesisFleet(t, fn.URL, "10s")
+			f := newWorkerFleet(t, fn.URL, "10s")
 			for i := range workers {
 				f.start(fmt.Sprintf("w%d", i+1))
 			}
