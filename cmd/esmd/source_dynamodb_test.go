@@ -693,15 +693,19 @@ func TestServeDynamoDBFailures(t *testing.T) {
 // key (pk), the numbers (NewImage n) of the records it is invoked with.
 type ddbRecorder struct{ *kinesisRecorder }
 
-func (r ddbRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	var ev struct {
-		Records []struct {
-			Dynamodb struct {
-				Keys     map[string]struct{ S string }
-				NewImage map[string]struct{ N string }
-			} `json:"dynamodb"`
-		}
+// ddbNumbered is a DynamoDB Streams event of items with a string key pk
+// and a number n.
+type ddbNumbered struct {
+	Records []struct {
+		Dynamodb struct {
+			Keys     map[string]struct{ S string }
+			NewImage map[string]struct{ N string }
+		} `json:"dynamodb"`
 	}
+}
+
+func (r ddbRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	var ev ddbNumbered
 	if err := json.NewDecoder(req.Body).Decode(&ev); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

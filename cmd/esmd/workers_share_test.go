@@ -471,14 +471,7 @@ func (s *fleetSource) missing() int {
 
 // ddbKeySeqs names each record of a DynamoDB Streams event "<pk>/<n>".
 func ddbKeySeqs(body []byte) ([]string, error) {
-	var ev struct {
-		Records []struct {
-			Dynamodb struct {
-				Keys     map[string]struct{ S string }
-				NewImage map[string]struct{ N string }
-			} `json:"dynamodb"`
-		}
-	}
+	var ev ddbNumbered
 	if err := json.Unmarshal(body, &ev); err != nil {
 		return nil, err
 	}
