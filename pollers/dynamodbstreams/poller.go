@@ -231,7 +231,7 @@ func (c *client) iteratorAt(ctx context.Context, shard string, ts time.Time) (st
 	}
 	last := ""
 	for range maxScanPages {
-		res, err := c.api.GetRecords(ctx, &ddbs.GetRecordsInput{ShardIterator: aws.String(iter), Limit: aws.Int32(1000)})
+		res, err := c.getRecords(ctx, &ddbs.GetRecordsInput{ShardIterator: aws.String(iter), Limit: aws.Int32(1000)})
 		if err != nil {
 			return "", fmt.Errorf("dynamodbstreams: GetRecords %s: %w", shard, err)
 		}
@@ -271,7 +271,7 @@ func Rewind(ctx context.Context, env *source.Env, m *esm.Mapping, to esm.Positio
 }
 
 func (c *client) Read(ctx context.Context, shard, iter string, limit int) (stream.Page, error) {
-	res, err := c.api.GetRecords(ctx, &ddbs.GetRecordsInput{ShardIterator: aws.String(iter), Limit: aws.Int32(int32(limit))}, withRawPage)
+	res, err := c.getRecords(ctx, &ddbs.GetRecordsInput{ShardIterator: aws.String(iter), Limit: aws.Int32(int32(limit))}, withRawPage)
 	if err != nil {
 		return stream.Page{}, fmt.Errorf("dynamodbstreams: GetRecords %s: %w", shard, err)
 	}
@@ -295,6 +295,22 @@ func (c *client) sdkRecords(res *ddbs.GetRecordsOutput) stream.Page {
 	}
 	return page
 }
+
+// getRecords calls GetRecords and turns a panic of the SDK's decoder into
+// an error: it panics on some damaged responses
+// ("ApproximateCreationDateTime":"NaN" reaches big.NewFloat), and a
+// damaged response must not stop the process.
+func (c *client) getRecords(ctx context.Context, in *ddbs.GetRecordsInput, o ...func(*ddbs.Options)) (res *ddbs.GetRecordsOutput, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			res, err = nil, fmt.Errorf("%w: %v", errDecode, p)
+		}
+	}()
+	return c.api.GetRecords(ctx, in, o...)
+}
+
+// errDecode is the error of a GetRecords response the SDK panicked on.
+var errDecode = errors.New("the SDK could not decode the GetRecords response")
 
 func (c *client) Classify(err error) stream.ErrorKind {
 	var (

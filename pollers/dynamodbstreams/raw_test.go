@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -163,6 +164,18 @@ func TestRawMatchesSDK(t *testing.T) {
 				t.Errorf("raw route taken %v, want %v", raw, c.raw)
 			}
 		})
+	}
+}
+
+// TestDamagedResponseIsAnError checks that a response the SDK panics on
+// is a GetRecords error of the poller, not a crash.
+func TestDamagedResponseIsAnError(t *testing.T) {
+	body := fixed(`{"Records":[{"dynamodb":{"ApproximateCreationDateTime":"NaN"}}]}`)
+	c := &client{api: ddbs.New(ddbs.Options{Region: "eu-west-1", HTTPClient: body, Credentials: aws.AnonymousCredentials{},
+		RetryMaxAttempts: 1}), arn: testARN, region: "eu-west-1"}
+	_, err := c.Read(context.Background(), "shard-1", "it", 1000)
+	if !errors.Is(err, errDecode) || c.Classify(err) != stream.Other {
+		t.Fatalf("Read: %v, want errDecode classified Other", err)
 	}
 }
 
