@@ -446,8 +446,9 @@ type fleetSource struct {
 	// said where it is set.
 	bound int
 	// takeover: the records sent around the kill are read by the other
-	// workers while the killed one is down (false for Kafka, whose
-	// static members keep their partitions until they restart).
+	// workers while the killed one is down (false for Kafka: a dead
+	// static member keeps its partitions until it restarts or its
+	// session expires, franz-go's default SessionTimeout of 45 s).
 	takeover bool
 
 	uuid string
