@@ -48,21 +48,13 @@ func (l *limiter) signal() {
 
 // acquire waits for room for one more invocation, or for ctx.
 func (l *limiter) acquire(ctx context.Context) error {
-	for {
-		l.mu.Lock()
+	return l.wait(ctx, func() bool {
 		if l.n < l.limit {
 			l.n++
-			l.mu.Unlock()
-			return nil
+			return true
 		}
-		ch := l.changed
-		l.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+		return false
+	})
 }
 
 func (l *limiter) release() {
@@ -83,9 +75,14 @@ func (l *limiter) set(limit int) {
 
 // await waits until ok(limit) holds, or for ctx.
 func (l *limiter) await(ctx context.Context, ok func(limit int) bool) error {
+	return l.wait(ctx, func() bool { return ok(l.limit) })
+}
+
+// wait waits until cond, called with l.mu held, returns true, or for ctx.
+func (l *limiter) wait(ctx context.Context, cond func() bool) error {
 	for {
 		l.mu.Lock()
-		if ok(l.limit) {
+		if cond() {
 			l.mu.Unlock()
 			return nil
 		}
