@@ -513,3 +513,50 @@ func TestAppendBase64(t *testing.T) {
 		t.Fatalf("AppendBase64 of every byte value = %s, want %s", got, want)
 	}
 }
+
+func TestDynamoDBSize(t *testing.T) {
+	ts := time.Unix(1700000000, 0)
+	cases := []struct {
+		name string
+		r    DynamoDBRecord
+	}{
+		{"empty", DynamoDBRecord{}},
+		{"full", DynamoDBRecord{EventID: "e\"1", EventName: "MODIFY", EventVersion: "1.0", AWSRegion: "eu-west-1",
+			UserIdentity:                json.RawMessage(`{"type":"Service","principalId":"dynamodb.amazonaws.com"}`),
+			ApproximateCreationDateTime: ts, Keys: json.RawMessage(`{"k":{"S":"é"}}`), NewImage: json.RawMessage(`{}`),
+			OldImage: json.RawMessage(`{"a":{"N":"1"}}`), SequenceNumber: "123", SizeBytes: -9223372036854775808,
+			StreamViewType: "NEW_AND_OLD_IMAGES", EventSourceARN: "arn\x01"}},
+		{"fractional time", DynamoDBRecord{ApproximateCreationDateTime: time.UnixMilli(-1500), SizeBytes: 42}},
+	}
+	size := func(m json.RawMessage) int {
+		if m == nil {
+			return -1
+		}
+		return len(m)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := AppendDynamoDB(nil, &c.r)
+			if n := DynamoDBSize(&c.r, size(c.r.NewImage), size(c.r.OldImage)); n != len(got) || !json.Valid(got) {
+				t.Fatalf("DynamoDBSize %d, AppendDynamoDB %d bytes (valid %v): %s", n, len(got), json.Valid(got), got)
+			}
+			// The same record with its images written on demand.
+			lazy := c.r
+			lazy.NewImage, lazy.OldImage, lazy.Images = nil, nil, images{c.r.NewImage, c.r.OldImage}
+			if on := AppendDynamoDB(nil, &lazy); string(on) != string(got) {
+				t.Fatalf("with Images:\n%s\nwant\n%s", on, got)
+			}
+		})
+	}
+}
+
+// images writes fixed images on demand.
+type images struct{ new, old json.RawMessage }
+
+func (m images) AppendImage(dst []byte, old bool) ([]byte, bool) {
+	im := m.new
+	if old {
+		im = m.old
+	}
+	return append(dst, im...), im != nil
+}
