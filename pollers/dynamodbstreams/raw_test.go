@@ -101,7 +101,8 @@ func same(t testing.TB, body []byte) (raw bool) {
 }
 
 // recorded is the records of aws-lambda-go's recorded DynamoDB event
-// (testdata/conformance, from ../shared/conformance/aws-lambda-go-events)
+// (testdata/conformance/aws-lambda-go-events: aws-lambda-go's events
+// testdata, copied as testdata/conformance/SOURCES.md says)
 // as GetRecords gives them: compact, with no eventSourceARN and the
 // Identity member names of the API.
 func recorded(t testing.TB) []byte {
