@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/esmd/esmd/internal/benchtest"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
 )
@@ -57,7 +58,7 @@ func BenchmarkBatch(b *testing.B) {
 			records := 0
 			var ms0, ms1 runtime.MemStats
 			runtime.ReadMemStats(&ms0)
-			cpu0 := cpuTime()
+			cpu0 := benchtest.CPUTime()
 			b.ReportAllocs()
 			for b.Loop() {
 				for l := range polls {
@@ -77,7 +78,7 @@ func BenchmarkBatch(b *testing.B) {
 				}
 				records += bc.lanes * batch
 			}
-			cpu := cpuTime() - cpu0
+			cpu := benchtest.CPUTime() - cpu0
 			runtime.ReadMemStats(&ms1)
 			if records > 0 {
 				if cpu > 0 {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/benchtest"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/pipeline"
@@ -61,26 +62,11 @@ func BenchmarkThroughput(bm *testing.B) {
 		bm.Logf("round %d: esmd %.0f msg/s, plain go-stomp %.0f msg/s, ratio %.2f", i+1, o, p, o/p)
 	}
 	bm.Logf("BatchSize %d, %d messages of 1 KB, prefetch %d: esmd %.0f msg/s, plain %.0f msg/s, ratio of medians %.2f, median ratio %.2f",
-		batch, n, 5*batch, median(ours), median(plain), median(ours)/median(plain), median(ratios))
-	bm.ReportMetric(median(ours), "esmd-msg/s")
-	bm.ReportMetric(median(plain), "plain-msg/s")
-	bm.ReportMetric(median(ratios), "ratio")
+		batch, n, 5*batch, benchtest.Median(ours), benchtest.Median(plain), benchtest.Median(ours)/benchtest.Median(plain), benchtest.Median(ratios))
+	bm.ReportMetric(benchtest.Median(ours), "esmd-msg/s")
+	bm.ReportMetric(benchtest.Median(plain), "plain-msg/s")
+	bm.ReportMetric(benchtest.Median(ratios), "ratio")
 	bm.ReportMetric(0, "ns/op")
-}
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // fillQueue sends n non-persistent 1 KB bytes messages to a new queue.

@@ -2,14 +2,12 @@ package documentdb_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/benchtest"
 	"github.com/esmd/esmd/internal/mongotest"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/payload"
@@ -108,11 +107,11 @@ func BenchmarkThroughput(bm *testing.B) {
 			i+1, o.rate, o.cpu.Round(100*time.Nanosecond), o.allocs, o.bytes, p.rate, p.cpu.Round(100*time.Nanosecond), p.allocs, p.bytes, o.rate/p.rate)
 	}
 	t.Logf("BatchSize %d, %d events of 1 KB documents: esmd %.0f events/s %v, plain driver Watch loop %.0f events/s %v, ratio of medians %.2f, ratios per round %v; process CPU per event (server included): esmd %.1f us %v, plain %.1f us %v (%d invocations)",
-		batch, n, median(ours), rounded(ours), median(plain), rounded(plain), median(ours)/median(plain), rounded2(ratios),
-		median(oursCPU), rounded(oursCPU), median(plainCPU), rounded(plainCPU), invokes.Load())
-	bm.ReportMetric(median(ours), "esmd-events/s")
-	bm.ReportMetric(median(plain), "plain-events/s")
-	bm.ReportMetric(median(ours)/median(plain), "ratio")
+		batch, n, benchtest.Median(ours), benchtest.Format(ours, 0), benchtest.Median(plain), benchtest.Format(plain, 0), benchtest.Median(ours)/benchtest.Median(plain), benchtest.Format(ratios, 2),
+		benchtest.Median(oursCPU), benchtest.Format(oursCPU, 0), benchtest.Median(plainCPU), benchtest.Format(plainCPU, 0), invokes.Load())
+	bm.ReportMetric(benchtest.Median(ours), "esmd-events/s")
+	bm.ReportMetric(benchtest.Median(plain), "plain-events/s")
+	bm.ReportMetric(benchtest.Median(ours)/benchtest.Median(plain), "ratio")
 	bm.ReportMetric(0, "ns/op") // one op is every round: meaningless
 }
 
@@ -259,7 +258,7 @@ type mark struct {
 }
 
 func begin() mark {
-	m := mark{start: time.Now(), cpu: cpuTime()}
+	m := mark{start: time.Now(), cpu: benchtest.CPUTime()}
 	runtime.ReadMemStats(&m.mem)
 	return m
 }
@@ -268,7 +267,7 @@ func (m mark) end(n int) benchRun {
 	elapsed := time.Since(m.start)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return benchRun{rate: float64(n) / elapsed.Seconds(), cpu: (cpuTime() - m.cpu) / time.Duration(n),
+	return benchRun{rate: float64(n) / elapsed.Seconds(), cpu: (benchtest.CPUTime() - m.cpu) / time.Duration(n),
 		allocs: float64(ms.Mallocs-m.mem.Mallocs) / float64(n), bytes: float64(ms.TotalAlloc-m.mem.TotalAlloc) / float64(n)}
 }
 
@@ -299,32 +298,4 @@ func (c *counting) Ack(ctx context.Context, recs []source.Record, outcome error)
 		c.once.Do(func() { close(c.all) })
 	}
 	return err
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	ys := slices.Clone(xs)
-	slices.Sort(ys)
-	if len(ys)%2 == 0 {
-		return (ys[len(ys)/2-1] + ys[len(ys)/2]) / 2
-	}
-	return ys[len(ys)/2]
-}
-
-func rounded2(xs []float64) []string {
-	out := make([]string, len(xs))
-	for i, x := range xs {
-		out[i] = fmt.Sprintf("%.2f", x)
-	}
-	return out
-}
-
-func rounded(xs []float64) []string {
-	out := make([]string, len(xs))
-	for i, x := range xs {
-		out[i] = fmt.Sprintf("%.0f", x)
-	}
-	return out
 }

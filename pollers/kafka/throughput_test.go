@@ -20,6 +20,7 @@ import (
 
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/benchtest"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/pipeline"
@@ -114,22 +115,22 @@ func TestThroughput(t *testing.T) {
 		var plainInv, oursInv int64
 		for range rounds {
 			if os.Getenv("ESMD_KAFKA_BENCH_ESMD_ONLY") == "" {
-				c, i := cpuTime(), invokes.Load()
+				c, i := benchtest.CPUTime(), invokes.Load()
 				plain = append(plain, plainLoop(t, s, inv, n, batch))
-				plainCPU = append(plainCPU, float64(cpuTime()-c)/float64(time.Microsecond)/float64(n))
+				plainCPU = append(plainCPU, float64(benchtest.CPUTime()-c)/float64(time.Microsecond)/float64(n))
 				plainInv += invokes.Load() - i
 			}
-			c, i := cpuTime(), invokes.Load()
+			c, i := benchtest.CPUTime(), invokes.Load()
 			ours = append(ours, esmdRun(t, s, inv, n, batch))
-			oursCPU = append(oursCPU, float64(cpuTime()-c)/float64(time.Microsecond)/float64(n))
+			oursCPU = append(oursCPU, float64(benchtest.CPUTime()-c)/float64(time.Microsecond)/float64(n))
 			oursInv += invokes.Load() - i
 		}
 		t.Logf("BatchSize %d: records per invocation esmd %.0f, plain %.0f", batch,
 			float64(n*rounds)/float64(max(oursInv, 1)), float64(n*len(plain))/float64(max(plainInv, 1)))
 		t.Logf("BatchSize %d: esmd %.0f records/s %v, plain franz-go loop %.0f records/s %v, ratio of medians %.2f",
-			batch, median(ours), round(ours), median(plain), round(plain), median(ours)/median(plain))
+			batch, benchtest.Median(ours), benchtest.Format(ours, 0), benchtest.Median(plain), benchtest.Format(plain, 0), benchtest.Median(ours)/benchtest.Median(plain))
 		t.Logf("BatchSize %d: CPU per record esmd %.1f us %.1f, plain %.1f us %.1f, ratio of medians %.2f",
-			batch, median(oursCPU), oursCPU, median(plainCPU), plainCPU, median(plainCPU)/median(oursCPU))
+			batch, benchtest.Median(oursCPU), oursCPU, benchtest.Median(plainCPU), plainCPU, benchtest.Median(plainCPU)/benchtest.Median(oursCPU))
 	}
 }
 
@@ -301,21 +302,4 @@ func (c *counting) Ack(ctx context.Context, recs []source.Record, outcome error)
 		c.once.Do(func() { close(c.all) })
 	}
 	return c.Poller.Ack(ctx, recs, outcome)
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	ys := slices.Clone(xs)
-	slices.Sort(ys)
-	return ys[len(ys)/2]
-}
-
-func round(xs []float64) []int {
-	out := make([]int, len(xs))
-	for i, x := range xs {
-		out[i] = int(x)
-	}
-	return out
 }

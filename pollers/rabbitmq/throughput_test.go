@@ -10,7 +10,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/benchtest"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/pipeline"
@@ -145,12 +145,12 @@ func BenchmarkThroughput(bm *testing.B) {
 			p.rate, p.cpu.Round(100*time.Nanosecond), p.broker.Round(100*time.Nanosecond), p.allocs, p.bytes, p.gap.Round(time.Microsecond), o.rate/p.rate)
 	}
 	t.Logf("BatchSize %d, %d messages of 1 KB, plain prefetch %d: esmd %.0f msg/s %v, plain amqp091 loop %.0f msg/s %v, ratio of medians %.2f, ratios per round %v, median ratio %.2f; test process CPU per message: esmd %.1f us %v, plain %.1f us %v; per batch outside Invoke: esmd %.0f us %v, plain %.0f us %v (%d invocations)",
-		batch, n, prefetch, median(ours), rounded(ours), median(plain), rounded(plain), median(ours)/median(plain), rounded2(ratios), median(ratios),
-		median(oursCPU), rounded(oursCPU), median(plainCPU), rounded(plainCPU),
-		median(oursGap), rounded(oursGap), median(plainGap), rounded(plainGap), invokes.Load())
-	bm.ReportMetric(median(ours), "esmd-msg/s")
-	bm.ReportMetric(median(plain), "plain-msg/s")
-	bm.ReportMetric(median(ratios), "ratio")
+		batch, n, prefetch, benchtest.Median(ours), benchtest.Format(ours, 0), benchtest.Median(plain), benchtest.Format(plain, 0), benchtest.Median(ours)/benchtest.Median(plain), benchtest.Format(ratios, 2), benchtest.Median(ratios),
+		benchtest.Median(oursCPU), benchtest.Format(oursCPU, 0), benchtest.Median(plainCPU), benchtest.Format(plainCPU, 0),
+		benchtest.Median(oursGap), benchtest.Format(oursGap, 0), benchtest.Median(plainGap), benchtest.Format(plainGap, 0), invokes.Load())
+	bm.ReportMetric(benchtest.Median(ours), "esmd-msg/s")
+	bm.ReportMetric(benchtest.Median(plain), "plain-msg/s")
+	bm.ReportMetric(benchtest.Median(ratios), "ratio")
 	bm.ReportMetric(0, "ns/op") // one op is every round: meaningless
 }
 
@@ -280,14 +280,14 @@ type mark struct {
 }
 
 func begin(inv *timedInvoker) mark {
-	m := mark{start: time.Now(), cpu: cpuTime(), broker: brokerCPU(), busy: inv.busy.Load(), invoke: inv.calls.Load()}
+	m := mark{start: time.Now(), cpu: benchtest.CPUTime(), broker: brokerCPU(), busy: inv.busy.Load(), invoke: inv.calls.Load()}
 	runtime.ReadMemStats(&m.mem)
 	return m
 }
 
 func (m mark) end(n int, inv *timedInvoker) run {
 	elapsed := time.Since(m.start)
-	r := run{rate: float64(n) / elapsed.Seconds(), cpu: (cpuTime() - m.cpu) / time.Duration(n), broker: (brokerCPU() - m.broker) / time.Duration(n)}
+	r := run{rate: float64(n) / elapsed.Seconds(), cpu: (benchtest.CPUTime() - m.cpu) / time.Duration(n), broker: (brokerCPU() - m.broker) / time.Duration(n)}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	r.allocs = float64(ms.Mallocs-m.mem.Mallocs) / float64(n)
@@ -387,32 +387,4 @@ func (c *counting) Ack(ctx context.Context, recs []source.Record, outcome error)
 		c.once.Do(func() { close(c.all) })
 	}
 	return err
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	ys := slices.Clone(xs)
-	slices.Sort(ys)
-	if len(ys)%2 == 0 {
-		return (ys[len(ys)/2-1] + ys[len(ys)/2]) / 2
-	}
-	return ys[len(ys)/2]
-}
-
-func rounded2(xs []float64) []string {
-	out := make([]string, len(xs))
-	for i, x := range xs {
-		out[i] = fmt.Sprintf("%.2f", x)
-	}
-	return out
-}
-
-func rounded(xs []float64) []string {
-	out := make([]string, len(xs))
-	for i, x := range xs {
-		out[i] = fmt.Sprintf("%.0f", x)
-	}
-	return out
 }

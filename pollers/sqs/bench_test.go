@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
+	"github.com/esmd/esmd/internal/benchtest"
 	"github.com/esmd/esmd/internal/testenv"
 	"github.com/esmd/esmd/pipeline"
 	"github.com/esmd/esmd/source"
@@ -164,7 +164,7 @@ func BenchmarkThroughput(b *testing.B) {
 				url, arn := f.queue(b, false, nil)
 				fill(b, f, url, n)
 				calls.reset()
-				start, c0, s0 := time.Now(), cpuTime(), fauxqsCPU()
+				start, c0, s0 := time.Now(), benchtest.CPUTime(), fauxqsCPU()
 				switch k {
 				case "plain":
 					plainLoop(b, f, url, n)
@@ -176,7 +176,7 @@ func BenchmarkThroughput(b *testing.B) {
 					b.Fatalf("ESMD_SQS_BENCH_RUNS: unknown run %q", k)
 				}
 				rates[k] = append(rates[k], float64(n)/time.Since(start).Seconds())
-				cpu[k] += cpuTime() - c0
+				cpu[k] += benchtest.CPUTime() - c0
 				srvCPU[k] += fauxqsCPU() - s0
 				if ops[k] == nil {
 					ops[k] = map[string]int64{}
@@ -191,21 +191,16 @@ func BenchmarkThroughput(b *testing.B) {
 			}
 		}
 	}
-	median := func(v []float64) float64 {
-		v = append([]float64(nil), v...)
-		sort.Float64s(v)
-		return v[len(v)/2]
-	}
 	plain := 0.0
 	if len(rates["plain"]) > 0 {
-		plain = median(rates["plain"])
+		plain = benchtest.Median(rates["plain"])
 		b.ReportMetric(plain, "plain-msgs/s")
 	}
 	for _, k := range runs {
 		if k == "plain" {
 			continue
 		}
-		m := median(rates[k])
+		m := benchtest.Median(rates[k])
 		b.ReportMetric(m, k+"-msgs/s")
 		if plain > 0 {
 			b.ReportMetric(m/plain, k+"-ratio")
@@ -324,13 +319,6 @@ func fauxqsCPU() time.Duration {
 		total += time.Duration(ut+stime) * time.Second / 100 // USER_HZ
 	}
 	return total
-}
-
-// cpuTime returns the CPU time the process used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // esmdRun drains a queue filled with n messages through a mapping with the

@@ -1,15 +1,15 @@
 //go:build unix
 
-package documentdb_test
+package benchtest
 
 import (
 	"syscall"
 	"time"
 )
 
-// cpuTime is the process's user+system CPU time: the benchmark reports it
-// per event next to wall time, which other processes' load inflates more.
-func cpuTime() time.Duration {
+// CPUTime is the process's user+system CPU time (the GC's background work
+// included).
+func CPUTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
