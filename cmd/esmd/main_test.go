@@ -34,6 +34,34 @@ func client(addr string) *lambda.Client {
 	})
 }
 
+// createMapping creates the mapping in (after edit, when not nil) through
+// cl and returns its UUID; it is deleted when the test ends.
+func createMapping(t *testing.T, cl *lambda.Client, in *lambda.CreateEventSourceMappingInput, edit func(*lambda.CreateEventSourceMappingInput)) string {
+	t.Helper()
+	if edit != nil {
+		edit(in)
+	}
+	out, err := cl.CreateEventSourceMapping(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := aws.ToString(out.UUID)
+	t.Cleanup(func() {
+		_, _ = cl.DeleteEventSourceMapping(context.Background(), &lambda.DeleteEventSourceMappingInput{UUID: aws.String(id)})
+	})
+	return id
+}
+
+// getMapping reads a mapping through cl.
+func getMapping(t *testing.T, cl *lambda.Client, id string) *lambda.GetEventSourceMappingOutput {
+	t.Helper()
+	out, err := cl.GetEventSourceMapping(context.Background(), &lambda.GetEventSourceMappingInput{UUID: aws.String(id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // startServe runs serve on a data directory in the background and returns
 // its address and a stop function that waits for it to return.
 func startServe(t *testing.T, dir string) (string, func()) {

@@ -350,27 +350,12 @@ func (e *amqE2E) create(t *testing.T, q string, edit func(*lambda.CreateEventSou
 	in := &lambda.CreateEventSourceMappingInput{
 		FunctionName: aws.String("function"), EventSourceArn: aws.String(e.broker), Queues: []string{q},
 		SourceAccessConfigurations: []types.SourceAccessConfiguration{{Type: types.SourceAccessTypeBasicAuth, URI: aws.String(e.goodSecret)}}}
-	if edit != nil {
-		edit(in)
-	}
-	out, err := e.cl.CreateEventSourceMapping(context.Background(), in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := aws.ToString(out.UUID)
-	t.Cleanup(func() {
-		_, _ = e.cl.DeleteEventSourceMapping(context.Background(), &lambda.DeleteEventSourceMappingInput{UUID: aws.String(id)})
-	})
-	return id
+	return createMapping(t, e.cl, in, edit)
 }
 
 func (e *amqE2E) get(t *testing.T, id string) *lambda.GetEventSourceMappingOutput {
 	t.Helper()
-	out, err := e.cl.GetEventSourceMapping(context.Background(), &lambda.GetEventSourceMappingInput{UUID: aws.String(id)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return getMapping(t, e.cl, id)
 }
 
 // disableAndCheckEmpty disables a mapping and checks that nothing comes

@@ -362,27 +362,12 @@ func (e *docdbE2E) create(t *testing.T, cluster string, c *mongo.Collection, edi
 		cluster = e.cluster()
 	}
 	in := e.input(cluster, c)
-	if edit != nil {
-		edit(in)
-	}
-	out, err := e.cl.CreateEventSourceMapping(context.Background(), in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := aws.ToString(out.UUID)
-	t.Cleanup(func() {
-		_, _ = e.cl.DeleteEventSourceMapping(context.Background(), &lambda.DeleteEventSourceMappingInput{UUID: aws.String(id)})
-	})
-	return id
+	return createMapping(t, e.cl, in, edit)
 }
 
 func (e *docdbE2E) get(t *testing.T, id string) *lambda.GetEventSourceMappingOutput {
 	t.Helper()
-	out, err := e.cl.GetEventSourceMapping(context.Background(), &lambda.GetEventSourceMappingInput{UUID: aws.String(id)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return getMapping(t, e.cl, id)
 }
 
 func (e *docdbE2E) waitResult(t *testing.T, id, want string) {

@@ -277,27 +277,12 @@ func (e *rmqE2E) create(t *testing.T, vhost, queue string, edit func(*lambda.Cre
 		in.SourceAccessConfigurations = append(in.SourceAccessConfigurations,
 			types.SourceAccessConfiguration{Type: types.SourceAccessTypeVirtualHost, URI: aws.String(vhost)})
 	}
-	if edit != nil {
-		edit(in)
-	}
-	out, err := e.cl.CreateEventSourceMapping(context.Background(), in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := aws.ToString(out.UUID)
-	t.Cleanup(func() {
-		_, _ = e.cl.DeleteEventSourceMapping(context.Background(), &lambda.DeleteEventSourceMappingInput{UUID: aws.String(id)})
-	})
-	return id
+	return createMapping(t, e.cl, in, edit)
 }
 
 func (e *rmqE2E) get(t *testing.T, id string) *lambda.GetEventSourceMappingOutput {
 	t.Helper()
-	out, err := e.cl.GetEventSourceMapping(context.Background(), &lambda.GetEventSourceMappingInput{UUID: aws.String(id)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return getMapping(t, e.cl, id)
 }
 
 // disableAndCheckAcked disables a mapping and checks that its consumers are
