@@ -117,6 +117,7 @@ func (b *bencher) round(ctx context.Context, kind string, idx int) (*Round, erro
 	}
 
 	errs0, _ := b.ep.Errors()
+	cpu0 := selfCPU()
 	c, err := b.start(kind, name, idx)
 	if err != nil {
 		return nil, err
@@ -151,6 +152,7 @@ func (b *bencher) round(ctx context.Context, kind string, idx int) (*Round, erro
 	if err != nil && ctx.Err() != nil {
 		r.Interrupted, err = true, nil
 	}
+	harness := selfCPU() - cpu0
 	stopProducing()
 	wg.Wait()
 	// The last record arrived with its invocation: let it finish before
@@ -166,6 +168,10 @@ func (b *bencher) round(ctx context.Context, kind string, idx int) (*Round, erro
 		r.ProducedPerSecond = round3(float64(n) / r.ProduceSeconds)
 	}
 	b.finish(r, c, coll)
+	if harness > 0 {
+		r.HarnessCPUSeconds = round3(harness.Seconds())
+		r.HarnessCPUMicrosPerRecord = round3(safeDiv(float64(harness.Microseconds()), float64(max(r.Delivered, 1))))
+	}
 	errs, last := b.ep.Errors()
 	if r.Errors = errs - errs0; r.Errors > 0 {
 		r.LastError = last

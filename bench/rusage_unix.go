@@ -21,3 +21,12 @@ func rusageOf(ps *os.ProcessState) *usage {
 	}
 	return &usage{CPU: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), PeakRSS: rss}
 }
+
+// selfCPU is the CPU time this process has used so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

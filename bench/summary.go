@@ -45,6 +45,9 @@ func PrintSummary(w io.Writer, res *Result) {
 		fmt.Fprintf(w, "  invoke       duration: %s\n", pctString(r.InvokeDuration))
 		fmt.Fprintf(w, "  batch size   mean %.1f, p50 %d, p99 %d, max %d\n", r.BatchSize.Mean, r.BatchSize.P50, r.BatchSize.P99, r.BatchSize.Max)
 		fmt.Fprintf(w, "  %-12s CPU %.2fs (%.1f us/record), peak RSS %.1f MB\n", r.Kind, r.CPUSeconds, r.CPUMicrosPerRecord, float64(r.PeakRSSBytes)/(1<<20))
+		if r.HarnessCPUSeconds > 0 {
+			fmt.Fprintf(w, "  harness      CPU %.2fs (%.1f us/record): this process's broker, endpoint and producer meanwhile\n", r.HarnessCPUSeconds, r.HarnessCPUMicrosPerRecord)
+		}
 		fmt.Fprintf(w, "  errors       %d\n", r.Errors)
 		if r.LastError != "" {
 			fmt.Fprintf(w, "               last: %s\n", firstLine(r.LastError))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -160,9 +161,44 @@ func (w windowFlag) Set(s string) error {
 // start to exit; esmd bench --profile sets it for its children.
 const profileEnv = "ESMD_CPUPROFILE"
 
-// startProfile starts the CPU profile $ESMD_CPUPROFILE asks for, and
-// returns the function that writes it.
+// traceEnv names the file a process writes its execution trace to, from
+// start to exit (go tool trace): where goroutines wait, not only where the
+// CPU goes.
+const traceEnv = "ESMD_TRACE"
+
+// startProfile starts the CPU profile $ESMD_CPUPROFILE and the execution
+// trace $ESMD_TRACE ask for, and returns the function that writes them.
 func startProfile(stderr io.Writer) func() {
+	stopCPU := startCPUProfile(stderr)
+	stopTrace := startTrace(stderr)
+	return func() {
+		stopTrace()
+		stopCPU()
+	}
+}
+
+func startTrace(stderr io.Writer) func() {
+	path := os.Getenv(traceEnv)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(stderr, "esmd: trace:", err)
+		return func() {}
+	}
+	if err := trace.Start(f); err != nil {
+		fmt.Fprintln(stderr, "esmd: trace:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		trace.Stop()
+		f.Close()
+	}
+}
+
+func startCPUProfile(stderr io.Writer) func() {
 	path := os.Getenv(profileEnv)
 	if path == "" {
 		return func() {}

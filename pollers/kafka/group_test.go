@@ -347,10 +347,26 @@ func TestOffsetLag(t *testing.T) {
 
 // TestSlowPartitionPaused: a partition whose records are not finishing
 // (a slow function) while kgo keeps fetching it is paused once it holds
-// twice its share of fetched records, so the other partitions are still
-// fetched; when its records finish it is resumed and read on from where
-// the poller stopped, without a gap or a duplicate.
+// twice its share of fetched records and at least two of its fetches, so
+// the other partitions are still fetched; when its records finish it is
+// resumed and read on from where the poller stopped, without a gap or a
+// duplicate. A partition holding less than two fetches is not paused (a
+// pause would only make the broker send again what kgo buffered), and
+// the other partitions are fetched all the same.
 func TestSlowPartitionPaused(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		chunks int // produce calls, each one record batch; one batch per fetch
+		paused bool
+	}{
+		{"many fetches", 12, true},
+		{"one fetch", 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testSlowPartition(t, tc.chunks, tc.paused) })
+	}
+}
+
+func testSlowPartition(t *testing.T, chunks int, wantPaused bool) {
 	s := seeds(t)
 	topic := newTopic(t, s, 4)
 	slowLane := topic + "-0"
@@ -359,9 +375,15 @@ func TestSlowPartitionPaused(t *testing.T) {
 	var recs []*kgo.Record
 	for i := range slow {
 		recs = append(recs, &kgo.Record{Partition: 0, Value: []byte(strconv.Itoa(i))})
+		if len(recs) == slow/chunks {
+			produce(t, prod, recs...)
+			recs = recs[:0]
+		}
 	}
-	produce(t, prod, recs...)
-	p := open(t, Config{Seeds: s, Topics: []string{topic}, Group: topic + ".g", MaxOutstanding: 10})
+	// One record batch per fetch and partition: the broker sends at least
+	// one batch, whatever the limit.
+	p := open(t, Config{Seeds: s, Topics: []string{topic}, Group: topic + ".g", MaxOutstanding: 10,
+		ClientOpts: []kgo.Opt{kgo.FetchMaxPartitionBytes(1)}})
 	defer p.Close()
 	ctx := context.Background()
 	poll := func() []source.Record {
@@ -376,14 +398,28 @@ func TestSlowPartitionPaused(t *testing.T) {
 		pt := p.owned[slowLane]
 		return pt != nil && pt.paused
 	}
+	held := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if pt := p.owned[slowLane]; pt != nil {
+			return len(pt.held)
+		}
+		return 0
+	}
 	var pending []source.Record // handed out, not done: the slow function
 	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
 		pending = append(pending, poll()...)
-		if !paused() {
+		if wantPaused && !paused() {
 			return fmt.Errorf("%s not paused; %d records handed out", slowLane, len(pending))
+		}
+		if !wantPaused && held()+len(pending) < slow {
+			return fmt.Errorf("%s: %d records held, %d handed out", slowLane, held(), len(pending))
 		}
 		return nil
 	})
+	if paused() != wantPaused {
+		t.Fatalf("%s paused %v, want %v", slowLane, paused(), wantPaused)
+	}
 	if len(pending) != 10 {
 		t.Fatalf("%d records of the slow partition handed out, want MaxOutstanding 10", len(pending))
 	}

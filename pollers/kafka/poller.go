@@ -157,6 +157,11 @@ type part struct {
 	// held are the records fetched and not yet handed out, in offset order.
 	held   []*kgo.Record
 	paused bool
+	// fetched is the most records one fetch brought this partition: a
+	// partition is paused only when it holds more than two fetches' worth
+	// (pauseAt), so a pause never throws away, with kgo's buffer, records
+	// it would soon need again.
+	fetched int
 	// active is set while the partition holds one of the MaxPollers slots,
 	// quota is what it may still hand out in this turn.
 	active bool
@@ -391,12 +396,24 @@ func (p *Poller) starving() bool {
 // Poll stops fetching when the partitions hold that many each.
 func (p *Poller) holdShare() int { return max(2*p.cfg.MaxOutstanding, 2000) }
 
+// pauseAt is how many held records pause a partition: twice its share,
+// and at least two of its largest fetches. A pause drops what kgo
+// buffered of the partition, decompressed and decoded already, and the
+// broker sends it again on resume; pausing a partition that holds less
+// than a fetch would do that for every fetch (a broker answers with up
+// to FetchMaxPartitionBytes, a megabyte of compressed records, per
+// partition: thousands of small records).
+func (p *Poller) pauseAt(pt *part) int { return max(2*p.holdShare(), 2*pt.fetched) }
+
+// resumeAt is how few held records resume a paused partition: its share,
+// or one fetch when that is more.
+func (p *Poller) resumeAt(pt *part) int { return max(p.holdShare(), pt.fetched) }
+
 // hold keeps the records of a fetch for handOut and returns the
-// partitions to pause: those holding twice their share, so that one slow
+// partitions to pause: those holding more than pauseAt, so that one slow
 // partition does not take all the room and stop the others' fetches.
 func (p *Poller) hold(fs kgo.Fetches) map[string][]int32 {
 	var pause map[string][]int32
-	limit := 2 * p.holdShare()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
@@ -421,9 +438,10 @@ func (p *Poller) hold(fs kgo.Fetches) map[string][]int32 {
 		if pt.first < 0 {
 			pt.first = recs[0].Offset
 		}
+		pt.fetched = max(pt.fetched, len(recs))
 		pt.held = append(pt.held, recs...)
 		p.held += len(recs)
-		if len(pt.held) >= limit && !pt.paused {
+		if len(pt.held) >= p.pauseAt(pt) && !pt.paused {
 			pt.paused = true
 			if pause == nil {
 				pause = map[string][]int32{}
@@ -493,7 +511,7 @@ func (p *Poller) handOut() ([]source.Record, map[string][]int32) {
 		if p.cfg.MaxPollers > 0 {
 			pt.quota -= n
 		}
-		if pt.paused && len(pt.held) < p.holdShare() {
+		if pt.paused && len(pt.held) < p.resumeAt(pt) {
 			pt.paused = false
 			if resume == nil {
 				resume = map[string][]int32{}
