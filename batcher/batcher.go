@@ -798,6 +798,37 @@ func (b *Batcher) take(q *queue, now time.Time) *Batch {
 func (b *Batcher) Done(bt *Batch, state json.RawMessage) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.done(bt, state); err != nil {
+		return err
+	}
+	b.broadcast()
+	return nil
+}
+
+// DoneNext is Done followed by what Next would return at once: the next
+// ready batch, for the caller to invoke without a hand-over to the
+// goroutine waiting in Next (nil when none is ready, or after Close).
+// Next's waiters are woken only when something is left for them: more
+// ready batches, none taken, or an earlier deadline.
+func (b *Batcher) DoneNext(bt *Batch, state json.RawMessage) (*Batch, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	before, _ := b.peekTimer()
+	if err := b.done(bt, state); err != nil {
+		return nil, err
+	}
+	var next *Batch
+	if !b.closed {
+		next = b.poll(b.now())
+	}
+	if after, _ := b.peekTimer(); next == nil || len(b.ready) > 0 || !after.Equal(before) {
+		b.broadcast()
+	}
+	return next, nil
+}
+
+// done releases bt's sub-lane (Done without the broadcast). b.mu is held.
+func (b *Batcher) done(bt *Batch, state json.RawMessage) error {
 	q := bt.q
 	if q == nil || q.inflight != bt {
 		return ErrNotInFlight
@@ -824,7 +855,6 @@ func (b *Batcher) Done(bt *Batch, state json.RawMessage) error {
 		b.evaluate(q, now)
 	}
 	b.sweep(now)
-	b.broadcast()
 	return nil
 }
 

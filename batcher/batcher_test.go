@@ -801,3 +801,61 @@ func TestOneGroupEvent(t *testing.T) {
 		})
 	}
 }
+
+// TestDoneNext: DoneNext releases the batch and returns the next ready one
+// (of its own lane or another), nil when none is ready or after Close, and
+// wakes a waiting Next only when something is left for it.
+func TestDoneNext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newB(t, Policy{BatchSize: 2}, sqsEnv)
+		mustAdd(t, b, rec("a", "", 1, 10), rec("a", "", 2, 10), rec("a", "", 3, 10), rec("a", "", 4, 10))
+		a1 := tryNext(b)
+		woken := make(chan *Batch, 1)
+		go func() {
+			bt, _ := b.Next(context.Background())
+			woken <- bt
+		}()
+		synctest.Wait()
+		// Lane a's next batch is ready once a1 is done: DoneNext takes it,
+		// and Next, with nothing left for it, sleeps on.
+		a2, err := b.DoneNext(a1, nil)
+		if err != nil || ids(a2) != "3,4" {
+			t.Fatalf("DoneNext = %s, %v; want 3,4", ids(a2), err)
+		}
+		synctest.Wait()
+		select {
+		case bt := <-woken:
+			t.Fatalf("Next woke with %s although DoneNext took the only ready batch", ids(bt))
+		default:
+		}
+		// Another lane's batch becomes ready while a2 is in flight: a
+		// DoneNext that finds two ready takes one and wakes Next for the
+		// other.
+		mustAdd(t, b, rec("b", "", 5, 10))
+		if bt := <-woken; ids(bt) != "5" {
+			t.Fatalf("Next = %s, want 5", ids(bt))
+		}
+		mustAdd(t, b, rec("a", "", 6, 10), rec("a", "", 7, 10), rec("c", "", 8, 10), rec("c", "", 9, 10))
+		c := tryNext(b) // c's batch; a's waits for a2
+		if ids(c) != "8,9" {
+			t.Fatalf("got %s, want 8,9", ids(c))
+		}
+		a3, err := b.DoneNext(a2, nil)
+		if err != nil || ids(a3) != "6,7" {
+			t.Fatalf("DoneNext = %s, %v; want 6,7", ids(a3), err)
+		}
+		// Nothing ready: nil, and the Done happened.
+		if bt, err := b.DoneNext(a3, nil); bt != nil || err != nil {
+			t.Fatalf("DoneNext with nothing ready = %s, %v", ids(bt), err)
+		}
+		if _, err := b.DoneNext(a3, nil); !errors.Is(err, ErrNotInFlight) {
+			t.Fatalf("second DoneNext: %v", err)
+		}
+		// After Close, DoneNext releases and returns nothing.
+		mustAdd(t, b, rec("c", "", 10, 10), rec("c", "", 11, 10))
+		b.Close()
+		if bt, err := b.DoneNext(c, nil); bt != nil || err != nil {
+			t.Fatalf("DoneNext after Close = %s, %v", ids(bt), err)
+		}
+	})
+}

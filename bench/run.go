@@ -117,6 +117,10 @@ func (b *bencher) round(ctx context.Context, kind string, idx int) (*Round, erro
 	}
 
 	errs0, _ := b.ep.Errors()
+	// The broker holds every record produced: collect now, so that a
+	// collection of that heap does not fall inside this round more than
+	// the next.
+	runtime.GC()
 	cpu0 := selfCPU()
 	c, err := b.start(kind, name, idx)
 	if err != nil {

@@ -506,15 +506,34 @@ func (x *run) dispatchLoop(stop, work context.Context, handlers *sync.WaitGroup,
 		go func() {
 			defer handlers.Done()
 			defer x.lim.release()
-			state := x.handle(work, bt)
-			if err := x.batches.Done(bt, state); err != nil && !errors.Is(err, batcher.ErrClosed) {
-				x.log.Error("release batch", "err", err)
-			}
-			select {
-			case space <- struct{}{}:
-			default:
-			}
+			x.handleOn(stop, work, bt, space)
 		}()
+	}
+}
+
+// handleOn handles bt and, while the pipeline is not stopping, the batches
+// that are ready when it finishes: a handler goes on with the next ready
+// batch (of any lane) itself, keeping its concurrency slot, rather than
+// handing over to dispatchLoop and a new goroutine: two fewer goroutine
+// wake-ups per batch on a busy machine.
+func (x *run) handleOn(stop, work context.Context, bt *batcher.Batch, space chan<- struct{}) {
+	for bt != nil {
+		state := x.handle(work, bt)
+		var next *batcher.Batch
+		var err error
+		if stop.Err() == nil {
+			next, err = x.batches.DoneNext(bt, state)
+		} else {
+			err = x.batches.Done(bt, state)
+		}
+		if err != nil && !errors.Is(err, batcher.ErrClosed) {
+			x.log.Error("release batch", "err", err)
+		}
+		select {
+		case space <- struct{}{}:
+		default:
+		}
+		bt = next
 	}
 }
 
