@@ -68,7 +68,8 @@ type Config struct {
 	// Idle is how long scale mode measures an idle process.
 	Idle time.Duration
 	// ProfileDir, when set, gets a CPU profile of each round's child
-	// (ESMD_CPUPROFILE, which esmd's main honours).
+	// (ESMD_CPUPROFILE, which esmd's main honours) and a heap profile taken
+	// at its peak heap (ESMD_MEMPROFILE, <kind>-round<N>.heap.pprof).
 	ProfileDir string
 }
 

@@ -195,7 +195,8 @@ func (b *bencher) start(kind, name string, idx int) (*child, error) {
 		if err != nil {
 			return nil, err
 		}
-		env = append(env, "ESMD_CPUPROFILE="+abs)
+		heap := strings.TrimSuffix(abs, ".pprof") + ".heap.pprof"
+		env = append(env, "ESMD_CPUPROFILE="+abs, "ESMD_MEMPROFILE="+heap)
 	}
 	if kind == "raw" {
 		s := b.t.Raw()
