@@ -142,6 +142,7 @@ type Batcher struct {
 	timers    []timer // min-heap by at
 	wake      chan struct{}
 	buffered  int
+	bytes     int // encoded size of the buffered records (Record.Len)
 	inflight  int
 	touched   []*queue
 	idle      []*queue // sub-lanes that went idle, oldest first (roughly), see sweep
@@ -427,6 +428,7 @@ func (b *Batcher) add(rec *source.Record, now time.Time) {
 	q.meta = append(q.meta, m)
 	l.buffered++
 	b.buffered++
+	b.bytes += rec.Len()
 	if !q.touched {
 		q.touched = true
 		b.touched = append(b.touched, q)
@@ -767,6 +769,9 @@ func (b *Batcher) take(q *queue, now time.Time) *Batch {
 	}
 	bt.Records = make([]source.Record, n)
 	copy(bt.Records, q.recs)
+	for i := range bt.Records {
+		b.bytes -= bt.Records[i].Len()
+	}
 	q.pop(n)
 	// The scan builder references the records' Data: drop it now rather
 	// than at the next scan, which may be a window grace away.
@@ -975,6 +980,15 @@ func (b *Batcher) Len() int {
 	return b.buffered
 }
 
+// Size returns how many records are buffered in all lanes and not yet in a
+// batch, as Len does, and their encoded size in bytes (the sum of their
+// Record.Len): what a poller's read-ahead is bounded by.
+func (b *Batcher) Size() (records, bytes int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buffered, b.bytes
+}
+
 // InFlight returns how many batches Next returned that are not done yet. A
 // pipeline stopping softly stops adding, then waits for it to reach zero
 // before it checkpoints and closes.
@@ -1001,6 +1015,7 @@ func (b *Batcher) Close() {
 	b.ready = nil
 	b.timers = nil
 	b.buffered = 0
+	b.bytes = 0
 	b.broadcast()
 }
 

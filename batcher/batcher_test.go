@@ -859,3 +859,27 @@ func TestDoneNext(t *testing.T) {
 		}
 	})
 }
+
+// TestSize: Size counts the buffered records and their bytes (Record.Len,
+// encoders' Size included) until a batch takes them, and nothing after
+// Close.
+func TestSize(t *testing.T) {
+	b := newB(t, Policy{BatchSize: 2, Window: time.Minute}, sqsEnv)
+	enc := source.Record{Lane: "q", ID: "9", Seq: "9", Encoder: bytesEncoder(`"abcd"`), Size: 6}
+	mustAdd(t, b, rec("q", "", 0, 10), rec("q", "", 1, 20), enc)
+	check := func(when string, wantN, wantBytes int) {
+		t.Helper()
+		if n, size := b.Size(); n != wantN || size != wantBytes {
+			t.Fatalf("%s: Size %d records, %d bytes; want %d, %d", when, n, size, wantN, wantBytes)
+		}
+	}
+	check("after adding", 3, 36)
+	bt := tryNext(b)
+	if bt == nil || len(bt.Records) != 2 {
+		t.Fatalf("batch %v, want the first two records", bt)
+	}
+	check("after a batch", 1, 6)
+	mustDone(t, b, bt, "")
+	b.Close()
+	check("after Close", 0, 0)
+}

@@ -49,6 +49,10 @@ type Runner struct {
 	// a batch waits for its batching window, so a bound below one batch
 	// per lane leaves lanes idle while others hold the records.
 	MaxBuffered int
+	// MaxBufferedBytes bounds the same buffer in bytes (the records'
+	// encoded size). Default DefaultMaxBufferedBytes, raised to two
+	// batches per lane.
+	MaxBufferedBytes int
 	// MaxInFlight caps concurrent invocations of a mapping (default 1,000;
 	// SQS ScalingConfig.MaximumConcurrency lowers it). With a store several
 	// workers share (Sharer in Env.Store), a queue mapping's cap
@@ -172,10 +176,6 @@ type run struct {
 	bufs  sync.Pool // *[]byte
 }
 
-// maxAutoBuffered caps the default buffer of a mapping whose lanes each
-// want two batches (Runner.MaxBuffered).
-const maxAutoBuffered = 100000
-
 // payloadReleaser is an Invoker that reads a payload only until Invoke
 // returns, as dispatcher.LambdaInvoker does on its direct HTTP path.
 type payloadReleaser interface {
@@ -282,16 +282,7 @@ func (r *Runner) run(ctx context.Context, m *esm.Mapping, rep esm.Reporter, lim 
 	if x.batches, err = batcher.New(policy, x.src.Envelope(m)); err != nil {
 		return err
 	}
-	maxBuf := func() int { return r.MaxBuffered }
-	if r.MaxBuffered <= 0 {
-		base := max(4*policy.BatchSize, 10000)
-		maxBuf = func() int { return base }
-		if !x.src.Batching.Deal {
-			maxBuf = func() int {
-				return max(base, min(2*policy.BatchSize*x.batches.Lanes(), maxAutoBuffered))
-			}
-		}
-	}
+	ahead := r.newReadAhead(x.batches, policy, x.src.Batching.Deal)
 	open := r.Open
 	if open == nil {
 		open = func(ctx context.Context, m *esm.Mapping) (source.Poller, error) { return x.src.Open(ctx, r.env(), m) }
@@ -319,7 +310,7 @@ func (r *Runner) run(ctx context.Context, m *esm.Mapping, rep esm.Reporter, lim 
 	loops.Add(2)
 	go func() {
 		defer loops.Done()
-		if err := x.pollLoop(stop, maxBuf, space); err != nil && stop.Err() == nil {
+		if err := x.pollLoop(stop, ahead, space); err != nil && stop.Err() == nil {
 			errc <- err
 			cancel()
 		}
@@ -409,10 +400,10 @@ func (x *run) disableOr(ctx context.Context, err error) error {
 	return nil
 }
 
-func (x *run) pollLoop(ctx context.Context, maxBuf func() int, space <-chan struct{}) error {
+func (x *run) pollLoop(ctx context.Context, ahead *readAhead, space <-chan struct{}) error {
 	ender, _ := x.poller.(source.LaneEnder)
 	for {
-		for x.batches.Len() >= maxBuf() {
+		for ahead.full() {
 			select {
 			case <-ctx.Done():
 				return nil

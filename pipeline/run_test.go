@@ -735,8 +735,10 @@ func TestPipelineProcessingResultAfterRetries(t *testing.T) {
 
 // spreadPoller hands out n records per lane, interleaved: each Poll gives
 // every lane per records, as a Kafka fetch of several partitions does.
+// Records are `{}`, or JSON strings of size bytes.
 type spreadPoller struct {
 	lanes, per, n int
+	size          int
 	mu            sync.Mutex
 	polled        int // per lane
 }
@@ -752,7 +754,11 @@ func (p *spreadPoller) Poll(ctx context.Context) ([]source.Record, error) {
 	for l := range p.lanes {
 		for i := p.polled; i < p.polled+p.per; i++ {
 			seq := strconv.Itoa(i)
-			out = append(out, source.Record{Lane: "lane-" + strconv.Itoa(l), ID: seq, Seq: seq, Data: []byte(`{}`)})
+			data := []byte(`{}`)
+			if p.size > 2 {
+				data = []byte(`"` + strings.Repeat("x", p.size-2) + `"`)
+			}
+			out = append(out, source.Record{Lane: "lane-" + strconv.Itoa(l), ID: seq, Seq: seq, Data: data})
 		}
 	}
 	p.polled += p.per

@@ -27,6 +27,10 @@ type laneTrack struct {
 	// seqs[head:] are not checkpointed. done holds the finished ones.
 	seqs []string
 	done map[string]bool
+	// sizes are the records' sizes in bytes (AddSized; 0 for Add), one per
+	// seq; bytes is the sum of sizes[head:].
+	sizes []int32
+	bytes int
 	// Integer positions: offs are the records read, increasing; fin[i]
 	// says whether offs[i] finished. No map: a binary search finds a
 	// position, and finishing one costs no allocation.
@@ -48,7 +52,11 @@ func (t *Tracker) lane(lane string) *laneTrack {
 }
 
 // Add registers a record that was read, in read order within its lane.
-func (t *Tracker) Add(lane, seq string) {
+func (t *Tracker) Add(lane, seq string) { t.AddSized(lane, seq, 0) }
+
+// AddSized is Add for a record of size bytes, which PendingBytes counts
+// until it is checkpointed.
+func (t *Tracker) AddSized(lane, seq string, size int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	l := t.lane(lane)
@@ -56,6 +64,8 @@ func (t *Tracker) Add(lane, seq string) {
 		l.done = map[string]bool{}
 	}
 	l.seqs = append(l.seqs, seq)
+	l.sizes = append(l.sizes, int32(min(size, 1<<31-1)))
+	l.bytes += size
 }
 
 // Done marks a record finished and returns the lane's new checkpoint, with
@@ -72,6 +82,7 @@ func (t *Tracker) Done(lane, seq string) (checkpoint string, advanced bool) {
 	start := l.head
 	for l.head < len(l.seqs) && l.done[l.seqs[l.head]] {
 		delete(l.done, l.seqs[l.head])
+		l.bytes -= int(l.sizes[l.head])
 		l.head++
 	}
 	if l.head == start {
@@ -81,7 +92,10 @@ func (t *Tracker) Done(lane, seq string) (checkpoint string, advanced bool) {
 	// Drop the checkpointed prefix once it is most of the slice, so the
 	// cost stays linear in the records read, not quadratic.
 	if l.head > len(l.seqs)/2 {
-		l.seqs = append(l.seqs[:0], l.seqs[l.head:]...)
+		n := copy(l.seqs, l.seqs[l.head:])
+		clear(l.seqs[n:]) // old slots: a seq may hold its read's buffer
+		l.seqs = l.seqs[:n]
+		l.sizes = append(l.sizes[:0], l.sizes[l.head:]...)
 		l.head = 0
 	}
 	return checkpoint, true
@@ -139,6 +153,17 @@ func (t *Tracker) Pending(lane string) int {
 	defer t.mu.Unlock()
 	if l := t.lanes[lane]; l != nil {
 		return len(l.seqs) + len(l.offs) - l.head
+	}
+	return 0
+}
+
+// PendingBytes returns the sizes (AddSized) of a lane's records that are
+// not yet checkpointed, in bytes.
+func (t *Tracker) PendingBytes(lane string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l := t.lanes[lane]; l != nil {
+		return l.bytes
 	}
 	return 0
 }

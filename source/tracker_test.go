@@ -209,3 +209,34 @@ func BenchmarkTrackerStrings(b *testing.B) {
 		tr.Add("topic-0", seqs[i+window])
 	}
 }
+
+// PendingBytes counts the sizes of the records not yet checkpointed: a
+// finished record behind an unfinished one still counts.
+func TestTrackerPendingBytes(t *testing.T) {
+	tr := NewTracker()
+	tr.AddSized("a", "1", 10)
+	tr.AddSized("a", "2", 20)
+	tr.Add("a", "3") // no size
+	tr.AddSized("a", "4", 40)
+	steps := []struct {
+		seq  string
+		want int
+	}{
+		{"", 70},
+		{"2", 70}, // 1 unfinished
+		{"1", 40}, // 1 and 2 checkpointed; 3 (no size) is not done
+		{"3", 40},
+		{"4", 0},
+	}
+	for _, s := range steps {
+		if s.seq != "" {
+			tr.Done("a", s.seq)
+		}
+		if got := tr.PendingBytes("a"); got != s.want {
+			t.Fatalf("after Done(%q): PendingBytes %d, want %d", s.seq, got, s.want)
+		}
+	}
+	if got := tr.PendingBytes("b"); got != 0 {
+		t.Errorf("PendingBytes of an unknown lane %d", got)
+	}
+}

@@ -68,9 +68,10 @@ type Config struct {
 	// checkpoint before Ack returns, so a crash redelivers only the batch
 	// in flight.
 	CheckpointInterval time.Duration
-	// BatchSize is the batchSize of the stream's getMore commands (default
-	// 0: the server's, up to 16 MB of events). It bounds what one read
-	// returns, not the function's batches (the batcher's BatchSize).
+	// BatchSize is the batchSize of the stream's getMore commands (0: the
+	// server's, up to 16 MB of events; a mapping's Config sets its
+	// BatchSize, at least 100). It bounds what one read returns, not the
+	// function's batches (the batcher's BatchSize).
 	BatchSize int32
 	// MaxAwaitTime is how long a getMore waits for events on an idle
 	// stream (its maxTimeMS; default 1 s, as mongod's default).

@@ -208,7 +208,7 @@ func (e *Env) Config(ctx context.Context, m *esm.Mapping) (Config, error) {
 	cfg = Config{
 		URI: uri, CAFile: e.CAFile, Database: *d.DatabaseName,
 		Mapping: m.UUID, Positions: e.Positions, CheckpointInterval: e.CheckpointInterval,
-		EventSourceARN: *c.EventSourceArn,
+		EventSourceARN: *c.EventSourceArn, BatchSize: readBatch(m),
 	}
 	if d.CollectionName != nil {
 		cfg.Collection = *d.CollectionName
@@ -232,6 +232,19 @@ func (e *Env) Config(ctx context.Context, m *esm.Mapping) (Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// readBatch is the getMore batchSize of a mapping's stream: its BatchSize,
+// at least 100 events. The server's own (as many events as fit in 16 MB)
+// makes every read a 16 MB reply and as much again of encoded events,
+// held until the last of them is invoked, for a function that takes a
+// hundred at a time.
+func readBatch(m *esm.Mapping) int32 {
+	n := int64(100)
+	if b := m.Config.BatchSize; b != nil {
+		n = max(n, min(*b, 10000))
+	}
+	return int32(n)
 }
 
 // Target is where a mapping sends its BASIC_AUTH secret: the cluster's ARN

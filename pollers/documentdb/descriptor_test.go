@@ -30,6 +30,8 @@ const (
 
 func sp(s string) *string { return &s }
 
+func i64(n int64) *int64 { return &n }
+
 // mapping returns a DocumentDB mapping of collection "c" of db.
 func mapping() *esm.Mapping {
 	m := &esm.Mapping{UUID: "6f1c0d4e-0000-4000-8000-0000000000d0", FunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:f",
@@ -139,6 +141,18 @@ func TestConfigFor(t *testing.T) {
 	cfg, _ = e.Config(context.Background(), m)
 	if cfg.CheckpointInterval != 100*time.Millisecond || cfg.Collection != "" {
 		t.Errorf("config %+v", cfg)
+	}
+
+	// The getMore batchSize: the mapping's BatchSize, at least 100 (the
+	// server's own is 16 MB of events per read).
+	for _, tc := range []struct {
+		batch *int64
+		want  int32
+	}{{nil, 100}, {i64(1), 100}, {i64(500), 500}, {i64(10000), 10000}} {
+		m.Config.BatchSize = tc.batch
+		if cfg, _ = e.Config(context.Background(), m); cfg.BatchSize != tc.want {
+			t.Errorf("BatchSize %v: getMore batchSize %d, want %d", tc.batch, cfg.BatchSize, tc.want)
+		}
 	}
 
 	// A secret that does not exist; a bad flag.

@@ -65,7 +65,22 @@ func CommonFor(env *source.Env, m *esm.Mapping, flag string) (Common, error) {
 		return Common{}, err
 	}
 	c.MaxPending = MaxPending(m)
+	c.MinPending = MinPending(m)
 	return c, nil
+}
+
+// MinPending is what a shard of a mapping may read past its checkpoint
+// whatever the bytes (Common.MinPending): two batches per sub-lane, one in
+// flight and one ready, at most 10,000 records.
+func MinPending(m *esm.Mapping) int {
+	batch, pf := int64(100), int64(1)
+	if m.Config.BatchSize != nil {
+		batch = *m.Config.BatchSize
+	}
+	if p := m.Config.ParallelizationFactor; p != nil && *p > 1 {
+		pf = *p
+	}
+	return int(min(2*batch*pf, 10000))
 }
 
 // MaxPending bounds what a shard may read past its checkpoint when the

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/esmd/esmd/internal/backoff"
+	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
 )
 
@@ -59,6 +60,10 @@ type Poller struct {
 	room   chan struct{} // closed and replaced when records are done
 
 	leases *leaseState // with Config.Leases
+
+	// reading counts the shards being read, which share
+	// Config.MaxPendingBytes.
+	reading atomic.Int32
 }
 
 type shard struct {
@@ -81,6 +86,9 @@ type shard struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	stopped chan struct{}
+	// mean is the mean size of the records of the reader's last read with
+	// records (0 before it): what a read's limit is estimated with.
+	mean int
 }
 
 // New starts a Poller on cl. Shards are listed once before New returns, so
@@ -316,6 +324,8 @@ func (p *Poller) read(sh *shard) {
 	if p.c.Leases == nil && !p.waitParents(ctx, sh) {
 		return
 	}
+	p.reading.Add(1)
+	defer p.reading.Add(-1)
 	var (
 		iter     string
 		lastRead string
@@ -353,10 +363,8 @@ func (p *Poller) read(sh *shard) {
 		p.mu.Lock()
 		room := p.room
 		p.mu.Unlock()
-		// A read waits for a quarter of the room at least (one small
-		// read after each Done would spend the shard's read quota).
-		pending := p.tracker.Pending(sh.id)
-		if left := p.c.MaxPending - pending; left <= 0 || pending > 0 && left < max(1, min(p.c.Limit, p.c.MaxPending)/4) {
+		limit := p.readLimit(sh)
+		if limit == 0 {
 			select {
 			case <-room:
 			case <-ctx.Done():
@@ -364,9 +372,7 @@ func (p *Poller) read(sh *shard) {
 			}
 			continue
 		}
-		// Never more than MaxPending records pending: a read asks for
-		// what is left.
-		page, err := p.readPage(ctx, sh, iter, min(p.c.Limit, p.c.MaxPending-pending))
+		page, err := p.readPage(ctx, sh, iter, limit)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -390,11 +396,15 @@ func (p *Poller) read(sh *shard) {
 		p.observe(sh, &page)
 		if len(page.Records) > 0 {
 			recs := page.Records
+			size := 0
 			for i := range recs {
 				recs[i].Lane = sh.id
 				recs[i].Meta = sh
-				p.tracker.Add(sh.id, recs[i].Seq)
+				n := recs[i].Len()
+				size += n
+				p.tracker.AddSized(sh.id, recs[i].Seq, n)
 			}
+			sh.mean = max(1, size/len(recs))
 			lastRead = recs[len(recs)-1].Seq
 			select {
 			case p.out <- recs:
@@ -419,6 +429,36 @@ func (p *Poller) read(sh *shard) {
 			return
 		}
 	}
+}
+
+// readLimit returns how many records the next read of sh asks for, or 0
+// while it must wait for records to be done. Never more than MaxPending
+// records pending: a read asks for what is left. Nor more than the shard's
+// share of MaxPendingBytes, estimated at the mean size of its last read,
+// once MinPending records are pending. A read waits for a quarter of the
+// room at least, in records and in bytes: one small read after each Done
+// would spend the shard's read quota (five reads a second on Kinesis).
+func (p *Poller) readLimit(sh *shard) int {
+	pending := p.tracker.Pending(sh.id)
+	left := p.c.MaxPending - pending
+	if left <= 0 || pending > 0 && left < max(1, min(p.c.Limit, p.c.MaxPending)/4) {
+		return 0
+	}
+	limit := min(p.c.Limit, left)
+	mean := sh.mean
+	if mean == 0 {
+		mean = 1 << 10
+	}
+	share := p.c.MaxPendingBytes / max(1, int(p.reading.Load()))
+	pendingBytes := p.tracker.PendingBytes(sh.id)
+	room := share - pendingBytes
+	// MinPending records are let in whatever the share, up to two full
+	// payloads' bytes.
+	floor := min(p.c.MinPending-pending, (2*payload.MaxPayloadSize-pendingBytes)/mean)
+	if room < share/4 && floor < max(1, p.c.MinPending/4) {
+		return 0
+	}
+	return max(1, min(limit, max(room/mean, floor)))
 }
 
 // observe records the IteratorAge of a read.

@@ -662,3 +662,56 @@ func TestSyncGroupCommit(t *testing.T) {
 		}
 	}
 }
+
+// A shard never has more than its share of MaxPendingBytes read and not
+// done once MinPending records are: a read asks for what the share has
+// left, at the mean size of the last read, and waits for a quarter of it.
+func TestMaxPendingBytes(t *testing.T) {
+	f := newFake()
+	f.shard("s")
+	for i := range 30 {
+		f.put("s", fmt.Sprintf("%019d", i)) // 19 bytes each
+	}
+	p := open(t, f, stream.Config{Common: stream.Common{Positions: &mem{}, MaxPendingBytes: 100, MinPending: 2}})
+	// First read: MinPending (the mean is not known yet); then what 100
+	// bytes hold at 19 bytes each: 5 in all.
+	got := pollN(t, p, 5)
+	pollNone(t, p)
+	if len(got) != 5 {
+		t.Fatalf("%d records pending, want 5", len(got))
+	}
+	if err := p.Done(context.Background(), got[:1]); err != nil {
+		t.Fatal(err)
+	}
+	pollNone(t, p) // 24 bytes free: less than a quarter of 100
+	if err := p.Done(context.Background(), got[1:3]); err != nil {
+		t.Fatal(err)
+	}
+	more := pollN(t, p, 3)
+	pollNone(t, p)
+	if len(more) != 3 || string(more[0].Data) != fmt.Sprintf("%019d", 5) {
+		t.Fatalf("after 3 done: %s, want the next 3", bodies(more))
+	}
+}
+
+// A record larger than a shard's share of MaxPendingBytes is still read,
+// one at a time: the shard never starves.
+func TestMaxPendingBytesLargeRecords(t *testing.T) {
+	f := newFake()
+	f.shard("s")
+	big := strings.Repeat("x", 500)
+	for i := range 3 {
+		f.put("s", fmt.Sprint(i)+big)
+	}
+	p := open(t, f, stream.Config{Common: stream.Common{Positions: &mem{}, MaxPendingBytes: 100, MinPending: 1}})
+	for i := range 3 {
+		got := pollN(t, p, 1)
+		pollNone(t, p)
+		if len(got) != 1 || !strings.HasPrefix(string(got[0].Data), fmt.Sprint(i)+"x") {
+			t.Fatalf("read %d: %d records, want record %d alone", i, len(got), i)
+		}
+		if err := p.Done(context.Background(), got); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -149,6 +149,19 @@ type Common struct {
 	// (a pushing source may exceed it by one event), and reading stops
 	// until some are done.
 	MaxPending int
+	// MaxPendingBytes bounds the bytes (the records' encoded size,
+	// Record.Len) read but not yet checkpointed, over all the shards the
+	// poller reads (default DefaultMaxPendingBytes). Each shard being read
+	// has an equal share; a read asks for about what its share has left
+	// (at the mean size of its last read, 1 KiB before its first) and
+	// waits until a quarter of the share is free, so that reads stay
+	// large. A record larger than a share is still read, one at a time.
+	MaxPendingBytes int
+	// MinPending is what a shard may read whatever its bytes (CommonFor:
+	// two batches per sub-lane, 2 x BatchSize x ParallelizationFactor;
+	// default 200): a share smaller than that would leave the function
+	// batches smaller than BatchSize.
+	MinPending int
 	// MaxCalls bounds the GetShardIterator and GetRecords calls in flight
 	// at once over all shards (default 64): with many shards, the readers
 	// share that many connections instead of each opening its own.
@@ -178,6 +191,10 @@ type Common struct {
 	// shards are taken over once it has passed.
 	LeaseTTL time.Duration
 }
+
+// DefaultMaxPendingBytes is Common.MaxPendingBytes's default: 8 MiB read
+// ahead of the checkpoints of a mapping, whatever its shard count.
+const DefaultMaxPendingBytes = 8 << 20
 
 // Config is what the Poller reads and how: the Common configuration and
 // what the source adds to it.
@@ -211,6 +228,13 @@ func (c *Config) setDefaults() {
 	if c.MaxPending <= 0 {
 		c.MaxPending = 10000
 	}
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if c.MinPending <= 0 {
+		c.MinPending = 200
+	}
+	c.MinPending = min(c.MinPending, c.MaxPending)
 	if c.MaxCalls <= 0 {
 		c.MaxCalls = 64
 	}
