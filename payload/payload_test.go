@@ -492,6 +492,33 @@ func TestKafkaSize(t *testing.T) {
 	}
 }
 
+func TestKinesisSize(t *testing.T) {
+	many := make([]byte, 301)
+	for i := range many {
+		many[i] = byte(i)
+	}
+	cases := []struct {
+		name string
+		r    KinesisRecord
+	}{
+		{"empty", KinesisRecord{}},
+		{"plain", KinesisRecord{ShardID: "shardId-000000000000", PartitionKey: "k", SequenceNumber: "4959", Data: []byte("{}"),
+			ApproximateArrivalTimestamp: time.UnixMilli(1700000000000), InvokeIdentityArn: "arn:aws:iam::1:role/r", AWSRegion: "us-east-1",
+			EventSourceARN: "arn:aws:kinesis:us-east-1:1:stream/s"}},
+		{"escapes and fraction", KinesisRecord{ShardID: "s\"\\", PartitionKey: "k\n\x01é\xff<", SequenceNumber: "1\u2028",
+			Data: many, ApproximateArrivalTimestamp: time.UnixMilli(1700000000120), EncryptionType: "KMS"}},
+		{"before 1970", KinesisRecord{ApproximateArrivalTimestamp: time.UnixMilli(-1001), Data: many[:2]}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := AppendKinesis(nil, &c.r)
+			if n := KinesisSize(&c.r); n != len(got) {
+				t.Fatalf("KinesisSize %d, AppendKinesis %d bytes: %s", n, len(got), got)
+			}
+		})
+	}
+}
+
 // TestAppendBase64 compares AppendBase64 with the standard encoder for
 // every length up to 100 (each tail of the eight-byte steps) and each
 // byte value.

@@ -56,6 +56,26 @@ func AppendKinesis(dst []byte, r *KinesisRecord) []byte {
 	return append(dst, '}')
 }
 
+// KinesisSize returns len(AppendKinesis(nil, r)) without encoding r.
+func KinesisSize(r *KinesisRecord) int {
+	n := len(`{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":,"sequenceNumber":,"data":,"approximateArrivalTimestamp":`+
+		`},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":":","eventName":"aws:kinesis:record",`+
+		`"invokeIdentityArn":,"awsRegion":,"eventSourceARN":}`) +
+		StringSize(r.PartitionKey) + 2*StringSize(r.SequenceNumber) - 2 + base64Size(len(r.Data)) +
+		epochSecondsSize(r.ApproximateArrivalTimestamp) + StringSize(r.ShardID) - 2 +
+		StringSize(r.InvokeIdentityArn) + StringSize(r.AWSRegion) + StringSize(r.EventSourceARN)
+	if r.EncryptionType != "" {
+		n += len(`,"encryptionType":`) + StringSize(r.EncryptionType)
+	}
+	return n
+}
+
+// epochSecondsSize returns len(AppendEpochSeconds(nil, t)).
+func epochSecondsSize(t time.Time) int {
+	var b [32]byte
+	return len(AppendEpochSeconds(b[:0], t))
+}
+
 // DynamoDBRecord is one DynamoDB Streams record, the input of
 // AppendDynamoDB. Keys, NewImage and OldImage are DynamoDB typed JSON
 // (AttributeValue maps, {"Id":{"N":"101"}}) passed through verbatim; nil

@@ -14,7 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/esmd/esmd/pollers/stream"
-	"github.com/esmd/esmd/source"
 )
 
 // SubscribeAPI is the part of the Kinesis client enhanced fan-out uses.
@@ -122,10 +121,7 @@ func (e *efo) Read(ctx context.Context, shard, iter string, _ int) (stream.Page,
 			page.Behind, page.BehindKnown = time.Duration(*v.Value.MillisBehindLatest)*time.Millisecond, true
 		}
 		if n := len(v.Value.Records); n > 0 {
-			page.Records = make([]source.Record, n)
-			for i := range v.Value.Records {
-				page.Records[i] = e.record(shard, &v.Value.Records[i])
-			}
+			page.Records = e.records(shard, v.Value.Records)
 			page.Next = token(stream.Position{Type: stream.AfterSequenceNumber, Seq: page.Records[n-1].Seq})
 		}
 		end := aws.ToString(v.Value.ContinuationSequenceNumber) == "" && len(v.Value.ChildShards) > 0

@@ -137,7 +137,7 @@ func TestEnhancedFanOut(t *testing.T) {
 		}
 	}
 	var e event
-	if err := json.Unmarshal(got[0].Data, &e); err != nil || e.EventSourceARN != arn {
+	if err := json.Unmarshal(got[0].Bytes(), &e); err != nil || e.EventSourceARN != arn {
 		t.Fatalf("eventSourceARN %q (%v), want the stream's %s", e.EventSourceARN, err, arn)
 	}
 	if err := p.Done(ctx, got[:3]); err != nil {

@@ -84,8 +84,8 @@ type event struct {
 func body(t *testing.T, r source.Record) string {
 	t.Helper()
 	var e event
-	if err := json.Unmarshal(r.Data, &e); err != nil {
-		t.Fatalf("record %s: %v", r.Data, err)
+	if err := json.Unmarshal(r.Bytes(), &e); err != nil {
+		t.Fatalf("record %s: %v", r.Bytes(), err)
 	}
 	b, err := base64.StdEncoding.DecodeString(e.Kinesis.Data)
 	if err != nil {
@@ -167,7 +167,7 @@ func pollNone(t *testing.T, p source.Poller, d time.Duration) {
 		// A Poll without records (a shard's end, source.LaneEnder) is not
 		// a delivery.
 		if len(recs) > 0 {
-			return fmt.Errorf("unexpected records: %d, first %s", len(recs), recs[0].Data)
+			return fmt.Errorf("unexpected records: %d, first %s", len(recs), recs[0].Bytes())
 		}
 		return nil
 	})
@@ -181,8 +181,12 @@ func TestRecordShape(t *testing.T) {
 	seq := put(t, c, name, "test_0", "hello")
 	p := open(t, c, kinesis.Config{Common: stream.Common{StreamARN: arn, Positions: openStore(t)}, InvokeIdentityArn: "arn:aws:iam::000000000000:role/fn-role"})
 	r := pollN(t, p, 1, 20*time.Second)[0]
+	data := r.Bytes()
+	if len(data) != r.Len() {
+		t.Fatalf("record of %d bytes, Len %d", len(data), r.Len())
+	}
 	var m map[string]any
-	if err := json.Unmarshal(r.Data, &m); err != nil {
+	if err := json.Unmarshal(data, &m); err != nil {
 		t.Fatal(err)
 	}
 	k := m["kinesis"].(map[string]any)
@@ -191,14 +195,14 @@ func TestRecordShape(t *testing.T) {
 		t.Fatalf("approximateArrivalTimestamp %v", k["approximateArrivalTimestamp"])
 	}
 	shard := "shardId-000000000000"
-	arrival := strings.SplitN(strings.SplitN(string(r.Data), `"approximateArrivalTimestamp":`, 2)[1], "}", 2)[0]
+	arrival := strings.SplitN(strings.SplitN(string(data), `"approximateArrivalTimestamp":`, 2)[1], "}", 2)[0]
 	if !strings.Contains(arrival, ".") || r.Arrival.Sub(time.UnixMilli(int64(ts*1000+0.5))).Abs() > time.Millisecond {
 		t.Fatalf("approximateArrivalTimestamp %s is not the float seconds of %v", arrival, r.Arrival)
 	}
 	want := fmt.Sprintf(`{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"test_0","sequenceNumber":%q,"data":"aGVsbG8=","approximateArrivalTimestamp":%s},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"%s:%s","eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::000000000000:role/fn-role","awsRegion":"us-east-1","eventSourceARN":%q}`,
 		seq, arrival, shard, seq, arn)
-	if string(r.Data) != want {
-		t.Fatalf("record\n got %s\nwant %s", r.Data, want)
+	if string(data) != want {
+		t.Fatalf("record\n got %s\nwant %s", data, want)
 	}
 	if r.Lane != shard || r.Key != "test_0" || r.ID != seq || r.Seq != seq || r.Arrival.IsZero() {
 		t.Fatalf("record fields %+v", r)

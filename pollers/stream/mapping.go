@@ -66,6 +66,10 @@ func CommonFor(env *source.Env, m *esm.Mapping, flag string) (Common, error) {
 	}
 	c.MaxPending = MaxPending(m)
 	c.MinPending = MinPending(m)
+	c.BatchSize = 100
+	if b := m.Config.BatchSize; b != nil {
+		c.BatchSize = int(*b)
+	}
 	return c, nil
 }
 

@@ -458,7 +458,11 @@ func (p *Poller) readLimit(sh *shard) int {
 	if room < share/4 && floor < max(1, p.c.MinPending/4) {
 		return 0
 	}
-	return max(1, min(limit, max(room/mean, floor)))
+	n := room / mean
+	if b := p.c.BatchSize; b > 0 && n > b {
+		n -= n % b
+	}
+	return max(1, min(limit, max(n, floor)))
 }
 
 // observe records the IteratorAge of a read.

@@ -715,3 +715,20 @@ func TestMaxPendingBytesLargeRecords(t *testing.T) {
 		}
 	}
 }
+
+// A read bounded by MaxPendingBytes asks for whole batches (BatchSize).
+func TestMaxPendingBytesWholeBatches(t *testing.T) {
+	f := newFake()
+	f.shard("s")
+	for i := range 200 {
+		f.put("s", fmt.Sprintf("%010d", i)) // 10 bytes each
+	}
+	p := open(t, f, stream.Config{Common: stream.Common{Positions: &mem{}, MaxPendingBytes: 1000, MinPending: 2, BatchSize: 30}})
+	// MinPending first, then 980 bytes' worth (98 records) cut to whole
+	// batches of 30: 90.
+	got := pollN(t, p, 92)
+	pollNone(t, p)
+	if len(got) != 92 {
+		t.Fatalf("%d records pending, want 92", len(got))
+	}
+}

@@ -162,6 +162,10 @@ type Common struct {
 	// default 200): a share smaller than that would leave the function
 	// batches smaller than BatchSize.
 	MinPending int
+	// BatchSize is the mapping's (CommonFor sets it): a read bounded by
+	// MaxPendingBytes asks for whole batches, so that a function behind
+	// its stream gets full ones, not a short one at the end of each read.
+	BatchSize int
 	// MaxCalls bounds the GetShardIterator and GetRecords calls in flight
 	// at once over all shards (default 64): with many shards, the readers
 	// share that many connections instead of each opening its own.
