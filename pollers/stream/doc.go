@@ -60,7 +60,10 @@
 //     write (group commit: one fsync with a PositionBatcher store, instead
 //     of one per shard in turn).
 //   - MaxPending: a shard stops reading while it has Config.MaxPending
-//     records read but not yet checkpointed.
+//     records read but not yet checkpointed, or more than its share of
+//     Config.MaxPendingBytes (the shards being read share it equally)
+//     once it has MinPending (two batches per sub-lane); a read asks for
+//     what is left, in whole batches.
 //   - Lag: Lag() returns each shard's IteratorAge (lane -> age) as AWS
 //     defines it (spec STR-45): the age of the last record of the last
 //     read, from its Arrival (the page's Behind only for records without
