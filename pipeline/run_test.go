@@ -786,43 +786,55 @@ func (c *countingInvoker) Invoke(_ context.Context, _ string, payload []byte) (d
 	return dispatcher.Result{StatusCode: 200, ExecutedVersion: "$LATEST", Payload: []byte("null")}, nil
 }
 
-// TestPipelineBuffersABatchPerLane: with the default buffer, eight lanes
-// whose records arrive interleaved each fill a whole batch of 10,000
-// (80,000 records, twice the 4-batch default) instead of waiting for the
-// batching window with half a batch each.
+// TestPipelineBuffersABatchPerLane: with the default bounds, eight lanes
+// whose records arrive interleaved each fill a whole batch instead of
+// waiting for the batching window with part of one: the record bound
+// (batches of 10,000, twice the 4-batch default) and the byte bound (8 KiB
+// records, 6.4 MiB in all against the 4 MiB default) are both raised to two
+// batches per lane.
 func TestPipelineBuffersABatchPerLane(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		const lanes, batch = 8, 10000
-		inv := &countingInvoker{}
-		m := mapping(func(c *esm.Config) {
-			c.BatchSize = ptr(int64(batch))
-			c.MaximumBatchingWindowInSeconds = ptr(int64(300))
+	for _, tc := range []struct {
+		name            string
+		batch, per, rec int
+	}{
+		{"records", 10000, 500, 0},
+		{"bytes", 100, 10, 8 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const lanes = 8
+				inv := &countingInvoker{}
+				m := mapping(func(c *esm.Config) {
+					c.BatchSize = ptr(int64(tc.batch))
+					c.MaximumBatchingWindowInSeconds = ptr(int64(300))
+				})
+				r := &Runner{Source: descriptorFor(esm.SourceKinesis), Invoker: inv,
+					Open: func(context.Context, *esm.Mapping) (source.Poller, error) {
+						return &spreadPoller{lanes: lanes, per: tc.per, n: tc.batch, size: tc.rec}, nil
+					}}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- r.Run(ctx, m, &fakeReporter{}) }()
+				defer func() {
+					cancel()
+					if err := <-done; err != nil {
+						t.Error(err)
+					}
+				}()
+				// Well within the 300 s window: only full batches come this soon.
+				testenv.EventuallyTrue(t, 10*time.Second, "eight invocations", func() bool {
+					inv.mu.Lock()
+					defer inv.mu.Unlock()
+					return len(inv.sizes) >= lanes
+				})
+				inv.mu.Lock()
+				defer inv.mu.Unlock()
+				for i, n := range inv.sizes[:lanes] {
+					if n != tc.batch {
+						t.Fatalf("invocation %d of %d records, want full batches of %d: %v", i, n, tc.batch, inv.sizes)
+					}
+				}
+			})
 		})
-		r := &Runner{Source: descriptorFor(esm.SourceKinesis), Invoker: inv,
-			Open: func(context.Context, *esm.Mapping) (source.Poller, error) {
-				return &spreadPoller{lanes: lanes, per: 500, n: batch}, nil
-			}}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- r.Run(ctx, m, &fakeReporter{}) }()
-		defer func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-		}()
-		// Well within the 300 s window: only full batches come this soon.
-		testenv.EventuallyTrue(t, 10*time.Second, "eight invocations", func() bool {
-			inv.mu.Lock()
-			defer inv.mu.Unlock()
-			return len(inv.sizes) >= lanes
-		})
-		inv.mu.Lock()
-		defer inv.mu.Unlock()
-		for i, n := range inv.sizes[:lanes] {
-			if n != batch {
-				t.Fatalf("invocation %d of %d records, want full batches of %d: %v", i, n, batch, inv.sizes)
-			}
-		}
-	})
+	}
 }
