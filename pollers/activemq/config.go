@@ -53,6 +53,10 @@ type Config struct {
 	Heartbeat time.Duration
 	// Log receives the poller's logs (default: discard).
 	Log *slog.Logger
+
+	// wrap, when set, wraps each connection to the broker (tests: count
+	// the frames, cut the connection).
+	wrap func(net.Conn) net.Conn
 }
 
 func (c *Config) setDefaults() {
@@ -171,6 +175,9 @@ func (c *Config) dial(ctx context.Context, endpoint string) (*stomp.Conn, error)
 			cfg.ServerName = host
 		}
 		nc = tls.Client(nc, cfg)
+	}
+	if c.wrap != nil {
+		nc = c.wrap(nc)
 	}
 	if err := nc.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		nc.Close()

@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +29,8 @@ type function struct {
 	peak     int
 	sleep    time.Duration
 	fail     func(call int, msgs []seenMsg) bool
+	// The messages of the calls that failed and of those that succeeded.
+	failed, succeeded []seenMsg
 }
 
 type seenMsg struct {
@@ -58,10 +62,16 @@ func (f *function) Invoke(_ context.Context, _ string, ev []byte) (dispatcher.Re
 	f.peak = max(f.peak, f.inflight)
 	f.mu.Unlock()
 	time.Sleep(f.sleep)
+	fail := f.fail != nil && f.fail(call, msgs)
 	f.mu.Lock()
 	f.inflight--
+	if fail {
+		f.failed = append(f.failed, msgs...)
+	} else {
+		f.succeeded = append(f.succeeded, msgs...)
+	}
 	f.mu.Unlock()
-	if f.fail != nil && f.fail(call, msgs) {
+	if fail {
 		return dispatcher.Result{StatusCode: 200, FunctionError: "Unhandled", Payload: []byte(`{"errorMessage":"no"}`)}, nil
 	}
 	return dispatcher.Result{StatusCode: 200, Payload: []byte(`null`)}, nil
@@ -85,6 +95,14 @@ func (r *reporter) Disable(string)            {}
 // ends it (also at the test's end).
 func runPipeline(t *testing.T, b *testenv.ActiveMQBroker, q string, fn dispatcher.Invoker, edit func(*esm.Config)) (stop func()) {
 	t.Helper()
+	return runPipelineWith(t, b, q, fn, edit, func(ctx context.Context, cfg Config) (source.Poller, error) { return Open(ctx, cfg) })
+}
+
+// runPipelineWith is runPipeline with the poller opened by open, which may
+// change its Config or wrap it.
+func runPipelineWith(t *testing.T, b *testenv.ActiveMQBroker, q string, fn dispatcher.Invoker, edit func(*esm.Config),
+	open func(context.Context, Config) (source.Poller, error)) (stop func()) {
+	t.Helper()
 	m := &esm.Mapping{UUID: "6f1c0d4e-0000-4000-8000-000000000002", FunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:f",
 		Source: esm.SourceMQ}
 	arn := "arn:aws:mq:us-east-1:000000000000:broker:test:b-1"
@@ -99,7 +117,7 @@ func runPipeline(t *testing.T, b *testenv.ActiveMQBroker, q string, fn dispatche
 		Open: func(ctx context.Context, m *esm.Mapping) (source.Poller, error) {
 			cfg := config(b, q)
 			cfg.BatchSize = int(*m.Config.BatchSize)
-			return Open(ctx, cfg)
+			return open(ctx, cfg)
 		},
 		Invoker: fn,
 	}
@@ -143,10 +161,12 @@ func TestPipelineAcksDeliveredAndFiltered(t *testing.T) {
 		send(t, c, q, fmt.Appendf(nil, `{"n":%d,"keep":%v}`, i, i%3 != 0), false)
 	}
 	fn := &function{}
-	stop := runPipeline(t, b, q, fn, func(c *esm.Config) {
+	w := &wire{}
+	var acks *ackCounter
+	stop := runPipelineWith(t, b, q, fn, func(c *esm.Config) {
 		p := `{"data":{"keep":[true]}}`
 		c.FilterCriteria = &esm.FilterCriteria{Filters: []esm.Filter{{Pattern: &p}}}
-	})
+	}, w.open(&acks))
 	testenv.Eventually(t, 20*time.Second, func(context.Context) error {
 		if got := len(fn.messages()); got < n*2/3 {
 			return fmt.Errorf("function saw %d messages", got)
@@ -160,6 +180,10 @@ func TestPipelineAcksDeliveredAndFiltered(t *testing.T) {
 		if err := json.Unmarshal([]byte(m.Body), &v); err != nil || !v.Keep {
 			t.Errorf("function got a filtered-out message %s", m.Body)
 		}
+	}
+	t.Logf("%d ACK frames for %d messages, %d invocations, %d Ack calls", w.n("ACK"), n, fn.calls, acks.calls.Load())
+	if w.n("ACK") > int(acks.calls.Load()) || w.n("NACK") != 0 {
+		t.Errorf("%d ACK and %d NACK frames for %d Ack calls, want at most one ACK per call and no NACK", w.n("ACK"), w.n("NACK"), acks.calls.Load())
 	}
 	assertEmpty(t, b, q)
 }
@@ -253,4 +277,103 @@ func TestPipelineConcurrency(t *testing.T) {
 		t.Errorf("peak concurrent invocations %d, want 2..5", peak)
 	}
 	t.Logf("peak concurrent invocations: %d", peak)
+}
+
+// ackCounter counts a poller's Ack calls.
+type ackCounter struct {
+	*Poller
+	calls atomic.Int64
+}
+
+func (a *ackCounter) Ack(ctx context.Context, recs []source.Record, outcome error) error {
+	a.calls.Add(1)
+	return a.Poller.Ack(ctx, recs, outcome)
+}
+
+// open opens pollers whose frames w counts, wrapped in an ackCounter
+// stored in *acks (the last one opened).
+func (w *wire) open(acks **ackCounter) func(context.Context, Config) (source.Poller, error) {
+	var mu sync.Mutex
+	return func(ctx context.Context, cfg Config) (source.Poller, error) {
+		cfg.wrap = w.wrap
+		p, err := Open(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		*acks = &ackCounter{Poller: p}
+		a := *acks
+		mu.Unlock()
+		return a, nil
+	}
+}
+
+// TestPipelineFailuresPastFiltered: the function fails every batch that
+// holds a message on its first delivery, and a third of the messages are
+// filtered out, so the pipeline acknowledges those while the batches of
+// the messages around them are in flight, and may fail. Every message of
+// a failed batch comes back with redelivered:true and then succeeds once;
+// no message comes back after it succeeded or was filtered out. The
+// poller sends one NACK frame per failed message and at most one ACK
+// frame per Ack call.
+func TestPipelineFailuresPastFiltered(t *testing.T) {
+	b := testenv.ActiveMQ(t)
+	q := newQueue(t)
+	c := b.Dial(t)
+	const n = 60
+	for i := range n {
+		send(t, c, q, fmt.Appendf(nil, `{"n":%d,"keep":%v}`, i, i%3 != 0), false)
+	}
+	fn := &function{fail: func(_ int, msgs []seenMsg) bool {
+		return slices.ContainsFunc(msgs, func(m seenMsg) bool { return !m.Redelivered })
+	}}
+	w := &wire{}
+	var acks *ackCounter
+	stop := runPipelineWith(t, b, q, fn, func(c *esm.Config) {
+		p := `{"data":{"keep":[true]}}`
+		c.FilterCriteria = &esm.FilterCriteria{Filters: []esm.Filter{{Pattern: &p}}}
+	}, w.open(&acks))
+	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+		fn.mu.Lock()
+		defer fn.mu.Unlock()
+		if len(fn.succeeded) < n*2/3 {
+			return fmt.Errorf("%d messages succeeded", len(fn.succeeded))
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond) // the last ACKs
+	stop()
+	seen := fn.messages()
+	fn.mu.Lock()
+	defer fn.mu.Unlock()
+	succeeded := map[string]int{}
+	for _, m := range fn.succeeded {
+		succeeded[m.Body]++
+	}
+	for _, m := range seen {
+		var v struct{ Keep bool }
+		if err := json.Unmarshal([]byte(m.Body), &v); err != nil || !v.Keep {
+			t.Errorf("function got a filtered-out message %s", m.Body)
+		}
+	}
+	if len(succeeded) != n*2/3 {
+		t.Errorf("%d messages succeeded, want %d", len(succeeded), n*2/3)
+	}
+	for body, k := range succeeded {
+		if k != 1 {
+			t.Errorf("%s succeeded %d times", body, k)
+		}
+	}
+	if len(fn.failed) == 0 {
+		t.Fatal("no batch failed: the test checks nothing")
+	}
+	t.Logf("%d messages in failed batches, %d ACK and %d NACK frames, %d Ack calls, %d invocations",
+		len(fn.failed), w.n("ACK"), w.n("NACK"), acks.calls.Load(), fn.calls)
+	if w.n("NACK") != len(fn.failed) {
+		t.Errorf("%d NACK frames for %d failed messages", w.n("NACK"), len(fn.failed))
+	}
+	if w.n("ACK") > int(acks.calls.Load()) {
+		t.Errorf("%d ACK frames for %d Ack calls", w.n("ACK"), acks.calls.Load())
+	}
+	assertEmpty(t, b, q)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,12 +50,14 @@ type session struct {
 	conn *stomp.Conn
 	sub  *stomp.Subscription
 	dead atomic.Bool // lost: the broker redelivers what was not acked
+	acks ledger      // what the subscription delivered, and how it ended
 }
 
-// delivery is a record's Meta: the message and the session it came on.
+// delivery is a record's Meta: the session its message came on and the
+// message's position in the session's ledger.
 type delivery struct {
 	s   *session
-	msg *stomp.Message
+	pos int64
 }
 
 // sessions numbers record IDs across pollers, so they never repeat when
@@ -112,7 +115,7 @@ func (p *Poller) connect(ctx context.Context) (*session, error) {
 			errs = append(errs, err)
 			continue
 		}
-		sub, err := conn.Subscribe(p.dest, stomp.AckClientIndividual,
+		sub, err := conn.Subscribe(p.dest, stomp.AckClient,
 			stomp.SubscribeOpt.Header("activemq.prefetchSize", strconv.Itoa(p.cfg.Prefetch)))
 		if err != nil {
 			_ = conn.MustDisconnect()
@@ -241,44 +244,66 @@ func (p *Poller) record(s *session, msg *stomp.Message) source.Record {
 		Seq:     id[len(p.cfg.Name)+1:],
 		Arrival: now,
 		Data:    payload.AppendActiveMQ(make([]byte, 0, 400+len(msg.Body)*4/3), &m),
-		Meta:    &delivery{s: s, msg: msg},
+		Meta:    &delivery{s: s, pos: s.acks.add(msg)},
 	}
 }
 
 // Ack implements source.Poller: finished messages (delivered or filtered
-// out) are ACKed, failed ones NACKed, which the broker redelivers with
-// redelivered:true after its redelivery delay and, past
+// out) are acknowledged, failed ones NACKed, which the broker redelivers
+// with redelivered:true after its redelivery delay and, past
 // maximumRedeliveries, moves to its DLQ. Messages of a stopping mapping
 // (source.ErrStopped) are NACKed too, so that they come back at once (after
 // the broker's redelivery delay) rather than when the connection closes;
 // like any NACK that counts towards maximumRedeliveries. Messages of a
 // lost connection are the broker's again already.
-func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) error {
+//
+// Acknowledging is cumulative (ack mode client): one ACK frame covers
+// every message settled before it, and is sent when no message delivered
+// earlier is still in flight (see ledger).
+func (p *Poller) Ack(_ context.Context, recs []source.Record, outcome error) error {
 	if errors.Is(outcome, source.ErrStopped) {
-		return p.settle(recs, false)
+		return p.settle(nil, recs)
 	}
-	return source.AckSplit(ctx, recs, outcome,
-		func(_ context.Context, rs []source.Record) error { return p.settle(rs, true) },
-		func(_ context.Context, rs []source.Record) error { return p.settle(rs, false) })
+	return p.settle(source.Split(recs, outcome))
 }
 
-func (p *Poller) settle(recs []source.Record, ack bool) error {
+// settle hands the records' outcomes to their sessions' ledgers, one call
+// per session (the records of a batch share one, but for a reconnection
+// between their deliveries).
+func (p *Poller) settle(done, failed []source.Record) error {
+	type group struct {
+		s            *session
+		done, failed []int64
+	}
+	var groups []group
 	var errs []error
-	for _, r := range recs {
-		d, ok := r.Meta.(*delivery)
-		if !ok {
-			return fmt.Errorf("activemq: record %q was not read by this poller", r.ID)
+	add := func(recs []source.Record, isDone bool) {
+		for _, r := range recs {
+			d, ok := r.Meta.(*delivery)
+			if !ok {
+				errs = append(errs, fmt.Errorf("activemq: record %q was not read by this poller", r.ID))
+				continue
+			}
+			i := slices.IndexFunc(groups, func(g group) bool { return g.s == d.s })
+			if i < 0 {
+				i = len(groups)
+				groups = append(groups, group{s: d.s})
+			}
+			if isDone {
+				groups[i].done = append(groups[i].done, d.pos)
+			} else {
+				groups[i].failed = append(groups[i].failed, d.pos)
+			}
 		}
-		if d.s.dead.Load() {
+	}
+	add(done, true)
+	add(failed, false)
+	for _, g := range groups {
+		if g.s.dead.Load() {
 			continue
 		}
-		var err error
-		if ack {
-			err = d.s.conn.Ack(d.msg)
-		} else {
-			err = d.s.conn.Nack(d.msg)
-		}
-		if err != nil && !errors.Is(err, stomp.ErrAlreadyClosed) && !d.s.dead.Load() {
+		err := g.s.acks.settle(g.s.conn, g.done, g.failed)
+		if err != nil && !errors.Is(err, stomp.ErrAlreadyClosed) && !g.s.dead.Load() {
 			errs = append(errs, err)
 		}
 	}

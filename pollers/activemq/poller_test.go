@@ -103,7 +103,7 @@ const redelivery = 5 * time.Second
 func TestConformance(t *testing.T) {
 	b := testenv.ActiveMQ(t)
 	pollertest.Run(t, pollertest.Harness{
-		Features: pollertest.Features{Queue: true, Redelivery: redelivery},
+		Features: pollertest.Features{Queue: true, Cumulative: true, Redelivery: redelivery},
 		Setup: func(t *testing.T) pollertest.Source {
 			q := newQueue(t)
 			c := b.Dial(t)
