@@ -96,6 +96,19 @@ func (w *wire) frames(t *testing.T, acks, nacks int) {
 	}
 }
 
+// openCounted opens a poller of q with BatchSize 10 (and edit's changes)
+// whose frames the returned wire counts.
+func openCounted(t *testing.T, b *testenv.ActiveMQBroker, q string, edit func(*Config)) (*Poller, *wire) {
+	w := &wire{}
+	cfg := config(b, q)
+	cfg.BatchSize = 10
+	cfg.wrap = w.wrap
+	if edit != nil {
+		edit(&cfg)
+	}
+	return open(t, cfg), w
+}
+
 // sendNumbered sends n messages m00, m01, ...
 func sendNumbered(t *testing.T, b *testenv.ActiveMQBroker, q string, n int) {
 	c := b.Dial(t)
@@ -228,11 +241,7 @@ func TestAckSettlesPrefix(t *testing.T) {
 			t.Parallel()
 			q := newQueue(t)
 			sendNumbered(t, b, q, 30)
-			w := &wire{}
-			cfg := config(b, q)
-			cfg.BatchSize = 10
-			cfg.wrap = w.wrap
-			p := open(t, cfg)
+			p, w := openCounted(t, b, q, nil)
 			recs := poll(t, p, 30)
 			for i, r := range recs {
 				if number(t, r) != i {
@@ -280,12 +289,7 @@ func TestConnectionLostMidBatch(t *testing.T) {
 	b := testenv.ActiveMQ(t)
 	q := newQueue(t)
 	sendNumbered(t, b, q, 20)
-	w := &wire{}
-	cfg := config(b, q)
-	cfg.BatchSize = 10
-	cfg.wrap = w.wrap
-	cfg.ReconnectDelay = 10 * time.Millisecond
-	p := open(t, cfg)
+	p, w := openCounted(t, b, q, func(cfg *Config) { cfg.ReconnectDelay = 10 * time.Millisecond })
 	recs := poll(t, p, 20)
 	p.mu.Lock()
 	s0 := p.sess

@@ -6,14 +6,34 @@
 // Lambda consumes ActiveMQ over OpenWire (JMS). OpenWire has no Go client,
 // and Debian's ActiveMQ 5.17 (the broker the tests run) is built without
 // AMQP 1.0, so the poller speaks STOMP 1.2 (github.com/go-stomp/stomp/v3),
-// which every Amazon MQ for ActiveMQ broker serves (stomp+ssl://…:61614),
-// with ack mode client-individual: each message is ACKed on its own when
-// its batch succeeded or was filtered out, and NACKed when the function
-// failed, so the broker's redelivery policy applies as it does to
-// Lambda's JMS consumer: the message comes back with redelivered:true,
-// and after maximumRedeliveries (6 on Amazon MQ) goes to ActiveMQ.DLQ
-// (spec MQ-4). The prefetch (activemq.prefetchSize) bounds the messages
-// the broker hands out unacknowledged.
+// which every Amazon MQ for ActiveMQ broker serves (stomp+ssl://…:61614).
+//
+// # Acknowledgement
+//
+// The subscription's ack mode is client, where ActiveMQ 5.17's ACK is
+// cumulative (it acknowledges every message the subscription delivered
+// before the one named and not yet acknowledged) and its NACK is of one
+// message, which a later ACK skips (StompSubscription, checked against the
+// broker by TestBrokerClientAckSemantics). The poller keeps, per
+// connection, the messages delivered in delivery order and how each ended
+// (ack.go): a failed message is NACKed at once, so the broker's redelivery
+// policy applies as it does to Lambda's JMS consumer: the message comes
+// back with redelivered:true, and after maximumRedeliveries (6 on Amazon
+// MQ) goes to ActiveMQ.DLQ (spec MQ-4); so are the messages of a stopping
+// mapping, to come back at once. A finished message (its batch succeeded,
+// or the filter dropped it) is only recorded; when the longest prefix of
+// settled messages grows, one ACK of its last finished message
+// acknowledges them all: about one frame per batch instead of one per
+// message, which is the broker's work. A message still in flight ends the
+// prefix, whatever was finished after it (the 5 lanes' batches finish out
+// of order, and filtered-out messages are acknowledged ahead of the
+// batches around them), so no ACK covers it before it is settled. The
+// cost: a message finished behind one in flight is acknowledged only when
+// that one settles. When the connection is lost meanwhile, the broker
+// delivers it again (at least once); until then it holds a place of the
+// prefetch (activemq.prefetchSize, Lanes x BatchSize by default), which
+// bounds the messages the broker hands out unacknowledged, so a slow batch
+// holds back the lanes after it once the prefetch is used up.
 //
 // # The event
 //

@@ -155,18 +155,9 @@ func assertEmpty(t *testing.T, b *testenv.ActiveMQBroker, q string) {
 func TestPipelineAcksDeliveredAndFiltered(t *testing.T) {
 	b := testenv.ActiveMQ(t)
 	q := newQueue(t)
-	c := b.Dial(t)
 	const n = 30
-	for i := range n {
-		send(t, c, q, fmt.Appendf(nil, `{"n":%d,"keep":%v}`, i, i%3 != 0), false)
-	}
 	fn := &function{}
-	w := &wire{}
-	var acks *ackCounter
-	stop := runPipelineWith(t, b, q, fn, func(c *esm.Config) {
-		p := `{"data":{"keep":[true]}}`
-		c.FilterCriteria = &esm.FilterCriteria{Filters: []esm.Filter{{Pattern: &p}}}
-	}, w.open(&acks))
+	w, acks, stop := runFiltered(t, b, q, n, fn)
 	testenv.Eventually(t, 20*time.Second, func(context.Context) error {
 		if got := len(fn.messages()); got < n*2/3 {
 			return fmt.Errorf("function saw %d messages", got)
@@ -290,22 +281,29 @@ func (a *ackCounter) Ack(ctx context.Context, recs []source.Record, outcome erro
 	return a.Poller.Ack(ctx, recs, outcome)
 }
 
-// open opens pollers whose frames w counts, wrapped in an ackCounter
-// stored in *acks (the last one opened).
-func (w *wire) open(acks **ackCounter) func(context.Context, Config) (source.Poller, error) {
-	var mu sync.Mutex
-	return func(ctx context.Context, cfg Config) (source.Poller, error) {
+// runFiltered sends n messages {"n":i,"keep":bool} to q, a third of them
+// with keep false, and runs a mapping of q whose filter drops those, with
+// fn. The wire counts the frames of its poller; acks counts its Ack calls.
+func runFiltered(t *testing.T, b *testenv.ActiveMQBroker, q string, n int, fn *function) (w *wire, acks *ackCounter, stop func()) {
+	t.Helper()
+	c := b.Dial(t)
+	for i := range n {
+		send(t, c, q, fmt.Appendf(nil, `{"n":%d,"keep":%v}`, i, i%3 != 0), false)
+	}
+	w, acks = &wire{}, &ackCounter{}
+	stop = runPipelineWith(t, b, q, fn, func(c *esm.Config) {
+		p := `{"data":{"keep":[true]}}`
+		c.FilterCriteria = &esm.FilterCriteria{Filters: []esm.Filter{{Pattern: &p}}}
+	}, func(ctx context.Context, cfg Config) (source.Poller, error) {
 		cfg.wrap = w.wrap
 		p, err := Open(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		mu.Lock()
-		*acks = &ackCounter{Poller: p}
-		a := *acks
-		mu.Unlock()
-		return a, nil
-	}
+		acks.Poller = p // opened once: the mapping is not restarted
+		return acks, nil
+	})
+	return w, acks, stop
 }
 
 // TestPipelineFailuresPastFiltered: the function fails every batch that
@@ -319,20 +317,11 @@ func (w *wire) open(acks **ackCounter) func(context.Context, Config) (source.Pol
 func TestPipelineFailuresPastFiltered(t *testing.T) {
 	b := testenv.ActiveMQ(t)
 	q := newQueue(t)
-	c := b.Dial(t)
 	const n = 60
-	for i := range n {
-		send(t, c, q, fmt.Appendf(nil, `{"n":%d,"keep":%v}`, i, i%3 != 0), false)
-	}
 	fn := &function{fail: func(_ int, msgs []seenMsg) bool {
 		return slices.ContainsFunc(msgs, func(m seenMsg) bool { return !m.Redelivered })
 	}}
-	w := &wire{}
-	var acks *ackCounter
-	stop := runPipelineWith(t, b, q, fn, func(c *esm.Config) {
-		p := `{"data":{"keep":[true]}}`
-		c.FilterCriteria = &esm.FilterCriteria{Filters: []esm.Filter{{Pattern: &p}}}
-	}, w.open(&acks))
+	w, acks, stop := runFiltered(t, b, q, n, fn)
 	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
 		fn.mu.Lock()
 		defer fn.mu.Unlock()

@@ -26,10 +26,11 @@ import (
 // BenchmarkThroughput measures messages/s from a queue pre-filled with 1 KB
 // messages to a no-op in-process function, through esmd's pipeline with
 // this poller and through a plain go-stomp loop in the same run: consume
-// (client-individual, the same prefetch) -> batches of BatchSize -> the
-// same aws:mq event -> invoke (up to 5 at once, as esmd's 5 lanes) -> ACK
-// each message. Rounds alternate which side goes first; the medians are
-// compared:
+// (the same prefetch) -> batches of BatchSize -> the same aws:mq event ->
+// invoke (up to 5 at once, as esmd's 5 lanes) -> acknowledge. The plain
+// loop ACKs each message (client-individual); esmd sends one cumulative
+// ACK (client) per settled prefix, about one per batch. Rounds alternate
+// which side goes first; the medians are compared:
 //
 //	go test -run '^$' -bench Throughput -benchtime 1x -v ./pollers/activemq/
 //
