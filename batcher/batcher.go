@@ -153,9 +153,17 @@ type Batcher struct {
 // dealer deals records to the batcher's own lanes (Policy.Lanes).
 type dealer struct {
 	names []string          // lane names, made on first use
+	index map[string]int    // lane name -> its index in names
 	cur   int               // lane of the current run
 	used  int               // records dealt to it in this run
 	keys  map[string]*dealt // keys with records held, and their lane
+	// A new run goes to a lane that went idle, the latest first, else to
+	// a lane never used yet (next), else round robin: the lanes in use
+	// follow the mapping's concurrency, not its limit (1,000 lanes of an
+	// SQS mapping each kept a queue and its buffers).
+	free   []int  // lanes that went idle, latest last
+	isFree []bool // by lane: listed in free
+	next   int    // lanes below next have been used
 }
 
 // dealt is what the dealer knows of a key while records of it are held.
@@ -184,19 +192,65 @@ func (b *Batcher) dealLane(rec *source.Record) {
 	}
 	if d.names == nil {
 		d.names = make([]string, b.policy.Lanes)
+		d.index = make(map[string]int, b.policy.Lanes)
 		for i := range d.names {
 			d.names[i] = "lane-" + strconv.Itoa(i)
+			d.index[d.names[i]] = i
 		}
+		d.isFree = make([]bool, b.policy.Lanes)
 		d.keys = map[string]*dealt{}
+		d.next = 1 // the first run is lane 0's
 	}
 	if d.used >= b.policy.BatchSize {
-		d.cur = (d.cur + 1) % len(d.names)
+		d.cur = b.nextLane()
 		d.used = 0
 	}
 	d.used++
 	rec.Lane = d.names[d.cur]
 	if rec.Key != "" {
 		d.keys[rec.Key] = &dealt{lane: rec.Lane, n: 1}
+	}
+}
+
+// nextLane is the lane of a new run: the latest lane that went idle and
+// still is, else the first never used, else the one after the current.
+func (b *Batcher) nextLane() int {
+	d := &b.deal
+	for len(d.free) > 0 {
+		i := d.free[len(d.free)-1]
+		d.free = d.free[:len(d.free)-1]
+		d.isFree[i] = false
+		if b.laneIdle(d.names[i]) {
+			return i
+		}
+	}
+	if d.next < len(d.names) {
+		d.next++
+		return d.next - 1
+	}
+	return (d.cur + 1) % len(d.names)
+}
+
+// laneIdle reports whether a lane holds no record and has none in flight.
+func (b *Batcher) laneIdle(name string) bool {
+	l := b.lanes[name]
+	if l == nil {
+		return true
+	}
+	for _, q := range l.subs {
+		if q != nil && (len(q.recs) > 0 || q.inflight != nil) {
+			return false
+		}
+	}
+	return true
+}
+
+// freed notes that a dealt lane went idle, for the next run to reuse.
+func (b *Batcher) freed(name string) {
+	d := &b.deal
+	if i, ok := d.index[name]; ok && !d.isFree[i] {
+		d.isFree[i] = true
+		d.free = append(d.free, i)
 	}
 }
 
@@ -869,6 +923,9 @@ func (b *Batcher) markIdle(q *queue, now time.Time) {
 	if q.lane.ending {
 		b.remove(q)
 		return
+	}
+	if b.policy.Lanes > 0 {
+		b.freed(q.lane.name)
 	}
 	q.idle, q.idleAt = true, now
 	b.idleCount++

@@ -1,6 +1,7 @@
 package batcher
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -203,5 +204,40 @@ func TestAbandon(t *testing.T) {
 	}
 	if left := b.Abandon(); len(left) != 0 {
 		t.Fatalf("second Abandon returned %d records", len(left))
+	}
+}
+
+// TestDealReusesIdleLanes: a run goes to a lane that went idle, so the
+// lanes in use follow the batches in flight, not Policy.Lanes; with every
+// lane busy, runs go round the lanes.
+func TestDealReusesIdleLanes(t *testing.T) {
+	b := newB(t, Policy{BatchSize: 2, Lanes: 1000}, sqsEnv)
+	used := map[string]bool{}
+	var inFlight []*Batch
+	for i := range 200 {
+		receive(t, b, false, "x"+strconv.Itoa(i), "y"+strconv.Itoa(i))
+		got, _ := drain(b)
+		inFlight = append(inFlight, got...)
+		for _, bt := range got {
+			used[bt.Lane] = true
+		}
+		// Two batches in flight at most, as with two invocations at once.
+		for len(inFlight) > 1 {
+			mustDone(t, b, inFlight[0], "")
+			inFlight = inFlight[1:]
+		}
+	}
+	if len(used) > 3 {
+		t.Fatalf("%d lanes used for 200 batches, two in flight at a time", len(used))
+	}
+	// Every lane busy (none done): the runs go round all of them.
+	b = newB(t, Policy{BatchSize: 1, Lanes: 3}, sqsEnv)
+	receive(t, b, false, "a", "b", "c", "d")
+	got, lanes := drain(b)
+	if len(got) != 3 || lanes["a"] == lanes["b"] || lanes["b"] == lanes["c"] || lanes["a"] == lanes["c"] {
+		t.Fatalf("%d batches, lanes %v", len(got), lanes)
+	}
+	if b.Buffered(lanes["a"]) != 1 {
+		t.Fatalf("d not dealt behind a on %s: buffered %d", lanes["a"], b.Buffered(lanes["a"]))
 	}
 }
