@@ -244,7 +244,8 @@ func TestPipelineRedeliversThenDLQ(t *testing.T) {
 }
 
 // TestPipelineConcurrency: a backlog is worked on by up to 5 invocations
-// at once (spec MQ-3), never more.
+// at once (spec MQ-3), never more, and acknowledged with at most one ACK
+// frame per batch.
 func TestPipelineConcurrency(t *testing.T) {
 	b := testenv.ActiveMQ(t)
 	q := newQueue(t)
@@ -254,20 +255,32 @@ func TestPipelineConcurrency(t *testing.T) {
 		send(t, c, q, fmt.Appendf(nil, "m%d", i), false)
 	}
 	fn := &function{sleep: 100 * time.Millisecond}
-	runPipeline(t, b, q, fn, nil)
+	w := &wire{}
+	stop := runPipelineWith(t, b, q, fn, nil, func(ctx context.Context, cfg Config) (source.Poller, error) {
+		cfg.wrap = w.wrap
+		return Open(ctx, cfg)
+	})
 	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
 		if got := len(fn.messages()); got < n {
 			return fmt.Errorf("function saw %d messages", got)
 		}
 		return nil
 	})
+	time.Sleep(200 * time.Millisecond) // the last ACKs
+	stop()
 	fn.mu.Lock()
-	peak := fn.peak
+	peak, calls := fn.peak, fn.calls
 	fn.mu.Unlock()
 	if peak < 2 || peak > 5 {
 		t.Errorf("peak concurrent invocations %d, want 2..5", peak)
 	}
-	t.Logf("peak concurrent invocations: %d", peak)
+	t.Logf("peak concurrent invocations: %d; %d ACK frames for %d messages in %d invocations", peak, w.n("ACK"), n, calls)
+	// At most one ACK frame per batch: with lanes finishing out of order,
+	// fewer.
+	if w.n("ACK") > calls || w.n("NACK") != 0 {
+		t.Errorf("%d ACK and %d NACK frames for %d invocations", w.n("ACK"), w.n("NACK"), calls)
+	}
+	assertEmpty(t, b, q)
 }
 
 // ackCounter counts a poller's Ack calls.
