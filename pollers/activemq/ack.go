@@ -80,7 +80,7 @@ func (l *ledger) settle(conn *stomp.Conn, done, failed []int64) error {
 				errs = append(errs, err)
 				continue
 			}
-			e.state = nacked
+			e.state, e.msg = nacked, nil // never named again
 		}
 	}
 	for _, pos := range done {
