@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/esmd/esmd/internal/testenv"
+	"github.com/esmd/esmd/pollers/kafka"
 )
 
 // kills is how many times the repeated-SIGKILL tests kill esmd.
@@ -189,11 +190,13 @@ func kafkaKeySeqs(body []byte) ([]string, error) {
 // function. Order holds per key: a key's records reach the function in
 // sequence, a record coming again only after the kill that cut its batch
 // short (never one delivered ahead of an earlier one). Duplicates are
-// bounded by the batches in flight at each kill: esmd commits a batch
-// while its partition's next one is invoked and lets no partition have two
-// finished batches uncommitted, and a restarted worker takes its
+// bounded by the batches in flight or uncommitted at each kill: esmd
+// commits a batch while its partition's next one is invoked (batches
+// finishing within 20 ms share a commit) and lets no partition have more
+// than 8 finished batches uncommitted, and a restarted worker takes its
 // partitions back as a static group member, so a kill redelivers at most
-// two batches per partition: kills x 3 partitions x 2 x BatchSize 5.
+// kafka.MaxRedeliveredBatches per partition: kills x 3 partitions x 9 x
+// BatchSize 5.
 func TestKafkaRepeatedSIGKILL(t *testing.T) {
 	testenv.Skip(t)
 	seeds := testenv.Kafka(t)
@@ -232,7 +235,7 @@ func TestKafkaRepeatedSIGKILL(t *testing.T) {
 	if err := keyOrder(order); err != nil {
 		t.Fatal(err)
 	}
-	dups, bound := duplicates(order), kills*partitions*2*batch
+	dups, bound := duplicates(order), kills*partitions*kafka.MaxRedeliveredBatches*batch
 	t.Logf("%d kills: %d records produced, all delivered; %d deliveries, %d duplicates (bound %d); %d more deliveries within %v of each restart",
 		kills, len(sent), len(order), dups, bound, 3*keys, resumed)
 	if dups > bound {

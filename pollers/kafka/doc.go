@@ -15,16 +15,21 @@
 // three batches, or up to 1,000 records when batches are small; one in
 // flight, the next ones ready). When the partitions hold enough fetched
 // records the poller stops polling kgo, and a partition holding twice its
-// share is paused in kgo until the pipeline catches up. A hand-out only
+// share, and at least two of its fetches, is paused in kgo until the
+// pipeline catches up (a pause drops what kgo buffered of it, decoded
+// already, and the broker sends it again). A hand-out only
 // counts: encoding happens in the goroutines that invoke the batches, in
 // parallel across partitions, straight into each event.
 //
 // Commits and restarts: a batch's offsets are committed as soon as it is
-// done, while its partition's next batch is invoked (one OffsetCommit
-// carries every mark that moved meanwhile), and a batch's Done returns only
-// once the partition's previous batch is committed, so a crash redelivers
-// at most two batches per partition: the one in flight and the one whose
-// commit was under way. Each worker is a static member of the group
+// done, while its partition's next batch is invoked; while batches finish
+// less than 20 ms apart, one OffsetCommit every 20 ms carries every mark
+// that moved meanwhile (a commit per batch cost about as much CPU, in esmd
+// and in the broker, as the rest of a record's work). A batch's Done
+// returns only once its partition has at most 8 finished batches
+// uncommitted, so a crash redelivers at most MaxRedeliveredBatches (9)
+// batches per partition; at a trickle, each batch is committed before the
+// next finishes. Each worker is a static member of the group
 // (Config.InstanceID, KIP-345: the worker's id, kept in its --data-dir by
 // internal/workerid, and the mapping's UUID): a worker restarted after a SIGKILL takes its place and
 // its partitions back at once, where a dynamic member would wait for the
@@ -32,9 +37,8 @@
 // instance id, so a mapping that stops hands over at once too. Measured
 // with the real binary (TestKafkaSIGKILLRestart, 3 partitions, BatchSize 5):
 // the restart went from about 10 s to about 0.3 s, and the duplicates from
-// everything delivered before the kill (120) to the batches in flight (15
-// with a commit before each next batch; at most 30 with the commit
-// overlapping the next invoke).
+// everything delivered before the kill (120) to the batches in flight and
+// uncommitted (15 with a commit before each next batch).
 //
 // Revoked partitions: the held records are dropped at once (the pipeline
 // never saw them), the poller waits (up to Config.RevokeTimeout) for the

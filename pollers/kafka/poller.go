@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -68,7 +69,8 @@ type Config struct {
 	MaxPollers int
 	// CommitInterval is how often a commit that failed is tried again
 	// (default 500 ms). A batch's offsets are committed as soon as it is
-	// done, while the partition's next batch is invoked; Close and
+	// done, while the partition's next batch is invoked, or with the
+	// batches that finish within commitGap of it (see Done); Close and
 	// revocations commit at once.
 	CommitInterval time.Duration
 	// RevokeTimeout bounds how long a revocation waits for the partition's
@@ -132,6 +134,7 @@ type Poller struct {
 
 	stop      chan struct{}
 	kick      chan struct{} // a mark moved: commit now (buffered 1: kicks coalesce)
+	urgent    atomic.Bool   // a partition has uncommittedBatches/2 batches uncommitted: commit without waiting for commitGap
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -150,6 +153,10 @@ type part struct {
 	// record before it, plus one); committed is the last one committed.
 	// -1 when none.
 	mark, committed int64
+	// marks are the partition's last commit marks, one per Done that moved
+	// it, oldest first, trimmed to those not committed yet: Done waits
+	// while uncommittedBatches of them are (commitAhead).
+	marks []int64
 	// first is the offset of the first record fetched under this
 	// assignment and highWater the partition's high watermark at the last
 	// fetch, for OffsetLag; -1 when unknown.
@@ -554,6 +561,16 @@ func (p *Poller) rotate() {
 	}
 }
 
+// recordOffset is the Kafka offset of a record this poller handed out:
+// its kgo record's while it still encodes itself, else its Seq (a filter
+// encodes records into Data and drops the Encoder).
+func recordOffset(r *source.Record) (int64, error) {
+	if e, ok := r.Encoder.(*encoder); ok {
+		return e.Offset, nil
+	}
+	return strconv.ParseInt(r.Seq, 10, 64)
+}
+
 // encoder encodes a fetched record as the element of a Kafka event
 // (source.Record.Encoder). A *kgo.Record converts to it without an
 // allocation; kgo never modifies a record it returned.
@@ -629,15 +646,18 @@ func (p *Poller) Ack(ctx context.Context, recs []source.Record, outcome error) e
 
 // Done is half of Ack (source.Poller): the partition's commit mark moves to
 // just after the last record such that it and every record before it are
-// done, and the committer commits it at once, while the pipeline invokes
-// the partition's next batch. Done returns once the partition's previous
-// mark is committed, so a partition never has more than one finished
-// batch waiting for its commit: a crash (SIGKILL, OOM) redelivers at most
-// two batches per partition, the one in flight and the one being
-// committed. Commits are shared: one request carries every mark that moved
-// meanwhile. A failed commit is logged and retried every CommitInterval; a
-// Done waits for it at most commitWait. Records of an assignment that is
-// gone (revoked, lost) are ignored: the new owner reads them again.
+// done, and the committer commits it while the pipeline invokes the
+// partition's next batch: at once, or, while batches finish less than
+// commitGap apart, commitGap after the last commit, so that one
+// OffsetCommit carries every mark that moved meanwhile (a commit costs the
+// broker and esmd about as much as invoking a batch). Done returns once a
+// partition has at most uncommittedBatches finished batches waiting for
+// their commit (the committer does not wait out the gap once one has half
+// that many), so a crash (SIGKILL, OOM) redelivers at most
+// MaxRedeliveredBatches per partition. A failed commit is logged and
+// retried every CommitInterval; a Done waits for it at most commitWait.
+// Records of an assignment that is gone (revoked, lost) are ignored: the
+// new owner reads them again.
 func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 	moved, prev, err := p.markDone(recs)
 	if !moved {
@@ -661,6 +681,22 @@ func (p *Poller) Done(ctx context.Context, recs []source.Record) error {
 // commitWait bounds how long Done waits for a partition's previous batch
 // to be committed (a commit failing over and over).
 const commitWait = 10 * time.Second
+
+// uncommittedBatches is how many finished batches of a partition may wait
+// for their commit: Done waits beyond that.
+const uncommittedBatches = 8
+
+// MaxRedeliveredBatches is the most batches of one partition a crash
+// redelivers: those finished and not yet committed, and the one in flight.
+const MaxRedeliveredBatches = uncommittedBatches + 1
+
+// commitGap is the least time between two commits while batches finish
+// faster than that: one OffsetCommit then carries several batches of
+// every partition. A commit per finished batch cost, in esmd and in the
+// broker, about 0.5 us of the 6.5 us of CPU a record took in all (esmd
+// bench, Kafka, BatchSize 100: 750 commits a second; about 180 with the
+// gap). When batches finish further apart, each is committed at once.
+const commitGap = 20 * time.Millisecond
 
 // prevMark is a partition's commit mark before a Done moved it.
 type prevMark struct {
@@ -693,8 +729,9 @@ func (p *Poller) waitCommitted(ctx context.Context, prev []prevMark) error {
 }
 
 // markDone moves the commit marks of the partitions of recs, reports
-// whether one moved, and returns the marks they had before for those that
-// had one (a first mark has no batch before it to wait for).
+// whether one moved, and returns, for the partitions that would otherwise
+// hold more than uncommittedBatches finished batches uncommitted, the mark
+// that must be committed first.
 func (p *Poller) markDone(recs []source.Record) (bool, []prevMark, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -712,10 +749,18 @@ func (p *Poller) markDone(recs []source.Record) (bool, []prevMark, error) {
 			return
 		}
 		if last, ok := p.tracker.DoneOffsets(cur.lane, offs...); ok {
-			if cur.mark >= 0 {
-				prev = append(prev, prevMark{cur, cur.mark})
-			}
 			cur.mark = last + 1
+			cur.marks = append(cur.marks, cur.mark)
+			for len(cur.marks) > 0 && cur.marks[0] <= cur.committed {
+				cur.marks = cur.marks[1:]
+			}
+			n := len(cur.marks)
+			if n >= uncommittedBatches/2 {
+				p.urgent.Store(true)
+			}
+			if n > uncommittedBatches {
+				prev = append(prev, prevMark{cur, cur.marks[n-1-uncommittedBatches]})
+			}
 			moved = true
 		}
 		offs = offs[:0]
@@ -725,7 +770,7 @@ func (p *Poller) markDone(recs []source.Record) (bool, []prevMark, error) {
 		if pt == nil || pt.gone {
 			continue
 		}
-		off, perr := strconv.ParseInt(recs[i].Seq, 10, 64)
+		off, perr := recordOffset(&recs[i])
 		if perr != nil {
 			err = fmt.Errorf("kafka: offset %q of %s: %w", recs[i].Seq, recs[i].Lane, perr)
 			break
@@ -809,13 +854,31 @@ func (p *Poller) commitLoop() {
 	defer p.wg.Done()
 	t := time.NewTicker(p.cfg.CommitInterval)
 	defer t.Stop()
+	gap := time.NewTimer(0)
+	defer gap.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-p.kick:
+			// Batches finishing close together share a commit: wait out
+			// commitGap since the last one, unless a partition has half
+			// its uncommitted batches waiting (then its Done would soon
+			// wait for a commit).
+			for wait := commitGap - time.Since(last); wait > 0 && !p.urgent.Load(); wait = commitGap - time.Since(last) {
+				gap.Reset(wait)
+				select {
+				case <-p.stop:
+					return
+				case <-p.kick:
+				case <-gap.C:
+				}
+			}
 		case <-t.C:
 		}
+		last = time.Now()
+		p.urgent.Store(false)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := p.commit(ctx, nil); err != nil {
 			p.log.Warn("kafka commit", "err", err)

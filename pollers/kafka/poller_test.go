@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -456,4 +457,93 @@ func TestCommitAtOnce(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestUncommittedBatches: Done lets a partition have up to
+// uncommittedBatches finished batches uncommitted and asks for the commit
+// of the oldest beyond that (markDone returns the mark Done then waits
+// for); from half that many, the committer is told not to wait out
+// commitGap. A commit trims the marks.
+func TestUncommittedBatches(t *testing.T) {
+	p := &Poller{owned: map[string]*part{}, tracker: source.NewTracker(), progress: make(chan struct{})}
+	pt := &part{topic: "t", partition: 0, lane: "t-0", mark: -1, committed: -1, first: -1, highWater: -1}
+	p.owned[pt.lane] = pt
+	batch := func(off int64) []source.Record {
+		p.tracker.AddOffsets(pt.lane, off)
+		r := (*encoder)(&kgo.Record{Offset: off})
+		return []source.Record{{Lane: pt.lane, Seq: strconv.FormatInt(off, 10), Encoder: r, Meta: pt}}
+	}
+	for off := range int64(uncommittedBatches) {
+		moved, prev, err := p.markDone(batch(off))
+		if !moved || err != nil || len(prev) != 0 {
+			t.Fatalf("batch %d: moved %v, wait for %v, %v", off, moved, prev, err)
+		}
+		if urgent := p.urgent.Load(); urgent != (off+1 >= uncommittedBatches/2) {
+			t.Fatalf("batch %d: urgent %v with %d uncommitted", off, urgent, off+1)
+		}
+	}
+	// One more: Done must wait for the first batch's mark (offset 0 done:
+	// mark 1) to be committed.
+	_, prev, _ := p.markDone(batch(uncommittedBatches))
+	if len(prev) != 1 || prev[0].pt != pt || prev[0].mark != 1 {
+		t.Fatalf("batch %d: wait for %v, want mark 1", uncommittedBatches, prev)
+	}
+	// The committer committed marks up to 6 meanwhile: the next batch
+	// finds marks 7..9 uncommitted besides its own 10, and waits for none.
+	pt.committed = 6
+	p.urgent.Store(false)
+	if _, prev, _ := p.markDone(batch(uncommittedBatches + 1)); len(prev) != 0 || !slices.Equal(pt.marks, []int64{7, 8, 9, 10}) {
+		t.Fatalf("after a commit: wait for %v, %d marks %v", prev, len(pt.marks), pt.marks)
+	}
+	// A record the filter encoded (no Encoder) is found by its Seq.
+	p.tracker.AddOffsets(pt.lane, 10)
+	if moved, _, err := p.markDone([]source.Record{{Lane: pt.lane, Seq: "10", Data: []byte(`{}`), Meta: pt}}); !moved || err != nil || pt.mark != 11 {
+		t.Fatalf("filtered record: moved %v, mark %d, %v", moved, pt.mark, err)
+	}
+}
+
+// commitCounter counts the OffsetCommit requests a client writes.
+type commitCounter struct{ n atomic.Int64 }
+
+func (c *commitCounter) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key == kmsg.OffsetCommit.Int16() && err == nil {
+		c.n.Add(1)
+	}
+}
+
+// TestCommitsCoalesce: batches finishing back to back share commits (one
+// OffsetCommit for many Dones), and the last is committed without waiting
+// for CommitInterval (an hour here).
+func TestCommitsCoalesce(t *testing.T) {
+	s := seeds(t)
+	topic := newTopic(t, s, 1)
+	prod := client(t, s, kgo.DefaultProduceTopic(topic))
+	const n = 40
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, &kgo.Record{Value: []byte(strconv.Itoa(i))})
+	}
+	produce(t, prod, recs...)
+	var commits commitCounter
+	group := topic + ".g"
+	p := open(t, Config{Seeds: s, Topics: []string{topic}, Group: group, CommitInterval: time.Hour,
+		ClientOpts: []kgo.Opt{kgo.WithHooks(&commits)}})
+	defer p.Close()
+	got := pollN(t, p, n, 20*time.Second)
+	for i := range got {
+		if err := p.Done(context.Background(), got[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func(context.Context) error {
+		if off := committed(t, s, group, topic, 0); off != n {
+			return fmt.Errorf("committed offset %d, want %d", off, n)
+		}
+		return nil
+	})
+	if c := commits.n.Load(); c >= n/2 {
+		t.Fatalf("%d OffsetCommit requests for %d batches done back to back", c, n)
+	} else {
+		t.Logf("%d OffsetCommit requests for %d batches", c, n)
+	}
 }
