@@ -1046,6 +1046,21 @@ func (b *Batcher) Size() (records, bytes int) {
 	return b.buffered, b.bytes
 }
 
+// Waiting reports whether a sub-lane holds a batch that waits for its
+// batching window (or linger) to end: it has records, not enough for a
+// full batch.
+func (b *Batcher) Waiting() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range b.timers {
+		q := e.q
+		if !q.removed && q.deadline.Equal(e.at) && !q.queued && q.inflight == nil && len(q.recs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // InFlight returns how many batches Next returned that are not done yet. A
 // pipeline stopping softly stops adding, then waits for it to reach zero
 // before it checkpoints and closes.

@@ -73,6 +73,15 @@ func (a *readAhead) full() bool {
 		return true
 	case size < a.bytes:
 		return false
+	case a.b.Waiting():
+		// A lane short of a full batch would wait out its batching window
+		// while the source holds the rest of it: the records are bounded
+		// by the count (and by the source's own read-ahead), not the
+		// bytes. (With a 500 ms window and 8 Kafka partitions, one
+		// partition's hand-out filling the bytes left the others' batches
+		// waiting for the window: 0.65 of the raw loop against 0.85 with
+		// no window.)
+		return false
 	case !a.auto:
 		return true
 	}

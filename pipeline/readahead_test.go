@@ -10,9 +10,11 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/esmd/esmd/batcher"
 	"github.com/esmd/esmd/dispatcher"
 	"github.com/esmd/esmd/esm"
 	"github.com/esmd/esmd/internal/testenv"
+	"github.com/esmd/esmd/payload"
 	"github.com/esmd/esmd/source"
 )
 
@@ -107,6 +109,43 @@ func TestPipelineByteBoundLetsLargeRecordsThrough(t *testing.T) {
 			if len(ev) != 1 || !strings.HasPrefix(ev[0], strconv.Itoa(i)+"x") {
 				t.Fatalf("invocation %d has %d records (first %.8q), want record %d alone", i, len(ev), ev, i)
 			}
+		}
+	})
+}
+
+// TestReadAheadPollsForWaitingLanes: past the byte bound polling pauses,
+// unless a lane holds a batch short of BatchSize that waits for its
+// batching window: its next records are at the source, and without them
+// it would wait out the window.
+func TestReadAheadPollsForWaitingLanes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, err := batcher.New(batcher.Policy{BatchSize: 10, Window: 500 * time.Millisecond}, payload.Records("arn:aws:sqs:us-east-1:000000000000:q"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		a := &readAhead{b: b, records: func() int { return 1000 }, bytes: 100, batch: 10, own: true}
+		add := func(lane string, n int) {
+			for i := range n {
+				if err := b.Add(source.Record{Lane: lane, ID: strconv.Itoa(i), Seq: strconv.Itoa(i), Data: []byte(`"0123456789"`)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		add("a", 20) // two full batches, 240 bytes: past the bound
+		if !a.full() {
+			t.Fatal("not full past the byte bound with only full batches")
+		}
+		add("b", 3) // a batch waiting for its window
+		if a.full() {
+			t.Fatal("full while lane b's batch waits for its window")
+		}
+		add("b", 7) // full now: nothing waits
+		if !a.full() {
+			t.Fatal("not full once every batch is full")
+		}
+		if a.records = func() int { return 20 }; !a.full() {
+			t.Fatal("the record bound does not hold")
 		}
 	})
 }
