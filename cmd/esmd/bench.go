@@ -188,43 +188,33 @@ func startProfile(stderr io.Writer) func() {
 }
 
 func startTrace(stderr io.Writer) func() {
-	path := os.Getenv(traceEnv)
-	if path == "" {
-		return func() {}
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		fmt.Fprintln(stderr, "esmd: trace:", err)
-		return func() {}
-	}
-	if err := trace.Start(f); err != nil {
-		fmt.Fprintln(stderr, "esmd: trace:", err)
-		f.Close()
-		return func() {}
-	}
-	return func() {
-		trace.Stop()
-		f.Close()
-	}
+	return startToFile(stderr, traceEnv, "trace", trace.Start, trace.Stop)
 }
 
 func startCPUProfile(stderr io.Writer) func() {
-	path := os.Getenv(profileEnv)
+	return startToFile(stderr, profileEnv, "CPU profile", pprof.StartCPUProfile, pprof.StopCPUProfile)
+}
+
+// startToFile starts writing what start writes into the file $env names,
+// when it names one, and returns the function that stops it and closes the
+// file. what names it in errors.
+func startToFile(stderr io.Writer, env, what string, start func(io.Writer) error, stop func()) func() {
+	path := os.Getenv(env)
 	if path == "" {
 		return func() {}
 	}
 	f, err := os.Create(path)
 	if err != nil {
-		fmt.Fprintln(stderr, "esmd: CPU profile:", err)
+		fmt.Fprintf(stderr, "esmd: %s: %v\n", what, err)
 		return func() {}
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		fmt.Fprintln(stderr, "esmd: CPU profile:", err)
+	if err := start(f); err != nil {
+		fmt.Fprintf(stderr, "esmd: %s: %v\n", what, err)
 		f.Close()
 		return func() {}
 	}
 	return func() {
-		pprof.StopCPUProfile()
+		stop()
 		f.Close()
 	}
 }
