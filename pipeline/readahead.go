@@ -10,6 +10,10 @@ import (
 // (see readAhead).
 const DefaultMaxBufferedBytes = 4 << 20
 
+// waitingBytes is how many times its byte bound a buffer may hold while a
+// batch waits for its batching window (readAhead.full).
+const waitingBytes = 4
+
 // maxAutoBuffered caps the default buffer of a mapping whose lanes each
 // want two batches (Runner.MaxBuffered).
 const maxAutoBuffered = 100000
@@ -73,14 +77,13 @@ func (a *readAhead) full() bool {
 		return true
 	case size < a.bytes:
 		return false
-	case a.b.Waiting():
+	case size < waitingBytes*a.bytes && a.b.Waiting():
 		// A lane short of a full batch would wait out its batching window
-		// while the source holds the rest of it: the records are bounded
-		// by the count (and by the source's own read-ahead), not the
-		// bytes. (With a 500 ms window and 8 Kafka partitions, one
-		// partition's hand-out filling the bytes left the others' batches
-		// waiting for the window: 0.65 of the raw loop against 0.85 with
-		// no window.)
+		// while the source holds the rest of it: polling goes on, up to
+		// waitingBytes times the bound. (With a 500 ms window and 8 Kafka
+		// partitions, one partition's hand-out filling the bytes left the
+		// others' batches waiting for the window: 0.65 of the raw loop
+		// against 0.85 with no window.)
 		return false
 	case !a.auto:
 		return true

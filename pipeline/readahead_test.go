@@ -147,5 +147,16 @@ func TestReadAheadPollsForWaitingLanes(t *testing.T) {
 		if a.records = func() int { return 20 }; !a.full() {
 			t.Fatal("the record bound does not hold")
 		}
+		// A waiting batch lets the buffer grow to waitingBytes times the
+		// byte bound, no further.
+		a.records = func() int { return 1000 }
+		add("c", 3)
+		if a.full() {
+			t.Fatal("full while lane c's batch waits for its window")
+		}
+		add("d", 4*waitingBytes)
+		if !a.full() {
+			t.Fatal("not full past waitingBytes times the byte bound")
+		}
 	})
 }

@@ -506,13 +506,15 @@ func (x *run) dispatchLoop(stop, work context.Context, handlers *sync.WaitGroup,
 // that are ready when it finishes: a handler goes on with the next ready
 // batch (of any lane) itself, keeping its concurrency slot, rather than
 // handing over to dispatchLoop and a new goroutine: two fewer goroutine
-// wake-ups per batch on a busy machine.
+// wake-ups per batch on a busy machine. It goes on only while the limiter
+// lets it keep the slot: dispatchLoop waiting for a slot (with a batch it
+// took) or a lowered limit (a worker's share) make it release the slot.
 func (x *run) handleOn(stop, work context.Context, bt *batcher.Batch, space chan<- struct{}) {
 	for bt != nil {
 		state := x.handle(work, bt)
 		var next *batcher.Batch
 		var err error
-		if stop.Err() == nil {
+		if stop.Err() == nil && x.lim.keep() {
 			next, err = x.batches.DoneNext(bt, state)
 		} else {
 			err = x.batches.Done(bt, state)

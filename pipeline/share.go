@@ -33,6 +33,7 @@ type limiter struct {
 	mu      sync.Mutex
 	n       int // in flight
 	limit   int
+	waiting int           // goroutines in acquire
 	changed chan struct{} // closed (and replaced) when n or limit change
 }
 
@@ -48,6 +49,14 @@ func (l *limiter) signal() {
 
 // acquire waits for room for one more invocation, or for ctx.
 func (l *limiter) acquire(ctx context.Context) error {
+	l.mu.Lock()
+	l.waiting++
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.waiting--
+		l.mu.Unlock()
+	}()
 	return l.wait(ctx, func() bool {
 		if l.n < l.limit {
 			l.n++
@@ -55,6 +64,15 @@ func (l *limiter) acquire(ctx context.Context) error {
 		}
 		return false
 	})
+}
+
+// keep reports whether a holder of a slot may go on to another invocation
+// without releasing it: the limit (which may have been lowered) still
+// leaves it room, and nobody waits in acquire for one.
+func (l *limiter) keep() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n <= l.limit && l.waiting == 0
 }
 
 func (l *limiter) release() {

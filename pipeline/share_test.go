@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/esmd/esmd/dispatcher"
@@ -296,4 +297,39 @@ func TestPipelineAloneAppliesTheWholeCap(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLimiterKeep: a holder may keep its slot for another invocation only
+// while the limit leaves it room and nobody waits in acquire.
+func TestLimiterKeep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(2)
+		ctx := context.Background()
+		for range 2 {
+			if err := l.acquire(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !l.keep() {
+			t.Fatal("keep refused at the limit with nobody waiting")
+		}
+		l.set(1) // a share lowered: one slot too many is held
+		if l.keep() {
+			t.Fatal("keep allowed above a lowered limit")
+		}
+		l.set(2)
+		done := make(chan error)
+		go func() { done <- l.acquire(ctx) }()
+		synctest.Wait()
+		if l.keep() {
+			t.Fatal("keep allowed while acquire waits")
+		}
+		l.release()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if !l.keep() {
+			t.Fatal("keep refused once the waiter got its slot")
+		}
+	})
 }
