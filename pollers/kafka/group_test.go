@@ -380,10 +380,14 @@ func testSlowPartition(t *testing.T, chunks int, wantPaused bool) {
 			recs = recs[:0]
 		}
 	}
-	// One record batch per fetch and partition: the broker sends at least
-	// one batch, whatever the limit.
-	p := open(t, Config{Seeds: s, Topics: []string{topic}, Group: topic + ".g", MaxOutstanding: 10,
-		ClientOpts: []kgo.Opt{kgo.FetchMaxPartitionBytes(1)}})
+	// Many fetches: one record batch per fetch and partition (the broker
+	// sends at least one batch, whatever the limit). One fetch: the
+	// default limit takes in every batch the producer made of the 6,000.
+	cfg := Config{Seeds: s, Topics: []string{topic}, Group: topic + ".g", MaxOutstanding: 10}
+	if chunks > 1 {
+		cfg.ClientOpts = []kgo.Opt{kgo.FetchMaxPartitionBytes(1)}
+	}
+	p := open(t, cfg)
 	defer p.Close()
 	ctx := context.Background()
 	poll := func() []source.Record {
