@@ -21,6 +21,9 @@ type rewindRunner struct {
 	during []int
 	fail   error
 	refuse error
+	// gate, when not nil, holds Rewind until it is closed, so that the
+	// mapping stays Updating for as long as a test needs.
+	gate chan struct{}
 }
 
 func (r *rewindRunner) Run(ctx context.Context, _ *Mapping, _ Reporter) error {
@@ -38,6 +41,12 @@ func (r *rewindRunner) Run(ctx context.Context, _ *Mapping, _ Reporter) error {
 func (r *rewindRunner) CanRewind(context.Context, *Mapping) error { return r.refuse }
 
 func (r *rewindRunner) Rewind(_ context.Context, _ *Mapping, to Position) error {
+	r.mu.Lock()
+	gate := r.gate
+	r.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.rewinds = append(r.rewinds, to)
@@ -62,6 +71,12 @@ func TestReplay(t *testing.T) {
 	}
 	waitState(t, e, m.UUID, StateEnabled)
 	ts := time.Unix(1767225600, 0)
+	// The rewind waits until the second Replay has been tried: without the
+	// gate the replay could finish first, and the mapping be Enabled again.
+	gate := make(chan struct{})
+	r.mu.Lock()
+	r.gate = gate
+	r.mu.Unlock()
 	got, err := e.Replay(ctx, m.UUID, Position{Type: ReplayAtTimestamp, Timestamp: ts})
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +87,7 @@ func TestReplay(t *testing.T) {
 	if _, err := e.Replay(ctx, m.UUID, Position{Type: ReplayLatest}); err == nil || asAPIError(t, err).Type != ErrTypeResourceInUse {
 		t.Errorf("replay while Updating: %v", err)
 	}
+	close(gate)
 	waitState(t, e, m.UUID, StateEnabled)
 	r.mu.Lock()
 	if len(r.rewinds) != 1 || !r.rewinds[0].Timestamp.Equal(ts) || r.during[0] != 0 || r.runs != 2 {
