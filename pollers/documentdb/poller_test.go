@@ -229,10 +229,13 @@ func TestResumableErrorIsResumed(t *testing.T) {
 	if b := bodies(t, got); !slices.Equal(b, want) {
 		t.Errorf("got %v, want %v", b, want)
 	}
+	// The getMore that meets the error may be the one after the new
+	// events (one already waiting for data when the error was injected
+	// brings them): count the resumes once the poller has asked again.
+	pollNone(t, p, 500*time.Millisecond)
 	if n := s.CommandCount("aggregate"); n != aggregates+1 {
 		t.Errorf("%d aggregates after the error, want 1 (the driver's resume)", n-aggregates)
 	}
-	pollNone(t, p, 500*time.Millisecond)
 }
 
 // TestOtherErrorReopens: an error the driver does not resume (a getMore

@@ -338,17 +338,20 @@ func (p *Poller) Poll(ctx context.Context) ([]source.Record, error) {
 		}
 		fs := p.cl.PollRecords(fctx, p.cfg.MaxPoll)
 		cancel()
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
 		if fs.IsClientClosed() {
 			return nil, ErrClosed
 		}
 		if err := p.fetchErrors(fs); err != nil {
 			return nil, err
 		}
+		// Hold what kgo returned before looking at ctx: kgo has moved past
+		// those records, and a Poll whose ctx ended as they came would
+		// otherwise drop them for the rest of the assignment.
 		if pause := p.hold(fs); len(pause) > 0 {
 			p.cl.PauseFetchPartitions(pause)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 	}
 }
