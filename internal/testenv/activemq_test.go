@@ -1,6 +1,10 @@
 package testenv
 
 import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -46,10 +50,23 @@ func TestActiveMQPair(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Send("/queue/pair", "text/plain", []byte("kept"), stomp.SendOpt.Header("persistent", "true"), stomp.SendOpt.Receipt); err != nil {
+	body := fmt.Sprintf("kept-%d", time.Now().UnixNano())
+	if err := c.Send("/queue/pair", "text/plain", []byte(body), stomp.SendOpt.Header("persistent", "true"), stomp.SendOpt.Receipt); err != nil {
 		t.Fatal(err)
 	}
 	_ = c.MustDisconnect()
+	// The receipt can come before the journal write (KahaDB stores a
+	// queue's message concurrently with its dispatch): kill the master only
+	// once the message is in the shared journal, or a SIGKILL loses it.
+	EventuallyTrue(t, 10*time.Second, "the message in the KahaDB journal", func() bool {
+		logs, _ := filepath.Glob(filepath.Join(p[0].data, "kahadb", "*.log"))
+		for _, l := range logs {
+			if b, err := os.ReadFile(l); err == nil && bytes.Contains(b, []byte(body)) {
+				return true
+			}
+		}
+		return false
+	})
 	p[0].Kill(t)
 	p[1].WaitReady(t, 30*time.Second)
 	c2 := p[1].Dial(t)
@@ -59,7 +76,7 @@ func TestActiveMQPair(t *testing.T) {
 	}
 	select {
 	case m := <-sub.C:
-		if m.Err != nil || string(m.Body) != "kept" {
+		if m.Err != nil || string(m.Body) != body {
 			t.Fatalf("got %+v", m)
 		}
 	case <-time.After(30 * time.Second):
