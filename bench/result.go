@@ -2,8 +2,9 @@ package bench
 
 import (
 	"math"
-	"slices"
 	"time"
+
+	"github.com/esmd/esmd/internal/benchtest"
 )
 
 // Result is what `esmd bench` measured: the settings, the machine, and
@@ -173,13 +174,13 @@ func compare(rounds []*Round) *Comparison {
 	}
 	rate := func(r *Round) float64 { return r.RecordsPerSecond }
 	p99 := func(r *Round) float64 { return r.Latency.P99 }
-	c.EsmdP99 = round3(median(mapf(es, p99)))
-	c.RawP99 = round3(median(mapf(rs, p99)))
-	c.EsmdMedian = round3(median(mapf(es, rate)))
-	c.RawMedian = round3(median(mapf(rs, rate)))
-	c.Ratio = round3(median(c.Ratios))
-	c.CPURatio = round3(median(cpu))
-	c.RSSRatio = round3(median(rss))
+	c.EsmdP99 = round3(benchtest.Median(mapf(es, p99)))
+	c.RawP99 = round3(benchtest.Median(mapf(rs, p99)))
+	c.EsmdMedian = round3(benchtest.Median(mapf(es, rate)))
+	c.RawMedian = round3(benchtest.Median(mapf(rs, rate)))
+	c.Ratio = round3(benchtest.Median(c.Ratios))
+	c.CPURatio = round3(benchtest.Median(cpu))
+	c.RSSRatio = round3(benchtest.Median(rss))
 	return c
 }
 
@@ -189,20 +190,6 @@ func mapf(rs []*Round, f func(*Round) float64) []float64 {
 		out[i] = f(r)
 	}
 	return out
-}
-
-// median is the middle value (the mean of the two middle ones for an even
-// count); 0 for none.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	ys := slices.Clone(xs)
-	slices.Sort(ys)
-	if len(ys)%2 == 1 {
-		return ys[len(ys)/2]
-	}
-	return (ys[len(ys)/2-1] + ys[len(ys)/2]) / 2
 }
 
 func safeDiv(a, b float64) float64 {
