@@ -3,7 +3,8 @@
 // rounds and their formatting. Benchmarks report CPU time per record next
 // to wall time because a shared machine inflates wall time with other
 // processes' load. The end-to-end instrument is `esmd bench` (package
-// bench); these helpers serve the in-process benchmarks beside the code.
+// bench), whose compare medians use Median too; these helpers serve the
+// in-process benchmarks beside the code.
 package benchtest
 
 import (
